@@ -1,0 +1,101 @@
+# Parley build. `make` builds the programs; `make run` starts a server on port 5000;
+# `make test` runs everything (unit, end-to-end, sanitizers, a short fuzz pass).
+.POSIX:
+.SUFFIXES:
+
+VERSION   := 0.1.0
+CC        ?= cc
+BUILD     ?= build
+PKGS      := libevent sqlite3 libsodium
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+OPT       ?= -O2
+CFLAGS    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPARLEY_VERSION='"$(VERSION)"' \
+             -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -g $(OPT) -Isrc $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS   += $(EXTRA_LDFLAGS)
+
+COMMON_SRC := $(wildcard src/common/*.c)
+SERVER_SRC := $(filter-out src/server/main.c,$(wildcard src/server/*.c))
+CLIENT_SRC := $(filter-out src/client/main.c,$(wildcard src/client/*.c))
+BENCH_SRC  := $(wildcard src/bench/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+
+obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+SERVER_OBJ := $(call obj,$(SERVER_SRC))
+CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench)
+
+.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench soak
+all: $(PROGS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/parleyd: $(BUILD)/obj/server/main.o $(SERVER_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
+
+$(BUILD)/parley: $(BUILD)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS) -lreadline
+
+$(BUILD)/parley-bench: $(call obj,$(BENCH_SRC)) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
+
+# Unit tests: each links the common modules plus the modules it names below.
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $(filter %.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
+$(BUILD)/tests/test_store: $(call obj,src/server/store.c)
+$(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
+$(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
+$(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
+$(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
+
+deps:
+	@scripts/deps.sh test
+
+# Starts parleyd on port 5000 with the sample credentials, in ./run (its own data directory).
+run:
+	@scripts/deps.sh build
+	@$(MAKE) --no-print-directory all
+	@mkdir -p run && cp -n examples/credentials.txt run/ 2>/dev/null || true
+	@echo "parleyd listening on port 5000 (data in run/parley-data); connect with: $(BUILD)/parley 127.0.0.1 5000"
+	cd run && exec ../$(BUILD)/parleyd 5000 60 300
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: all
+	PARLEY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+# The same unit and end-to-end suites against an ASan/UBSan build.
+asan-test:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+	  EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' \
+	  EXTRA_LDFLAGS='-fsanitize=address,undefined' unit e2e
+
+test: deps
+	@$(MAKE) --no-print-directory all unit e2e
+	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory lint-check
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')
+
+lint:
+	@$(MAKE) --no-print-directory lint-check
+
+.PHONY: lint-check
+lint-check:
+	@clang-format --dry-run -Werror $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 2>/dev/null)
+	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
+	  --suppress=missingIncludeSystem -Isrc src
+	@echo "lint: clean"
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,94 @@
+/* The server's durable state behind one small interface: offline messages, blocks, login
+ * history and lock-outs. The default backend is SQLite (WAL) in the data directory; another
+ * backend can implement these same functions. Every function returns 0 on success and -1 on a
+ * store failure (then store_error() says why), unless it says otherwise. */
+#ifndef PARLEY_STORE_H
+#define PARLEY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* A queued direct message, valid only during the callback that receives it. */
+struct store_msg {
+    int64_t id; /* increases with every message ever queued, across restarts */
+    const char *sender;
+    const char *recipient;
+    int64_t sent_at; /* unix seconds */
+    const char *body;
+    size_t body_len;
+};
+
+/* A lock-out record of one user name. */
+struct store_lock {
+    int failures;         /* consecutive wrong passwords */
+    int64_t locked_until; /* unix seconds; 0 when not locked */
+};
+
+typedef int (*store_msg_fn)(void *ctx, const struct store_msg *msg);
+typedef int (*store_pair_fn)(void *ctx, const char *a, const char *b);
+typedef int (*store_name_fn)(void *ctx, const char *name);
+typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_lock *lock);
+
+/* Opens (creating when missing) the store in directory `dir`, creating the directory too.
+ * Applies schema migrations. On failure returns -1 and, when `err` is given, a message in it. */
+int store_open(struct store **out, const char *dir, char *err, size_t errlen);
+
+/* Closes the store; every accepted write is durable. NULL is allowed. */
+void store_close(struct store *st);
+
+/* Returns the last failure's description; never NULL. */
+const char *store_error(const struct store *st);
+
+/* Queues a direct message durably and returns its id in `*id`. Once this returns 0 the message
+ * survives a crash of the process. */
+int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
+                     const char *body, size_t body_len, int64_t *id);
+
+/* Calls `fn` for each message queued for `recipient`, in id order, at most `limit` of them
+ * (0: no limit), with ids greater than `after_id`. A non-zero return from `fn` stops the walk. */
+int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
+                     store_msg_fn fn, void *ctx);
+
+/* Removes every message queued for `recipient` with id <= `up_to_id` (it was delivered). */
+int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id);
+
+/* Returns the number of messages queued for `recipient`, or -1 on failure. */
+int64_t store_queue_count(struct store *st, const char *recipient);
+
+/* Records that `blocker` blocks `blocked`. Idempotent. */
+int store_block_add(struct store *st, const char *blocker, const char *blocked);
+
+/* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
+int store_block_remove(struct store *st, const char *blocker, const char *blocked);
+
+/* Calls `fn(ctx, blocker, blocked)` for every block. */
+int store_block_each(struct store *st, store_pair_fn fn, void *ctx);
+
+/* Records that `name` logged in at `now`. */
+int store_presence_login(struct store *st, const char *name, int64_t now);
+
+/* Records that `name` logged out at `now`. */
+int store_presence_logout(struct store *st, const char *name, int64_t now);
+
+/* Records that the server was alive at `now` (called every few seconds). */
+int store_heartbeat(struct store *st, int64_t now);
+
+/* At start-up: users recorded as logged in (the previous run crashed) are recorded as logged
+ * out at the last heartbeat of that run (or at `now` when there was none). */
+int store_presence_recover(struct store *st, int64_t now);
+
+/* Calls `fn` for every user whose last logout was at or after `since`. */
+int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx);
+
+/* Reads the lock-out record of `name` (zeroes when there is none). */
+int store_lock_get(struct store *st, const char *name, struct store_lock *lock);
+
+/* Writes the lock-out record of `name`; a record of zeroes is deleted. */
+int store_lock_put(struct store *st, const char *name, const struct store_lock *lock);
+
+/* Calls `fn` for every stored lock-out record. */
+int store_lock_each(struct store *st, store_lock_fn fn, void *ctx);
+
+#endif

@@ -1,6 +1,5 @@
 # Parley build. `make` builds the programs; `make run` starts a server on port 5000;
 # `make test` runs everything (unit, end-to-end, sanitizers, a short fuzz pass).
-.POSIX:
 .SUFFIXES:
 
 VERSION   := 0.1.0

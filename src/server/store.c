@@ -1,0 +1,665 @@
+/* The SQLite backend of the store: one database file, parley.db, in the data directory, in WAL
+ * mode with synchronous=NORMAL, so a write that returned 0 survives a crash of the process.
+ * Every statement is prepared once at open. Each call is its own (autocommit) transaction.
+ * Callbacks of the walking functions must not call back into the store. */
+#include "server/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#define STORE_DB_NAME "parley.db"
+#define STORE_BUSY_MS 5000
+
+/* Schema migrations: entry i takes the schema from version i to version i + 1. */
+static const char *const migrations[] = {
+    /* 1: the first schema. */
+    "CREATE TABLE queue ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  sender TEXT NOT NULL,"
+    "  recipient TEXT NOT NULL,"
+    "  sent_at INTEGER NOT NULL,"
+    "  body BLOB NOT NULL);"
+    "CREATE INDEX queue_recipient ON queue (recipient, id);"
+    "CREATE TABLE blocks ("
+    "  blocker TEXT NOT NULL,"
+    "  blocked TEXT NOT NULL,"
+    "  PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;"
+    "CREATE TABLE presence ("
+    "  name TEXT PRIMARY KEY,"
+    "  logged_in INTEGER NOT NULL DEFAULT 0,"
+    "  last_login INTEGER,"
+    "  last_logout INTEGER);"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value);"
+    "CREATE TABLE lockouts ("
+    "  name TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL,"
+    "  locked_until INTEGER NOT NULL);",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum stmt_id {
+    Q_PUSH,
+    Q_LOAD,
+    Q_ACK,
+    Q_COUNT,
+    B_ADD,
+    B_REMOVE,
+    B_EACH,
+    P_LOGIN,
+    P_LOGOUT,
+    P_HEARTBEAT,
+    P_RECOVER,
+    P_SINCE,
+    L_GET,
+    L_PUT,
+    L_DELETE,
+    L_EACH,
+    STMT_COUNT
+};
+
+static const char *const stmt_sql[STMT_COUNT] = {
+    [Q_PUSH] = "INSERT INTO queue (sender, recipient, sent_at, body) VALUES (?1, ?2, ?3, ?4)",
+    [Q_LOAD] = "SELECT id, sender, recipient, sent_at, body FROM queue"
+               " WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [Q_ACK] = "DELETE FROM queue WHERE recipient = ?1 AND id <= ?2",
+    [Q_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
+    [B_ADD] = "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)",
+    [B_REMOVE] = "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
+    [B_EACH] = "SELECT blocker, blocked FROM blocks ORDER BY blocker, blocked",
+    [P_LOGIN] = "INSERT INTO presence (name, logged_in, last_login) VALUES (?1, 1, ?2)"
+                " ON CONFLICT (name) DO UPDATE SET logged_in = 1, last_login = excluded.last_login",
+    [P_LOGOUT] = "INSERT INTO presence (name, logged_in, last_logout) VALUES (?1, 0, ?2)"
+                 " ON CONFLICT (name) DO UPDATE SET logged_in = 0,"
+                 " last_logout = excluded.last_logout",
+    [P_HEARTBEAT] = "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    /* A user who logged in after the last heartbeat was still online at login time. */
+    [P_RECOVER] = "UPDATE presence SET logged_in = 0, last_logout = max(coalesce(last_login, 0),"
+                  " coalesce((SELECT value FROM meta WHERE key = 'heartbeat'), ?1))"
+                  " WHERE logged_in = 1",
+    [P_SINCE] = "SELECT name FROM presence WHERE last_logout >= ?1 ORDER BY name",
+    [L_GET] = "SELECT failures, locked_until FROM lockouts WHERE name = ?1",
+    [L_PUT] = "INSERT INTO lockouts (name, failures, locked_until) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,"
+              " locked_until = excluded.locked_until",
+    [L_DELETE] = "DELETE FROM lockouts WHERE name = ?1",
+    [L_EACH] = "SELECT name, failures, locked_until FROM lockouts ORDER BY name",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+    int walking; /* non-zero while a walk's callback runs */
+    char err[256];
+};
+
+/* Records a formatted failure message and returns -1. */
+static int fail(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct store *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->err, sizeof st->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Records `what` and SQLite's description of the last failure; returns -1. */
+static int fail_db(struct store *st, const char *what)
+{
+    return fail(st, "%s: %s", what, st->db ? sqlite3_errmsg(st->db) : "no database");
+}
+
+/* Refuses a call made from inside a walk's callback (it could reuse a running statement). */
+static int guard(struct store *st)
+{
+    if (st->walking)
+        return fail(st, "store called from inside a store callback");
+    return 0;
+}
+
+/* Returns statement `id`, ready to bind (every use ends with stmt_done). */
+static sqlite3_stmt *stmt_get(struct store *st, enum stmt_id id)
+{
+    return st->stmt[id];
+}
+
+/* Resets `s` so it holds no lock and no reference to the caller's bound buffers. */
+static void stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Binds a NUL-terminated string (SQLite copies it). */
+static int bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+    return sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Records a failed bind of `s` (which is reset) and returns -1. */
+static int bind_fail(struct store *st, sqlite3_stmt *s, const char *what)
+{
+    fail_db(st, what);
+    stmt_done(s);
+    return -1;
+}
+
+/* Runs statement `s` (already bound) that returns no rows; `what` names it in errors. */
+static int exec_stmt(struct store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    stmt_done(s);
+    if (rc != SQLITE_DONE)
+        return fail_db(st, what);
+    return 0;
+}
+
+/* Runs `sql` (one or more statements, no rows wanted). */
+static int exec_sql(struct store *st, const char *sql, const char *what)
+{
+    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail_db(st, what);
+    return 0;
+}
+
+/* Creates directory `dir` and its missing parents with mode 0700; an existing directory is
+ * fine. */
+static int make_dirs(struct store *st, const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat sb;
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof path)
+        return fail(st, "invalid data directory \"%s\"", dir);
+    memcpy(path, dir, len + 1);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return fail(st, "cannot create %s: %s", path, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return fail(st, "cannot create %s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0)
+        return fail(st, "cannot use %s: %s", path, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return fail(st, "cannot use %s: not a directory", path);
+    return 0;
+}
+
+/* Reads PRAGMA user_version into `*version`. */
+static int schema_version(struct store *st, int *version)
+{
+    sqlite3_stmt *s = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+        return fail_db(st, "reading schema version");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW)
+        return fail_db(st, "reading schema version");
+    return 0;
+}
+
+/* Applies the migrations after `version` and records the new version; the caller holds the
+ * write transaction. */
+static int migrate_from(struct store *st, int version)
+{
+    char sql[64];
+
+    if (version > SCHEMA_VERSION)
+        return fail(st, "database schema version %d is newer than this program's (%d)", version,
+                    SCHEMA_VERSION);
+    for (; version < SCHEMA_VERSION; version++)
+        if (exec_sql(st, migrations[version], "migrating schema") != 0)
+            return -1;
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+    return exec_sql(st, sql, "setting schema version");
+}
+
+/* Brings the schema up to SCHEMA_VERSION in one transaction; the version is read again under
+ * the write lock so two processes opening a new store at once do not both migrate it. */
+static int migrate(struct store *st)
+{
+    int version = 0;
+
+    if (schema_version(st, &version) != 0)
+        return -1;
+    if (version == SCHEMA_VERSION)
+        return 0;
+    if (exec_sql(st, "BEGIN IMMEDIATE", "starting migration") != 0)
+        return -1;
+    if (schema_version(st, &version) != 0 || migrate_from(st, version) != 0 ||
+        exec_sql(st, "COMMIT", "committing migration") != 0) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Switches the database to WAL and checks that SQLite accepted it. */
+static int enable_wal(struct store *st)
+{
+    sqlite3_stmt *s = NULL;
+    int ok = 0;
+
+    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK)
+        return fail_db(st, "enabling WAL");
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(s, 0);
+        ok = mode && strcmp(mode, "wal") == 0;
+    }
+    sqlite3_finalize(s);
+    if (!ok)
+        return fail_db(st, "enabling WAL");
+    return 0;
+}
+
+/* Prepares every statement of stmt_sql once, for the store's lifetime. */
+static int prepare_all(struct store *st)
+{
+    for (int i = 0; i < STMT_COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                               NULL) != SQLITE_OK)
+            return fail_db(st, "preparing statement");
+    }
+    return 0;
+}
+
+/* Opens (creating when missing) the store in directory `dir`, creating the directory too. */
+int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+{
+    struct store *st;
+    char path[PATH_MAX];
+
+    *out = NULL;
+    st = calloc(1, sizeof *st);
+    if (!st) {
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (make_dirs(st, dir) != 0)
+        goto fail;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_DB_NAME) >= sizeof path) {
+        fail(st, "data directory path too long");
+        goto fail;
+    }
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto fail;
+    }
+    if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
+        exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
+        goto fail;
+    if (migrate(st) != 0 || prepare_all(st) != 0)
+        goto fail;
+    *out = st;
+    return 0;
+
+fail:
+    if (err && errlen)
+        snprintf(err, errlen, "%s", st->err[0] ? st->err : "cannot open the store");
+    store_close(st);
+    return -1;
+}
+
+/* Closes the store; every accepted write is durable. NULL is allowed. */
+void store_close(struct store *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+/* Returns the last failure's description; never NULL. */
+const char *store_error(const struct store *st)
+{
+    if (!st)
+        return "no store";
+    return st->err[0] ? st->err : "no error";
+}
+
+/* Queues a direct message durably and returns its id in `*id`. */
+int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
+                     const char *body, size_t body_len, int64_t *id)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    if (body_len > INT_MAX)
+        return fail(st, "message body too long");
+    s = stmt_get(st, Q_PUSH);
+    /* A non-NULL pointer keeps an empty body an empty blob rather than NULL. */
+    if (bind_str(s, 1, sender) || bind_str(s, 2, recipient) || sqlite3_bind_int64(s, 3, sent_at) ||
+        sqlite3_bind_blob(s, 4, body ? body : "", (int)body_len, SQLITE_STATIC))
+        return bind_fail(st, s, "queueing message");
+    if (exec_stmt(st, s, "queueing message") != 0)
+        return -1;
+    if (id)
+        *id = sqlite3_last_insert_rowid(st->db);
+    return 0;
+}
+
+/* Fills `m` from the current row of Q_LOAD. The body is also NUL-terminated. */
+static void queue_row(sqlite3_stmt *s, struct store_msg *m)
+{
+    m->id = sqlite3_column_int64(s, 0);
+    m->sender = (const char *)sqlite3_column_text(s, 1);
+    m->recipient = (const char *)sqlite3_column_text(s, 2);
+    m->sent_at = sqlite3_column_int64(s, 3);
+    /* column_text (not _blob) gives a terminated buffer; call it before column_bytes. */
+    m->body = (const char *)sqlite3_column_text(s, 4);
+    m->body_len = (size_t)sqlite3_column_bytes(s, 4);
+    if (!m->sender)
+        m->sender = "";
+    if (!m->recipient)
+        m->recipient = "";
+    if (!m->body)
+        m->body = "";
+}
+
+/* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */
+static int walk(struct store *st, sqlite3_stmt *s, const char *what,
+                int (*row)(sqlite3_stmt *s, void *arg), void *arg)
+{
+    int rc;
+
+    st->walking = 1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (row(s, arg) != 0)
+            break;
+    st->walking = 0;
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail_db(st, what);
+    return 0;
+}
+
+struct msg_walk {
+    store_msg_fn fn;
+    void *ctx;
+};
+
+static int msg_row(sqlite3_stmt *s, void *arg)
+{
+    const struct msg_walk *w = arg;
+    struct store_msg m;
+
+    queue_row(s, &m);
+    return w->fn(w->ctx, &m);
+}
+
+/* Calls `fn` for each message queued for `recipient` with an id above `after_id`, in id order,
+ * at most `limit` of them (0: no limit). */
+int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
+                     store_msg_fn fn, void *ctx)
+{
+    struct msg_walk w = {fn, ctx};
+    int64_t max = (int64_t)limit;
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, Q_LOAD);
+    if (limit == 0 || limit > (uint64_t)INT64_MAX)
+        max = -1; /* SQLite: a negative LIMIT means none */
+    if (bind_str(s, 1, recipient) || sqlite3_bind_int64(s, 2, after_id) ||
+        sqlite3_bind_int64(s, 3, max))
+        return bind_fail(st, s, "loading messages");
+    return walk(st, s, "loading messages", msg_row, &w);
+}
+
+/* Removes every message queued for `recipient` with id <= `up_to_id`. */
+int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, Q_ACK);
+    if (bind_str(s, 1, recipient) || sqlite3_bind_int64(s, 2, up_to_id))
+        return bind_fail(st, s, "acknowledging messages");
+    return exec_stmt(st, s, "acknowledging messages");
+}
+
+/* Returns the number of messages queued for `recipient`, or -1 on failure. */
+int64_t store_queue_count(struct store *st, const char *recipient)
+{
+    sqlite3_stmt *s;
+    int64_t n = -1;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, Q_COUNT);
+    if (bind_str(s, 1, recipient))
+        return bind_fail(st, s, "counting messages");
+    if (sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int64(s, 0);
+    else
+        fail_db(st, "counting messages");
+    stmt_done(s);
+    return n;
+}
+
+/* Records that `blocker` blocks `blocked`. Idempotent. */
+int store_block_add(struct store *st, const char *blocker, const char *blocked)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, B_ADD);
+    if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
+        return bind_fail(st, s, "adding block");
+    return exec_stmt(st, s, "adding block");
+}
+
+/* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
+int store_block_remove(struct store *st, const char *blocker, const char *blocked)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, B_REMOVE);
+    if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
+        return bind_fail(st, s, "removing block");
+    if (exec_stmt(st, s, "removing block") != 0)
+        return -1;
+    return sqlite3_changes(st->db) > 0;
+}
+
+struct pair_walk {
+    store_pair_fn fn;
+    void *ctx;
+};
+
+static int pair_row(sqlite3_stmt *s, void *arg)
+{
+    const struct pair_walk *w = arg;
+
+    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0),
+                 (const char *)sqlite3_column_text(s, 1));
+}
+
+/* Calls `fn(ctx, blocker, blocked)` for every block. */
+int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
+{
+    struct pair_walk w = {fn, ctx};
+
+    if (guard(st) != 0)
+        return -1;
+    return walk(st, stmt_get(st, B_EACH), "listing blocks", pair_row, &w);
+}
+
+/* Runs a presence-like statement `id` binding (text, int64). */
+static int exec_name_time(struct store *st, enum stmt_id id, const char *name, int64_t t,
+                          const char *what)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, id);
+    if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
+        return bind_fail(st, s, what);
+    return exec_stmt(st, s, what);
+}
+
+/* Records that `name` logged in at `now`. */
+int store_presence_login(struct store *st, const char *name, int64_t now)
+{
+    return exec_name_time(st, P_LOGIN, name, now, "recording login");
+}
+
+/* Records that `name` logged out at `now`. */
+int store_presence_logout(struct store *st, const char *name, int64_t now)
+{
+    return exec_name_time(st, P_LOGOUT, name, now, "recording logout");
+}
+
+/* Runs a statement `id` whose only parameter is a time. */
+static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *what)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, id);
+    if (sqlite3_bind_int64(s, 1, t))
+        return bind_fail(st, s, what);
+    return exec_stmt(st, s, what);
+}
+
+/* Records that the server was alive at `now`. */
+int store_heartbeat(struct store *st, int64_t now)
+{
+    return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
+}
+
+/* Records users still marked as logged in as logged out at the last heartbeat (or `now`), but
+ * never before their last login. */
+int store_presence_recover(struct store *st, int64_t now)
+{
+    return exec_time(st, P_RECOVER, now, "recovering presence");
+}
+
+struct name_walk {
+    store_name_fn fn;
+    void *ctx;
+};
+
+static int name_row(sqlite3_stmt *s, void *arg)
+{
+    const struct name_walk *w = arg;
+
+    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0));
+}
+
+/* Calls `fn` for every user whose last logout was at or after `since`. */
+int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx)
+{
+    struct name_walk w = {fn, ctx};
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, P_SINCE);
+    if (sqlite3_bind_int64(s, 1, since))
+        return bind_fail(st, s, "listing logouts");
+    return walk(st, s, "listing logouts", name_row, &w);
+}
+
+/* Reads the lock-out record of `name` (zeroes when there is none). */
+int store_lock_get(struct store *st, const char *name, struct store_lock *lock)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    if (guard(st) != 0)
+        return -1;
+    s = stmt_get(st, L_GET);
+    lock->failures = 0;
+    lock->locked_until = 0;
+    if (bind_str(s, 1, name))
+        return bind_fail(st, s, "reading lock-out");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        lock->failures = sqlite3_column_int(s, 0);
+        lock->locked_until = sqlite3_column_int64(s, 1);
+    }
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail_db(st, "reading lock-out");
+    return 0;
+}
+
+/* Writes the lock-out record of `name`; a record of zeroes is deleted. */
+int store_lock_put(struct store *st, const char *name, const struct store_lock *lock)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0)
+        return -1;
+    if (lock->failures == 0 && lock->locked_until == 0) {
+        s = stmt_get(st, L_DELETE);
+        if (bind_str(s, 1, name))
+            return bind_fail(st, s, "deleting lock-out");
+        return exec_stmt(st, s, "deleting lock-out");
+    }
+    s = stmt_get(st, L_PUT);
+    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
+        sqlite3_bind_int64(s, 3, lock->locked_until))
+        return bind_fail(st, s, "writing lock-out");
+    return exec_stmt(st, s, "writing lock-out");
+}
+
+struct lock_walk {
+    store_lock_fn fn;
+    void *ctx;
+};
+
+static int lock_row(sqlite3_stmt *s, void *arg)
+{
+    const struct lock_walk *w = arg;
+    struct store_lock lock = {
+        .failures = sqlite3_column_int(s, 1),
+        .locked_until = sqlite3_column_int64(s, 2),
+    };
+
+    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0), &lock);
+}
+
+/* Calls `fn` for every stored lock-out record. */
+int store_lock_each(struct store *st, store_lock_fn fn, void *ctx)
+{
+    struct lock_walk w = {fn, ctx};
+
+    if (guard(st) != 0)
+        return -1;
+    return walk(st, stmt_get(st, L_EACH), "listing lock-outs", lock_row, &w);
+}

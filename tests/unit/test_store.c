@@ -1,0 +1,794 @@
+/* Unit tests of the SQLite store: each test gets a fresh temporary directory. */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "server/store.h"
+
+struct fx {
+    char root[PATH_MAX]; /* the mkdtemp directory */
+    char dir[PATH_MAX];  /* the store's data directory inside it */
+    struct store *st;
+};
+
+/* ---- helpers ---- */
+
+/* Writes "a/b" into `out`, which must be large enough. */
+static void join(char *out, size_t len, const char *a, const char *b)
+{
+    int n = snprintf(out, len, "%s/%s", a, b);
+
+    assert_true(n > 0 && (size_t)n < len);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void reopen(struct fx *f)
+{
+    char err[256] = "";
+
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), 0);
+    assert_non_null(f->st);
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    store_close(f->st);
+    nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[256] = "";
+
+    assert_non_null(f);
+    snprintf(f->root, sizeof f->root, "%s/parley-store-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(f->root));
+    join(f->dir, sizeof f->dir, f->root, "data");
+    *state = f;
+    if (store_open(&f->st, f->dir, err, sizeof err) != 0) {
+        fprintf(stderr, "store_open: %s\n", err);
+        teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs a one-row integer query on the database file with a separate connection. */
+static int64_t sql_int(const char *dir, const char *sql)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int64_t v = -999;
+
+    join(path, sizeof path, dir, "parley.db");
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Runs statements on the database file with a separate connection. */
+static void sql_exec(const char *dir, const char *sql)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = NULL;
+
+    join(path, sizeof path, dir, "parley.db");
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    fputs(text, fp);
+    assert_int_equal(fclose(fp), 0);
+}
+
+#define MAX_SEEN 16
+
+/* Messages seen by collect_msg, copied out of the callback. */
+struct seen_msgs {
+    size_t n;
+    size_t stop_after; /* 0: never stop */
+    int64_t id[MAX_SEEN];
+    char sender[MAX_SEEN][32];
+    char recipient[MAX_SEEN][32];
+    int64_t sent_at[MAX_SEEN];
+    char body[MAX_SEEN][512];
+    size_t body_len[MAX_SEEN];
+    int body_terminated[MAX_SEEN];
+};
+
+static int collect_msg(void *ctx, const struct store_msg *m)
+{
+    struct seen_msgs *s = ctx;
+
+    assert_true(s->n < MAX_SEEN);
+    assert_true(m->body_len < sizeof s->body[0]);
+    s->id[s->n] = m->id;
+    snprintf(s->sender[s->n], sizeof s->sender[0], "%s", m->sender);
+    snprintf(s->recipient[s->n], sizeof s->recipient[0], "%s", m->recipient);
+    s->sent_at[s->n] = m->sent_at;
+    memcpy(s->body[s->n], m->body, m->body_len);
+    s->body[s->n][m->body_len] = '\0';
+    s->body_len[s->n] = m->body_len;
+    s->body_terminated[s->n] = m->body[m->body_len] == '\0';
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static struct seen_msgs load(struct store *st, const char *recipient, int64_t after, size_t limit)
+{
+    struct seen_msgs s = {0};
+
+    assert_int_equal(store_queue_load(st, recipient, after, limit, collect_msg, &s), 0);
+    return s;
+}
+
+static int64_t push(struct store *st, const char *from, const char *to, int64_t at,
+                    const char *body)
+{
+    int64_t id = -1;
+
+    assert_int_equal(store_queue_push(st, from, to, at, body, strlen(body), &id), 0);
+    assert_true(id > 0);
+    return id;
+}
+
+/* Names (or "a>b" pairs, or "name:failures:until") collected by the walk callbacks, joined
+ * with ',' in the order seen. */
+struct names {
+    char text[512];
+    int n;
+    int stop_after;
+};
+
+static int add_name(struct names *nm, const char *fmt, ...)
+{
+    va_list ap;
+    size_t len = strlen(nm->text);
+
+    if (len)
+        nm->text[len++] = ',';
+    va_start(ap, fmt);
+    vsnprintf(nm->text + len, sizeof nm->text - len, fmt, ap);
+    va_end(ap);
+    nm->n++;
+    return nm->stop_after && nm->n >= nm->stop_after;
+}
+
+static int collect_name(void *ctx, const char *name)
+{
+    return add_name(ctx, "%s", name);
+}
+
+static int collect_pair(void *ctx, const char *a, const char *b)
+{
+    return add_name(ctx, "%s>%s", a, b);
+}
+
+static int collect_lock(void *ctx, const char *name, const struct store_lock *lock)
+{
+    return add_name(ctx, "%s:%d:%lld", name, lock->failures, (long long)lock->locked_until);
+}
+
+/* The users whose last logout was at or after `since`, sorted and joined. */
+static char *since(struct store *st, int64_t t, char *buf, size_t len)
+{
+    struct names nm = {0};
+    char *names[32];
+    int n = 0;
+
+    assert_int_equal(store_presence_since(st, t, collect_name, &nm), 0);
+    /* The order is unspecified: sort the names. */
+    for (char *tok = strtok(nm.text, ","); tok && n < 32; tok = strtok(NULL, ","))
+        names[n++] = tok;
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+            char *tmp = names[j];
+            names[j] = names[j - 1];
+            names[j - 1] = tmp;
+        }
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        size_t used = strlen(buf);
+        snprintf(buf + used, len - used, "%s%s", i ? "," : "", names[i]);
+    }
+    return buf;
+}
+
+/* ---- open ---- */
+
+static void test_open_creates_dir_and_db(void **state)
+{
+    struct fx *f = *state;
+    struct stat sb;
+    char path[PATH_MAX];
+    char nested[PATH_MAX];
+    char err[256] = "";
+    struct store *st = NULL;
+
+    assert_int_equal(stat(f->dir, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    join(path, sizeof path, f->dir, "parley.db");
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                                     "('queue','blocks','presence','meta','lockouts')"),
+                     5);
+
+    /* Missing parents are created too. */
+    join(nested, sizeof nested, f->root, "x/y/z");
+    assert_int_equal(store_open(&st, nested, err, sizeof err), 0);
+    assert_non_null(st);
+    store_close(st);
+    assert_int_equal(stat(nested, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+}
+
+static void test_reopen_is_idempotent(void **state)
+{
+    struct fx *f = *state;
+    int64_t tables = sql_int(f->dir, "SELECT count(*) FROM sqlite_schema");
+
+    push(f->st, "alice", "bob", 1, "kept");
+    reopen(f);
+    reopen(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema"), tables);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+}
+
+static void test_open_uses_wal(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+
+    join(path, sizeof path, f->dir, "parley.db");
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+static void test_open_fails_when_dir_is_a_file(void **state)
+{
+    struct fx *f = *state;
+    char file[PATH_MAX];
+    char inside[PATH_MAX];
+    char err[256] = "";
+    struct store *st = (struct store *)f; /* a stale value that must be reset to NULL */
+
+    join(file, sizeof file, f->root, "plain");
+    write_file(file, "not a directory\n");
+
+    assert_int_equal(store_open(&st, file, err, sizeof err), -1);
+    assert_null(st);
+    assert_non_null(strstr(err, "not a directory"));
+
+    join(inside, sizeof inside, f->root, "plain/data");
+    err[0] = '\0';
+    assert_int_equal(store_open(&st, inside, err, sizeof err), -1);
+    assert_null(st);
+    assert_non_null(strstr(err, inside));
+    assert_non_null(strstr(err, strerror(ENOTDIR)));
+
+    /* No error buffer is allowed. */
+    assert_int_equal(store_open(&st, inside, NULL, 0), -1);
+    assert_null(st);
+}
+
+static void test_open_fails_on_garbage_db(void **state)
+{
+    struct fx *f = *state;
+    char dir[PATH_MAX];
+    char path[PATH_MAX];
+    char err[256] = "";
+    struct store *st = NULL;
+
+    join(dir, sizeof dir, f->root, "bad");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    join(path, sizeof path, dir, "parley.db");
+    write_file(path, "this is definitely not an SQLite database, just some text that is long "
+                     "enough to fill a header of one hundred bytes or so....................\n");
+    assert_int_equal(store_open(&st, dir, err, sizeof err), -1);
+    assert_null(st);
+    assert_non_null(strstr(err, "not a database"));
+}
+
+static void test_open_refuses_newer_schema(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+
+    store_close(f->st);
+    f->st = NULL;
+    sql_exec(f->dir, "PRAGMA user_version = 99");
+    assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), -1);
+    assert_null(f->st);
+    assert_non_null(strstr(err, "newer"));
+}
+
+static void test_close_null_and_error_text(void **state)
+{
+    struct fx *f = *state;
+
+    store_close(NULL);
+    assert_non_null(store_error(NULL));
+    assert_non_null(store_error(f->st));
+}
+
+/* ---- queue ---- */
+
+static void test_push_load_order(void **state)
+{
+    struct fx *f = *state;
+    int64_t a = push(f->st, "alice", "bob", 100, "one");
+    int64_t c = push(f->st, "carol", "dave", 101, "other");
+    int64_t b = push(f->st, "carol", "bob", 102, "two");
+    int64_t d = push(f->st, "alice", "bob", 103, "three");
+    struct seen_msgs s = load(f->st, "bob", 0, 0);
+
+    assert_true(a < c && c < b && b < d);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.id[0], a);
+    assert_int_equal(s.id[1], b);
+    assert_int_equal(s.id[2], d);
+    assert_string_equal(s.sender[0], "alice");
+    assert_string_equal(s.sender[1], "carol");
+    assert_string_equal(s.recipient[1], "bob");
+    assert_int_equal(s.sent_at[0], 100);
+    assert_int_equal(s.sent_at[2], 103);
+    assert_string_equal(s.body[0], "one");
+    assert_string_equal(s.body[1], "two");
+    assert_string_equal(s.body[2], "three");
+
+    s = load(f->st, "dave", 0, 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.id[0], c);
+    assert_int_equal(load(f->st, "nobody", 0, 0).n, 0);
+}
+
+static void test_ids_not_reused_after_ack_and_restart(void **state)
+{
+    struct fx *f = *state;
+    int64_t last = 0;
+
+    for (int i = 0; i < 3; i++)
+        last = push(f->st, "alice", "bob", i, "x");
+    assert_int_equal(store_queue_ack(f->st, "bob", last), 0);
+    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    reopen(f);
+    assert_true(push(f->st, "alice", "bob", 9, "y") > last);
+}
+
+static void test_load_after_and_limit(void **state)
+{
+    struct fx *f = *state;
+    int64_t id[5];
+    struct seen_msgs s;
+
+    for (int i = 0; i < 5; i++)
+        id[i] = push(f->st, "alice", "bob", i, "m");
+
+    s = load(f->st, "bob", id[1], 2);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.id[0], id[2]);
+    assert_int_equal(s.id[1], id[3]);
+
+    s = load(f->st, "bob", id[1], 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(s.id[2], id[4]);
+
+    assert_int_equal(load(f->st, "bob", 0, 1).n, 1);
+    assert_int_equal(load(f->st, "bob", 0, 100).n, 5);
+    assert_int_equal(load(f->st, "bob", id[4], 0).n, 0);
+}
+
+static void test_load_callback_stops(void **state)
+{
+    struct fx *f = *state;
+    struct seen_msgs s = {.stop_after = 2};
+
+    for (int i = 0; i < 4; i++)
+        push(f->st, "alice", "bob", i, "m");
+    assert_int_equal(store_queue_load(f->st, "bob", 0, 0, collect_msg, &s), 0);
+    assert_int_equal(s.n, 2);
+    /* The statement was reset: a new walk sees everything again. */
+    assert_int_equal(load(f->st, "bob", 0, 0).n, 4);
+}
+
+static void test_ack_only_up_to_id_and_recipient(void **state)
+{
+    struct fx *f = *state;
+    int64_t b1 = push(f->st, "alice", "bob", 1, "b1");
+    int64_t c1 = push(f->st, "alice", "carol", 2, "c1");
+    int64_t b2 = push(f->st, "alice", "bob", 3, "b2");
+    int64_t b3 = push(f->st, "alice", "bob", 4, "b3");
+    struct seen_msgs s;
+
+    (void)b1;
+    assert_int_equal(store_queue_ack(f->st, "bob", b2), 0);
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.id[0], b3);
+    assert_int_equal(store_queue_count(f->st, "carol"), 1);
+    assert_int_equal(load(f->st, "carol", 0, 0).id[0], c1);
+
+    /* Acking past carol's id for bob leaves carol alone; acking nothing is fine. */
+    assert_int_equal(store_queue_ack(f->st, "bob", b3 + 100), 0);
+    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_int_equal(store_queue_count(f->st, "carol"), 1);
+    assert_int_equal(store_queue_ack(f->st, "nobody", 1000), 0);
+}
+
+static void test_count(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    push(f->st, "alice", "bob", 1, "a");
+    push(f->st, "alice", "bob", 2, "b");
+    push(f->st, "bob", "alice", 3, "c");
+    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+    assert_int_equal(store_queue_count(f->st, "alice"), 1);
+    assert_int_equal(store_queue_count(f->st, "Bob"), 0); /* names are exact */
+}
+
+static void test_bodies_exact(void **state)
+{
+    struct fx *f = *state;
+    const char *spaces = "  hello   world with  spaces  ";
+    const char *utf8 = "h\xc3\xa9llo \xe2\x80\x94 \xe6\x97\xa5\xe6\x9c\xac "
+                       "\xf0\x9f\x8e\x89";
+    char bytes[256];
+    int64_t id;
+    struct seen_msgs s;
+
+    for (int i = 0; i < 255; i++)
+        bytes[i] = (char)(i + 1); /* every byte but NUL, including invalid UTF-8 */
+    bytes[255] = '\0';
+
+    push(f->st, "alice", "bob", 1, spaces);
+    push(f->st, "alice", "bob", 2, utf8);
+    /* Only the first 3 bytes of the buffer are the body. */
+    assert_int_equal(store_queue_push(f->st, "alice", "bob", 3, "abcdef", 3, &id), 0);
+    assert_int_equal(store_queue_push(f->st, "alice", "bob", 4, "", 0, &id), 0);
+    assert_int_equal(store_queue_push(f->st, "alice", "bob", 5, bytes, 255, &id), 0);
+
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 5);
+    assert_int_equal(s.body_len[0], strlen(spaces));
+    assert_string_equal(s.body[0], spaces);
+    assert_int_equal(s.body_len[1], strlen(utf8));
+    assert_string_equal(s.body[1], utf8);
+    assert_int_equal(s.body_len[2], 3);
+    assert_string_equal(s.body[2], "abc");
+    assert_int_equal(s.body_len[3], 0);
+    assert_int_equal(s.body_len[4], 255);
+    assert_memory_equal(s.body[4], bytes, 255);
+    for (size_t i = 0; i < s.n; i++)
+        assert_true(s.body_terminated[i]);
+}
+
+/* Calls back into the store from inside a walk, which must be refused. */
+static int reenter(void *ctx, const struct store_msg *m)
+{
+    struct store *st = ctx;
+    int64_t id;
+
+    (void)m;
+    assert_int_equal(store_queue_push(st, "x", "y", 1, "z", 1, &id), -1);
+    assert_non_null(strstr(store_error(st), "callback"));
+    return 0;
+}
+
+static void test_reentry_refused(void **state)
+{
+    struct fx *f = *state;
+
+    push(f->st, "alice", "bob", 1, "m");
+    assert_int_equal(store_queue_load(f->st, "bob", 0, 0, reenter, f->st), 0);
+    /* The store works again after the walk. */
+    assert_int_equal(store_queue_count(f->st, "y"), 0);
+    push(f->st, "alice", "bob", 2, "n");
+    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+}
+
+static void test_sqlite_failure_reported(void **state)
+{
+    struct fx *f = *state;
+    int64_t id = 0;
+    struct store_lock lock;
+
+    /* Another connection breaks the schema under the open store. */
+    sql_exec(f->dir, "DROP TABLE queue; DROP TABLE lockouts;");
+    assert_int_equal(store_queue_push(f->st, "alice", "bob", 1, "m", 1, &id), -1);
+    assert_non_null(strstr(store_error(f->st), "queueing message"));
+    assert_non_null(strstr(store_error(f->st), "no such table"));
+    assert_int_equal(store_queue_count(f->st, "bob"), -1);
+    assert_int_equal(store_lock_get(f->st, "alice", &lock), -1);
+    assert_non_null(strstr(store_error(f->st), "lock-out"));
+    /* Unaffected tables still work. */
+    assert_int_equal(store_block_add(f->st, "a", "b"), 0);
+}
+
+static void test_message_survives_kill(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid;
+    int status = 0;
+    struct seen_msgs s;
+
+    store_close(f->st);
+    f->st = NULL;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store *st = NULL;
+        int64_t id;
+
+        if (store_open(&st, f->dir, NULL, 0) != 0 ||
+            store_queue_push(st, "alice", "bob", 42, "after crash", 11, &id) != 0 ||
+            store_block_add(st, "bob", "eve") != 0)
+            _exit(1);
+        raise(SIGKILL); /* no close, no exit handlers */
+        _exit(2);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+
+    reopen(f);
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.body[0], "after crash");
+    assert_int_equal(s.sent_at[0], 42);
+    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 1);
+}
+
+/* ---- blocks ---- */
+
+static void test_blocks(void **state)
+{
+    struct fx *f = *state;
+    struct names nm = {0};
+
+    assert_int_equal(store_block_add(f->st, "bob", "alice"), 0);
+    assert_int_equal(store_block_add(f->st, "bob", "alice"), 0);
+    assert_int_equal(store_block_add(f->st, "alice", "carol"), 0);
+    assert_int_equal(store_block_add(f->st, "alice", "bob"), 0);
+    assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
+    assert_int_equal(nm.n, 3);
+    assert_string_equal(nm.text, "alice>bob,alice>carol,bob>alice");
+
+    assert_int_equal(store_block_remove(f->st, "alice", "bob"), 1);
+    assert_int_equal(store_block_remove(f->st, "alice", "bob"), 0);
+    assert_int_equal(store_block_remove(f->st, "nobody", "bob"), 0);
+    memset(&nm, 0, sizeof nm);
+    assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
+    assert_string_equal(nm.text, "alice>carol,bob>alice");
+
+    memset(&nm, 0, sizeof nm);
+    nm.stop_after = 1;
+    assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
+    assert_int_equal(nm.n, 1);
+}
+
+/* ---- persistence ---- */
+
+static void test_everything_survives_reopen(void **state)
+{
+    struct fx *f = *state;
+    struct store_lock lock = {.failures = 3, .locked_until = 5000};
+    struct names nm = {0};
+    char buf[256];
+    struct seen_msgs s;
+
+    push(f->st, "alice", "bob", 10, "first");
+    push(f->st, "carol", "bob", 11, "second");
+    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(store_lock_put(f->st, "mallory", &lock), 0);
+    assert_int_equal(store_presence_login(f->st, "alice", 100), 0);
+    assert_int_equal(store_presence_logout(f->st, "alice", 200), 0);
+
+    reopen(f);
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.body[0], "first");
+    assert_string_equal(s.sender[1], "carol");
+    assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
+    assert_string_equal(nm.text, "bob>eve");
+    memset(&lock, 0, sizeof lock);
+    assert_int_equal(store_lock_get(f->st, "mallory", &lock), 0);
+    assert_int_equal(lock.failures, 3);
+    assert_int_equal(lock.locked_until, 5000);
+    assert_string_equal(since(f->st, 200, buf, sizeof buf), "alice");
+    assert_string_equal(since(f->st, 201, buf, sizeof buf), "");
+}
+
+/* ---- presence ---- */
+
+static void test_presence_since(void **state)
+{
+    struct fx *f = *state;
+    char buf[256];
+
+    assert_int_equal(store_presence_login(f->st, "alice", 100), 0);
+    assert_int_equal(store_presence_login(f->st, "bob", 120), 0);
+    assert_int_equal(store_presence_login(f->st, "carol", 130), 0);
+    assert_int_equal(store_presence_logout(f->st, "alice", 150), 0);
+    assert_int_equal(store_presence_logout(f->st, "bob", 200), 0);
+    /* carol stays logged in; dave logs out without a recorded login. */
+    assert_int_equal(store_presence_logout(f->st, "dave", 90), 0);
+
+    assert_string_equal(since(f->st, 0, buf, sizeof buf), "alice,bob,dave");
+    assert_string_equal(since(f->st, 150, buf, sizeof buf), "alice,bob");
+    assert_string_equal(since(f->st, 151, buf, sizeof buf), "bob");
+    assert_string_equal(since(f->st, 200, buf, sizeof buf), "bob");
+    assert_string_equal(since(f->st, 201, buf, sizeof buf), "");
+
+    /* A later logout moves the time forward. */
+    assert_int_equal(store_presence_login(f->st, "alice", 300), 0);
+    assert_int_equal(store_presence_logout(f->st, "alice", 310), 0);
+    assert_string_equal(since(f->st, 201, buf, sizeof buf), "alice");
+}
+
+static void test_recover_uses_heartbeat(void **state)
+{
+    struct fx *f = *state;
+    char buf[256];
+
+    assert_int_equal(store_presence_login(f->st, "alice", 100), 0);
+    assert_int_equal(store_presence_login(f->st, "bob", 100), 0);
+    assert_int_equal(store_presence_logout(f->st, "bob", 110), 0);
+    assert_int_equal(store_heartbeat(f->st, 130), 0);
+    assert_int_equal(store_heartbeat(f->st, 140), 0);
+    /* carol logs in after the last heartbeat, then the server "crashes". */
+    assert_int_equal(store_presence_login(f->st, "carol", 145), 0);
+    assert_string_equal(since(f->st, 0, buf, sizeof buf), "bob");
+
+    reopen(f);
+    assert_int_equal(store_presence_recover(f->st, 1000), 0);
+    assert_string_equal(since(f->st, 140, buf, sizeof buf), "alice,carol");
+    assert_string_equal(since(f->st, 141, buf, sizeof buf), "carol"); /* not before login */
+    assert_string_equal(since(f->st, 146, buf, sizeof buf), "");
+    assert_string_equal(since(f->st, 110, buf, sizeof buf), "alice,bob,carol");
+
+    /* Recovered users are no longer logged in: a second recovery changes nothing. */
+    assert_int_equal(store_heartbeat(f->st, 500), 0);
+    assert_int_equal(store_presence_recover(f->st, 2000), 0);
+    assert_string_equal(since(f->st, 146, buf, sizeof buf), "");
+}
+
+static void test_recover_without_heartbeat_uses_now(void **state)
+{
+    struct fx *f = *state;
+    char buf[256];
+
+    assert_int_equal(store_presence_login(f->st, "alice", 100), 0);
+    assert_int_equal(store_presence_recover(f->st, 1000), 0);
+    assert_string_equal(since(f->st, 1000, buf, sizeof buf), "alice");
+    assert_string_equal(since(f->st, 1001, buf, sizeof buf), "");
+}
+
+/* ---- lock-outs ---- */
+
+static void test_locks(void **state)
+{
+    struct fx *f = *state;
+    struct store_lock lock = {.failures = 7, .locked_until = 7};
+    struct store_lock put;
+    struct names nm = {0};
+
+    assert_int_equal(store_lock_get(f->st, "alice", &lock), 0);
+    assert_int_equal(lock.failures, 0);
+    assert_int_equal(lock.locked_until, 0);
+
+    put = (struct store_lock){.failures = 2, .locked_until = 0};
+    assert_int_equal(store_lock_put(f->st, "alice", &put), 0);
+    put = (struct store_lock){.failures = 3, .locked_until = 1700000000};
+    assert_int_equal(store_lock_put(f->st, "bob", &put), 0);
+    assert_int_equal(store_lock_get(f->st, "alice", &lock), 0);
+    assert_int_equal(lock.failures, 2);
+    assert_int_equal(lock.locked_until, 0);
+
+    put = (struct store_lock){.failures = 3, .locked_until = 1800000000};
+    assert_int_equal(store_lock_put(f->st, "alice", &put), 0);
+    assert_int_equal(store_lock_each(f->st, collect_lock, &nm), 0);
+    assert_string_equal(nm.text, "alice:3:1800000000,bob:3:1700000000");
+
+    put = (struct store_lock){0};
+    assert_int_equal(store_lock_put(f->st, "alice", &put), 0);
+    assert_int_equal(store_lock_put(f->st, "nobody", &put), 0);
+    assert_int_equal(store_lock_get(f->st, "alice", &lock), 0);
+    assert_int_equal(lock.failures, 0);
+    assert_int_equal(lock.locked_until, 0);
+    memset(&nm, 0, sizeof nm);
+    assert_int_equal(store_lock_each(f->st, collect_lock, &nm), 0);
+    assert_string_equal(nm.text, "bob:3:1700000000");
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM lockouts"), 1);
+
+    /* A zero failure count with a lock still in force is kept. */
+    put = (struct store_lock){.failures = 0, .locked_until = 5};
+    assert_int_equal(store_lock_put(f->st, "carol", &put), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM lockouts"), 2);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_open_creates_dir_and_db),
+        T(test_reopen_is_idempotent),
+        T(test_open_uses_wal),
+        T(test_open_fails_when_dir_is_a_file),
+        T(test_open_fails_on_garbage_db),
+        T(test_open_refuses_newer_schema),
+        T(test_close_null_and_error_text),
+        T(test_push_load_order),
+        T(test_ids_not_reused_after_ack_and_restart),
+        T(test_load_after_and_limit),
+        T(test_load_callback_stops),
+        T(test_ack_only_up_to_id_and_recipient),
+        T(test_count),
+        T(test_bodies_exact),
+        T(test_reentry_refused),
+        T(test_sqlite_failure_reported),
+        T(test_message_survives_kill),
+        T(test_blocks),
+        T(test_everything_survives_reopen),
+        T(test_presence_since),
+        T(test_recover_uses_heartbeat),
+        T(test_recover_without_heartbeat_uses_now),
+        T(test_locks),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

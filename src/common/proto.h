@@ -76,7 +76,8 @@ bool proto_parse_u64(struct proto_slice s, uint64_t *out);
 /* Returns true when the slice equals the NUL-terminated string `lit`. */
 bool proto_slice_eq(struct proto_slice s, const char *lit);
 
-/* Copies the slice into `dst` (capacity `cap`, NUL-terminated). Returns false if it does not fit. */
+/* Copies the slice into `dst` (capacity `cap`, NUL-terminated). Returns false if it does not fit.
+ */
 bool proto_slice_copy(struct proto_slice s, char *dst, size_t cap);
 
 #endif

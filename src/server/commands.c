@@ -1,0 +1,326 @@
+/* Request parsing and the command table: every request is checked here (state, field count,
+ * field shape) before its handler runs. Small handlers live here too. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/store.h"
+
+/* Which states a command is allowed in. */
+#define IN_HELLO (1u << SESSION_HELLO)
+#define IN_LOGIN ((1u << SESSION_USERNAME) | (1u << SESSION_PASSWORD))
+#define IN_PASSWORD (1u << SESSION_PASSWORD)
+#define IN_ONLINE (1u << SESSION_ONLINE)
+
+/* How a request's fields after the verb look. */
+enum shape {
+    SHAPE_NONE,      /* no field */
+    SHAPE_ONE,       /* exactly one field */
+    SHAPE_ONE_TEXT,  /* one field, then text */
+    SHAPE_TEXT,      /* text only */
+    SHAPE_ONE_MAYBE, /* one field, then optional text */
+};
+
+/* One row of the command table. */
+struct command {
+    const char *verb;
+    unsigned states;
+    enum shape shape;
+    bool activity; /* resets the idle timer */
+    void (*run)(struct session *s, const struct request *r);
+};
+
+static void cmd_who(struct session *s, const struct request *r);
+static void cmd_whosince(struct session *s, const struct request *r);
+static void cmd_block(struct session *s, const struct request *r);
+static void cmd_unblock(struct session *s, const struct request *r);
+static void cmd_touch(struct session *s, const struct request *r);
+static void cmd_logout(struct session *s, const struct request *r);
+
+static const struct command commands[] = {
+    {"HELLO", IN_HELLO, SHAPE_ONE_MAYBE, false, login_hello},
+    {"USER", IN_LOGIN, SHAPE_ONE, false, login_user},
+    {"PASS", IN_PASSWORD, SHAPE_ONE, false, login_pass},
+    {"MSG", IN_ONLINE, SHAPE_ONE_TEXT, true, msg_direct},
+    {"BCAST", IN_ONLINE, SHAPE_TEXT, true, msg_broadcast},
+    {"WHO", IN_ONLINE, SHAPE_NONE, true, cmd_who},
+    {"WHOSINCE", IN_ONLINE, SHAPE_ONE, true, cmd_whosince},
+    {"BLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_block},
+    {"UNBLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_unblock},
+    {"LISTEN", IN_ONLINE, SHAPE_ONE, false, p2p_listen},
+    {"P2P", IN_ONLINE, SHAPE_ONE, true, p2p_start},
+    {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, false, p2p_accept},
+    {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, false, p2p_decline},
+    {"P2PEND", IN_ONLINE, SHAPE_ONE, true, p2p_end},
+    {"TOUCH", IN_ONLINE, SHAPE_NONE, true, cmd_touch},
+    {"LOGOUT", IN_ONLINE, SHAPE_NONE, false, cmd_logout},
+};
+
+static const struct command *find_command(struct proto_slice verb)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (proto_slice_eq(verb, commands[i].verb))
+            return &commands[i];
+    return NULL;
+}
+
+/* Splits the fields after the verb by the command's shape. Returns false when they do not fit. */
+static bool split_fields(enum shape shape, struct proto_slice rest, struct request *r)
+{
+    switch (shape) {
+    case SHAPE_NONE:
+        return rest.len == 0;
+    case SHAPE_ONE:
+        r->nargs = 1;
+        return proto_next_field(&rest, &r->arg[0]) && rest.len == 0;
+    case SHAPE_ONE_TEXT:
+        r->nargs = 1;
+        if (!proto_next_field(&rest, &r->arg[0]))
+            return false;
+        r->text = rest;
+        return rest.len > 0;
+    case SHAPE_ONE_MAYBE:
+        r->nargs = 1;
+        if (!proto_next_field(&rest, &r->arg[0]))
+            return false;
+        r->text = rest;
+        return true;
+    case SHAPE_TEXT:
+        r->text = rest;
+        return rest.len > 0;
+    }
+    return false;
+}
+
+/* Counts a malformed frame; too many in a row close the connection. */
+static void count_error(struct session *s)
+{
+    if (++s->errors >= s->srv->cfg.max_errors) {
+        log_info("closing connection from %s: too many malformed frames", net_peer_addr(s->conn));
+        session_bye(s, "flood");
+    }
+}
+
+static void reject(struct session *s, const char *tag, int code)
+{
+    session_err(s, tag, code);
+    if (code == PROTO_E_BAD_REQUEST || code == PROTO_E_TOO_LONG || code == PROTO_E_UNKNOWN_REQUEST)
+        count_error(s);
+}
+
+/* Copies the frame's tag when its first field is one, else "-". */
+static void read_tag(const char *line, size_t len, char *tag)
+{
+    struct proto_slice rest = {line, len}, first;
+    if (!proto_next_field(&rest, &first) || !proto_is_tag(first) ||
+        !proto_slice_copy(first, tag, PROTO_MAX_TAG + 1))
+        strcpy(tag, "-");
+}
+
+void cmd_too_long(struct session *s, const char *head, size_t len)
+{
+    char tag[PROTO_MAX_TAG + 1];
+    /* The head is cut: a tag is only trusted when a space follows it inside the head. */
+    if (memchr(head, ' ', len))
+        read_tag(head, len, tag);
+    else
+        strcpy(tag, "-");
+    reject(s, tag, PROTO_E_TOO_LONG);
+}
+
+static void handle_notice(struct session *s, struct proto_slice rest)
+{
+    struct proto_slice verb, id;
+    if (proto_next_field(&rest, &verb) && proto_slice_eq(verb, "ACK") &&
+        proto_next_field(&rest, &id) && rest.len == 0)
+        msg_ack(s, id);
+    else
+        reject(s, "-", PROTO_E_BAD_REQUEST);
+}
+
+void cmd_dispatch(struct session *s, const char *line, size_t len)
+{
+    char tag[PROTO_MAX_TAG + 1];
+    read_tag(line, len, tag);
+    if (proto_validate(line, len) != PROTO_OK) {
+        reject(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    struct request r = {0};
+    struct proto_slice rest = {line, len}, first;
+    proto_next_field(&rest, &first);
+    if (proto_slice_eq(first, "*")) {
+        handle_notice(s, rest);
+        return;
+    }
+    if (strcmp(tag, "-") == 0 || !proto_next_field(&rest, &r.verb)) {
+        reject(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    const struct command *c = find_command(r.verb);
+    if (!c) {
+        reject(s, tag, PROTO_E_UNKNOWN_REQUEST);
+        return;
+    }
+    if (!(c->states & (1u << s->state))) {
+        session_err(s, tag, PROTO_E_NOT_NOW);
+        return;
+    }
+    if (!split_fields(c->shape, rest, &r)) {
+        reject(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    memcpy(r.tag, tag, sizeof(r.tag));
+    s->errors = 0;
+    if (c->activity)
+        session_touch(s);
+    c->run(s, &r);
+}
+
+/* Appends " name" to the reply being built; returns false when it is full. */
+static bool append_name(char *buf, size_t cap, size_t *len, const char *name)
+{
+    size_t n = strlen(name);
+    if (*len + n + 2 > cap)
+        return false;
+    buf[(*len)++] = ' ';
+    memcpy(buf + *len, name, n);
+    *len += n;
+    return true;
+}
+
+/* A reply listing names, built in the scratch buffer. */
+struct name_list {
+    struct session *s;
+    size_t len;
+};
+
+static void list_start(struct name_list *l, struct session *s, const char *tag)
+{
+    l->s = s;
+    int n = snprintf(s->srv->fmt, s->srv->fmt_cap, "%s OK", tag);
+    l->len = (size_t)n;
+    directory_mark_reset(&s->srv->dir);
+    directory_mark(&s->srv->dir, s->user);
+}
+
+static void list_add(struct name_list *l, struct user *u)
+{
+    struct server *srv = l->s->srv;
+    if (!directory_mark(&srv->dir, u))
+        append_name(srv->fmt, srv->fmt_cap - 1, &l->len, u->name);
+}
+
+static void list_send(struct name_list *l)
+{
+    struct server *srv = l->s->srv;
+    srv->fmt[l->len++] = '\n';
+    session_send(l->s, srv->fmt, l->len);
+}
+
+static void cmd_who(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    struct name_list l;
+    list_start(&l, s, tag);
+    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
+        list_add(&l, u);
+    list_send(&l);
+}
+
+static int add_seen(void *ctx, const char *name)
+{
+    struct name_list *l = ctx;
+    struct user *u = directory_find(&l->s->srv->dir, name, strlen(name));
+    if (u && u->has_account)
+        list_add(l, u);
+    return 0;
+}
+
+static void cmd_whosince(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    uint64_t secs;
+    if (!proto_parse_u64(r->arg[0], &secs)) {
+        session_err(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    int64_t now = (int64_t)time(NULL);
+    int64_t since = secs > (uint64_t)now ? 0 : now - (int64_t)secs;
+    struct name_list l;
+    list_start(&l, s, tag);
+    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
+        list_add(&l, u);
+    if (store_presence_since(s->srv->store, since, add_seen, &l) < 0) {
+        log_error("store: cannot read login history: %s", store_error(s->srv->store));
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    list_send(&l);
+}
+
+/* Finds the user a BLOCK or UNBLOCK names; answers and returns NULL when it is not valid. */
+static struct user *block_target(struct session *s, const struct request *r, const char *tag)
+{
+    struct user *u = directory_find(&s->srv->dir, r->arg[0].ptr, r->arg[0].len);
+    int code = !u || !u->has_account ? PROTO_E_NO_SUCH_USER
+               : u == s->user        ? PROTO_E_SELF
+                                     : PROTO_OK;
+    if (code == PROTO_OK)
+        return u;
+    session_err(s, tag, code);
+    return NULL;
+}
+
+static void cmd_block(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    struct user *u = block_target(s, r, tag);
+    if (!u)
+        return;
+    if (store_block_add(s->srv->store, s->user->name, u->name) < 0) {
+        log_error("store: cannot record a block: %s", store_error(s->srv->store));
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    if (directory_block(s->user, u) < 0) {
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    session_ok(s, tag, NULL);
+}
+
+static void cmd_unblock(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    struct user *u = block_target(s, r, tag);
+    if (!u)
+        return;
+    if (!directory_blocks(s->user, u)) {
+        session_err(s, tag, PROTO_E_NOT_BLOCKED);
+        return;
+    }
+    if (store_block_remove(s->srv->store, s->user->name, u->name) < 0) {
+        log_error("store: cannot lift a block: %s", store_error(s->srv->store));
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    directory_unblock(s->user, u);
+    session_ok(s, tag, NULL);
+}
+
+static void cmd_touch(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    session_ok(s, tag, NULL);
+}
+
+static void cmd_logout(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    session_ok(s, tag, NULL);
+    net_close(s->conn);
+    s->state = SESSION_CLOSING;
+}

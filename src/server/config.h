@@ -1,0 +1,45 @@
+/* Server settings: the classic positional arguments, long options and every limit. */
+#ifndef PARLEY_CONFIG_H
+#define PARLEY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Everything parleyd can be told at start-up. */
+struct config {
+    int port;
+    long block_duration; /* seconds an account stays locked */
+    long timeout;        /* idle seconds before logout */
+    const char *credentials;
+    const char *data_dir;
+    const char *bind_addr;
+    const char *port_file;
+    const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */
+    bool allow_register;
+    bool p2p_consent;
+    bool verbose;
+    unsigned long long hash_ops;
+    size_t hash_mem;
+    int hash_threads;
+    size_t max_line;
+    size_t max_message;
+    size_t max_output;
+    size_t max_connections;
+    long login_timeout;
+    unsigned msg_rate;
+    unsigned msg_burst;
+    unsigned max_errors;
+    int max_failures;
+};
+
+/* What config_parse decided. */
+enum config_result {
+    CONFIG_RUN,   /* start the server */
+    CONFIG_EXIT,  /* --help or --version was printed: exit 0 */
+    CONFIG_ERROR, /* a usage error was printed: exit 2 */
+};
+
+/* Fills `cfg` with the defaults, then the command line. Prints usage errors to stderr. */
+enum config_result config_parse(struct config *cfg, int argc, char **argv);
+
+#endif

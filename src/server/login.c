@@ -1,0 +1,287 @@
+/* Logging in: HELLO, USER, PASS, lock-outs and registration. Password checks that cost a hash
+ * run on the worker pool; the session waits in SESSION_CHECKING meanwhile. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/store.h"
+#include "server/worker.h"
+
+/* What a worker job does. */
+enum login_job_kind {
+    JOB_CHECK,  /* verify a password against a hash */
+    JOB_CREATE, /* hash a new password and append the account to the credentials file */
+};
+
+/* One password check or account creation handed to a worker. */
+struct login_job {
+    struct session *session; /* NULL once the session went away */
+    struct server *srv;
+    enum login_job_kind kind;
+    struct auth_entry entry;
+    struct auth_cost cost;
+    char password[PROTO_MAX_PASSWORD + 1];
+    char hash[256];
+    bool ok;
+};
+
+static void job_free(struct login_job *job)
+{
+    sodium_memzero(job->password, sizeof(job->password));
+    if (job->entry.secret) {
+        sodium_memzero(job->entry.secret, strlen(job->entry.secret));
+        free(job->entry.secret);
+    }
+    free(job);
+}
+
+static void lock_save(struct server *srv, const struct user *u)
+{
+    struct store_lock l = {u->lock.failures, u->lock.locked_until};
+    if (store_lock_put(srv->store, u->name, &l) < 0)
+        log_error("store: cannot record lock-out of %s: %s", u->name, store_error(srv->store));
+}
+
+/* Returns true (and persists an expiry) when the user is locked now. */
+static bool is_locked(struct server *srv, struct user *u)
+{
+    struct lockout before = u->lock;
+    bool locked = lockout_is_locked(&u->lock, (int64_t)time(NULL));
+    if (before.failures != u->lock.failures || before.locked_until != u->lock.locked_until)
+        lock_save(srv, u);
+    return locked;
+}
+
+void login_hello(struct session *s, const struct request *r)
+{
+    const char *t = r->tag;
+    if (!proto_slice_eq(r->arg[0], "1")) {
+        session_err(s, t, PROTO_E_BAD_VERSION);
+        net_close(s->conn);
+        s->state = SESSION_CLOSING;
+        return;
+    }
+    session_ok(s, t, "%d parleyd/%s", PROTO_VERSION, PARLEY_VERSION);
+    s->state = SESSION_USERNAME;
+}
+
+/* Refuses a locked account and closes the connection. */
+static void refuse_locked(struct session *s, const char *tag, int code)
+{
+    session_err(s, tag, code);
+    net_close(s->conn);
+    s->state = SESSION_CLOSING;
+}
+
+void login_user(struct session *s, const struct request *r)
+{
+    struct server *srv = s->srv;
+    const char *tag = r->tag;
+    s->user = NULL;
+    s->new_account = false;
+    s->state = SESSION_USERNAME;
+    if (!proto_is_name(r->arg[0])) {
+        session_err(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    struct user *u = directory_find(&srv->dir, r->arg[0].ptr, r->arg[0].len);
+    if (!u || !u->has_account) {
+        if (!srv->cfg.allow_register || (u && u->registering)) {
+            session_err(s, tag,
+                        u && u->registering ? PROTO_E_ALREADY_ONLINE : PROTO_E_NO_SUCH_USER);
+            return;
+        }
+        char name[PROTO_MAX_NAME + 1];
+        proto_slice_copy(r->arg[0], name, sizeof(name));
+        s->user = directory_add(&srv->dir, name);
+        if (!s->user) {
+            session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+            return;
+        }
+        s->new_account = true;
+        s->state = SESSION_PASSWORD;
+        session_ok(s, tag, "new");
+        return;
+    }
+    if (is_locked(srv, u)) {
+        refuse_locked(s, tag, PROTO_E_LOCKED);
+        return;
+    }
+    if (u->online) {
+        session_err(s, tag, PROTO_E_ALREADY_ONLINE);
+        return;
+    }
+    s->user = u;
+    s->state = SESSION_PASSWORD;
+    session_ok(s, tag, NULL);
+}
+
+static void login_success(struct session *s, const char *tag)
+{
+    struct server *srv = s->srv;
+    struct user *u = s->user;
+    if (u->lock.failures || u->lock.locked_until) {
+        lockout_success(&u->lock);
+        lock_save(srv, u);
+    }
+    s->state = SESSION_ONLINE;
+    directory_set_online(&srv->dir, u, s);
+    if (store_presence_login(srv->store, u->name, (int64_t)time(NULL)) < 0)
+        log_error("store: cannot record login: %s", store_error(srv->store));
+    session_touch(s);
+    session_ok(s, tag, NULL);
+    log_info("%s logged in from %s", u->name, net_peer_addr(s->conn));
+    msg_presence(srv, u, "LOGIN");
+    msg_deliver_backlog(s);
+}
+
+/* Applies the outcome of a password check. */
+static void finish_check(struct session *s, const char *tag, bool ok)
+{
+    struct server *srv = s->srv;
+    struct user *u = s->user;
+    s->state = SESSION_PASSWORD;
+    if (is_locked(srv, u)) {
+        refuse_locked(s, tag, PROTO_E_LOCKED);
+        return;
+    }
+    if (ok) {
+        if (u->online) {
+            s->state = SESSION_USERNAME;
+            session_err(s, tag, PROTO_E_ALREADY_ONLINE);
+            return;
+        }
+        login_success(s, tag);
+        return;
+    }
+    enum lockout_result lr =
+        lockout_fail(&u->lock, (int64_t)time(NULL), srv->cfg.max_failures, srv->cfg.block_duration);
+    lock_save(srv, u);
+    log_info("wrong password for %s from %s", u->name, net_peer_addr(s->conn));
+    if (lr == LOCKOUT_NOW_LOCKED) {
+        log_info("%s locked for %ld s", u->name, srv->cfg.block_duration);
+        refuse_locked(s, tag, PROTO_E_LOCKED_NOW);
+        return;
+    }
+    session_err(s, tag, PROTO_E_BAD_PASSWORD);
+}
+
+/* Applies the outcome of an account creation. */
+static void finish_create(struct server *srv, struct session *s, struct login_job *job)
+{
+    struct user *u = directory_find(&srv->dir, job->entry.name, strlen(job->entry.name));
+    if (u)
+        u->registering = false;
+    if (job->ok && u && directory_set_account(u, AUTH_ARGON2ID, job->hash) == 0)
+        log_info("new account %s", u->name);
+    else
+        job->ok = false;
+    if (!s)
+        return;
+    if (!job->ok) {
+        s->state = SESSION_USERNAME;
+        session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    s->new_account = false;
+    login_success(s, s->tag);
+}
+
+static void job_run(void *arg)
+{
+    struct login_job *job = arg;
+    if (job->kind == JOB_CHECK) {
+        job->ok = auth_check(&job->entry, job->password);
+        return;
+    }
+    job->ok = auth_hash(job->password, &job->cost, job->hash, sizeof(job->hash)) == 0 &&
+              auth_append(job->srv->cfg.credentials, job->entry.name, job->hash) == 0;
+}
+
+static void job_done(void *arg)
+{
+    struct login_job *job = arg;
+    struct session *s = job->session;
+    if (s)
+        s->job = NULL;
+    if (job->kind == JOB_CREATE)
+        finish_create(job->srv, s, job);
+    else if (s && s->state == SESSION_CHECKING)
+        finish_check(s, s->tag, job->ok);
+    job_free(job);
+}
+
+void login_abandon(struct session *s)
+{
+    if (s->job)
+        s->job->session = NULL;
+    s->job = NULL;
+}
+
+/* Hands a check or a creation to a worker; the reply comes from job_done. */
+static void start_job(struct session *s, enum login_job_kind kind, const struct request *r)
+{
+    struct server *srv = s->srv;
+    struct login_job *job = calloc(1, sizeof(*job));
+    if (!job)
+        goto fail;
+    job->session = s;
+    job->srv = srv;
+    job->kind = kind;
+    job->cost.ops = srv->cfg.hash_ops;
+    job->cost.mem = srv->cfg.hash_mem;
+    memcpy(job->entry.name, s->user->name, sizeof(job->entry.name));
+    job->entry.kind = s->user->kind;
+    proto_slice_copy(r->arg[0], job->password, sizeof(job->password));
+    if (kind == JOB_CHECK && !(job->entry.secret = strdup(s->user->secret)))
+        goto fail;
+    if (worker_submit(srv->workers, job_run, job_done, job) < 0)
+        goto fail;
+    memcpy(s->tag, r->tag, sizeof(s->tag));
+    s->job = job;
+    s->state = SESSION_CHECKING;
+    if (kind == JOB_CREATE)
+        s->user->registering = true;
+    return;
+fail:
+    if (job)
+        job_free(job);
+    session_err(s, r->tag, PROTO_E_STORE_UNAVAILABLE);
+}
+
+void login_pass(struct session *s, const struct request *r)
+{
+    struct user *u = s->user;
+    const char *tag = r->tag;
+    if (!proto_is_password(r->arg[0])) {
+        session_err(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
+    if (s->new_account) {
+        if (u->has_account || u->registering) {
+            s->state = SESSION_USERNAME;
+            session_err(s, tag, PROTO_E_ALREADY_ONLINE);
+            return;
+        }
+        start_job(s, JOB_CREATE, r);
+        return;
+    }
+    if (!u->has_account) {
+        s->state = SESSION_USERNAME;
+        session_err(s, tag, PROTO_E_NO_SUCH_USER);
+        return;
+    }
+    struct auth_entry e = {.kind = u->kind, .secret = u->secret};
+    if (auth_check_is_slow(&e)) {
+        start_job(s, JOB_CHECK, r);
+        return;
+    }
+    char password[PROTO_MAX_PASSWORD + 1];
+    proto_slice_copy(r->arg[0], password, sizeof(password));
+    bool ok = auth_check(&e, password);
+    sodium_memzero(password, sizeof(password));
+    finish_check(s, tag, ok);
+}

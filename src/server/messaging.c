@@ -1,0 +1,170 @@
+/* Direct messages, broadcasts, acknowledgements, backlog delivery and presence notices.
+ * A direct message is stored before it is acknowledged to its sender or shown to its
+ * recipient, and leaves the store only when the recipient acknowledges it. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/store.h"
+
+/* Messages sent from the store per batch; the next batch goes when the client acknowledged. */
+#define MSG_BACKLOG_PAGE 256
+
+/* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length or 0. */
+static size_t format_msg(struct server *srv, int64_t id, const char *from, int64_t sent_at,
+                         const char *body, size_t body_len)
+{
+    int n =
+        snprintf(srv->fmt, srv->fmt_cap, "* MSG %" PRId64 " %s %" PRId64 " ", id, from, sent_at);
+    if (n < 0 || (size_t)n + body_len + 1 > srv->fmt_cap)
+        return 0;
+    memcpy(srv->fmt + n, body, body_len);
+    srv->fmt[(size_t)n + body_len] = '\n';
+    return (size_t)n + body_len + 1;
+}
+
+/* A batch of the backlog being sent. */
+struct backlog_page {
+    struct session *s;
+    size_t count;
+};
+
+static int send_queued(void *ctx, const struct store_msg *m)
+{
+    struct backlog_page *page = ctx;
+    struct session *s = page->s;
+    size_t n = format_msg(s->srv, m->id, m->sender, m->sent_at, m->body, m->body_len);
+    if (n)
+        session_send(s, s->srv->fmt, n);
+    s->sent_id = m->id;
+    page->count++;
+    return 0;
+}
+
+void msg_deliver_backlog(struct session *s)
+{
+    struct server *srv = s->srv;
+    struct backlog_page page = {s, 0};
+    if (store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
+                         &page) < 0) {
+        log_error("store: cannot load messages for %s: %s", s->user->name, store_error(srv->store));
+        page.count = 0;
+    }
+    s->draining = page.count == MSG_BACKLOG_PAGE;
+}
+
+void msg_ack(struct session *s, struct proto_slice id_field)
+{
+    uint64_t id;
+    if (s->state != SESSION_ONLINE || !proto_parse_u64(id_field, &id))
+        return;
+    int64_t upto = (int64_t)id > s->sent_id ? s->sent_id : (int64_t)id;
+    if (upto <= s->acked_id)
+        return;
+    struct server *srv = s->srv;
+    if (store_queue_ack(srv->store, s->user->name, upto) < 0) {
+        log_error("store: cannot remove delivered messages: %s", store_error(srv->store));
+        return;
+    }
+    s->acked_id = upto;
+    if (s->draining && s->acked_id >= s->sent_id)
+        msg_deliver_backlog(s);
+}
+
+/* Checks a message text against the limit; answers and returns false when over it. */
+static bool text_fits(struct session *s, const char *tag, const struct request *r)
+{
+    if (r->text.len <= s->srv->cfg.max_message)
+        return true;
+    session_err(s, tag, PROTO_E_TOO_LONG);
+    return false;
+}
+
+static bool rate_ok(struct session *s, const char *tag)
+{
+    const struct config *cfg = &s->srv->cfg;
+    if (ratelimit_take(&s->rate, server_now_ms(), cfg->msg_rate, cfg->msg_burst))
+        return true;
+    session_err(s, tag, PROTO_E_RATE_LIMITED);
+    return false;
+}
+
+/* Returns the error code that stops `from` messaging `to`, or PROTO_OK. */
+static int direct_refusal(const struct user *from, const struct user *to)
+{
+    if (!to || !to->has_account)
+        return PROTO_E_NO_SUCH_USER;
+    if (to == from)
+        return PROTO_E_SELF;
+    if (directory_blocks(to, from))
+        return PROTO_E_BLOCKED_BY_PEER;
+    if (directory_blocks(from, to))
+        return PROTO_E_BLOCKING_PEER;
+    return PROTO_OK;
+}
+
+void msg_direct(struct session *s, const struct request *r)
+{
+    struct server *srv = s->srv;
+    const char *tag = r->tag;
+    if (!text_fits(s, tag, r))
+        return;
+    struct user *to = directory_find(&srv->dir, r->arg[0].ptr, r->arg[0].len);
+    int refusal = direct_refusal(s->user, to);
+    if (refusal != PROTO_OK) {
+        session_err(s, tag, refusal);
+        return;
+    }
+    if (!rate_ok(s, tag))
+        return;
+    int64_t now = (int64_t)time(NULL);
+    int64_t id;
+    if (store_queue_push(srv->store, s->user->name, to->name, now, r->text.ptr, r->text.len, &id) <
+        0) {
+        log_error("store: cannot queue a message: %s", store_error(srv->store));
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    struct session *peer = to->online;
+    if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
+        size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);
+        session_send(peer, srv->fmt, n);
+        peer->sent_id = id;
+    }
+    session_ok(s, tag, "%" PRId64, id);
+}
+
+void msg_broadcast(struct session *s, const struct request *r)
+{
+    struct server *srv = s->srv;
+    const char *tag = r->tag;
+    if (!text_fits(s, tag, r) || !rate_ok(s, tag))
+        return;
+    struct user *me = s->user;
+    int n = snprintf(srv->fmt, srv->fmt_cap, "* BCAST %s ", me->name);
+    memcpy(srv->fmt + n, r->text.ptr, r->text.len);
+    size_t len = (size_t)n + r->text.len;
+    srv->fmt[len++] = '\n';
+    unsigned skipped = 0;
+    for (struct user *u = srv->dir.online_head; u; u = u->online_next) {
+        if (u == me || u->online->state != SESSION_ONLINE)
+            continue;
+        if (directory_blocks(u, me))
+            skipped++;
+        else if (!directory_blocks(me, u))
+            session_send(u->online, srv->fmt, len);
+    }
+    session_ok(s, tag, "%u", skipped);
+}
+
+void msg_presence(struct server *srv, struct user *u, const char *event)
+{
+    char line[PROTO_MAX_NAME + 32];
+    int n = snprintf(line, sizeof(line), "* %s %s\n", event, u->name);
+    for (struct user *v = srv->dir.online_head; v; v = v->online_next)
+        if (v != u && v->online->state == SESSION_ONLINE && !directory_related(u, v))
+            session_send(v->online, line, (size_t)n);
+}

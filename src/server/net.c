@@ -1,0 +1,499 @@
+/* TCP listener and connections on libevent; see net.h.
+ *
+ * Output follows Redis: net_send only appends to the connection's buffer and puts the
+ * connection on a flush list; net_flush, run once per loop iteration, writes each buffer with
+ * one system call and arms a write event only when the socket would block. Connections are
+ * freed only inside net_flush, never in the middle of a callback or a fan-out. */
+#define _GNU_SOURCE /* accept4 */
+#include "server/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "server/log.h"
+
+#define NET_READ_CHUNK 65536
+#define NET_ACCEPT_BATCH 64
+#define NET_CLOSE_GRACE_SEC 5
+
+enum conn_state {
+    CONN_OPEN,    /* reading and writing */
+    CONN_CLOSING, /* writing what is queued, then closed */
+    CONN_DEAD,    /* to be freed at the next flush */
+};
+
+struct net_conn {
+    struct net *net;
+    struct net_conn *prev, *next; /* every connection */
+    struct net_conn *flush_next;  /* the flush list */
+    void *owner;
+    struct event *rev;
+    struct event *wev;   /* created when a write would block */
+    struct event *grace; /* created when closing with output left */
+    char *out;
+    size_t out_off, out_len, out_cap;
+    struct linebuf in;
+    int fd;
+    enum conn_state state;
+    enum net_close_reason reason;
+    bool in_flush_list;
+    bool writing;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+};
+
+struct net {
+    struct event_base *base;
+    struct net_limits limits;
+    struct net_handlers handlers;
+    void *ctx;
+    struct event *listen_ev;
+    int listen_fd;
+    int spare_fd; /* kept open to shed connections when out of descriptors */
+    struct net_conn *conns;
+    struct net_conn *flush_head;
+    struct net_stats stats;
+};
+
+static char read_chunk[NET_READ_CHUNK];
+
+static void schedule(struct net_conn *c)
+{
+    if (c->in_flush_list)
+        return;
+    c->in_flush_list = true;
+    c->flush_next = c->net->flush_head;
+    c->net->flush_head = c;
+}
+
+static void drop_output(struct net_conn *c)
+{
+    free(c->out);
+    c->out = NULL;
+    c->out_off = c->out_len = c->out_cap = 0;
+}
+
+static void mark_dead(struct net_conn *c, enum net_close_reason why)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    if (c->state == CONN_OPEN)
+        c->reason = why;
+    c->state = CONN_DEAD;
+    drop_output(c);
+    schedule(c);
+}
+
+static int frame_cb(void *arg, enum linebuf_kind kind, const char *line, size_t len)
+{
+    struct net_conn *c = arg;
+    if (c->state != CONN_OPEN)
+        return 1;
+    return c->net->handlers.on_frame(c->owner, kind, line, len);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct net_conn *c = arg;
+    if (c->state != CONN_OPEN)
+        return;
+    ssize_t r = recv(fd, read_chunk, sizeof(read_chunk), 0);
+    if (r > 0) {
+        c->net->stats.reads++;
+        c->net->stats.bytes_in += (unsigned long long)r;
+        if (linebuf_feed(&c->in, read_chunk, (size_t)r, frame_cb, c) < 0)
+            mark_dead(c, NET_CLOSE_ERROR);
+        return;
+    }
+    if (r == 0)
+        mark_dead(c, NET_CLOSE_EOF);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        mark_dead(c, NET_CLOSE_ERROR);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+static void arm_write(struct net_conn *c)
+{
+    if (c->writing)
+        return;
+    if (!c->wev)
+        c->wev = event_new(c->net->base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+    if (!c->wev || event_add(c->wev, NULL) < 0) {
+        mark_dead(c, NET_CLOSE_ERROR);
+        return;
+    }
+    c->writing = true;
+}
+
+static void disarm_write(struct net_conn *c)
+{
+    if (c->writing)
+        event_del(c->wev);
+    c->writing = false;
+}
+
+/* Writes queued output. Returns true when everything was written. */
+static bool write_out(struct net_conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->net->stats.writes++;
+            c->net->stats.bytes_out += (unsigned long long)w;
+            c->out_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            arm_write(c);
+            return false;
+        }
+        mark_dead(c, NET_CLOSE_ERROR);
+        return false;
+    }
+    drop_output(c);
+    disarm_write(c);
+    return true;
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct net_conn *c = arg;
+    if (c->state == CONN_DEAD)
+        return;
+    if (write_out(c) && c->state == CONN_CLOSING)
+        mark_dead(c, c->reason);
+}
+
+static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mark_dead(arg, NET_CLOSE_LOCAL);
+}
+
+static void unlink_conn(struct net_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->net->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+}
+
+/* Frees a connection after telling its owner. Only called from net_flush and net_free. */
+static void destroy(struct net_conn *c)
+{
+    unlink_conn(c);
+    c->net->stats.open--;
+    if (c->owner)
+        c->net->handlers.on_close(c->owner, c->reason);
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->grace)
+        event_free(c->grace);
+    close(c->fd);
+    linebuf_free(&c->in);
+    drop_output(c);
+    free(c);
+}
+
+void net_send(struct net_conn *c, const char *data, size_t len)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    size_t queued = c->out_len - c->out_off;
+    if (queued + len > c->net->limits.max_output) {
+        c->net->stats.overflows++;
+        log_info("closing connection fd %d: output limit of %zu bytes reached (peer not reading)",
+                 c->fd, c->net->limits.max_output);
+        mark_dead(c, NET_CLOSE_OVERFLOW);
+        return;
+    }
+    if (c->out_len + len > c->out_cap) {
+        if (c->out_off > 0) {
+            memmove(c->out, c->out + c->out_off, queued);
+            c->out_len = queued;
+            c->out_off = 0;
+        }
+        size_t cap = c->out_cap ? c->out_cap : 512;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        char *p = realloc(c->out, cap);
+        if (!p) {
+            mark_dead(c, NET_CLOSE_ERROR);
+            return;
+        }
+        c->out = p;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    schedule(c);
+}
+
+void net_close(struct net_conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->state = CONN_CLOSING;
+    c->reason = NET_CLOSE_LOCAL;
+    event_del(c->rev);
+    schedule(c);
+}
+
+void net_set_reading(struct net_conn *c, bool on)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    if (on)
+        event_add(c->rev, NULL);
+    else
+        event_del(c->rev);
+}
+
+const char *net_peer_addr(const struct net_conn *c)
+{
+    static char text[INET6_ADDRSTRLEN];
+    const void *a = c->peer.sa.sa_family == AF_INET6 ? (const void *)&c->peer.v6.sin6_addr
+                                                     : (const void *)&c->peer.v4.sin_addr;
+    if (!inet_ntop(c->peer.sa.sa_family, a, text, sizeof(text)))
+        snprintf(text, sizeof(text), "0.0.0.0");
+    return text;
+}
+
+size_t net_pending_output(const struct net_conn *c)
+{
+    return c->out_len - c->out_off;
+}
+
+void net_get_stats(const struct net *n, struct net_stats *st)
+{
+    *st = n->stats;
+}
+
+/* Starts the grace period of a closing connection that still has output queued. */
+static void start_grace(struct net_conn *c)
+{
+    if (c->grace)
+        return;
+    struct timeval tv = {NET_CLOSE_GRACE_SEC, 0};
+    c->grace = evtimer_new(c->net->base, on_grace_expired, c);
+    if (!c->grace || evtimer_add(c->grace, &tv) < 0)
+        mark_dead(c, NET_CLOSE_LOCAL);
+}
+
+static void flush_one(struct net_conn *c)
+{
+    if (c->state == CONN_DEAD) {
+        destroy(c);
+        return;
+    }
+    bool done = c->writing ? false : write_out(c); /* else the write event carries on */
+    if (c->state == CONN_DEAD) {
+        destroy(c);
+        return;
+    }
+    if (c->state == CONN_CLOSING) {
+        if (done)
+            destroy(c);
+        else
+            start_grace(c);
+    }
+}
+
+void net_flush(struct net *n)
+{
+    while (n->flush_head) {
+        struct net_conn *list = n->flush_head;
+        n->flush_head = NULL;
+        while (list) {
+            struct net_conn *c = list;
+            list = c->flush_next;
+            c->in_flush_list = false;
+            flush_one(c);
+        }
+    }
+}
+
+static void tune_socket(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    int idle = 60, intvl = 10, cnt = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
+static void adopt(struct net *n, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct net_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        goto fail;
+    c->net = n;
+    c->fd = fd;
+    memcpy(&c->peer, sa, salen < sizeof(c->peer) ? salen : sizeof(c->peer));
+    linebuf_init(&c->in, n->limits.max_line);
+    c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    if (!c->rev || event_add(c->rev, NULL) < 0)
+        goto fail;
+    tune_socket(fd);
+    c->next = n->conns;
+    if (n->conns)
+        n->conns->prev = c;
+    n->conns = c;
+    n->stats.open++;
+    n->stats.accepted++;
+    c->owner = n->handlers.on_open(n->ctx, c);
+    if (!c->owner)
+        mark_dead(c, NET_CLOSE_LOCAL);
+    return;
+fail:
+    if (c && c->rev)
+        event_free(c->rev);
+    free(c);
+    close(fd);
+    n->stats.refused++;
+}
+
+/* Out of descriptors: accept one connection on the spare descriptor and drop it at once, so
+ * the listener does not spin on a connection it cannot take. */
+static void shed_one(struct net *n)
+{
+    if (n->spare_fd < 0)
+        return;
+    close(n->spare_fd);
+    int fd = accept(n->listen_fd, NULL, NULL);
+    if (fd >= 0)
+        close(fd);
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    n->stats.refused++;
+    log_error("out of file descriptors: refused a connection");
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    struct net *n = arg;
+    for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
+        struct sockaddr_in6 sa;
+        socklen_t salen = sizeof(sa);
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                shed_one(n);
+            return;
+        }
+        if (n->stats.open >= n->limits.max_connections) {
+            n->stats.refused++;
+            log_info("refused a connection: %zu connections open", n->stats.open);
+            close(fd);
+            continue;
+        }
+        adopt(n, fd, (struct sockaddr *)&sa, salen);
+    }
+}
+
+struct net *net_new(struct event_base *base, const struct net_limits *limits,
+                    const struct net_handlers *handlers, void *ctx)
+{
+    struct net *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->base = base;
+    n->limits = *limits;
+    n->handlers = *handlers;
+    n->ctx = ctx;
+    n->listen_fd = -1;
+    n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return n;
+}
+
+static int bind_listener(const char *addr, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    int rc = getaddrinfo(addr ? addr : "0.0.0.0", service, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errlen, "bad listen address %s: %s", addr ? addr : "", gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+        snprintf(err, errlen, "cannot listen on port %d: %s", port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
+{
+    int fd = bind_listener(addr, port, err, errlen);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in6 sa;
+    socklen_t salen = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &salen);
+    *bound = ntohs(sa.sin6_port); /* sin_port and sin6_port share their offset */
+    n->listen_ev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_accept, n);
+    if (!n->listen_ev || event_add(n->listen_ev, NULL) < 0) {
+        snprintf(err, errlen, "cannot watch the listener");
+        close(fd);
+        return -1;
+    }
+    n->listen_fd = fd;
+    return 0;
+}
+
+void net_free(struct net *n)
+{
+    if (!n)
+        return;
+    net_flush(n);
+    while (n->conns) {
+        struct net_conn *c = n->conns;
+        if (c->state == CONN_OPEN)
+            c->reason = NET_CLOSE_SHUTDOWN;
+        c->in_flush_list = false;
+        destroy(c);
+    }
+    n->flush_head = NULL;
+    if (n->listen_ev)
+        event_free(n->listen_ev);
+    if (n->listen_fd >= 0)
+        close(n->listen_fd);
+    if (n->spare_fd >= 0)
+        close(n->spare_fd);
+    free(n);
+}

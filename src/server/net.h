@@ -1,0 +1,83 @@
+/* Sockets and the event loop: a TCP listener, non-blocking connections split into frames,
+ * bounded output written once per loop iteration. Knows nothing of chat: the owner of each
+ * connection gets its frames through callbacks and queues output with net_send. */
+#ifndef PARLEY_NET_H
+#define PARLEY_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/linebuf.h"
+
+struct event_base;
+struct net;
+struct net_conn;
+
+/* Why a connection ended. */
+enum net_close_reason {
+    NET_CLOSE_EOF,      /* the peer closed */
+    NET_CLOSE_ERROR,    /* a socket error (reset, ...) */
+    NET_CLOSE_OVERFLOW, /* the peer did not read its output and hit max_output */
+    NET_CLOSE_LOCAL,    /* the owner called net_close */
+    NET_CLOSE_SHUTDOWN, /* net_free closed it */
+};
+
+/* What the owner of the connections provides. */
+struct net_handlers {
+    /* A connection was accepted. Returns the owner's object for it, or NULL to refuse it. */
+    void *(*on_open)(void *ctx, struct net_conn *conn);
+    /* A frame arrived. Returns non-zero to stop reading this batch (the owner closed it). */
+    int (*on_frame)(void *owner, enum linebuf_kind kind, const char *line, size_t len);
+    /* The connection is gone; called once, at a safe point; the owner frees its object. */
+    void (*on_close)(void *owner, enum net_close_reason why);
+};
+
+/* The limits net enforces. */
+struct net_limits {
+    size_t max_line;        /* frame length, LF included */
+    size_t max_output;      /* bytes queued for one connection before it is cut off */
+    size_t max_connections; /* accepted connections at once */
+};
+
+/* Counters for diagnostics and the benchmark. */
+struct net_stats {
+    unsigned long long accepted, refused, reads, writes, bytes_in, bytes_out, overflows;
+    size_t open;
+};
+
+/* Creates the network layer on `base`. Returns NULL on failure. */
+struct net *net_new(struct event_base *base, const struct net_limits *limits,
+                    const struct net_handlers *handlers, void *ctx);
+
+/* Listens on `addr` (NULL: any IPv4 address) and `port` (0: any free one); the bound port is
+ * stored in `*bound`. Returns 0, or -1 with a message in `err`. */
+int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen);
+
+/* Queues `len` bytes for the connection. Output is written at the end of the loop iteration.
+ * Past max_output the connection is closed with NET_CLOSE_OVERFLOW and the bytes dropped. */
+void net_send(struct net_conn *c, const char *data, size_t len);
+
+/* Closes the connection at the next safe point, after writing what is queued (bounded by a
+ * short grace period). Frames still arriving are ignored. Safe to call more than once. */
+void net_close(struct net_conn *c);
+
+/* Stops (false) or resumes (true) reading frames from the connection. */
+void net_set_reading(struct net_conn *c, bool on);
+
+/* Writes every connection's queued output and finishes pending closes. Call once per loop
+ * iteration, after the callbacks ran. */
+void net_flush(struct net *n);
+
+/* Returns the connection's peer address as text (an IP address). */
+const char *net_peer_addr(const struct net_conn *c);
+
+/* Returns the bytes queued for the connection and not yet written. */
+size_t net_pending_output(const struct net_conn *c);
+
+/* Fills `*st` with the counters. */
+void net_get_stats(const struct net *n, struct net_stats *st);
+
+/* Closes the listener and every connection (on_close with NET_CLOSE_SHUTDOWN), frees all. */
+void net_free(struct net *n);
+
+#endif

@@ -1,0 +1,259 @@
+/* The server's set-up, event loop, signals, housekeeping and shutdown; see server.h. */
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/store.h"
+#include "server/worker.h"
+
+#define TICK_MS 250
+#define HEARTBEAT_SEC 5
+
+int64_t server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_error("cannot raise the file limit: %s", strerror(errno));
+    }
+}
+
+/* Applies a freshly read credentials table to the directory. */
+static int apply_accounts(struct server *srv, const struct auth_table *t)
+{
+    directory_mark_reset(&srv->dir);
+    for (size_t i = 0; i < t->count; i++) {
+        const struct auth_entry *e = &t->entries[i];
+        struct user *u = directory_add(&srv->dir, e->name);
+        if (!u || directory_set_account(u, e->kind, e->secret) < 0)
+            return -1;
+        directory_mark(&srv->dir, u);
+    }
+    for (uint32_t id = 0; id < srv->dir.count; id++) {
+        struct user *u = directory_by_id(&srv->dir, id);
+        if (u->has_account && !directory_mark(&srv->dir, u))
+            u->has_account = false;
+    }
+    return 0;
+}
+
+int server_reload_credentials(struct server *srv)
+{
+    struct auth_table t = {0};
+    char err[256] = "";
+    int rc = auth_load(srv->cfg.credentials, &t, err, sizeof(err));
+    if (rc < 0) {
+        log_error("cannot read credentials %s: %s", srv->cfg.credentials, err);
+    } else {
+        if (err[0])
+            log_error("credentials %s: %s", srv->cfg.credentials, err);
+        rc = apply_accounts(srv, &t);
+        log_info("credentials: %zu accounts", t.count);
+    }
+    auth_table_free(&t);
+    return rc;
+}
+
+static int load_block(void *ctx, const char *a, const char *b)
+{
+    struct server *srv = ctx;
+    struct user *ua = directory_add(&srv->dir, a);
+    struct user *ub = directory_add(&srv->dir, b);
+    return ua && ub && directory_block(ua, ub) >= 0 ? 0 : -1;
+}
+
+static int load_lock(void *ctx, const char *name, const struct store_lock *l)
+{
+    struct server *srv = ctx;
+    struct user *u = directory_add(&srv->dir, name);
+    if (!u)
+        return -1;
+    u->lock.failures = l->failures;
+    u->lock.locked_until = l->locked_until;
+    return 0;
+}
+
+static int open_store(struct server *srv)
+{
+    char err[256];
+    if (store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err)) < 0) {
+        log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
+        return -1;
+    }
+    int64_t now = (int64_t)time(NULL);
+    if (store_presence_recover(srv->store, now) < 0 ||
+        store_block_each(srv->store, load_block, srv) < 0 ||
+        store_lock_each(srv->store, load_lock, srv) < 0 || store_heartbeat(srv->store, now) < 0) {
+        log_error("cannot load the store: %s", store_error(srv->store));
+        return -1;
+    }
+    srv->last_heartbeat = now;
+    return 0;
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        return -1;
+    return 0;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *srv = arg;
+    int64_t now_ms = server_now_ms();
+    session_expire(srv, now_ms);
+    p2p_expire(srv, now_ms);
+    int64_t now = (int64_t)time(NULL);
+    if (now - srv->last_heartbeat >= HEARTBEAT_SEC) {
+        srv->last_heartbeat = now;
+        if (store_heartbeat(srv->store, now) < 0)
+            log_error("store: cannot record heartbeat: %s", store_error(srv->store));
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct server *srv = arg;
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: re-reading %s", srv->cfg.credentials);
+        server_reload_credentials(srv);
+        return;
+    }
+    log_info("signal %d: shutting down", (int)sig);
+    srv->stopping = true;
+}
+
+static int add_signal(struct server *srv, struct event **ev, int sig)
+{
+    *ev = evsignal_new(srv->base, sig, on_signal, srv);
+    return *ev && event_add(*ev, NULL) == 0 ? 0 : -1;
+}
+
+static int start_events(struct server *srv)
+{
+    struct timeval tick = {0, TICK_MS * 1000};
+    srv->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, srv);
+    if (!srv->tick || event_add(srv->tick, &tick) < 0)
+        return -1;
+    if (add_signal(srv, &srv->sig_term, SIGTERM) < 0 ||
+        add_signal(srv, &srv->sig_int, SIGINT) < 0 || add_signal(srv, &srv->sig_hup, SIGHUP) < 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+static int start_network(struct server *srv)
+{
+    struct net_limits limits = {srv->cfg.max_line, srv->cfg.max_output, srv->cfg.max_connections};
+    struct net_handlers handlers = {session_open, session_frame, session_closed};
+    srv->net = net_new(srv->base, &limits, &handlers, srv);
+    if (!srv->net)
+        return -1;
+    char err[256];
+    int port;
+    if (net_listen(srv->net, srv->cfg.bind_addr, srv->cfg.port, &port, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (srv->cfg.port_file && write_port_file(srv->cfg.port_file, port) < 0) {
+        log_error("cannot write port file %s: %s", srv->cfg.port_file, strerror(errno));
+        return -1;
+    }
+    log_info("listening on port %d", port);
+    return 0;
+}
+
+int server_init(struct server *srv, const struct config *cfg)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = *cfg;
+    directory_init(&srv->dir);
+    log_set_verbose(cfg->verbose);
+    raise_fd_limit();
+    srv->fmt_cap = cfg->max_line + 256;
+    srv->fmt = malloc(srv->fmt_cap);
+    if (!srv->fmt || auth_init() < 0)
+        goto fail;
+    if (server_reload_credentials(srv) < 0 || open_store(srv) < 0)
+        goto fail;
+    srv->base = event_base_new();
+    if (!srv->base)
+        goto fail;
+    srv->workers = worker_pool_new(srv->base, cfg->hash_threads);
+    if (!srv->workers || start_events(srv) < 0 || start_network(srv) < 0)
+        goto fail;
+    return 0;
+fail:
+    log_error("parleyd could not start");
+    return -1;
+}
+
+/* Says goodbye to every connection; they close once their output is written. */
+static void say_goodbye(struct server *srv)
+{
+    struct session_list *lists[] = {&srv->login_list, &srv->online_list};
+    for (size_t i = 0; i < 2; i++)
+        for (struct session *s = lists[i]->head; s; s = s->next)
+            if (s->state != SESSION_CLOSING) {
+                session_event(s, "BYE shutdown");
+                net_close(s->conn);
+            }
+    net_flush(srv->net);
+}
+
+int server_run(struct server *srv)
+{
+    while (!srv->stopping) {
+        if (event_base_loop(srv->base, EVLOOP_ONCE) < 0) {
+            log_error("event loop failed");
+            break;
+        }
+        net_flush(srv->net);
+    }
+    say_goodbye(srv);
+    net_free(srv->net);
+    srv->net = NULL;
+    return 0;
+}
+
+void server_free(struct server *srv)
+{
+    net_free(srv->net);
+    worker_pool_free(srv->workers);
+    p2p_free(srv);
+    struct event *evs[] = {srv->tick, srv->sig_term, srv->sig_int, srv->sig_hup};
+    for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+        if (evs[i])
+            event_free(evs[i]);
+    if (srv->base)
+        event_base_free(srv->base);
+    directory_free(&srv->dir);
+    store_close(srv->store);
+    free(srv->fmt);
+    memset(srv, 0, sizeof(*srv));
+}

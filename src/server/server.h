@@ -1,0 +1,188 @@
+/* The chat layer of parleyd: the server context, sessions (one per connection) and the
+ * request handlers. Handlers never touch a socket: they append output to sessions. */
+#ifndef PARLEY_SERVER_H
+#define PARLEY_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/linebuf.h"
+#include "common/proto.h"
+#include "server/config.h"
+#include "server/directory.h"
+#include "server/net.h"
+#include "server/ratelimit.h"
+
+struct event;
+struct event_base;
+struct store;
+struct worker_pool;
+struct p2p_request;
+struct p2p_pair;
+
+/* Where a connection is in its life. */
+enum session_state {
+    SESSION_HELLO,    /* waiting for HELLO */
+    SESSION_USERNAME, /* waiting for USER */
+    SESSION_PASSWORD, /* user named; waiting for PASS */
+    SESSION_CHECKING, /* a password check or account creation runs on a worker */
+    SESSION_ONLINE,   /* logged in */
+    SESSION_CLOSING,  /* on its way out; ignores requests */
+};
+
+/* A doubly linked list of sessions ordered by a deadline. */
+struct session_list {
+    struct session *head, *tail;
+};
+
+/* One client connection. */
+struct session {
+    struct server *srv;
+    struct net_conn *conn;
+    enum session_state state;
+    struct user *user;           /* named (PASSWORD, CHECKING) or logged in (ONLINE) */
+    struct login_job *job;       /* the worker job under way, if any */
+    struct session *prev, *next; /* in the login list or the online list */
+    struct session_list *list;
+    int64_t deadline_ms; /* login deadline, or idle deadline when online */
+    struct ratelimit rate;
+    int64_t sent_id;  /* highest message id sent */
+    int64_t acked_id; /* highest message id acknowledged */
+    bool draining;    /* queued messages remain in the store to be sent */
+    bool new_account; /* PASS creates the account (registration) */
+    uint16_t p2p_port;
+    uint16_t errors;             /* malformed frames in a row */
+    char tag[PROTO_MAX_TAG + 1]; /* the request a worker job will answer */
+};
+
+/* The whole server. */
+struct server {
+    struct config cfg;
+    struct event_base *base;
+    struct net *net;
+    struct store *store;
+    struct directory dir;
+    struct worker_pool *workers;
+    struct event *tick;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct session_list login_list;  /* not yet logged in, by login deadline */
+    struct session_list online_list; /* logged in, by idle deadline */
+    struct p2p_request *p2p_requests;
+    struct p2p_pair *p2p_pairs;
+    int64_t last_heartbeat;
+    bool stopping;
+    char *fmt; /* scratch for formatting one frame: max_line + 128 bytes */
+    size_t fmt_cap;
+};
+
+/* One parsed request frame; slices point into the frame. */
+struct request {
+    char tag[PROTO_MAX_TAG + 1];
+    struct proto_slice verb;
+    struct proto_slice arg[2];
+    struct proto_slice text; /* len 0 when absent */
+    int nargs;
+};
+
+/* server.c */
+
+/* Sets the server up from `cfg`: store, credentials, listener, signals. Returns 0 or -1 (the
+ * reason is logged). */
+int server_init(struct server *srv, const struct config *cfg);
+
+/* Runs the event loop until a shutdown signal; returns the exit status. */
+int server_run(struct server *srv);
+
+/* Frees everything server_init made; safe on a half-initialised server. */
+void server_free(struct server *srv);
+
+/* Re-reads the credentials file, keeping everyone online. Returns 0 or -1. */
+int server_reload_credentials(struct server *srv);
+
+/* Returns monotonic milliseconds. */
+int64_t server_now_ms(void);
+
+/* session.c */
+
+/* Creates a session for a new connection (net's on_open). */
+void *session_open(void *srv, struct net_conn *conn);
+
+/* Handles one frame (net's on_frame). */
+int session_frame(void *session, enum linebuf_kind kind, const char *line, size_t len);
+
+/* Ends a session whose connection is gone (net's on_close). */
+void session_closed(void *session, enum net_close_reason why);
+
+/* Queues `* BYE <reason>` and closes the connection after it is written. */
+void session_bye(struct session *s, const char *reason);
+
+/* Queues raw frame bytes (LF included). */
+void session_send(struct session *s, const char *data, size_t len);
+
+/* Queues `<tag> OK` followed by the printf-formatted fields (fmt may be NULL). */
+void session_ok(struct session *s, const char *tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Queues `<tag> ERR <code> <text>`. */
+void session_err(struct session *s, const char *tag, int code);
+
+/* Queues an event `* ...` formatted by printf. */
+void session_event(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records activity now: pushes the idle deadline back. */
+void session_touch(struct session *s);
+
+/* Closes sessions whose login or idle deadline passed. */
+void session_expire(struct server *srv, int64_t now_ms);
+
+/* login.c */
+
+/* HELLO, USER and PASS. */
+void login_hello(struct session *s, const struct request *r);
+void login_user(struct session *s, const struct request *r);
+void login_pass(struct session *s, const struct request *r);
+
+/* Forgets the worker job of a session that is closing. */
+void login_abandon(struct session *s);
+
+/* messaging.c */
+
+/* MSG, BCAST and the `* ACK` notice. */
+void msg_direct(struct session *s, const struct request *r);
+void msg_broadcast(struct session *s, const struct request *r);
+void msg_ack(struct session *s, struct proto_slice id);
+
+/* Sends queued messages to a session that just logged in. */
+void msg_deliver_backlog(struct session *s);
+
+/* Tells every online user without a block relation that `u` logged in or out. */
+void msg_presence(struct server *srv, struct user *u, const char *event);
+
+/* p2p.c */
+
+/* LISTEN, P2P, P2PACCEPT, P2PDECLINE, P2PEND. */
+void p2p_listen(struct session *s, const struct request *r);
+void p2p_start(struct session *s, const struct request *r);
+void p2p_accept(struct session *s, const struct request *r);
+void p2p_decline(struct session *s, const struct request *r);
+void p2p_end(struct session *s, const struct request *r);
+
+/* Forgets the requests and sessions of a session that is going away. */
+void p2p_session_gone(struct session *s);
+
+/* Answers requests that waited too long for the peer. */
+void p2p_expire(struct server *srv, int64_t now_ms);
+
+/* Frees all P2P bookkeeping. */
+void p2p_free(struct server *srv);
+
+/* commands.c */
+
+/* Parses and runs one request frame of a session. */
+void cmd_dispatch(struct session *s, const char *line, size_t len);
+
+/* Answers a frame that was too long, using its first bytes to find its tag. */
+void cmd_too_long(struct session *s, const char *head, size_t len);
+
+#endif

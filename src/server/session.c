@@ -1,0 +1,194 @@
+/* Session lifecycle: creation, output, deadlines and the one cleanup path; see server.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/server.h"
+#include "server/store.h"
+
+static void list_remove(struct session *s)
+{
+    struct session_list *l = s->list;
+    if (!l)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        l->head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        l->tail = s->prev;
+    s->prev = s->next = NULL;
+    s->list = NULL;
+}
+
+/* Appends to a list; lists stay ordered because every member has the same time-out. */
+static void list_append(struct session_list *l, struct session *s, int64_t deadline_ms)
+{
+    list_remove(s);
+    s->deadline_ms = deadline_ms;
+    s->list = l;
+    s->prev = l->tail;
+    s->next = NULL;
+    if (l->tail)
+        l->tail->next = s;
+    else
+        l->head = s;
+    l->tail = s;
+}
+
+void *session_open(void *arg, struct net_conn *conn)
+{
+    struct server *srv = arg;
+    if (srv->stopping)
+        return NULL;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->srv = srv;
+    s->conn = conn;
+    s->state = SESSION_HELLO;
+    list_append(&srv->login_list, s, server_now_ms() + srv->cfg.login_timeout * 1000);
+    log_info("connection from %s", net_peer_addr(conn));
+    return s;
+}
+
+void session_touch(struct session *s)
+{
+    if (s->state == SESSION_ONLINE)
+        list_append(&s->srv->online_list, s, server_now_ms() + s->srv->cfg.timeout * 1000);
+}
+
+void session_send(struct session *s, const char *data, size_t len)
+{
+    net_send(s->conn, data, len);
+}
+
+/* Formats into the server's scratch buffer and queues the result with a final LF. */
+static void send_formatted(struct session *s, const char *prefix, const char *fmt, va_list ap)
+{
+    struct server *srv = s->srv;
+    int n = snprintf(srv->fmt, srv->fmt_cap, "%s", prefix);
+    if (fmt && n >= 0 && (size_t)n < srv->fmt_cap)
+        n += vsnprintf(srv->fmt + n, srv->fmt_cap - (size_t)n, fmt, ap);
+    if (n < 0 || (size_t)n + 1 >= srv->fmt_cap) {
+        log_error("frame too long to format; dropped");
+        return;
+    }
+    srv->fmt[n++] = '\n';
+    net_send(s->conn, srv->fmt, (size_t)n);
+}
+
+void session_ok(struct session *s, const char *tag, const char *fmt, ...)
+{
+    char prefix[PROTO_MAX_TAG + 8];
+    snprintf(prefix, sizeof(prefix), fmt ? "%s OK " : "%s OK", tag);
+    va_list ap;
+    va_start(ap, fmt);
+    send_formatted(s, prefix, fmt, ap);
+    va_end(ap);
+}
+
+void session_err(struct session *s, const char *tag, int code)
+{
+    char line[PROTO_MAX_TAG + 80];
+    int n = snprintf(line, sizeof(line), "%s ERR %d %s\n", tag, code, proto_error_text(code));
+    net_send(s->conn, line, (size_t)n);
+}
+
+void session_event(struct session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    send_formatted(s, "* ", fmt, ap);
+    va_end(ap);
+}
+
+void session_bye(struct session *s, const char *reason)
+{
+    if (s->state == SESSION_CLOSING)
+        return;
+    session_event(s, "BYE %s", reason);
+    net_close(s->conn);
+    s->state = SESSION_CLOSING;
+}
+
+int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t len)
+{
+    struct session *s = arg;
+    if (s->state == SESSION_CLOSING)
+        return 1;
+    if (kind == LINEBUF_TOO_LONG)
+        cmd_too_long(s, line, len);
+    else if (len > 0)
+        cmd_dispatch(s, line, len);
+    return s->state == SESSION_CLOSING;
+}
+
+/* Logs a user out: presence, history and notices. */
+static void go_offline(struct session *s)
+{
+    struct server *srv = s->srv;
+    struct user *u = s->user;
+    directory_set_online(&srv->dir, u, NULL);
+    if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
+        log_error("store: cannot record logout: %s", store_error(srv->store));
+    msg_presence(srv, u, "LOGOUT");
+    log_info("%s logged out", u->name);
+}
+
+static const char *reason_text(enum net_close_reason why)
+{
+    switch (why) {
+    case NET_CLOSE_EOF:
+        return "closed by peer";
+    case NET_CLOSE_ERROR:
+        return "socket error";
+    case NET_CLOSE_OVERFLOW:
+        return "output limit reached";
+    case NET_CLOSE_LOCAL:
+        return "closed by server";
+    case NET_CLOSE_SHUTDOWN:
+        return "shutdown";
+    }
+    return "?";
+}
+
+void session_closed(void *arg, enum net_close_reason why)
+{
+    struct session *s = arg;
+    bool was_online = s->state == SESSION_ONLINE ||
+                      (s->state == SESSION_CLOSING && s->user && s->user->online == s);
+    s->state = SESSION_CLOSING;
+    log_info("connection from %s ended: %s", net_peer_addr(s->conn), reason_text(why));
+    if (why == NET_CLOSE_OVERFLOW && s->user)
+        log_error("%s was disconnected: output limit reached (client not reading)", s->user->name);
+    login_abandon(s);
+    p2p_session_gone(s);
+    if (was_online)
+        go_offline(s);
+    list_remove(s);
+    free(s);
+}
+
+/* Closes the sessions at the head of a list whose deadline passed. */
+static void expire_list(struct session_list *l, int64_t now_ms, const char *reason)
+{
+    while (l->head && l->head->deadline_ms <= now_ms) {
+        struct session *s = l->head;
+        list_remove(s);
+        if (s->state == SESSION_ONLINE)
+            log_info("%s timed out", s->user->name);
+        session_bye(s, reason);
+    }
+}
+
+void session_expire(struct server *srv, int64_t now_ms)
+{
+    expire_list(&srv->login_list, now_ms, "login-timeout");
+    expire_list(&srv->online_list, now_ms, "idle");
+}

@@ -29,7 +29,8 @@ static void remember_head(struct linebuf *lb, const char *a, size_t alen, const 
     size_t n = alen < LINEBUF_HEAD ? alen : LINEBUF_HEAD;
     memcpy(lb->head, a, n);
     size_t m = blen < LINEBUF_HEAD - n ? blen : LINEBUF_HEAD - n;
-    memcpy(lb->head + n, b, m);
+    if (m > 0)
+        memcpy(lb->head + n, b, m);
     lb->head_len = (unsigned char)(n + m);
 }
 

@@ -79,7 +79,35 @@ asan-test:
 test: deps
 	@$(MAKE) --no-print-directory all unit e2e
 	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint-check
+
+# libFuzzer harnesses (clang): `make fuzz FUZZ_SECONDS=600` for a long run; `fuzz-smoke` is the
+# short pass inside `make test`. Crashes are written to build/fuzz/ and fail the run.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := frame credentials server
+FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPARLEY_VERSION='"$(VERSION)"' \
+                -g -O1 -Isrc -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c
+build/fuzz/fuzz_frame: fuzz/fuzz_frame.c $(COMMON_SRC)
+build/fuzz/fuzz_credentials: fuzz/fuzz_credentials.c src/server/auth.c $(COMMON_SRC)
+build/fuzz/fuzz_server: fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) $(COMMON_SRC)
+build/fuzz/fuzz_%:
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ $(PKG_LIBS)
+
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus-$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+	    || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+	  grep -E '^Done|stat::number_of_executed_units' build/fuzz/$$t.log | tail -1; \
+	done
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-15}
 
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h')

@@ -149,8 +149,11 @@ void cmd_dispatch(struct session *s, const char *line, size_t len)
         return;
     }
     struct request r = {0};
-    struct proto_slice rest = {line, len}, first;
-    proto_next_field(&rest, &first);
+    struct proto_slice rest = {line, len}, first = {NULL, 0};
+    if (!proto_next_field(&rest, &first)) {
+        reject(s, tag, PROTO_E_BAD_REQUEST);
+        return;
+    }
     if (proto_slice_eq(first, "*")) {
         handle_notice(s, rest);
         return;

@@ -8,13 +8,13 @@ bool ratelimit_take(struct ratelimit *rl, int64_t now_ms, unsigned rate, unsigne
     uint64_t cap = (uint64_t)(burst ? burst : 1) * 1000;
     if (!rl->started) {
         rl->started = true;
-        rl->tokens_milli = (uint32_t)cap;
+        rl->tokens_milli = cap;
         rl->last_ms = now_ms;
     }
     if (now_ms > rl->last_ms) {
         uint64_t add = (uint64_t)(now_ms - rl->last_ms) * rate;
         uint64_t t = rl->tokens_milli + add;
-        rl->tokens_milli = (uint32_t)(t > cap ? cap : t);
+        rl->tokens_milli = t > cap ? cap : t;
         rl->last_ms = now_ms;
     }
     if (rl->tokens_milli < 1000)

@@ -7,7 +7,7 @@
 
 /* One bucket; zero-initialised buckets start full on first use. */
 struct ratelimit {
-    uint32_t tokens_milli; /* thousandths of a token */
+    uint64_t tokens_milli; /* thousandths of a token */
     bool started;
     int64_t last_ms;
 };

@@ -140,8 +140,8 @@ void p2p_accept(struct session *s, const struct request *r)
     pair->next = srv->p2p_pairs;
     srv->p2p_pairs = pair;
     session_ok(s, tag, NULL);
-    session_ok(req->from, req->tag, "%s %u %s", net_peer_addr(s->conn), (unsigned)s->p2p_port,
-               req->secret);
+    session_ok(req->from, req->tag, "%s %u %s %d", net_peer_addr(s->conn), (unsigned)s->p2p_port,
+               req->secret, srv->cfg.p2p_consent ? 1 : 0);
     unlink_request(slot);
 }
 

@@ -1,0 +1,282 @@
+/* The client as a whole; see client.h. */
+#include "client/client.h"
+
+#include "client/commands.h"
+#include "client/events.h"
+#include "client/link.h"
+#include "client/login.h"
+#include "client/p2p.h"
+#include "client/ui.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define PROMPT_COMMAND "> "
+#define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
+
+#define SAY_LOST "Connection to server lost"
+#define SAY_IDLE "You have been logged out due to inactivity"
+
+/* ---- input ---- */
+
+static void answer_question(struct client *c, const char *line)
+{
+    while (*line == ' ')
+        line++;
+    if (strcmp(line, "y") == 0 || strcmp(line, "Y") == 0 || strcmp(line, "yes") == 0) {
+        p2p_answer(c->p2p, true);
+    } else if (strcmp(line, "n") == 0 || strcmp(line, "N") == 0 || strcmp(line, "no") == 0) {
+        p2p_answer(c->p2p, false);
+    } else {
+        ui_print("Error. Please enter y or n");
+        client_refresh_prompt(c);
+    }
+}
+
+static void on_line(void *ctx, const char *line)
+{
+    struct client *c = ctx;
+    switch (c->state) {
+    case CLIENT_USERNAME:
+    case CLIENT_PASSWORD:
+        login_input(c, line);
+        break;
+    case CLIENT_ONLINE:
+    case CLIENT_LOGGED_OUT:
+        if (!line)
+            client_quit(c);
+        else if (p2p_question(c->p2p))
+            answer_question(c, line);
+        else
+            cmd_execute(c, line);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- the server link ---- */
+
+static void on_connected(void *ctx)
+{
+    struct client *c = ctx;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (link_local_addr(c->link, &ss, &len) == 0)
+        c->listen_port = p2p_listen(c->p2p, (struct sockaddr *)&ss, len);
+    login_start(c);
+}
+
+static void on_event(void *ctx, struct proto_slice verb, struct proto_slice rest)
+{
+    events_dispatch(ctx, verb, rest);
+}
+
+/* The server session is over while logged in: live on for open P2P sessions (spec §7). */
+static void server_gone(struct client *c, int status)
+{
+    if (p2p_open_count(c->p2p) > 0) {
+        c->state = CLIENT_LOGGED_OUT;
+        c->logged_out_status = status;
+        link_close(c->link);
+        client_refresh_prompt(c);
+    } else {
+        client_exit(c, status);
+    }
+}
+
+static void on_closed(void *ctx, int err)
+{
+    struct client *c = ctx;
+    switch (c->state) {
+    case CLIENT_CONNECTING:
+        fprintf(stderr, "parley: cannot connect to %s port %s: %s\n", c->host, c->port,
+                strerror(err));
+        client_exit(c, CLIENT_EXIT_FAIL);
+        break;
+    case CLIENT_QUITTING:
+        client_exit(c, CLIENT_EXIT_OK);
+        break;
+    case CLIENT_ONLINE:
+        ui_print(SAY_LOST);
+        server_gone(c, CLIENT_EXIT_FAIL);
+        break;
+    case CLIENT_HELLO:
+    case CLIENT_USERNAME:
+    case CLIENT_PASSWORD:
+        ui_print(SAY_LOST);
+        client_exit(c, CLIENT_EXIT_FAIL);
+        break;
+    default:
+        break;
+    }
+}
+
+void client_bye(struct client *c, const char *reason)
+{
+    bool idle = strcmp(reason, "idle") == 0;
+    switch (c->state) {
+    case CLIENT_ONLINE:
+        ui_print(idle ? SAY_IDLE : SAY_LOST);
+        server_gone(c, idle ? CLIENT_EXIT_OK : CLIENT_EXIT_FAIL);
+        break;
+    case CLIENT_QUITTING:
+        client_exit(c, CLIENT_EXIT_OK);
+        break;
+    case CLIENT_HELLO:
+    case CLIENT_USERNAME:
+    case CLIENT_PASSWORD:
+        ui_print(SAY_LOST);
+        client_exit(c, CLIENT_EXIT_FAIL);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- life cycle ---- */
+
+static void on_logout(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    client_exit(ctx, CLIENT_EXIT_OK);
+}
+
+static void quit_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client_exit(arg, CLIENT_EXIT_OK);
+}
+
+void client_quit(struct client *c)
+{
+    switch (c->state) {
+    case CLIENT_QUITTING:
+    case CLIENT_EXITING:
+        return;
+    case CLIENT_ONLINE: {
+        struct timeval tv = {QUIT_WAIT_SECS, 0};
+        ui_stop();
+        p2p_stop_all(c->p2p); /* STOP to each peer, P2PEND to the server */
+        c->state = CLIENT_QUITTING;
+        evtimer_add(c->quit_timer, &tv);
+        link_request(c->link, on_logout, NULL, "LOGOUT");
+        return;
+    }
+    case CLIENT_LOGGED_OUT:
+        c->state = CLIENT_QUITTING;
+        p2p_stop_all(c->p2p);
+        client_exit(c, CLIENT_EXIT_OK);
+        return;
+    default:
+        client_exit(c, CLIENT_EXIT_FAIL);
+        return;
+    }
+}
+
+void client_exit(struct client *c, int status)
+{
+    if (c->state == CLIENT_EXITING)
+        return;
+    c->state = CLIENT_EXITING;
+    c->exit_status = status;
+    ui_shutdown();
+    if (c->link)
+        link_close(c->link);
+    event_base_loopbreak(c->base);
+}
+
+void client_logged_in(struct client *c)
+{
+    c->state = CLIENT_ONLINE;
+    ui_remember_name(c->me);
+    if (c->listen_port > 0)
+        link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
+    ui_commands(PROMPT_COMMAND);
+}
+
+bool client_online(const struct client *c)
+{
+    return c->state == CLIENT_ONLINE && link_is_up(c->link);
+}
+
+void client_hold(struct client *c)
+{
+    (void)c;
+    ui_hold();
+}
+
+void client_release(struct client *c)
+{
+    (void)c;
+    ui_release();
+}
+
+void client_p2p_ended(struct client *c, const char *name)
+{
+    if (client_online(c))
+        link_request(c->link, NULL, NULL, "P2PEND %s", name);
+    if (c->state == CLIENT_LOGGED_OUT && p2p_open_count(c->p2p) == 0)
+        client_exit(c, c->logged_out_status);
+}
+
+void client_refresh_prompt(struct client *c)
+{
+    if (c->state != CLIENT_ONLINE && c->state != CLIENT_LOGGED_OUT)
+        return;
+    const char *from = p2p_question(c->p2p);
+    if (!from) {
+        ui_set_prompt(PROMPT_COMMAND, false);
+        return;
+    }
+    char q[PROTO_MAX_NAME + 64];
+    snprintf(q, sizeof(q), "%s would like to private message, enter y or n: ", from);
+    ui_set_prompt(q, true);
+}
+
+int client_init(struct client *c, struct event_base *base, const char *host, const char *port)
+{
+    static const struct link_handlers handlers = {on_connected, on_event, on_closed};
+    memset(c, 0, sizeof(*c));
+    c->base = base;
+    c->host = host;
+    c->port = port;
+    c->state = CLIENT_CONNECTING;
+    c->listen_port = -1;
+    c->exit_status = CLIENT_EXIT_FAIL;
+    if (ui_init(base, on_line, c) < 0)
+        goto fail;
+    ui_set_completion(cmd_names(), cmd_takes_user);
+    c->p2p = p2p_new(c);
+    c->link = link_new(base, &handlers, c);
+    c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
+    if (!c->p2p || !c->link || !c->quit_timer)
+        goto fail;
+    int rc = link_connect(c->link, host, port);
+    if (rc != 0) {
+        fprintf(stderr, "parley: cannot find %s port %s: %s\n", host, port,
+                evutil_gai_strerror(rc));
+        goto fail;
+    }
+    return 0;
+fail:
+    client_free(c);
+    return -1;
+}
+
+void client_free(struct client *c)
+{
+    ui_shutdown();
+    if (c->quit_timer)
+        event_free(c->quit_timer);
+    c->quit_timer = NULL;
+    p2p_free(c->p2p);
+    c->p2p = NULL;
+    link_free(c->link);
+    c->link = NULL;
+    ui_free();
+}

@@ -1,0 +1,71 @@
+/* The connection to the server: non-blocking TCP with TCP_NODELAY, LF framing with a limit,
+ * buffered output, request tags and a table of requests waiting for their replies. Events
+ * (`* ...` frames) go to a handler; every `* MSG` the handler acknowledges is acked once per
+ * read batch (acks are cumulative). The link knows nothing of chat. */
+#ifndef PARLEY_CLIENT_LINK_H
+#define PARLEY_CLIENT_LINK_H
+
+#include "common/proto.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct link;
+
+/* How a request ended. */
+enum link_status {
+    LINK_OK,   /* `<tag> OK [fields]`: `rest` holds the fields */
+    LINK_ERR,  /* `<tag> ERR <code> <text>`: `code` and the text in `rest` */
+    LINK_GONE, /* the connection ended first; no reply will come */
+};
+
+/* A reply as handed to a request's callback; slices are valid during the call only. */
+struct link_reply {
+    enum link_status status;
+    int code;
+    struct proto_slice rest;
+};
+
+/* Receives the reply of one request; called exactly once per request. */
+typedef void (*link_reply_fn)(void *ctx, const struct link_reply *r, void *arg);
+
+/* What the owner of a link is told. */
+struct link_handlers {
+    void (*connected)(void *ctx);
+    /* An event `* <verb> <rest>`, already checked against the framing rules. */
+    void (*event)(void *ctx, struct proto_slice verb, struct proto_slice rest);
+    /* The connection failed or ended without link_close(); `err` is an errno value or 0 for an
+     * orderly close by the server. Requests still waiting get LINK_GONE afterwards. */
+    void (*closed)(void *ctx, int err);
+};
+
+/* Returns a new unconnected link, or NULL when out of memory. */
+struct link *link_new(struct event_base *base, const struct link_handlers *h, void *ctx);
+
+/* Resolves `host` and `port` (this blocks for a name lookup) and starts connecting; the
+ * connected or closed handler follows. Returns 0, or an EAI_* code (getaddrinfo) on failure. */
+int link_connect(struct link *l, const char *host, const char *port);
+
+/* Returns true while the connection is established and not closed. */
+bool link_is_up(const struct link *l);
+
+/* Fills in the local address of the established connection. Returns 0, or -1. */
+int link_local_addr(const struct link *l, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Sends the request `fmt...` (without tag or LF; the caller has validated its fields) with a
+ * fresh tag. `fn` (may be NULL) gets the reply, or LINK_GONE at once when the link is down. */
+void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Notes that the direct message `id` was shown; `* ACK` goes out at the end of the batch. */
+void link_ack(struct link *l, uint64_t id);
+
+/* Closes the connection now (no closed handler); waiting requests get LINK_GONE. */
+void link_close(struct link *l);
+
+/* Closes and frees the link. Must not be called from inside one of its callbacks. */
+void link_free(struct link *l);
+
+#endif

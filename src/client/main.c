@@ -1,0 +1,116 @@
+/* parley: the Parley terminal client. Parses the command line, sets up signals and the event
+ * loop, and runs the client until it logs out. See man/parley.1. */
+#include "client/client.h"
+#include "client/ui.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fputs("usage: parley <server_ip> <server_port>\n"
+          "       parley --help | --version\n"
+          "\n"
+          "Logs in to a Parley server and chats: type `help` after logging in.\n"
+          "From a pipe, runs the lines of its input as the user's answers and commands.\n",
+          out);
+}
+
+static bool valid_port(const char *s)
+{
+    unsigned long v = 0;
+    if (!*s || strlen(s) > 5)
+        return false;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (unsigned long)(*p - '0');
+    }
+    return v > 0 && v < 65536;
+}
+
+/* SIGINT, SIGTERM, SIGHUP: log out cleanly; a second one does not wait for the server. */
+static void on_quit_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct client *c = arg;
+    if (c->state == CLIENT_QUITTING)
+        client_exit(c, CLIENT_EXIT_OK);
+    else
+        client_quit(c);
+}
+
+static void on_winch(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    ui_resize();
+}
+
+/* epoll cannot watch regular files or /dev/null: use poll when stdin is one of them. */
+static struct event_base *new_base(void)
+{
+    struct stat st;
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    if (!isatty(STDIN_FILENO) && fstat(STDIN_FILENO, &st) == 0 && !S_ISFIFO(st.st_mode) &&
+        !S_ISSOCK(st.st_mode))
+        event_config_avoid_method(cfg, "epoll");
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
+int main(int argc, char **argv)
+{
+    static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
+    struct event *sig_ev[4] = {NULL, NULL, NULL, NULL};
+    struct client c;
+    int status = CLIENT_EXIT_FAIL;
+
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return CLIENT_EXIT_OK;
+    }
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+        puts("parley " PARLEY_VERSION);
+        return CLIENT_EXIT_OK;
+    }
+    if (argc != 3 || argv[1][0] == '-' || !valid_port(argv[2])) {
+        usage(stderr);
+        return CLIENT_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    struct event_base *base = new_base();
+    if (!base) {
+        fputs("parley: cannot start the event loop\n", stderr);
+        return CLIENT_EXIT_FAIL;
+    }
+    if (client_init(&c, base, argv[1], argv[2]) < 0)
+        goto out;
+    for (size_t i = 0; i < 3; i++) {
+        sig_ev[i] = evsignal_new(base, quit_signals[i], on_quit_signal, &c);
+        if (sig_ev[i])
+            evsignal_add(sig_ev[i], NULL);
+    }
+    sig_ev[3] = evsignal_new(base, SIGWINCH, on_winch, NULL);
+    if (sig_ev[3])
+        evsignal_add(sig_ev[3], NULL);
+    if (c.state != CLIENT_EXITING)
+        event_base_dispatch(base);
+    status = c.exit_status;
+    client_free(&c);
+out:
+    for (size_t i = 0; i < 4; i++)
+        if (sig_ev[i])
+            event_free(sig_ev[i]);
+    event_base_free(base);
+    return status;
+}

@@ -1,0 +1,742 @@
+/* Peer-to-peer private sessions; see p2p.h and docs/PROTOCOL.md §7. */
+#include "client/p2p.h"
+
+#include "client/client.h"
+#include "client/link.h"
+#include "client/sock.h"
+#include "client/text.h"
+#include "client/ui.h"
+#include "common/linebuf.h"
+#include "common/proto.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define P2P_MAX_LINE 4096            /* frame limit on P2P connections, LF included */
+#define P2P_HANDSHAKE_SECS 10        /* to connect and finish HELLO/OK */
+#define P2P_SECRET_SECS 60           /* a secret is good this long after the server's offer */
+#define P2P_QUESTION_SECS 60         /* the server counts an unanswered request as declined */
+#define P2P_MAX_HANDSHAKES 16        /* unauthenticated incoming connections at once */
+#define P2P_MAX_OUTPUT (1024 * 1024) /* queued output before a peer counts as not reading */
+#define P2P_RATE 50.0                /* frames per second a peer may send, sustained */
+#define P2P_BURST 200.0              /* and in one burst */
+
+enum peer_state {
+    PEER_CONNECTING,  /* outgoing: TCP connect in progress */
+    PEER_AWAIT_OK,    /* outgoing: HELLO sent */
+    PEER_AWAIT_HELLO, /* incoming: waiting for HELLO */
+    PEER_OPEN,        /* session open */
+};
+
+/* Why a peer connection ends. */
+enum peer_end {
+    END_LOCAL_STOP, /* stopprivate */
+    END_QUIT,       /* the client is quitting */
+    END_PEER_STOP,  /* the peer sent STOP */
+    END_VANISHED,   /* the connection dropped */
+    END_JUNK,       /* invalid frames */
+    END_FLOOD,      /* too many frames */
+    END_SLOW,       /* not reading what we send */
+    END_FAILED,     /* outgoing handshake failed */
+    END_REFUSED,    /* incoming handshake refused */
+};
+
+struct peer {
+    struct peer *next;
+    struct p2p *p2p;
+    enum peer_state state;
+    bool outgoing;
+    bool holds_input;  /* owes the client one client_release() */
+    bool say_accepted; /* print `<name> accepts private messaging` on open */
+    bool in_cb;        /* inside one of its callbacks: free on the way out */
+    bool dead;
+    char name[PROTO_MAX_NAME + 1];
+    char secret[PROTO_SECRET_HEX + 1];
+    struct bufferevent *bev;
+    struct linebuf lb;
+    struct event *timer;
+    double tokens;
+    double last;
+};
+
+/* A secret the server announced for a user we accepted, good until `deadline`. */
+struct expect {
+    struct expect *next;
+    char name[PROTO_MAX_NAME + 1];
+    char secret[PROTO_SECRET_HEX + 1];
+    double deadline;
+};
+
+/* A request waiting for the user's y/n. */
+struct question {
+    struct question *next;
+    struct p2p *p2p;
+    char name[PROTO_MAX_NAME + 1];
+    char secret[PROTO_SECRET_HEX + 1];
+    struct event *timer;
+};
+
+/* A session whose peer vanished, reported at the next `private`. */
+struct gone {
+    struct gone *next;
+    char name[PROTO_MAX_NAME + 1];
+};
+
+struct p2p {
+    struct client *c;
+    struct evconnlistener *listener;
+    struct peer *peers;
+    struct expect *expects;
+    struct question *questions;
+    struct gone *gone;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void copy_name(char *dst, const char *src)
+{
+    snprintf(dst, PROTO_MAX_NAME + 1, "%s", src);
+}
+
+/* ---- lists ---- */
+
+static struct peer *find_peer(const struct p2p *p, const char *name)
+{
+    for (struct peer *pe = p->peers; pe; pe = pe->next)
+        if (pe->name[0] && strcmp(pe->name, name) == 0)
+            return pe;
+    return NULL;
+}
+
+static void unlink_peer(struct p2p *p, struct peer *pe)
+{
+    for (struct peer **pp = &p->peers; *pp; pp = &(*pp)->next) {
+        if (*pp == pe) {
+            *pp = pe->next;
+            pe->next = NULL;
+            return;
+        }
+    }
+}
+
+static void add_gone(struct p2p *p, const char *name)
+{
+    for (struct gone *g = p->gone; g; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return;
+    struct gone *g = calloc(1, sizeof(*g));
+    if (!g)
+        return;
+    copy_name(g->name, name);
+    g->next = p->gone;
+    p->gone = g;
+}
+
+void p2p_forget(struct p2p *p, const char *name)
+{
+    for (struct gone **gg = &p->gone; *gg; gg = &(*gg)->next) {
+        if (strcmp((*gg)->name, name) == 0) {
+            struct gone *g = *gg;
+            *gg = g->next;
+            free(g);
+            return;
+        }
+    }
+}
+
+static void drop_expired(struct p2p *p)
+{
+    double t = now();
+    for (struct expect **ee = &p->expects; *ee;) {
+        struct expect *e = *ee;
+        if (e->deadline > t) {
+            ee = &e->next;
+            continue;
+        }
+        *ee = e->next;
+        explicit_bzero(e, sizeof(*e));
+        free(e);
+    }
+}
+
+static void add_expect(struct p2p *p, const char *name, const char *secret)
+{
+    drop_expired(p);
+    struct expect *e = calloc(1, sizeof(*e));
+    if (!e)
+        return;
+    copy_name(e->name, name);
+    snprintf(e->secret, sizeof(e->secret), "%s", secret);
+    e->deadline = now() + P2P_SECRET_SECS;
+    e->next = p->expects;
+    p->expects = e;
+}
+
+/* Spends the secret announced for `name` when `secret` matches it. */
+static bool take_expect(struct p2p *p, const char *name, const char *secret)
+{
+    drop_expired(p);
+    for (struct expect **ee = &p->expects; *ee; ee = &(*ee)->next) {
+        struct expect *e = *ee;
+        if (strcmp(e->name, name) != 0 || !text_secret_eq(e->secret, secret, PROTO_SECRET_HEX))
+            continue;
+        *ee = e->next;
+        explicit_bzero(e, sizeof(*e));
+        free(e);
+        return true;
+    }
+    return false;
+}
+
+/* ---- one peer connection ---- */
+
+static void peer_free(struct peer *pe)
+{
+    if (pe->timer)
+        event_free(pe->timer);
+    if (pe->bev)
+        bufferevent_free(pe->bev);
+    linebuf_free(&pe->lb);
+    explicit_bzero(pe->secret, sizeof(pe->secret));
+    free(pe);
+}
+
+static void peer_write(struct peer *pe, const char *frame)
+{
+    bufferevent_write(pe->bev, frame, strlen(frame));
+}
+
+/* Writes what is queued for the peer now, as far as the socket takes it (before closing). */
+static void peer_flush(struct peer *pe)
+{
+    sock_flush_now(pe->bev);
+}
+
+static void say_end(const struct peer *pe, enum peer_end why)
+{
+    switch (why) {
+    case END_PEER_STOP:
+        ui_printf("%s stopped private messaging", pe->name);
+        break;
+    case END_JUNK:
+        ui_printf("Error. %s sent invalid data; private messaging stopped", pe->name);
+        break;
+    case END_FLOOD:
+        ui_printf("Error. %s sent too much too fast; private messaging stopped", pe->name);
+        break;
+    case END_SLOW:
+        ui_printf("Error. %s is not receiving; private messaging stopped", pe->name);
+        break;
+    default:
+        break;
+    }
+}
+
+/* The one way a peer connection ends: says what the user must know, tells the server and the
+ * client, and frees the peer (later, when inside its own callback). */
+static void peer_end(struct peer *pe, enum peer_end why)
+{
+    if (pe->dead)
+        return;
+    struct p2p *p = pe->p2p;
+    bool was_open = pe->state == PEER_OPEN;
+    pe->dead = true;
+    unlink_peer(p, pe);
+    if (was_open && (why == END_LOCAL_STOP || why == END_QUIT)) {
+        peer_write(pe, "STOP\n");
+        peer_flush(pe);
+    }
+    if (was_open)
+        say_end(pe, why);
+    if (was_open && why == END_VANISHED)
+        add_gone(p, pe->name);
+    if (pe->outgoing && !was_open && why != END_QUIT)
+        ui_printf("Error. Could not connect to %s for private messaging", pe->name);
+    if (pe->holds_input) {
+        pe->holds_input = false;
+        client_release(p->c);
+    }
+    if (was_open || pe->outgoing)
+        client_p2p_ended(p->c, pe->name);
+    if (!pe->in_cb)
+        peer_free(pe);
+}
+
+static void peer_refuse(struct peer *pe, const char *frame)
+{
+    peer_write(pe, frame);
+    peer_flush(pe);
+    peer_end(pe, END_REFUSED);
+}
+
+static void peer_opened(struct peer *pe)
+{
+    pe->state = PEER_OPEN;
+    evtimer_del(pe->timer);
+    p2p_forget(pe->p2p, pe->name);
+    ui_remember_name(pe->name);
+    pe->tokens = P2P_BURST;
+    pe->last = now();
+}
+
+/* Incoming `HELLO 1 <name> <secret>`: opens the session only for the secret the server
+ * announced for that name, once. */
+static void on_hello(struct peer *pe, struct proto_slice rest)
+{
+    struct proto_slice f[4];
+    char name[PROTO_MAX_NAME + 1], secret[PROTO_SECRET_HEX + 1];
+    for (int i = 0; i < 4; i++)
+        if (!proto_next_field(&rest, &f[i]))
+            goto refuse;
+    if (rest.len != 0 || !proto_slice_eq(f[0], "HELLO"))
+        goto refuse;
+    if (!proto_slice_eq(f[1], "1")) {
+        peer_refuse(pe, "ERR 505 unsupported version\n");
+        return;
+    }
+    if (!proto_is_name(f[2]) || !text_is_secret(f[3].ptr, f[3].len))
+        goto refuse;
+    proto_slice_copy(f[2], name, sizeof(name));
+    proto_slice_copy(f[3], secret, sizeof(secret));
+    struct p2p *p = pe->p2p;
+    if (find_peer(p, name) || !take_expect(p, name, secret))
+        goto refuse;
+    explicit_bzero(secret, sizeof(secret));
+    copy_name(pe->name, name);
+    peer_opened(pe);
+    char ok[PROTO_MAX_NAME + 8];
+    snprintf(ok, sizeof(ok), "OK %s\n", p->c->me);
+    peer_write(pe, ok);
+    ui_printf("%s started private messaging with you", pe->name);
+    return;
+refuse:
+    explicit_bzero(secret, sizeof(secret));
+    peer_refuse(pe, "ERR 403 refused\n");
+}
+
+/* Outgoing: the peer's answer to our HELLO. */
+static void on_ok(struct peer *pe, struct proto_slice rest)
+{
+    struct proto_slice status, name;
+    if (!proto_next_field(&rest, &status) || !proto_slice_eq(status, "OK") ||
+        !proto_next_field(&rest, &name) || !proto_slice_eq(name, pe->name)) {
+        peer_end(pe, END_FAILED);
+        return;
+    }
+    peer_opened(pe);
+    if (pe->say_accepted)
+        ui_printf("%s accepts private messaging", pe->name);
+    ui_printf("Start private messaging with %s", pe->name);
+    if (pe->holds_input) {
+        pe->holds_input = false;
+        client_release(pe->p2p->c);
+    }
+}
+
+static bool within_rate(struct peer *pe)
+{
+    double t = now();
+    pe->tokens += (t - pe->last) * P2P_RATE;
+    if (pe->tokens > P2P_BURST)
+        pe->tokens = P2P_BURST;
+    pe->last = t;
+    if (pe->tokens < 1.0)
+        return false;
+    pe->tokens -= 1.0;
+    return true;
+}
+
+/* A frame of an open session: `MSG <text>` or `STOP`. */
+static void on_session(struct peer *pe, const char *line, size_t len)
+{
+    if (!within_rate(pe)) {
+        peer_end(pe, END_FLOOD);
+    } else if (len > 4 && memcmp(line, "MSG ", 4) == 0) {
+        ui_printf("%s(private): %.*s", pe->name, (int)(len - 4), line + 4);
+    } else if (len == 4 && memcmp(line, "STOP", 4) == 0) {
+        peer_end(pe, END_PEER_STOP);
+    } else {
+        peer_end(pe, END_JUNK);
+    }
+}
+
+static int on_frame(void *arg, enum linebuf_kind kind, const char *line, size_t len)
+{
+    struct peer *pe = arg;
+    if (pe->dead)
+        return 1;
+    bool bad = kind == LINEBUF_TOO_LONG || proto_validate(line, len) != PROTO_OK;
+    if (!bad && len == 0)
+        return 0;
+    struct proto_slice rest = {line, len};
+    if (bad && pe->state == PEER_AWAIT_HELLO)
+        peer_refuse(pe, "ERR 400 bad request\n");
+    else if (bad)
+        peer_end(pe, pe->state == PEER_OPEN ? END_JUNK : END_FAILED);
+    else if (pe->state == PEER_AWAIT_HELLO)
+        on_hello(pe, rest);
+    else if (pe->state == PEER_AWAIT_OK)
+        on_ok(pe, rest);
+    else if (pe->state == PEER_OPEN)
+        on_session(pe, line, len);
+    else
+        peer_end(pe, END_FAILED);
+    return pe->dead ? 1 : 0;
+}
+
+static void peer_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct peer *pe = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    char buf[4096];
+    int n;
+    pe->in_cb = true;
+    while (!pe->dead && (n = evbuffer_remove(in, buf, sizeof(buf))) > 0)
+        if (linebuf_feed(&pe->lb, buf, (size_t)n, on_frame, pe) < 0 && !pe->dead)
+            peer_end(pe, END_JUNK);
+    pe->in_cb = false;
+    if (pe->dead)
+        peer_free(pe);
+}
+
+static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct peer *pe = arg;
+    pe->in_cb = true;
+    if ((what & BEV_EVENT_CONNECTED) && pe->state == PEER_CONNECTING) {
+        char hello[PROTO_MAX_NAME + PROTO_SECRET_HEX + 16];
+        sock_nodelay(bev);
+        bufferevent_enable(bev, EV_READ);
+        pe->state = PEER_AWAIT_OK;
+        snprintf(hello, sizeof(hello), "HELLO 1 %s %s\n", pe->p2p->c->me, pe->secret);
+        peer_write(pe, hello);
+        explicit_bzero(hello, sizeof(hello));
+    } else if (!(what & BEV_EVENT_CONNECTED)) {
+        if (pe->state == PEER_OPEN)
+            peer_end(pe, END_VANISHED);
+        else
+            peer_end(pe, pe->outgoing ? END_FAILED : END_REFUSED);
+    }
+    pe->in_cb = false;
+    if (pe->dead)
+        peer_free(pe);
+}
+
+static void peer_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct peer *pe = arg;
+    peer_end(pe, pe->outgoing ? END_FAILED : END_REFUSED);
+}
+
+static struct peer *peer_new(struct p2p *p, struct bufferevent *bev)
+{
+    struct peer *pe = calloc(1, sizeof(*pe));
+    if (!pe)
+        goto fail;
+    pe->p2p = p;
+    pe->bev = bev;
+    linebuf_init(&pe->lb, P2P_MAX_LINE);
+    pe->timer = evtimer_new(bufferevent_get_base(bev), peer_timeout_cb, pe);
+    if (!pe->timer)
+        goto fail;
+    struct timeval tv = {P2P_HANDSHAKE_SECS, 0};
+    evtimer_add(pe->timer, &tv);
+    bufferevent_setcb(bev, peer_read_cb, NULL, peer_event_cb, pe);
+    pe->next = p->peers;
+    p->peers = pe;
+    return pe;
+fail:
+    if (pe)
+        peer_free(pe);
+    else
+        bufferevent_free(bev);
+    return NULL;
+}
+
+/* ---- incoming connections ---- */
+
+static size_t handshakes_in(const struct p2p *p)
+{
+    size_t n = 0;
+    for (const struct peer *pe = p->peers; pe; pe = pe->next)
+        n += pe->state == PEER_AWAIT_HELLO;
+    return n;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+                      int addrlen, void *arg)
+{
+    (void)addr;
+    (void)addrlen;
+    struct p2p *p = arg;
+    if (handshakes_in(p) >= P2P_MAX_HANDSHAKES) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct bufferevent *bev =
+        bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        evutil_closesocket(fd);
+        return;
+    }
+    struct peer *pe = peer_new(p, bev);
+    if (!pe)
+        return;
+    pe->state = PEER_AWAIT_HELLO;
+    sock_nodelay(bev);
+    bufferevent_enable(bev, EV_READ);
+}
+
+int p2p_listen(struct p2p *p, const struct sockaddr *local, socklen_t len)
+{
+    struct sockaddr_storage ss;
+    if (len > sizeof(ss))
+        return -1;
+    memcpy(&ss, local, len);
+    if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = 0;
+    else if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = 0;
+    else
+        return -1;
+    p->listener = evconnlistener_new_bind(p->c->base, accept_cb, p, LEV_OPT_CLOSE_ON_FREE, 16,
+                                          (struct sockaddr *)&ss, (int)len);
+    if (!p->listener)
+        return -1;
+    socklen_t n = sizeof(ss);
+    if (getsockname(evconnlistener_get_fd(p->listener), (struct sockaddr *)&ss, &n) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* ---- requests from other users ---- */
+
+static void accept_offer(struct p2p *p, const char *from, const char *secret)
+{
+    add_expect(p, from, secret);
+    link_request(p->c->link, NULL, NULL, "P2PACCEPT %s", from);
+}
+
+static void question_free(struct question *q)
+{
+    if (q->timer)
+        event_free(q->timer);
+    explicit_bzero(q->secret, sizeof(q->secret));
+    free(q);
+}
+
+static void unlink_question(struct p2p *p, struct question *q)
+{
+    for (struct question **qq = &p->questions; *qq; qq = &(*qq)->next) {
+        if (*qq == q) {
+            *qq = q->next;
+            return;
+        }
+    }
+}
+
+static void question_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct question *q = arg;
+    struct p2p *p = q->p2p;
+    unlink_question(p, q);
+    ui_printf("Private messaging request from %s expired", q->name);
+    question_free(q);
+    client_refresh_prompt(p->c);
+}
+
+void p2p_offer(struct p2p *p, const char *from, const char *secret, bool ask)
+{
+    if (find_peer(p, from)) {
+        link_request(p->c->link, NULL, NULL, "P2PDECLINE %s", from);
+        return;
+    }
+    if (!ask) {
+        accept_offer(p, from, secret);
+        return;
+    }
+    struct question *q = calloc(1, sizeof(*q));
+    if (!q)
+        return;
+    q->p2p = p;
+    copy_name(q->name, from);
+    snprintf(q->secret, sizeof(q->secret), "%s", secret);
+    q->timer = evtimer_new(p->c->base, question_timeout_cb, q);
+    struct timeval tv = {P2P_QUESTION_SECS, 0};
+    if (!q->timer || evtimer_add(q->timer, &tv) != 0) {
+        question_free(q);
+        return;
+    }
+    struct question **qq = &p->questions;
+    while (*qq)
+        qq = &(*qq)->next;
+    *qq = q;
+    ui_remember_name(from);
+    if (q == p->questions)
+        client_refresh_prompt(p->c);
+}
+
+const char *p2p_question(const struct p2p *p)
+{
+    return p->questions ? p->questions->name : NULL;
+}
+
+void p2p_answer(struct p2p *p, bool yes)
+{
+    struct question *q = p->questions;
+    if (!q)
+        return;
+    p->questions = q->next;
+    if (yes)
+        accept_offer(p, q->name, q->secret);
+    else
+        link_request(p->c->link, NULL, NULL, "P2PDECLINE %s", q->name);
+    question_free(q);
+    client_refresh_prompt(p->c);
+}
+
+/* ---- our own sessions ---- */
+
+static struct bufferevent *connect_to(struct p2p *p, const char *host, const char *port)
+{
+    struct evutil_addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+    if (evutil_getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+        return NULL;
+    struct bufferevent *bev = bufferevent_socket_new(p->c->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev && bufferevent_socket_connect(bev, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
+        bufferevent_free(bev);
+        bev = NULL;
+    }
+    evutil_freeaddrinfo(ai);
+    return bev;
+}
+
+void p2p_connect(struct p2p *p, const char *name, const char *host, const char *port,
+                 const char *secret, bool say_accepted)
+{
+    struct bufferevent *bev = find_peer(p, name) ? NULL : connect_to(p, host, port);
+    struct peer *pe = bev ? peer_new(p, bev) : NULL;
+    if (!pe) {
+        ui_printf("Error. Could not connect to %s for private messaging", name);
+        client_p2p_ended(p->c, name);
+        client_release(p->c);
+        return;
+    }
+    pe->state = PEER_CONNECTING;
+    pe->outgoing = true;
+    pe->holds_input = true;
+    pe->say_accepted = say_accepted;
+    copy_name(pe->name, name);
+    snprintf(pe->secret, sizeof(pe->secret), "%s", secret);
+}
+
+enum p2p_session p2p_session(const struct p2p *p, const char *name)
+{
+    const struct peer *pe = find_peer(p, name);
+    if (pe)
+        return pe->state == PEER_OPEN ? P2P_OPEN : P2P_PENDING;
+    for (const struct gone *g = p->gone; g; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return P2P_GONE;
+    return P2P_NONE;
+}
+
+int p2p_send(struct p2p *p, const char *name, const char *text)
+{
+    struct peer *pe = find_peer(p, name);
+    if (!pe || pe->state != PEER_OPEN)
+        return -1;
+    if (evbuffer_get_length(bufferevent_get_output(pe->bev)) > P2P_MAX_OUTPUT) {
+        peer_end(pe, END_SLOW);
+        return -1;
+    }
+    struct evbuffer *out = bufferevent_get_output(pe->bev);
+    evbuffer_add_printf(out, "MSG %s\n", text);
+    return 0;
+}
+
+void p2p_stop(struct p2p *p, const char *name)
+{
+    struct peer *pe = find_peer(p, name);
+    if (pe && pe->state == PEER_OPEN)
+        peer_end(pe, END_LOCAL_STOP);
+    p2p_forget(p, name);
+}
+
+void p2p_stop_all(struct p2p *p)
+{
+    while (p->peers)
+        peer_end(p->peers, END_QUIT);
+    struct question *q;
+    while ((q = p->questions) != NULL) {
+        p->questions = q->next;
+        question_free(q);
+    }
+    struct expect *e;
+    while ((e = p->expects) != NULL) {
+        p->expects = e->next;
+        explicit_bzero(e, sizeof(*e));
+        free(e);
+    }
+}
+
+size_t p2p_open_count(const struct p2p *p)
+{
+    size_t n = 0;
+    for (const struct peer *pe = p->peers; pe; pe = pe->next)
+        n += pe->state == PEER_OPEN;
+    return n;
+}
+
+struct p2p *p2p_new(struct client *c)
+{
+    struct p2p *p = calloc(1, sizeof(*p));
+    if (p)
+        p->c = c;
+    return p;
+}
+
+void p2p_free(struct p2p *p)
+{
+    if (!p)
+        return;
+    struct peer *pe;
+    while ((pe = p->peers) != NULL) {
+        p->peers = pe->next;
+        peer_free(pe);
+    }
+    p2p_stop_all(p);
+    struct gone *g;
+    while ((g = p->gone) != NULL) {
+        p->gone = g->next;
+        free(g);
+    }
+    if (p->listener)
+        evconnlistener_free(p->listener);
+    free(p);
+}

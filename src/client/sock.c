@@ -1,0 +1,32 @@
+/* Socket helpers; see sock.h. */
+#include "client/sock.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+void sock_nodelay(struct bufferevent *bev)
+{
+    int one = 1;
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sock_flush_now(struct bufferevent *bev)
+{
+    /* The bufferevent owns the buffer's front, so copy from it rather than drain it. */
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    struct evbuffer_iovec vec[16];
+    if (fd < 0)
+        return;
+    int n = evbuffer_peek(out, -1, NULL, vec, 16);
+    for (int i = 0; i < n && i < 16; i++) {
+        ssize_t w = send(fd, vec[i].iov_base, vec[i].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 || (size_t)w < vec[i].iov_len)
+            return;
+    }
+}

@@ -1,0 +1,14 @@
+/* Small socket helpers shared by the server link and the P2P connections. */
+#ifndef PARLEY_CLIENT_SOCK_H
+#define PARLEY_CLIENT_SOCK_H
+
+struct bufferevent;
+
+/* Turns off Nagle's algorithm on the bufferevent's socket (chat lines go out at once). */
+void sock_nodelay(struct bufferevent *bev);
+
+/* Writes what is queued on `bev` to its socket now, as far as the socket takes it without
+ * blocking (used just before closing, when the event loop will not write it any more). */
+void sock_flush_now(struct bufferevent *bev);
+
+#endif

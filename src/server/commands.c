@@ -49,7 +49,7 @@ static const struct command commands[] = {
     {"WHOSINCE", IN_ONLINE, SHAPE_ONE, true, cmd_whosince},
     {"BLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_block},
     {"UNBLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_unblock},
-    {"LISTEN", IN_ONLINE, SHAPE_ONE, false, p2p_listen},
+    {"LISTEN", IN_ONLINE, SHAPE_ONE, true, p2p_listen},
     {"P2P", IN_ONLINE, SHAPE_ONE, true, p2p_start},
     {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, false, p2p_accept},
     {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, false, p2p_decline},
@@ -171,7 +171,9 @@ void cmd_dispatch(struct session *s, const char *line, size_t len)
         session_err(s, tag, PROTO_E_NOT_NOW);
         return;
     }
-    if (!split_fields(c->shape, rest, &r)) {
+    bool trailing_space = line[len - 1] == ' ';
+    bool has_text = c->shape == SHAPE_TEXT || c->shape == SHAPE_ONE_TEXT;
+    if ((trailing_space && !has_text) || !split_fields(c->shape, rest, &r)) {
         reject(s, tag, PROTO_E_BAD_REQUEST);
         return;
     }

@@ -226,8 +226,8 @@ void net_send(struct net_conn *c, const char *data, size_t len)
     size_t queued = c->out_len - c->out_off;
     if (queued + len > c->net->limits.max_output) {
         c->net->stats.overflows++;
-        log_info("closing connection fd %d: output limit of %zu bytes reached (peer not reading)",
-                 c->fd, c->net->limits.max_output);
+        log_info("closing connection from %s: output limit of %zu bytes reached (not reading)",
+                 net_peer_addr(c), c->net->limits.max_output);
         mark_dead(c, NET_CLOSE_OVERFLOW);
         return;
     }
@@ -311,10 +311,8 @@ static void flush_one(struct net_conn *c)
         return;
     }
     bool done = c->writing ? false : write_out(c); /* else the write event carries on */
-    if (c->state == CONN_DEAD) {
-        destroy(c);
-        return;
-    }
+    if (c->state == CONN_DEAD)
+        return; /* mark_dead put it back on the flush list: the next round frees it */
     if (c->state == CONN_CLOSING) {
         if (done)
             destroy(c);

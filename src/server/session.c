@@ -166,7 +166,7 @@ void session_closed(void *arg, enum net_close_reason why)
     s->state = SESSION_CLOSING;
     log_info("connection from %s ended: %s", net_peer_addr(s->conn), reason_text(why));
     if (why == NET_CLOSE_OVERFLOW && s->user)
-        log_error("%s was disconnected: output limit reached (client not reading)", s->user->name);
+        log_info("%s was disconnected: output limit reached (client not reading)", s->user->name);
     login_abandon(s);
     p2p_session_gone(s);
     if (was_online)

@@ -1,0 +1,681 @@
+"""Shared machinery for Parley's end-to-end tests.
+
+Run with Debian's interpreter: `/usr/bin/python3 -m pytest tests/e2e`.
+The binaries come from $PARLEY_BUILD (default <root>/build).
+
+What is here:
+
+- `ParleyServer(dir, users=DEFAULT_USERS, block_duration=2, timeout=60, args=())`: a parleyd in
+  its own directory on an OS-chosen port (`--port-file`, port 0). `.start()`, `.stop()`,
+  `.kill9()`, `.restart()`, `.sighup()`, `.port`, `.pid`, `.rss_kb()`, `.stderr_text()`,
+  `.stdout_text()`, `.add_user(name, pw)`, `.connect()` (a `Proto`), `.login(user, pw=None)`.
+- fixtures `server` (started, defaults, in tmp_path) and `make_server(**kwargs)` (a factory;
+  every server is checked and stopped at teardown: an unexpected death, a non-zero exit on
+  SIGTERM or a sanitizer report in stderr fails the test and shows stderr).
+- `Proto(port, host='127.0.0.1')`: a raw protocol client. `.request(*fields)` returns the reply
+  as a list (`['OK', '17']`, `['ERR', '404', 'no such user']`); events met meanwhile go to
+  `.events` (lists of fields without the `*`, text kept whole: `['MSG', '17', 'yoda',
+  '1764081000', 'hi there']`). `.wait_event(pred_or_prefix)` returns (and removes from
+  `.events`) the first matching event; `.no_event(prefix, within=0.5)` asserts none arrives.
+  Also: `.send_request(*fields) -> tag` and `.get_reply(tag)` (pipelining, the deferred P2P
+  reply), `.get_reply_any(('7', '-'))`, `.send_bad(raw_bytes)` (a tagged frame that may be
+  answered with '-'), `.send_line`, `.send_raw`, `.recv_line(timeout)` (raw), `.pump(seconds)`,
+  `.closed(timeout)`, `.ack(id)`, `.hello()`, `.login(user, pw)`, `.open_listener()` (a real
+  P2P listener + LISTEN), `.msgs()`; `.frames` (every frame received), `.all_events`, `.eof`,
+  `.reset`. `Proto(port, source='127.0.0.2')` binds the client side; `rcvbuf=4096` makes a
+  small receive window (a slow reader). `ok(reply)` / `err(reply, code)` assert a reply.
+- `spawn_client(port, ...)` and fixture `client_factory(port, ...)`: the `parley` client in a pty
+  (`client_env()` gives its environment: INPUTRC without bracketed paste).
+- `wait_until(pred, timeout)`: poll with a deadline.
+
+Every read has a deadline: no test can hang.
+"""
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.abspath(os.environ.get("PARLEY_BUILD", os.path.join(ROOT, "build")))
+PARLEYD = os.path.join(BUILD, "parleyd")
+PARLEY = os.path.join(BUILD, "parley")
+
+DEFAULT_USERS = {
+    "hans": "falcon",
+    "yoda": "wise",
+    "vader": "sithlord",
+    "r2d2": "beepboop",
+    "c3po": "gold",
+    "luke": "skywalker",
+}
+
+# Sanitizer reports in a server's stderr fail the test that ran it.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ThreadSanitizer", "UndefinedBehaviorSanitizer")
+
+DEFAULT_READ_TIMEOUT = float(os.environ.get("PARLEY_E2E_TIMEOUT", "5"))
+
+
+def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
+    """Polls `pred()` until it returns a true value (returned) or fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _need(path):
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{path} is not built (make {os.path.relpath(path, ROOT)})")
+
+
+# --------------------------------------------------------------------------------------------
+# The server
+
+
+class ParleyServer:
+    def __init__(self, dir, users=None, block_duration=2, timeout=60, args=(), env=None):
+        self.dir = str(dir)
+        self.users = dict(DEFAULT_USERS if users is None else users)
+        self.block_duration = block_duration
+        self.timeout = timeout
+        self.args = [str(a) for a in args]
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.port_file = os.path.join(self.dir, "parleyd.port")
+        self.stderr_path = os.path.join(self.dir, "parleyd.stderr")
+        self.stdout_path = os.path.join(self.dir, "parleyd.stdout")
+        self.cred_path = os.path.join(self.dir, "credentials.txt")
+        self.expected_exit = False  # set when a test killed or stopped the process itself
+        self.protos = []
+        os.makedirs(self.dir, exist_ok=True)
+        if not os.path.exists(self.cred_path):
+            with open(self.cred_path, "w") as f:
+                for name, pw in self.users.items():
+                    f.write(f"{name} {pw}\n")
+
+    # -- life cycle --
+
+    def command(self):
+        return [PARLEYD, "--port-file", self.port_file, *self.args,
+                "0", str(self.block_duration), str(self.timeout)]
+
+    def start(self, wait=True):
+        _need(PARLEYD)
+        assert self.proc is None or self.proc.poll() is not None, "server already running"
+        try:
+            os.unlink(self.port_file)
+        except FileNotFoundError:
+            pass
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        if self.env:
+            env.update(self.env)
+        with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
+            self.proc = subprocess.Popen(self.command(), cwd=self.dir, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, env=env)
+        self.expected_exit = False
+        self.port = None
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(self.port_file) as f:
+                    data = f.read()
+                if data.endswith("\n") and data.strip().isdigit():
+                    self.port = int(data.strip())
+                    return self.port
+            except FileNotFoundError:
+                pass
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"parleyd exited with {rc} before listening; stderr:\n"
+                                     f"{self.stderr_text()}")
+            time.sleep(0.01)
+        raise AssertionError(f"parleyd wrote no port file within {timeout}s; stderr:\n"
+                             f"{self.stderr_text()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def close_protos(self):
+        for p in self.protos:
+            p.close()
+        self.protos = []
+
+    def stop(self, expect=0, timeout=10.0, sig=signal.SIGTERM):
+        """Sends `sig` (SIGTERM), waits, and asserts the exit code is `expect` (None: any)."""
+        assert self.proc is not None
+        self.expected_exit = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"parleyd did not exit within {timeout}s of signal {sig}; "
+                                 f"stderr:\n{self.stderr_text()}")
+        if expect is not None:
+            assert rc == expect, (f"parleyd exited with {rc}, expected {expect}; stderr:\n"
+                                  f"{self.stderr_text()}")
+        return rc
+
+    def kill9(self):
+        self.expected_exit = True
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self, **kw):
+        """Stops the server if running (SIGTERM, exit 0) and starts it again on the same data."""
+        if self.running():
+            self.stop()
+        return self.start(**kw)
+
+    def sighup(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    # -- inspection --
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout_text(self):
+        try:
+            with open(self.stdout_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def fd_count(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def add_user(self, name, pw):
+        self.users[name] = pw
+        with open(self.cred_path, "a") as f:
+            f.write(f"{name} {pw}\n")
+
+    def credentials_text(self):
+        with open(self.cred_path) as f:
+            return f.read()
+
+    # -- clients --
+
+    def connect(self, **kw):
+        p = Proto(self.port, **kw)
+        self.protos.append(p)
+        return p
+
+    def login(self, user, pw=None, **kw):
+        p = self.connect(**kw)
+        p.login(user, self.users[user] if pw is None else pw)
+        return p
+
+    # -- teardown --
+
+    def check_and_cleanup(self):
+        """Returns a failure message (or None) and leaves no process behind."""
+        self.close_protos()
+        problems = []
+        if self.proc is not None:
+            rc = self.proc.poll()
+            if rc is not None and not self.expected_exit:
+                problems.append(f"parleyd died unexpectedly with exit status {rc}"
+                                + (f" (signal {-rc})" if rc < 0 else ""))
+            elif rc is None:
+                try:
+                    self.stop(expect=None)
+                    rc = self.proc.returncode
+                    if rc != 0:
+                        problems.append(f"parleyd exited with {rc} on SIGTERM at teardown")
+                except AssertionError as e:
+                    problems.append(str(e).split("\n")[0])
+        err = self.stderr_text()
+        if any(m in err for m in SANITIZER_MARKS):
+            problems.append("sanitizer report in parleyd's stderr")
+        if problems:
+            return "; ".join(problems) + f"\n--- parleyd stderr ({self.dir}) ---\n{err[-20000:]}"
+        return None
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    servers = []
+    counter = [0]
+
+    def factory(dir=None, **kw):
+        if dir is None:
+            counter[0] += 1
+            dir = tmp_path / f"server{counter[0]}"
+        s = ParleyServer(dir, **kw)
+        servers.append(s)
+        s.start()
+        return s
+
+    yield factory
+    _close_all_protos()
+    failures = [m for m in (s.check_and_cleanup() for s in servers) if m]
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def server(make_server, tmp_path):
+    return make_server(dir=tmp_path / "server")
+
+
+# --------------------------------------------------------------------------------------------
+# A raw protocol client
+
+_OPEN_PROTOS = []
+
+
+def _close_all_protos():
+    while _OPEN_PROTOS:
+        _OPEN_PROTOS.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_protos():
+    yield
+    _close_all_protos()
+
+
+class ProtoClosed(AssertionError):
+    pass
+
+
+class ProtoTimeout(AssertionError):
+    pass
+
+
+# Events whose last field is text (may contain spaces): number of fields before the text.
+_EVENT_TEXT_AT = {"MSG": 4, "BCAST": 2, "BYE": 1}
+
+
+def parse_event(line):
+    """'* MSG 17 yoda 1764081000 hi there' -> ['MSG', '17', 'yoda', '1764081000', 'hi there']."""
+    body = line[2:] if line.startswith("* ") else line
+    verb = body.split(" ", 1)[0]
+    n = _EVENT_TEXT_AT.get(verb)
+    if n is None:
+        return body.split(" ")
+    return body.split(" ", n)
+
+
+def parse_reply(rest):
+    """'OK a b' -> ['OK','a','b']; 'ERR 404 no such user' -> ['ERR','404','no such user']."""
+    if rest.startswith("ERR"):
+        return rest.split(" ", 2)
+    if rest == "":
+        return []
+    return rest.split(" ")
+
+
+class Proto:
+    """A protocol client over one TCP connection. Every read has a deadline."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_READ_TIMEOUT, connect_timeout=5.0,
+                 source=None, rcvbuf=None):
+        self.port = port
+        self.host = host
+        self.timeout = timeout
+        if rcvbuf is None and source is None:
+            self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        else:
+            # A small receive buffer must be set before connecting (window scaling).
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if source is not None:
+                self.sock.bind((source, 0))
+            self.sock.settimeout(connect_timeout)
+            try:
+                self.sock.connect((host, port))
+            except OSError:
+                self.sock.close()
+                raise
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.buf = b""
+        self.eof = False
+        self.reset = False     # the server closed with a TCP reset (RST) rather than a FIN
+        self.events = []       # unconsumed events, each a list of fields without the '*'
+        self.all_events = []   # every event ever received, in order
+        self.replies = {}      # tag -> reply list, for replies not yet claimed
+        self.raw_replies = {}  # tag -> the raw reply line
+        self.frames = []       # every frame received (raw strings), in order
+        self.next_tag = 1
+        self.user = None
+        _OPEN_PROTOS.append(self)
+
+    # -- sending --
+
+    def send_raw(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        view = memoryview(data)
+        deadline = time.monotonic() + self.timeout
+        while view:
+            try:
+                n = self.sock.send(view)
+                view = view[n:]
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ProtoTimeout("send blocked: the server is not reading")
+                # Keep reading while we wait so the server is never blocked on us.
+                self._fill(0.05)
+
+    def send_line(self, line):
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.send_raw(line + b"\n")
+
+    def send_request(self, *fields):
+        """Sends `<tag> fields...` and returns the tag (for pipelining / deferred replies)."""
+        tag = str(self.next_tag)
+        self.next_tag += 1
+        self.send_line(" ".join([tag, *[str(f) for f in fields]]))
+        return tag
+
+    def request(self, *fields, timeout=None):
+        return self.get_reply(self.send_request(*fields), timeout=timeout)
+
+    def ack(self, msg_id):
+        self.send_line(f"* ACK {msg_id}")
+
+    # -- receiving --
+
+    def _fill(self, timeout):
+        """Reads what arrives within `timeout` s (0: only what is there) into the buffer.
+        Returns True when it read data; sets `.eof` when the server closed."""
+        if self.eof:
+            return False
+        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        if not r:
+            return False
+        try:
+            data = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return False
+        except ConnectionResetError:
+            self.reset = True
+            data = b""
+        except OSError:
+            data = b""
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _pop_line(self):
+        i = self.buf.find(b"\n")
+        if i < 0:
+            return None
+        line, self.buf = self.buf[:i], self.buf[i + 1:]
+        return line.decode("utf-8", "surrogateescape")
+
+    def recv_line(self, timeout=None):
+        """Returns the next frame (without LF) as a string, raw: events are not sorted out."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._pop_line()
+            if line is not None:
+                self.frames.append(line)
+                return line
+            if self.eof:
+                raise ProtoClosed(f"connection closed by the server; frames so far: "
+                                  f"{self.frames[-10:]}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtoTimeout(f"no frame within {timeout}s; last frames: {self.frames[-10:]}"
+                                   f"; unconsumed events: {self.events[-10:]}")
+            self._fill(left)
+
+    def _dispatch(self, line):
+        if line.startswith("* ") or line == "*":
+            ev = parse_event(line)
+            self.events.append(ev)
+            self.all_events.append(ev)
+            return
+        tag, _, rest = line.partition(" ")
+        self.replies[tag] = parse_reply(rest)
+        self.raw_replies[tag] = line
+
+    def pump(self, timeout):
+        """Reads and sorts frames for up to `timeout` s (returns early on EOF). With 0 it reads
+        everything already there without waiting."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self._fill(max(0.0, deadline - time.monotonic()))
+            while True:
+                line = self._pop_line()
+                if line is None:
+                    break
+                self.frames.append(line)
+                self._dispatch(line)
+            if self.eof or (not got and time.monotonic() >= deadline):
+                return
+
+    def _read_one(self, deadline, what):
+        left = deadline - time.monotonic()
+        try:
+            line = self.recv_line(timeout=max(left, 0.0))
+        except ProtoTimeout:
+            raise ProtoTimeout(f"timed out waiting for {what}; last frames: {self.frames[-10:]}"
+                               f"; unconsumed events: {self.events[-10:]}") from None
+        except ProtoClosed:
+            raise ProtoClosed(f"connection closed while waiting for {what}; last frames: "
+                              f"{self.frames[-10:]}") from None
+        self._dispatch(line)
+
+    def get_reply(self, tag, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while tag not in self.replies:
+            self._read_one(deadline, f"the reply to tag {tag}")
+        return self.replies.pop(tag)
+
+    def get_reply_any(self, tags, timeout=None):
+        """Waits for a reply carrying one of `tags` (e.g. ('7', '-')); returns (tag, reply)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            for t in tags:
+                if t in self.replies:
+                    return t, self.replies.pop(t)
+            self._read_one(deadline, f"a reply tagged one of {tags}")
+
+    def send_bad(self, body):
+        """Sends `<tag> <body>` where body is raw bytes (maybe invalid) and returns the reply to
+        it, which may carry the tag or '-' (when the server could not read the tag)."""
+        tag = str(self.next_tag)
+        self.next_tag += 1
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.send_raw(tag.encode() + b" " + body + b"\n")
+        return self.get_reply_any((tag, "-"))[1]
+
+    def _matcher(self, pred):
+        if callable(pred):
+            return pred
+        prefix = str(pred)
+        return lambda ev: " ".join(ev) == prefix or " ".join(ev).startswith(prefix + " ") \
+            or (prefix.endswith(" ") and " ".join(ev).startswith(prefix))
+
+    def wait_event(self, pred, timeout=None):
+        """Returns and removes the first event matching `pred` (a callable on the field list, or
+        a prefix of whole fields such as 'MSG' or 'LOGIN yoda')."""
+        match = self._matcher(pred)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if match(ev):
+                    return self.events.pop(i)
+            self._read_one(deadline, f"an event matching {pred!r}")
+
+    def wait_events(self, pred, count, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        return [self.wait_event(pred, timeout=max(0.0, deadline - time.monotonic()))
+                for _ in range(count)]
+
+    def no_event(self, pred, within=0.5):
+        """Asserts that no event matching `pred` is pending or arrives within `within` s."""
+        match = self._matcher(pred)
+        self.pump(within)
+        bad = [ev for ev in self.events if match(ev)]
+        assert not bad, f"unexpected event(s) {bad}"
+
+    def closed(self, timeout=None):
+        """True when the server closes the connection within `timeout` s. Frames read meanwhile
+        are sorted into `.events` / `.replies`."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.pump(min(left, 0.2))
+        self.pump(0)
+        return True
+
+    def close(self):
+        for sk in (self.sock, getattr(self, "listener", None)):
+            try:
+                if sk is not None:
+                    sk.close()
+            except OSError:
+                pass
+        if self in _OPEN_PROTOS:
+            _OPEN_PROTOS.remove(self)
+
+    # -- session helpers --
+
+    def hello(self, version="1", name="e2e/0.1"):
+        r = self.request("HELLO", version, name) if name else self.request("HELLO", version)
+        assert r[0] == "OK", f"HELLO failed: {r}"
+        self.greeted = True
+        return r
+
+    def login(self, user, pw):
+        """HELLO (unless done already), USER, PASS; asserts each is OK."""
+        if not getattr(self, "greeted", False):
+            self.hello()
+        r = self.request("USER", user)
+        assert r == ["OK"], f"USER {user}: {r}"
+        r = self.request("PASS", pw)
+        assert r == ["OK"], f"PASS for {user}: {r}"
+        self.user = user
+        return self
+
+    def open_listener(self):
+        """Opens a real TCP listener (the P2P side of a client), tells the server with LISTEN
+        and returns its port. The socket is closed with this connection."""
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        self.listener = ls
+        port = ls.getsockname()[1]
+        r = self.request("LISTEN", port)
+        assert r == ["OK"], f"LISTEN {port}: {r}"
+        return port
+
+    def msgs(self):
+        """The unconsumed MSG events, removed from `.events`."""
+        out = [ev for ev in self.events if ev[0] == "MSG"]
+        self.events = [ev for ev in self.events if ev[0] != "MSG"]
+        return out
+
+
+def ok(reply):
+    """Asserts a reply is OK and returns its fields."""
+    assert reply and reply[0] == "OK", f"expected OK, got {reply}"
+    return reply[1:]
+
+
+def err(reply, code):
+    assert reply[:2] == ["ERR", str(code)], f"expected ERR {code}, got {reply}"
+    return reply
+
+
+# --------------------------------------------------------------------------------------------
+# The terminal client
+
+_INPUTRC_DIR = tempfile.mkdtemp(prefix="parley-e2e-")
+INPUTRC = os.path.join(_INPUTRC_DIR, "inputrc")
+with open(INPUTRC, "w") as _f:
+    _f.write("set enable-bracketed-paste off\n")
+
+
+def client_env(extra=None):
+    env = dict(os.environ)
+    env["INPUTRC"] = INPUTRC
+    env.setdefault("TERM", "xterm")
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def spawn_client(port, *, host="127.0.0.1", env=None, args=None, timeout=10, cwd=None,
+                 dimensions=(24, 200), **spawn_kw):
+    """Starts `parley <host> <port>` in a pty (pexpect, utf-8, timeout 10 s)."""
+    import pexpect
+    _need(PARLEY)
+    argv = list(args) if args is not None else [host, str(port)]
+    return pexpect.spawn(PARLEY, argv, encoding="utf-8", timeout=timeout, env=client_env(env),
+                         cwd=cwd, dimensions=dimensions, **spawn_kw)
+
+
+@pytest.fixture
+def client_factory():
+    children = []
+
+    def factory(port, **kw):
+        c = spawn_client(port, **kw)
+        children.append(c)
+        return c
+
+    yield factory
+    for c in children:
+        try:
+            if c.isalive():
+                c.terminate(force=True)
+            c.close(force=True)
+        except Exception:
+            pass

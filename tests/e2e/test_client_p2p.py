@@ -1,0 +1,315 @@
+"""Client: peer-to-peer private messaging (spec §8) between terminal clients, and the client's
+P2P listener defending itself against connections the server did not announce."""
+
+import socket
+import time
+
+import pytest
+
+from conftest import err, ok
+from test_client_kit import (T, absent, command, expect_line, listening_ports, login, prompt,
+                             wait_exit)
+
+
+def start_private(a, a_name, b, b_name):
+    a.sendline(f"startprivate {b_name}")
+    expect_line(a, f"Start private messaging with {b_name}")
+    expect_line(b, f"{a_name} started private messaging with you")
+
+
+def test_private_both_directions_and_stop(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    start_private(hans, "hans", yoda, "yoda")
+    command(hans, "private yoda Only between us")
+    expect_line(yoda, "hans(private): Only between us")
+    command(yoda, "private hans Agreed")
+    expect_line(hans, "yoda(private): Agreed")
+    command(hans, "startprivate yoda", "Error. Private messaging with yoda already enabled")
+    command(yoda, "stopprivate hans")
+    expect_line(hans, "yoda stopped private messaging")
+    command(hans, "private yoda still there?", "Error. Private messaging to yoda not enabled")
+    command(yoda, "stopprivate hans", "Error. No private messaging session with hans")
+    # A new session can be started again, from the other side this time.
+    start_private(yoda, "yoda", hans, "hans")
+    command(hans, "private yoda again")
+    expect_line(yoda, "hans(private): again")
+
+
+def test_private_goes_directly_not_through_server(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    start_private(hans, "hans", yoda, "yoda")
+    # Even with the server frozen, private messages flow.
+    import os
+    import signal
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        command(hans, "private yoda server is asleep")
+        expect_line(yoda, "hans(private): server is asleep")
+        command(yoda, "private hans indeed")
+        expect_line(hans, "yoda(private): indeed")
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def test_several_sessions_at_once(server, client_factory):
+    names = ["hans", "yoda", "vader", "luke"]
+    kids = {n: login(client_factory, server, n) for n in names}
+    for n in names[1:]:
+        expect_line(kids["hans"], f"{n} logged in")
+    for n in names[1:]:
+        start_private(kids["hans"], "hans", kids[n], n)
+    for n in names[1:]:
+        command(kids["hans"], f"private {n} hello {n}")
+        expect_line(kids[n], f"hans(private): hello {n}")
+        command(kids[n], f"private hans reply from {n}")
+        expect_line(kids["hans"], f"{n}(private): reply from {n}")
+    # Private messages reach only their peer.
+    absent(kids["luke"], "hello yoda", within=0.3)
+    # Stopping one leaves the others.
+    command(kids["hans"], "stopprivate vader")
+    expect_line(kids["vader"], "hans stopped private messaging")
+    command(kids["luke"], "private hans still on")
+    expect_line(kids["hans"], "luke(private): still on")
+
+
+def test_startprivate_refused_when_blocked(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    command(yoda, "block hans", "hans is blocked")
+    command(hans, "startprivate yoda", "Error. Cannot start private messaging with yoda")
+    command(yoda, "startprivate hans", "Error. Cannot start private messaging with hans")
+    command(yoda, "unblock hans", "hans is unblocked")
+    start_private(yoda, "yoda", hans, "hans")
+    # A later block does not cut an open session.
+    command(yoda, "block hans", "hans is blocked")
+    command(hans, "private yoda can you hear me")
+    expect_line(yoda, "hans(private): can you hear me")
+
+
+def test_vanished_peer_reported_on_next_private(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    start_private(hans, "hans", yoda, "yoda")
+    yoda.kill(9)
+    yoda.wait()
+    expect_line(hans, "yoda logged out")
+    command(hans, "private yoda are you there", "Error. yoda is no longer online")
+    command(hans, "private yoda hello?", "Error. Private messaging to yoda not enabled")
+
+
+def test_logout_ends_sessions(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    vader = login(client_factory, server, "vader")
+    expect_line(hans, "vader logged in")
+    start_private(hans, "hans", yoda, "yoda")
+    start_private(vader, "vader", hans, "hans")
+    hans.sendline("logout")
+    assert wait_exit(hans) == 0
+    expect_line(yoda, "hans stopped private messaging")
+    expect_line(vader, "hans stopped private messaging")
+    command(yoda, "private hans gone?", "Error. Private messaging to hans not enabled")
+
+
+def test_consent_accept_and_decline(make_server, client_factory):
+    s = make_server(args=("--p2p-consent",))
+    hans = login(client_factory, s, "hans")
+    yoda = login(client_factory, s, "yoda")
+    expect_line(hans, "yoda logged in")
+    hans.sendline("startprivate yoda")
+    yoda.expect_exact("hans would like to private message, enter y or n: ", timeout=T)
+    yoda.sendline("maybe")
+    expect_line(yoda, "Error. Please enter y or n")
+    yoda.expect_exact("hans would like to private message, enter y or n: ", timeout=T)
+    yoda.sendline("y")
+    expect_line(hans, "yoda accepts private messaging")
+    expect_line(hans, "Start private messaging with yoda")
+    expect_line(yoda, "hans started private messaging with you")
+    prompt(yoda)
+    command(yoda, "private hans thanks for asking")
+    expect_line(hans, "yoda(private): thanks for asking")
+
+    vader = login(client_factory, s, "vader")
+    expect_line(hans, "vader logged in")
+    vader.sendline("startprivate hans")
+    hans.expect_exact("vader would like to private message, enter y or n: ", timeout=T)
+    hans.sendline("n")
+    expect_line(vader, "hans declines private messaging")
+    absent(vader, "Start private messaging", within=0.3)
+    command(vader, "private hans please", "Error. Private messaging to hans not enabled")
+
+
+def test_consent_question_in_pipe_mode(make_server, client_factory):
+    """A pipe client is asked too; its next input line answers."""
+    s = make_server(args=("--p2p-consent",))
+    hans = login(client_factory, s, "hans")
+    import subprocess
+    from conftest import PARLEY, client_env
+    p = subprocess.Popen([PARLEY, "127.0.0.1", str(s.port)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, env=client_env())
+    try:
+        p.stdin.write(b"yoda\nwise\n")
+        p.stdin.flush()
+        expect_line(hans, "yoda logged in")
+        hans.sendline("startprivate yoda")
+        line = b""
+        deadline = time.monotonic() + T
+        while not line.endswith(b"enter y or n: ") and time.monotonic() < deadline:
+            line += p.stdout.read1(100)
+        assert line.endswith(b"hans would like to private message, enter y or n: "), line
+        p.stdin.write(b"y\n")
+        p.stdin.flush()
+        expect_line(hans, "Start private messaging with yoda")
+        p.stdin.write(b"private hans from a pipe\nlogout\n")
+        p.stdin.close()
+        expect_line(hans, "yoda(private): from a pipe")
+        expect_line(hans, "yoda stopped private messaging")
+        assert p.wait(T) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+# ---- the listener refuses what the server did not announce ----
+
+def _p2p_port(child):
+    ports = listening_ports(child.pid)
+    assert len(ports) == 1, ports
+    return ports[0]
+
+
+def _raw_p2p(port, hello):
+    sk = socket.create_connection(("127.0.0.1", port), timeout=T)
+    sk.sendall(hello.encode() + b"\n")
+    return sk
+
+
+def _read_until_closed(sk):
+    data = b""
+    sk.settimeout(T)
+    while True:
+        try:
+            chunk = sk.recv(4096)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_forged_connection_refused(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    port = _p2p_port(hans)
+    # No session announced: any secret is refused, nothing is shown.
+    sk = _raw_p2p(port, "HELLO 1 yoda 0123456789abcdef0123456789abcdef")
+    reply = _read_until_closed(sk)
+    assert reply.startswith(b"ERR "), reply
+    sk.close()
+    # Junk, and silence, are refused as well.
+    sk = _raw_p2p(port, "GET / HTTP/1.0")
+    assert _read_until_closed(sk).startswith(b"ERR ")
+    sk.close()
+    absent(hans, "started private messaging", within=0.5)
+    # A real session still works afterwards.
+    start_private(yoda, "yoda", hans, "hans")
+    command(yoda, "private hans genuine")
+    expect_line(hans, "yoda(private): genuine")
+
+
+def test_secret_is_checked_spent_once_and_bound_to_name(server, client_factory):
+    """A raw protocol client plays the initiator: it gets the real secret from the server."""
+    hans = login(client_factory, server, "hans")
+    port = _p2p_port(hans)
+    vader = server.login("vader")
+    vader.open_listener()
+    secret = ok(vader.request("P2P", "hans"))[2]
+    wrong = ("0" if secret[0] != "0" else "1") + secret[1:]
+    for hello in (f"HELLO 1 vader {wrong}", f"HELLO 1 yoda {secret}", f"HELLO 2 vader {secret}"):
+        sk = _raw_p2p(port, hello)
+        assert _read_until_closed(sk).startswith(b"ERR "), hello
+        sk.close()
+    absent(hans, "started private messaging", within=0.3)
+    # The genuine one works once.
+    sk = _raw_p2p(port, f"HELLO 1 vader {secret}")
+    f = sk.makefile("rb")
+    assert f.readline() == b"OK hans\n"
+    expect_line(hans, "vader started private messaging with you")
+    sk.sendall(b"MSG hello from a raw socket\n")
+    expect_line(hans, "vader(private): hello from a raw socket")
+    hans.sendline("private vader hi raw")
+    assert f.readline() == b"MSG hi raw\n"
+    sk.sendall(b"STOP\n")
+    expect_line(hans, "vader stopped private messaging")
+    sk.close()
+    # Replaying the spent secret is refused.
+    sk = _raw_p2p(port, f"HELLO 1 vader {secret}")
+    assert _read_until_closed(sk).startswith(b"ERR ")
+    sk.close()
+    absent(hans, "vader started private messaging", within=0.3)
+
+
+def _raw_session(server, hans):
+    port = _p2p_port(hans)
+    vader = server.login("vader")
+    vader.open_listener()
+    secret = ok(vader.request("P2P", "hans"))[2]
+    sk = _raw_p2p(port, f"HELLO 1 vader {secret}")
+    f = sk.makefile("rb")
+    assert f.readline() == b"OK hans\n"
+    expect_line(hans, "vader started private messaging with you")
+    return sk
+
+
+def test_junk_peer_cut_off(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    sk = _raw_session(server, hans)
+    sk.sendall(b"MSG \x1b[2J\x1b]0;pwned\x07 clear screen\n")
+    expect_line(hans, "Error. vader sent invalid data; private messaging stopped")
+    assert _read_until_closed(sk) == b""
+    absent(hans, "pwned", within=0.3)
+    command(hans, "whoelse", "vader")
+
+
+def test_flooding_peer_cut_off(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    sk = _raw_session(server, hans)
+    try:
+        sk.sendall(b"MSG flood\n" * 5000)
+    except OSError:
+        pass
+    expect_line(hans, "Error. vader sent too much too fast; private messaging stopped", timeout=10)
+    command(hans, "whoelse", "vader")
+
+
+def test_overlong_peer_line_cut_off(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    sk = _raw_session(server, hans)
+    try:
+        sk.sendall(b"MSG " + b"x" * 10000 + b"\n")
+    except OSError:
+        pass
+    expect_line(hans, "Error. vader sent invalid data; private messaging stopped")
+    absent(hans, "xxxxxxxx", within=0.3)
+
+
+def test_pipe_client_starts_private_session(server, client_factory):
+    """From a pipe, `startprivate` waits for the session to open before the next line runs."""
+    from test_client_kit import WELCOME, run_pipe
+    yoda = login(client_factory, server, "yoda")
+    rc, out, _ = run_pipe(server.port, "hans\nfalcon\nstartprivate yoda\nprivate yoda via pipe\n"
+                                       "logout\n")
+    assert rc == 0
+    assert out == f"Username: Password: {WELCOME}\nStart private messaging with yoda\n"
+    expect_line(yoda, "hans started private messaging with you")
+    expect_line(yoda, "hans(private): via pipe")
+    expect_line(yoda, "hans stopped private messaging")

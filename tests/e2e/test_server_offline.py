@@ -1,0 +1,162 @@
+"""Server: offline messages (spec §6; PROTOCOL §5 MSG, §6 MSG/ACK)."""
+
+import time
+
+from conftest import ok
+
+
+def _login_collect(server, user, count):
+    """Logs in (raw, to check frame order) and returns the MSG events that follow the PASS OK."""
+    p = server.connect()
+    p.hello()
+    assert p.request("USER", user) == ["OK"]
+    tag = p.send_request("PASS", server.users[user])
+    assert p.get_reply(tag) == ["OK"]
+    evs = p.wait_events("MSG", count) if count else []
+    # Every MSG frame came after the PASS reply frame.
+    pass_idx = p.frames.index(p.raw_replies[tag])
+    msg_idx = [i for i, f in enumerate(p.frames) if f.startswith("* MSG ")]
+    assert all(i > pass_idx for i in msg_idx), p.frames
+    p.user = user
+    return p, evs
+
+
+def test_offline_messages_delivered_all_in_order_after_login_ok(server):
+    a = server.login("hans")
+    texts = [f"while you were away {i}" for i in range(20)]
+    before = int(time.time())
+    ids = [ok(a.request("MSG", "yoda", t))[0] for t in texts]
+    b, evs = _login_collect(server, "yoda", 20)
+    assert [e[1] for e in evs] == ids
+    assert [e[2] for e in evs] == ["hans"] * 20
+    assert [e[4] for e in evs] == texts
+    for e in evs:
+        assert before - 5 <= int(e[3]) <= time.time() + 5
+    b.no_event("MSG", within=0.2)
+
+
+def test_offline_message_time_is_send_time(server):
+    a = server.login("hans")
+    t_send = time.time()
+    ok(a.request("MSG", "yoda", "timestamped"))
+    time.sleep(1.2)  # so that delivery time and send time differ by a second
+    b, evs = _login_collect(server, "yoda", 1)
+    assert abs(int(evs[0][3]) - t_send) <= 1.01, (evs, t_send)
+
+
+def test_offline_messages_from_several_senders(server):
+    ids = []
+    for s in ("hans", "vader", "r2d2"):
+        p = server.login(s)
+        ids.append((ok(p.request("MSG", "yoda", f"from {s}"))[0], s))
+        p.request("LOGOUT")
+    b, evs = _login_collect(server, "yoda", 3)
+    assert [(e[1], e[2]) for e in evs] == ids
+    assert [e[4] for e in evs] == [f"from {s}" for _, s in ids]
+
+
+def test_ack_removes_offline_messages(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"m{i}"))[0] for i in range(3)]
+    b, evs = _login_collect(server, "yoda", 3)
+    b.ack(ids[-1])  # acknowledges every message up to that id
+    assert b.request("LOGOUT") == ["OK"]
+    b, _ = _login_collect(server, "yoda", 0)
+    b.no_event("MSG", within=0.4)
+
+
+def test_partial_ack_redelivers_the_rest_once(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"m{i}"))[0] for i in range(4)]
+    b, evs = _login_collect(server, "yoda", 4)
+    b.ack(ids[1])
+    ok(b.request("WHO"))
+    b.close()
+    a.wait_event("LOGOUT yoda")
+    b, evs = _login_collect(server, "yoda", 2)
+    assert [e[1] for e in evs] == ids[2:]
+    b.no_event("MSG", within=0.3)  # once, not twice
+    b.ack(ids[3])
+    b.request("LOGOUT")
+    b, _ = _login_collect(server, "yoda", 0)
+    b.no_event("MSG", within=0.3)
+
+
+def test_unacked_offline_messages_redelivered_once_at_next_login(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"m{i}"))[0] for i in range(3)]
+    b, evs = _login_collect(server, "yoda", 3)
+    assert b.request("LOGOUT") == ["OK"]
+    b, evs = _login_collect(server, "yoda", 3)
+    assert [e[1] for e in evs] == ids
+    b.no_event("MSG", within=0.3)
+
+
+def test_new_messages_after_login_follow_queued_ones(server):
+    a = server.login("hans")
+    queued = [ok(a.request("MSG", "yoda", f"q{i}"))[0] for i in range(3)]
+    b, evs = _login_collect(server, "yoda", 3)
+    live = ok(a.request("MSG", "yoda", "live"))[0]
+    ev = b.wait_event("MSG")
+    assert ev[1] == live and ev[4] == "live"
+    assert int(live) > int(queued[-1])
+
+
+def test_offline_messages_survive_sigterm_restart(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"durable {i}"))[0] for i in range(5)]
+    server.restart()
+    b, evs = _login_collect(server, "yoda", 5)
+    assert [e[1] for e in evs] == ids
+    assert [e[4] for e in evs] == [f"durable {i}" for i in range(5)]
+
+
+def test_offline_messages_survive_kill9_once_accepted(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"crash-safe {i}"))[0] for i in range(5)]
+    server.kill9()  # right after the last OK
+    server.start()
+    b, evs = _login_collect(server, "yoda", 5)
+    assert [e[1] for e in evs] == ids
+    assert [e[4] for e in evs] == [f"crash-safe {i}" for i in range(5)]
+
+
+def test_acked_messages_stay_gone_after_restart(server):
+    a = server.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"m{i}"))[0] for i in range(2)]
+    b, evs = _login_collect(server, "yoda", 2)
+    b.ack(ids[-1])
+    assert b.request("LOGOUT") == ["OK"]
+    server.kill9()
+    server.start()
+    b, _ = _login_collect(server, "yoda", 0)
+    b.no_event("MSG", within=0.3)
+
+
+def test_message_ids_keep_increasing_across_restart(server):
+    a = server.login("hans")
+    first = int(ok(a.request("MSG", "yoda", "before"))[0])
+    server.restart()
+    a = server.login("hans")
+    second = int(ok(a.request("MSG", "yoda", "after"))[0])
+    assert second > first
+    b, evs = _login_collect(server, "yoda", 2)
+    assert [e[4] for e in evs] == ["before", "after"]
+
+
+def test_broadcasts_are_never_stored(server):
+    a = server.login("hans")
+    assert ok(a.request("BCAST", "nobody offline gets this")) == ["0"]
+    b, _ = _login_collect(server, "yoda", 0)
+    b.no_event("BCAST", within=0.3)
+
+
+def test_two_servers_in_two_directories_share_nothing(make_server):
+    s1 = make_server()
+    s2 = make_server()
+    a = s1.login("hans")
+    ok(a.request("MSG", "yoda", "only on server 1"))
+    b, _ = _login_collect(s2, "yoda", 0)
+    b.no_event("MSG", within=0.3)
+    b, evs = _login_collect(s1, "yoda", 1)
+    assert evs[0][4] == "only on server 1"

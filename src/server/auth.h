@@ -92,7 +92,8 @@ bool lockout_is_locked(struct lockout *l, int64_t now);
 
 /* Counts a wrong password at `now`. After `max_failures` consecutive ones the user is locked
  * until now + `duration` seconds. */
-enum lockout_result lockout_fail(struct lockout *l, int64_t now, int max_failures, int64_t duration);
+enum lockout_result lockout_fail(struct lockout *l, int64_t now, int max_failures,
+                                 int64_t duration);
 
 /* Clears the failure count after a successful login. */
 void lockout_success(struct lockout *l);

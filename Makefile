@@ -27,7 +27,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench)
 
-.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench soak
+.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -80,6 +80,7 @@ test: deps
 	@$(MAKE) --no-print-directory all unit e2e
 	@$(MAKE) --no-print-directory asan-test
 	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory bench-smoke
 	@$(MAKE) --no-print-directory lint-check
 
 # libFuzzer harnesses (clang): `make fuzz FUZZ_SECONDS=600` for a long run; `fuzz-smoke` is the
@@ -121,6 +122,16 @@ lint-check:
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -Isrc src
 	@echo "lint: clean"
+
+# The benchmark against Redis and mosquitto (installs them when missing); not a test.
+BENCH_ARGS ?= --quick
+bench: all
+	@scripts/deps.sh bench
+	BUILD=$(abspath $(BUILD)) bench/compare $(BENCH_ARGS)
+
+# A few seconds of the benchmark tool against parleyd alone, to prove it still works.
+bench-smoke: all
+	BUILD=$(abspath $(BUILD)) bench/compare --smoke
 
 clean:
 	rm -rf build

@@ -90,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         p = sep ? sep + 1 : end;
     }
+    store_commit(srv.store);
     session_expire(&srv, INT64_MAX / 2);
     p2p_expire(&srv, INT64_MAX / 2);
     for (int i = 0; i < CONNS; i++)

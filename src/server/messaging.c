@@ -1,6 +1,7 @@
 /* Direct messages, broadcasts, acknowledgements, backlog delivery and presence notices.
- * A direct message is stored before it is acknowledged to its sender or shown to its
- * recipient, and leaves the store only when the recipient acknowledges it. */
+ * A direct message is stored before its sender or its recipient can read about it (the store
+ * commits once per loop iteration, before output is written), and leaves the store only when
+ * the recipient acknowledges it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,6 +129,7 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
+    server_uncommitted(srv, s);
     struct session *peer = to->online;
     if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
         size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);

@@ -263,6 +263,11 @@ void net_close(struct net_conn *c)
     schedule(c);
 }
 
+void net_abort(struct net_conn *c)
+{
+    mark_dead(c, NET_CLOSE_LOCAL);
+}
+
 void net_set_reading(struct net_conn *c, bool on)
 {
     if (c->state != CONN_OPEN)

@@ -61,6 +61,10 @@ void net_send(struct net_conn *c, const char *data, size_t len);
  * short grace period). Frames still arriving are ignored. Safe to call more than once. */
 void net_close(struct net_conn *c);
 
+/* Closes the connection at the next safe point dropping everything queued for it: the peer
+ * sees the connection end and none of that output. */
+void net_abort(struct net_conn *c);
+
 /* Stops (false) or resumes (true) reading frames from the connection. */
 void net_set_reading(struct net_conn *c, bool on);
 

@@ -1,6 +1,7 @@
 /* The server's set-up, event loop, signals, housekeeping and shutdown; see server.h. */
 #include <errno.h>
 #include <event2/event.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,34 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
+void server_uncommitted(struct server *srv, struct session *s)
+{
+    if (srv->n_uncommitted == srv->cap_uncommitted) {
+        size_t cap = srv->cap_uncommitted ? srv->cap_uncommitted * 2 : 64;
+        struct net_conn **p = realloc(srv->uncommitted, cap * sizeof(*p));
+        if (!p) {
+            net_abort(s->conn); /* cannot track it: never tell it "accepted" */
+            return;
+        }
+        srv->uncommitted = p;
+        srv->cap_uncommitted = cap;
+    }
+    srv->uncommitted[srv->n_uncommitted++] = s->conn;
+}
+
+/* Group commit: makes this iteration's queue writes durable before any reply is written. When
+ * that fails, the senders who were told "accepted" are disconnected before they read it. */
+static void commit_store(struct server *srv)
+{
+    if (store_commit(srv->store) < 0) {
+        log_error("store: commit failed (%s); %zu connection(s) dropped unconfirmed",
+                  store_error(srv->store), srv->n_uncommitted);
+        for (size_t i = 0; i < srv->n_uncommitted; i++)
+            net_abort(srv->uncommitted[i]);
+    }
+    srv->n_uncommitted = 0;
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -132,6 +161,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         srv->last_heartbeat = now;
         if (store_heartbeat(srv->store, now) < 0)
             log_error("store: cannot record heartbeat: %s", store_error(srv->store));
+        malloc_trim(0); /* give memory freed by bursts back, so idle sessions stay small */
     }
 }
 
@@ -233,8 +263,10 @@ int server_run(struct server *srv)
             log_error("event loop failed");
             break;
         }
+        commit_store(srv);
         net_flush(srv->net);
     }
+    commit_store(srv);
     say_goodbye(srv);
     net_free(srv->net);
     srv->net = NULL;
@@ -254,6 +286,7 @@ void server_free(struct server *srv)
         event_base_free(srv->base);
     directory_free(&srv->dir);
     store_close(srv->store);
+    free(srv->uncommitted);
     free(srv->fmt);
     memset(srv, 0, sizeof(*srv));
 }

@@ -70,6 +70,8 @@ struct server {
     struct session_list online_list; /* logged in, by idle deadline */
     struct p2p_request *p2p_requests;
     struct p2p_pair *p2p_pairs;
+    struct net_conn **uncommitted; /* told "accepted" for writes not yet committed */
+    size_t n_uncommitted, cap_uncommitted;
     int64_t last_heartbeat;
     bool stopping;
     char *fmt; /* scratch for formatting one frame: max_line + 128 bytes */
@@ -99,6 +101,10 @@ void server_free(struct server *srv);
 
 /* Re-reads the credentials file, keeping everyone online. Returns 0 or -1. */
 int server_reload_credentials(struct server *srv);
+
+/* Notes that `s` was told a store write was accepted before the group commit: if the commit
+ * fails, its connection is dropped before that reply is written. */
+void server_uncommitted(struct server *srv, struct session *s);
 
 /* Returns monotonic milliseconds. */
 int64_t server_now_ms(void);

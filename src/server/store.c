@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
-    int walking; /* non-zero while a walk's callback runs */
+    int walking;       /* non-zero while a walk's callback runs */
+    bool in_batch;     /* the group-commit transaction is open */
+    bool batch_failed; /* a batch was lost since the last store_commit */
     char err[256];
 };
 
@@ -171,6 +174,52 @@ static int exec_sql(struct store *st, const char *sql, const char *what)
 {
     if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(st, what);
+    return 0;
+}
+
+/* Opens the group-commit transaction unless it is open: queue writes join it, and it is
+ * committed by store_commit (or before any other write). */
+static int batch_join(struct store *st)
+{
+    if (st->in_batch)
+        return 0;
+    if (exec_sql(st, "BEGIN IMMEDIATE", "starting a batch") != 0)
+        return -1;
+    st->in_batch = true;
+    return 0;
+}
+
+/* After a failed write in the batch: if SQLite rolled the whole transaction back, every write
+ * of the batch is lost, and store_commit must say so. */
+static void batch_check(struct store *st)
+{
+    if (st->in_batch && sqlite3_get_autocommit(st->db)) {
+        st->in_batch = false;
+        st->batch_failed = true;
+    }
+}
+
+/* Commits the open batch, if any. Returns 0, or -1 when it was lost. */
+static int batch_end(struct store *st)
+{
+    if (!st->in_batch)
+        return 0;
+    st->in_batch = false;
+    if (exec_sql(st, "COMMIT", "committing a batch") == 0)
+        return 0;
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    st->batch_failed = true;
+    return -1;
+}
+
+/* Checks a write that is not part of the batch and commits the batch first, so that the
+ * write's success never depends on the batch's (a lost batch is reported by store_commit). */
+static int write_guard(struct store *st)
+{
+    if (guard(st) != 0)
+        return -1;
+    batch_end(st);
     return 0;
 }
 
@@ -328,10 +377,25 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
+    if (st->db)
+        batch_end(st);
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
     free(st);
+}
+
+/* Commits every queue write since the last call. Returns -1 when any of them was lost. */
+int store_commit(struct store *st)
+{
+    if (!st)
+        return 0;
+    int rc = batch_end(st);
+    if (st->batch_failed) {
+        st->batch_failed = false;
+        rc = -1;
+    }
+    return rc;
 }
 
 /* Returns the last failure's description; never NULL. */
@@ -357,8 +421,14 @@ int store_queue_push(struct store *st, const char *sender, const char *recipient
     if (bind_str(s, 1, sender) || bind_str(s, 2, recipient) || sqlite3_bind_int64(s, 3, sent_at) ||
         sqlite3_bind_blob(s, 4, body ? body : "", (int)body_len, SQLITE_STATIC))
         return bind_fail(st, s, "queueing message");
-    if (exec_stmt(st, s, "queueing message") != 0)
+    if (batch_join(st) != 0) {
+        stmt_done(s);
         return -1;
+    }
+    if (exec_stmt(st, s, "queueing message") != 0) {
+        batch_check(st);
+        return -1;
+    }
     if (id)
         *id = sqlite3_last_insert_rowid(st->db);
     return 0;
@@ -443,7 +513,15 @@ int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
     s = stmt_get(st, Q_ACK);
     if (bind_str(s, 1, recipient) || sqlite3_bind_int64(s, 2, up_to_id))
         return bind_fail(st, s, "acknowledging messages");
-    return exec_stmt(st, s, "acknowledging messages");
+    if (batch_join(st) != 0) {
+        stmt_done(s);
+        return -1;
+    }
+    if (exec_stmt(st, s, "acknowledging messages") != 0) {
+        batch_check(st);
+        return -1;
+    }
+    return 0;
 }
 
 /* Returns the number of messages queued for `recipient`, or -1 on failure. */
@@ -470,7 +548,7 @@ int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, B_ADD);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
@@ -483,7 +561,7 @@ int store_block_remove(struct store *st, const char *blocker, const char *blocke
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, B_REMOVE);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
@@ -522,7 +600,7 @@ static int exec_name_time(struct store *st, enum stmt_id id, const char *name, i
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
@@ -547,7 +625,7 @@ static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *w
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (sqlite3_bind_int64(s, 1, t))
@@ -586,7 +664,7 @@ int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void
     struct name_walk w = {fn, ctx};
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, P_SINCE);
     if (sqlite3_bind_int64(s, 1, since))
@@ -623,7 +701,7 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     if (lock->failures == 0 && lock->locked_until == 0) {
         s = stmt_get(st, L_DELETE);

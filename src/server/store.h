@@ -38,11 +38,18 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen);
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st);
 
+/* Commits the queue writes made since the last call (group commit: the server calls it once
+ * per event-loop iteration, before any reply is written). Returns 0, or -1 when any of them
+ * was lost (then the callers that were told "accepted" must not be told so). Other writes
+ * are durable when they return; they commit pending queue writes first. */
+int store_commit(struct store *st);
+
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);
 
-/* Queues a direct message durably and returns its id in `*id`. Once this returns 0 the message
- * survives a crash of the process. */
+/* Queues a direct message and returns its id in `*id`. Queue writes (this and
+ * store_queue_ack) are grouped: they are durable once store_commit returns 0, and then survive
+ * a crash of the process. */
 int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
                      const char *body, size_t body_len, int64_t *id);
 

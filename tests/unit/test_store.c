@@ -558,6 +558,40 @@ static void test_sqlite_failure_reported(void **state)
     assert_int_equal(store_block_add(f->st, "a", "b"), 0);
 }
 
+/* Queue writes are grouped: a crash keeps what store_commit committed and nothing after it. */
+static void test_group_commit_boundary(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid;
+    int status = 0;
+    struct seen_msgs s;
+
+    store_close(f->st);
+    f->st = NULL;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store *st = NULL;
+        int64_t id;
+
+        if (store_open(&st, f->dir, NULL, 0) != 0 ||
+            store_queue_push(st, "alice", "bob", 1, "committed", 9, &id) != 0 ||
+            store_commit(st) != 0 ||
+            store_queue_push(st, "alice", "bob", 2, "in flight", 9, &id) != 0)
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+
+    reopen(f);
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.body[0], "committed");
+    assert_int_equal(store_commit(f->st), 0); /* nothing pending is not a failure */
+}
+
 static void test_message_survives_kill(void **state)
 {
     struct fx *f = *state;
@@ -781,6 +815,7 @@ int main(void)
         T(test_bodies_exact),
         T(test_reentry_refused),
         T(test_sqlite_failure_reported),
+        T(test_group_commit_boundary),
         T(test_message_survives_kill),
         T(test_blocks),
         T(test_everything_survives_reopen),

@@ -17,8 +17,17 @@
 #define TICK_MS 250
 #define HEARTBEAT_SEC 5
 
+static int64_t (*test_clock)(void);
+
+void server_set_clock(int64_t (*now_ms)(void))
+{
+    test_clock = now_ms;
+}
+
 int64_t server_now_ms(void)
 {
+    if (test_clock)
+        return test_clock();
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;

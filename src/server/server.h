@@ -106,6 +106,9 @@ int server_reload_credentials(struct server *srv);
  * fails, its connection is dropped before that reply is written. */
 void server_uncommitted(struct server *srv, struct session *s);
 
+/* Replaces the monotonic clock behind server_now_ms (for tests); NULL restores it. */
+void server_set_clock(int64_t (*now_ms)(void));
+
 /* Returns monotonic milliseconds. */
 int64_t server_now_ms(void);
 

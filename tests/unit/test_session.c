@@ -1,0 +1,282 @@
+/* Unit tests of the chat layer with an injected clock and a fake network: login and idle
+ * deadlines, what counts as activity, lock-out timing, and the output each session gets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "server/net.h"
+#include "server/server.h"
+#include "server/store.h"
+#include "server/worker.h"
+
+/* ---- a fake net.c: output is kept per connection ---- */
+
+struct net_conn {
+    char out[65536];
+    size_t len;
+    bool closed;
+};
+
+void net_send(struct net_conn *c, const char *data, size_t len)
+{
+    if (c->closed || c->len + len >= sizeof(c->out))
+        return;
+    memcpy(c->out + c->len, data, len);
+    c->len += len;
+    c->out[c->len] = '\0';
+}
+
+void net_close(struct net_conn *c)
+{
+    c->closed = true;
+}
+
+void net_abort(struct net_conn *c)
+{
+    c->closed = true;
+}
+
+void net_set_reading(struct net_conn *c, bool on)
+{
+    (void)c;
+    (void)on;
+}
+
+const char *net_peer_addr(const struct net_conn *c)
+{
+    (void)c;
+    return "127.0.0.1";
+}
+
+size_t net_pending_output(const struct net_conn *c)
+{
+    return c->len;
+}
+
+/* server.c's set-up calls these; the tests build the server by hand and never reach them. */
+struct net *net_new(struct event_base *base, const struct net_limits *limits,
+                    const struct net_handlers *handlers, void *ctx)
+{
+    (void)base;
+    (void)limits;
+    (void)handlers;
+    (void)ctx;
+    return NULL;
+}
+
+int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
+{
+    (void)n;
+    (void)addr;
+    (void)port;
+    (void)bound;
+    (void)err;
+    (void)errlen;
+    return -1;
+}
+
+void net_flush(struct net *n)
+{
+    (void)n;
+}
+
+void net_free(struct net *n)
+{
+    (void)n;
+}
+
+/* ---- fixture ---- */
+
+static int64_t fake_now;
+
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+struct fx {
+    struct server srv;
+    char dir[64];
+    struct net_conn conn[3];
+    struct session *s[3];
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char *args[] = {"parleyd", "--login-timeout", "30", "0", "60", "10", NULL};
+    assert_int_equal(config_parse(&f->srv.cfg, 6, args), CONFIG_RUN);
+    assert_int_equal(auth_init(), 0);
+    directory_init(&f->srv.dir);
+    const char *users[][2] = {{"hans", "falcon"}, {"yoda", "wise"}};
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(
+            directory_set_account(directory_add(&f->srv.dir, users[i][0]), AUTH_PLAIN, users[i][1]),
+            0);
+    snprintf(f->dir, sizeof(f->dir), "/tmp/parley-test-session-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char err[256];
+    assert_int_equal(store_open(&f->srv.store, f->dir, err, sizeof(err)), 0);
+    f->srv.fmt_cap = f->srv.cfg.max_line + 256;
+    f->srv.fmt = malloc(f->srv.fmt_cap);
+    f->srv.base = event_base_new();
+    f->srv.workers = worker_pool_new(f->srv.base, 1);
+    fake_now = 1000000;
+    server_set_clock(fake_clock);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    for (int i = 0; i < 3; i++)
+        if (f->s[i])
+            session_closed(f->s[i], NET_CLOSE_EOF);
+    worker_pool_free(f->srv.workers);
+    event_base_free(f->srv.base);
+    p2p_free(&f->srv);
+    directory_free(&f->srv.dir);
+    store_close(f->srv.store);
+    free(f->srv.fmt);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    server_set_clock(NULL);
+    free(f);
+    return 0;
+}
+
+/* Feeds one frame (without LF) to connection i. */
+static void feed(struct fx *f, int i, const char *line)
+{
+    session_frame(f->s[i], LINEBUF_LINE, line, strlen(line));
+}
+
+/* Returns connection i's output so far and forgets it. */
+static const char *take(struct fx *f, int i)
+{
+    static char copy[65536];
+    memcpy(copy, f->conn[i].out, f->conn[i].len + 1);
+    f->conn[i].len = 0;
+    f->conn[i].out[0] = '\0';
+    return copy;
+}
+
+static void open_conn(struct fx *f, int i)
+{
+    f->s[i] = session_open(&f->srv, &f->conn[i]);
+    assert_non_null(f->s[i]);
+}
+
+static void login(struct fx *f, int i, const char *user, const char *password)
+{
+    char line[128];
+    open_conn(f, i);
+    feed(f, i, "1 HELLO 1");
+    snprintf(line, sizeof(line), "2 USER %s", user);
+    feed(f, i, line);
+    snprintf(line, sizeof(line), "3 PASS %s", password);
+    feed(f, i, line);
+    assert_non_null(strstr(take(f, i), "3 OK\n"));
+}
+
+/* ---- tests ---- */
+
+static void test_login_deadline(void **state)
+{
+    struct fx *f = *state;
+    open_conn(f, 0);
+    feed(f, 0, "1 HELLO 1");
+    take(f, 0);
+    session_expire(&f->srv, fake_now + 30 * 1000 - 1);
+    assert_false(f->conn[0].closed);
+    session_expire(&f->srv, fake_now + 30 * 1000);
+    assert_true(f->conn[0].closed);
+    assert_string_equal(take(f, 0), "* BYE login-timeout\n");
+}
+
+static void test_idle_deadline_and_activity(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    login(f, 1, "yoda", "wise");
+    take(f, 0);
+    fake_now += 9000;
+    feed(f, 0, "4 WHO"); /* activity: the deadline moves to now + 10 s */
+    assert_string_equal(take(f, 0), "4 OK yoda\n");
+    feed(f, 0, "5 NOSUCH"); /* not activity */
+    feed(f, 0, "* ACK 0");  /* not activity */
+    session_expire(&f->srv, fake_now + 10000 - 1);
+    assert_false(f->conn[0].closed);
+    assert_true(f->conn[1].closed); /* yoda did nothing since logging in 19 s ago */
+    assert_string_equal(take(f, 1), "* BYE idle\n");
+    session_expire(&f->srv, fake_now + 10000);
+    assert_true(f->conn[0].closed);
+    assert_non_null(strstr(take(f, 0), "* BYE idle\n"));
+}
+
+static void test_failed_request_is_activity(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    fake_now += 9000;
+    feed(f, 0, "4 MSG nobody hi"); /* understood, fails: still activity */
+    assert_string_equal(take(f, 0), "4 ERR 404 no such user\n");
+    session_expire(&f->srv, fake_now + 9999);
+    assert_false(f->conn[0].closed);
+}
+
+static void test_receiving_is_not_activity(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    login(f, 1, "yoda", "wise");
+    fake_now += 5000;
+    feed(f, 1, "4 MSG hans hello");
+    assert_non_null(strstr(take(f, 0), "* MSG 1 yoda "));
+    session_expire(&f->srv, fake_now + 5000);
+    assert_true(f->conn[0].closed);  /* hans only received */
+    assert_false(f->conn[1].closed); /* yoda sent */
+}
+
+static void test_lockout_with_clock(void **state)
+{
+    struct fx *f = *state;
+    open_conn(f, 0);
+    feed(f, 0, "1 HELLO 1");
+    feed(f, 0, "2 USER hans");
+    feed(f, 0, "3 PASS a");
+    feed(f, 0, "4 PASS b");
+    feed(f, 0, "5 PASS c");
+    assert_non_null(strstr(take(f, 0), "3 ERR 401 invalid password\n4 ERR 401 invalid password\n"
+                                       "5 ERR 424 account now locked\n"));
+    assert_true(f->conn[0].closed);
+    struct user *u = directory_find(&f->srv.dir, "hans", 4);
+    assert_int_equal(u->lock.failures, 3);
+    assert_true(u->lock.locked_until >= (int64_t)time(NULL) + 59);
+    struct store_lock kept;
+    assert_int_equal(store_lock_get(f->srv.store, "hans", &kept), 0);
+    assert_int_equal(kept.locked_until, u->lock.locked_until); /* persisted */
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_login_deadline),
+        T(test_idle_deadline_and_activity),
+        T(test_failed_request_is_activity),
+        T(test_receiving_is_not_activity),
+        T(test_lockout_with_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -147,6 +147,7 @@ static int teardown(void **state)
     directory_free(&f->srv.dir);
     store_close(f->srv.store);
     free(f->srv.fmt);
+    free(f->srv.uncommitted);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);

@@ -91,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         p = sep ? sep + 1 : end;
     }
     store_commit(srv.store);
-    srv.n_uncommitted = 0;
+    srv.n_undo = 0;
     session_expire(&srv, INT64_MAX / 2);
     p2p_expire(&srv, INT64_MAX / 2);
     for (int i = 0; i < CONNS; i++)

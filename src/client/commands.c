@@ -96,6 +96,9 @@ static void say_error(const struct link_reply *r)
     case PROTO_E_NOT_NOW:
         ui_print(SAY_LOGGED_OUT);
         break;
+    case PROTO_E_QUEUE_FULL:
+        ui_print("Error. The recipient has too many messages waiting; try again later");
+        break;
     default:
         ui_printf("Error. %.*s", (int)r->rest.len, r->rest.ptr);
         break;

@@ -1,6 +1,7 @@
 /* Request parsing and the command table: every request is checked here (state, field count,
  * field shape) before its handler runs. Small handlers live here too. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -23,11 +24,19 @@ enum shape {
     SHAPE_ONE_MAYBE, /* one field, then optional text */
 };
 
+/* What the first field after the verb must be. */
+enum arg_kind {
+    ARG_ANY,    /* checked by the handler */
+    ARG_NAME,   /* a user name */
+    ARG_NUMBER, /* a decimal number */
+};
+
 /* One row of the command table. */
 struct command {
     const char *verb;
     unsigned states;
     enum shape shape;
+    enum arg_kind arg;
     bool activity; /* resets the idle timer */
     void (*run)(struct session *s, const struct request *r);
 };
@@ -40,22 +49,22 @@ static void cmd_touch(struct session *s, const struct request *r);
 static void cmd_logout(struct session *s, const struct request *r);
 
 static const struct command commands[] = {
-    {"HELLO", IN_HELLO, SHAPE_ONE_MAYBE, false, login_hello},
-    {"USER", IN_LOGIN, SHAPE_ONE, false, login_user},
-    {"PASS", IN_PASSWORD, SHAPE_ONE, false, login_pass},
-    {"MSG", IN_ONLINE, SHAPE_ONE_TEXT, true, msg_direct},
-    {"BCAST", IN_ONLINE, SHAPE_TEXT, true, msg_broadcast},
-    {"WHO", IN_ONLINE, SHAPE_NONE, true, cmd_who},
-    {"WHOSINCE", IN_ONLINE, SHAPE_ONE, true, cmd_whosince},
-    {"BLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_block},
-    {"UNBLOCK", IN_ONLINE, SHAPE_ONE, true, cmd_unblock},
-    {"LISTEN", IN_ONLINE, SHAPE_ONE, true, p2p_listen},
-    {"P2P", IN_ONLINE, SHAPE_ONE, true, p2p_start},
-    {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, false, p2p_accept},
-    {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, false, p2p_decline},
-    {"P2PEND", IN_ONLINE, SHAPE_ONE, true, p2p_end},
-    {"TOUCH", IN_ONLINE, SHAPE_NONE, true, cmd_touch},
-    {"LOGOUT", IN_ONLINE, SHAPE_NONE, false, cmd_logout},
+    {"HELLO", IN_HELLO, SHAPE_ONE_MAYBE, ARG_ANY, false, login_hello},
+    {"USER", IN_LOGIN, SHAPE_ONE, ARG_NAME, false, login_user},
+    {"PASS", IN_PASSWORD, SHAPE_ONE, ARG_ANY, false, login_pass},
+    {"MSG", IN_ONLINE, SHAPE_ONE_TEXT, ARG_NAME, true, msg_direct},
+    {"BCAST", IN_ONLINE, SHAPE_TEXT, ARG_ANY, true, msg_broadcast},
+    {"WHO", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, cmd_who},
+    {"WHOSINCE", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, cmd_whosince},
+    {"BLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, cmd_block},
+    {"UNBLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, cmd_unblock},
+    {"LISTEN", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, p2p_listen},
+    {"P2P", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, p2p_start},
+    {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, p2p_accept},
+    {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, p2p_decline},
+    {"P2PEND", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, p2p_end},
+    {"TOUCH", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, cmd_touch},
+    {"LOGOUT", IN_ONLINE, SHAPE_NONE, ARG_ANY, false, cmd_logout},
 };
 
 static const struct command *find_command(struct proto_slice verb)
@@ -90,6 +99,20 @@ static bool split_fields(enum shape shape, struct proto_slice rest, struct reque
     case SHAPE_TEXT:
         r->text = rest;
         return rest.len > 0;
+    }
+    return false;
+}
+
+static bool arg_ok(enum arg_kind kind, struct proto_slice arg)
+{
+    uint64_t n;
+    switch (kind) {
+    case ARG_NAME:
+        return proto_is_name(arg);
+    case ARG_NUMBER:
+        return proto_parse_u64(arg, &n);
+    case ARG_ANY:
+        return true;
     }
     return false;
 }
@@ -173,7 +196,8 @@ void cmd_dispatch(struct session *s, const char *line, size_t len)
     }
     bool trailing_space = line[len - 1] == ' ';
     bool has_text = c->shape == SHAPE_TEXT || c->shape == SHAPE_ONE_TEXT;
-    if ((trailing_space && !has_text) || !split_fields(c->shape, rest, &r)) {
+    if ((trailing_space && !has_text) || !split_fields(c->shape, rest, &r) ||
+        !arg_ok(c->arg, r.arg[0])) {
         reject(s, tag, PROTO_E_BAD_REQUEST);
         return;
     }
@@ -184,45 +208,61 @@ void cmd_dispatch(struct session *s, const char *line, size_t len)
     c->run(s, &r);
 }
 
-/* Appends " name" to the reply being built; returns false when it is full. */
-static bool append_name(char *buf, size_t cap, size_t *len, const char *name)
-{
-    size_t n = strlen(name);
-    if (*len + n + 2 > cap)
-        return false;
-    buf[(*len)++] = ' ';
-    memcpy(buf + *len, name, n);
-    *len += n;
-    return true;
-}
-
-/* A reply listing names, built in the scratch buffer. */
+/* A reply listing names, built in a buffer that grows as needed (a list of every user online
+ * can be far longer than one ordinary frame). */
 struct name_list {
     struct session *s;
-    size_t len;
+    char *buf;
+    size_t len, cap;
+    bool failed;
 };
+
+static void list_append(struct name_list *l, const char *text, size_t n)
+{
+    if (l->failed)
+        return;
+    if (l->len + n + 1 > l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        while (cap < l->len + n + 1)
+            cap *= 2;
+        char *p = realloc(l->buf, cap);
+        if (!p) {
+            l->failed = true;
+            return;
+        }
+        l->buf = p;
+        l->cap = cap;
+    }
+    memcpy(l->buf + l->len, text, n);
+    l->len += n;
+}
 
 static void list_start(struct name_list *l, struct session *s, const char *tag)
 {
-    l->s = s;
-    int n = snprintf(s->srv->fmt, s->srv->fmt_cap, "%s OK", tag);
-    l->len = (size_t)n;
+    *l = (struct name_list){.s = s};
+    list_append(l, tag, strlen(tag));
+    list_append(l, " OK", 3);
     directory_mark_reset(&s->srv->dir);
     directory_mark(&s->srv->dir, s->user);
 }
 
 static void list_add(struct name_list *l, struct user *u)
 {
-    struct server *srv = l->s->srv;
-    if (!directory_mark(&srv->dir, u))
-        append_name(srv->fmt, srv->fmt_cap - 1, &l->len, u->name);
+    if (directory_mark(&l->s->srv->dir, u))
+        return;
+    list_append(l, " ", 1);
+    list_append(l, u->name, strlen(u->name));
 }
 
-static void list_send(struct name_list *l)
+/* Sends the list (or, when memory ran out, an error) and frees it. */
+static void list_send(struct name_list *l, const char *tag)
 {
-    struct server *srv = l->s->srv;
-    srv->fmt[l->len++] = '\n';
-    session_send(l->s, srv->fmt, l->len);
+    list_append(l, "\n", 1);
+    if (l->failed)
+        session_err(l->s, tag, PROTO_E_STORE_UNAVAILABLE);
+    else
+        session_send(l->s, l->buf, l->len);
+    free(l->buf);
 }
 
 static void cmd_who(struct session *s, const struct request *r)
@@ -232,7 +272,7 @@ static void cmd_who(struct session *s, const struct request *r)
     list_start(&l, s, tag);
     for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
         list_add(&l, u);
-    list_send(&l);
+    list_send(&l, tag);
 }
 
 static int add_seen(void *ctx, const char *name)
@@ -260,10 +300,9 @@ static void cmd_whosince(struct session *s, const struct request *r)
         list_add(&l, u);
     if (store_presence_since(s->srv->store, since, add_seen, &l) < 0) {
         log_error("store: cannot read login history: %s", store_error(s->srv->store));
-        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
-        return;
+        l.failed = true;
     }
-    list_send(&l);
+    list_send(&l, tag);
 }
 
 /* Finds the user a BLOCK or UNBLOCK names; answers and returns NULL when it is not valid. */
@@ -326,6 +365,5 @@ static void cmd_logout(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
     session_ok(s, tag, NULL);
-    net_close(s->conn);
-    s->state = SESSION_CLOSING;
+    session_close(s);
 }

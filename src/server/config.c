@@ -38,6 +38,7 @@ static const char usage_text[] =
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
+    "  --max-queued N         messages waiting for one offline user (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
     "  --verbose              log to stderr (never passwords or message bodies)\n"
     "  --help, --version\n";
@@ -64,6 +65,7 @@ enum {
     OPT_MSG_RATE,
     OPT_MSG_BURST,
     OPT_MAX_ERRORS,
+    OPT_MAX_QUEUED,
     OPT_MAX_FAILURES,
     OPT_VERBOSE,
     OPT_HELP,
@@ -92,6 +94,7 @@ static const struct option long_options[] = {
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
+    {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
@@ -118,6 +121,7 @@ static void set_defaults(struct config *cfg)
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
     cfg->max_errors = 100;
+    cfg->max_queued = 10000;
     cfg->max_failures = 3;
 }
 
@@ -177,6 +181,8 @@ static bool set_number(struct config *cfg, int opt, const char *arg)
     case OPT_MAX_ERRORS:
         return parse_num("--max-errors", arg, 1, 1000000, &v) &&
                (cfg->max_errors = (unsigned)v, true);
+    case OPT_MAX_QUEUED:
+        return parse_num("--max-queued", arg, 1, 1LL << 40, &v) && (cfg->max_queued = v, true);
     case OPT_MAX_FAILURES:
         return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
     default:

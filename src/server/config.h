@@ -29,6 +29,7 @@ struct config {
     unsigned msg_rate;
     unsigned msg_burst;
     unsigned max_errors;
+    long long max_queued;
     int max_failures;
 };
 

@@ -12,6 +12,7 @@
 #include "server/auth.h"
 
 struct session;
+struct login_job;
 
 /* One user name the server has heard of. Users are never freed while the server runs, so
  * pointers to them stay valid; an account removed from the credentials file keeps its entry
@@ -19,14 +20,17 @@ struct session;
 struct user {
     char name[PROTO_MAX_NAME + 1];
     bool has_account;
-    bool registering;       /* a new account is being created for this name */
-    enum auth_kind kind;    /* how `secret` is kept */
-    char *secret;           /* the password or its hash; owned */
-    struct lockout lock;    /* consecutive failures and lock expiry */
-    struct session *online; /* the logged-in session, or NULL */
+    bool registering;              /* a new account is being created for this name */
+    bool checking;                 /* one of its password checks runs on a worker */
+    struct login_job *check_queue; /* its password checks waiting their turn (login.c) */
+    enum auth_kind kind;           /* how `secret` is kept */
+    char *secret;                  /* the password or its hash; owned */
+    struct lockout lock;           /* consecutive failures and lock expiry */
+    struct session *online;        /* the logged-in session, or NULL */
     struct user *online_prev, *online_next;
     uint32_t *blocked; /* ids of users this one blocks, sorted */
     uint32_t n_blocked, cap_blocked;
+    int64_t queued; /* messages waiting in the store while offline; -1: not counted yet */
     uint32_t id;
     uint32_t mark; /* scratch for de-duplicating listings */
 };

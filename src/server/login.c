@@ -18,7 +18,9 @@ enum login_job_kind {
 
 /* One password check or account creation handed to a worker. */
 struct login_job {
+    struct login_job *next;  /* in the user's queue of checks waiting their turn */
     struct session *session; /* NULL once the session went away */
+    struct user *user;
     struct server *srv;
     enum login_job_kind kind;
     struct auth_entry entry;
@@ -60,8 +62,7 @@ void login_hello(struct session *s, const struct request *r)
     const char *t = r->tag;
     if (!proto_slice_eq(r->arg[0], "1")) {
         session_err(s, t, PROTO_E_BAD_VERSION);
-        net_close(s->conn);
-        s->state = SESSION_CLOSING;
+        session_close(s);
         return;
     }
     session_ok(s, t, "%d parleyd/%s", PROTO_VERSION, PARLEY_VERSION);
@@ -72,8 +73,7 @@ void login_hello(struct session *s, const struct request *r)
 static void refuse_locked(struct session *s, const char *tag, int code)
 {
     session_err(s, tag, code);
-    net_close(s->conn);
-    s->state = SESSION_CLOSING;
+    session_close(s);
 }
 
 void login_user(struct session *s, const struct request *r)
@@ -89,18 +89,16 @@ void login_user(struct session *s, const struct request *r)
     }
     struct user *u = directory_find(&srv->dir, r->arg[0].ptr, r->arg[0].len);
     if (!u || !u->has_account) {
-        if (!srv->cfg.allow_register || (u && u->registering)) {
-            session_err(s, tag,
-                        u && u->registering ? PROTO_E_ALREADY_ONLINE : PROTO_E_NO_SUCH_USER);
+        if (!srv->cfg.allow_register) {
+            session_err(s, tag, PROTO_E_NO_SUCH_USER);
             return;
         }
-        char name[PROTO_MAX_NAME + 1];
-        proto_slice_copy(r->arg[0], name, sizeof(name));
-        s->user = directory_add(&srv->dir, name);
-        if (!s->user) {
-            session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        if (u && (u->registering || u->online)) {
+            session_err(s, tag, PROTO_E_ALREADY_ONLINE);
             return;
         }
+        /* The name is only remembered here; the directory gets it when the account exists. */
+        proto_slice_copy(r->arg[0], s->new_name, sizeof(s->new_name));
         s->new_account = true;
         s->state = SESSION_PASSWORD;
         session_ok(s, tag, "new");
@@ -187,6 +185,11 @@ static void finish_create(struct server *srv, struct session *s, struct login_jo
         return;
     }
     s->new_account = false;
+    if (u->online) {
+        s->state = SESSION_USERNAME;
+        session_err(s, s->tag, PROTO_E_ALREADY_ONLINE);
+        return;
+    }
     login_success(s, s->tag);
 }
 
@@ -201,16 +204,56 @@ static void job_run(void *arg)
               auth_append(job->srv->cfg.credentials, job->entry.name, job->hash) == 0;
 }
 
+static void job_done(void *arg);
+
+/* Fails a job that could not be handed to a worker. */
+static void job_refused(struct login_job *job)
+{
+    struct session *s = job->session;
+    if (s) {
+        s->job = NULL;
+        s->state = s->new_account ? SESSION_USERNAME : SESSION_PASSWORD;
+        session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+    }
+    job_free(job);
+}
+
+/* Starts the next waiting password check of `u`. Checks of one user run one at a time, in the
+ * order they arrived, so parallel guesses are counted as if made one after another and none
+ * can finish after a third failure without seeing the lock. */
+static void next_check(struct user *u)
+{
+    while (!u->checking && u->check_queue) {
+        struct login_job *job = u->check_queue;
+        u->check_queue = job->next;
+        if (!job->session) {
+            job_free(job); /* its session went away while it waited */
+            continue;
+        }
+        if (worker_submit(job->srv->workers, job_run, job_done, job) < 0) {
+            job_refused(job);
+            continue;
+        }
+        u->checking = true;
+    }
+}
+
 static void job_done(void *arg)
 {
     struct login_job *job = arg;
     struct session *s = job->session;
     if (s)
         s->job = NULL;
-    if (job->kind == JOB_CREATE)
+    if (s && s->state != SESSION_CHECKING)
+        s = NULL; /* it is on its way out: only the account (if any) is kept */
+    if (job->kind == JOB_CREATE) {
         finish_create(job->srv, s, job);
-    else if (s && s->state == SESSION_CHECKING)
-        finish_check(s, s->tag, job->ok);
+    } else {
+        if (s)
+            finish_check(s, s->tag, job->ok);
+        job->user->checking = false;
+        next_check(job->user);
+    }
     job_free(job);
 }
 
@@ -236,20 +279,46 @@ static void start_job(struct session *s, enum login_job_kind kind, const struct 
     memcpy(job->entry.name, s->user->name, sizeof(job->entry.name));
     job->entry.kind = s->user->kind;
     proto_slice_copy(r->arg[0], job->password, sizeof(job->password));
+    job->user = s->user;
     if (kind == JOB_CHECK && !(job->entry.secret = strdup(s->user->secret)))
         goto fail;
-    if (worker_submit(srv->workers, job_run, job_done, job) < 0)
+    if (kind == JOB_CREATE && worker_submit(srv->workers, job_run, job_done, job) < 0)
         goto fail;
     memcpy(s->tag, r->tag, sizeof(s->tag));
     s->job = job;
     s->state = SESSION_CHECKING;
-    if (kind == JOB_CREATE)
+    if (kind == JOB_CREATE) {
         s->user->registering = true;
+        return;
+    }
+    struct login_job **tail = &s->user->check_queue;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = job;
+    next_check(s->user);
     return;
 fail:
     if (job)
         job_free(job);
     session_err(s, r->tag, PROTO_E_STORE_UNAVAILABLE);
+}
+
+/* PASS after `OK new`: the account is created unless someone took the name meanwhile. */
+static void start_registration(struct session *s, const struct request *r)
+{
+    struct user *u = directory_find(&s->srv->dir, s->new_name, strlen(s->new_name));
+    if (u && (u->has_account || u->registering || u->online)) {
+        s->state = SESSION_USERNAME;
+        session_err(s, r->tag, PROTO_E_ALREADY_ONLINE);
+        return;
+    }
+    s->user = u ? u : directory_add(&s->srv->dir, s->new_name);
+    if (!s->user) {
+        s->state = SESSION_USERNAME;
+        session_err(s, r->tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    start_job(s, JOB_CREATE, r);
 }
 
 void login_pass(struct session *s, const struct request *r)
@@ -261,12 +330,7 @@ void login_pass(struct session *s, const struct request *r)
         return;
     }
     if (s->new_account) {
-        if (u->has_account || u->registering) {
-            s->state = SESSION_USERNAME;
-            session_err(s, tag, PROTO_E_ALREADY_ONLINE);
-            return;
-        }
-        start_job(s, JOB_CREATE, r);
+        start_registration(s, r);
         return;
     }
     if (!u->has_account) {

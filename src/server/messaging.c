@@ -31,6 +31,7 @@ static size_t format_msg(struct server *srv, int64_t id, const char *from, int64
 struct backlog_page {
     struct session *s;
     size_t count;
+    bool stuck; /* a message could not be sent: stop here */
 };
 
 static int send_queued(void *ctx, const struct store_msg *m)
@@ -38,8 +39,14 @@ static int send_queued(void *ctx, const struct store_msg *m)
     struct backlog_page *page = ctx;
     struct session *s = page->s;
     size_t n = format_msg(s->srv, m->id, m->sender, m->sent_at, m->body, m->body_len);
-    if (n)
-        session_send(s, s->srv->fmt, n);
+    if (n == 0) {
+        /* Longer than this run's --max-line allows: keep it queued rather than skip it. */
+        log_error("message %lld for %s does not fit a frame; left queued", (long long)m->id,
+                  s->user->name);
+        page->stuck = true;
+        return 1;
+    }
+    session_send(s, s->srv->fmt, n);
     s->sent_id = m->id;
     page->count++;
     return 0;
@@ -48,13 +55,15 @@ static int send_queued(void *ctx, const struct store_msg *m)
 void msg_deliver_backlog(struct session *s)
 {
     struct server *srv = s->srv;
-    struct backlog_page page = {s, 0};
+    struct backlog_page page = {s, 0, false};
     if (store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
                          &page) < 0) {
+        /* Stay draining: live messages must not overtake (and their ACK delete) the unsent. */
         log_error("store: cannot load messages for %s: %s", s->user->name, store_error(srv->store));
-        page.count = 0;
+        s->draining = true;
+        return;
     }
-    s->draining = page.count == MSG_BACKLOG_PAGE;
+    s->draining = page.count == MSG_BACKLOG_PAGE || page.stuck;
 }
 
 void msg_ack(struct session *s, struct proto_slice id_field)
@@ -66,10 +75,9 @@ void msg_ack(struct session *s, struct proto_slice id_field)
     if (upto <= s->acked_id)
         return;
     struct server *srv = s->srv;
-    if (store_queue_ack(srv->store, s->user->name, upto) < 0) {
+    /* On failure the messages stay queued and come again at the next login: paging goes on. */
+    if (store_queue_ack(srv->store, s->user->name, upto) < 0)
         log_error("store: cannot remove delivered messages: %s", store_error(srv->store));
-        return;
-    }
     s->acked_id = upto;
     if (s->draining && s->acked_id >= s->sent_id)
         msg_deliver_backlog(s);
@@ -90,6 +98,21 @@ static bool rate_ok(struct session *s, const char *tag)
     if (ratelimit_take(&s->rate, server_now_ms(), cfg->msg_rate, cfg->msg_burst))
         return true;
     session_err(s, tag, PROTO_E_RATE_LIMITED);
+    return false;
+}
+
+/* Checks the --max-queued limit for a recipient who is offline or still receiving a backlog
+ * (a recipient online acknowledges as messages arrive); answers and returns false when full. */
+static bool room_for(struct session *s, const char *tag, struct user *to)
+{
+    struct server *srv = s->srv;
+    if (to->online && !to->online->draining)
+        return true;
+    if (to->queued < 0)
+        to->queued = store_queue_count(srv->store, to->name);
+    if (to->queued < srv->cfg.max_queued)
+        return true;
+    session_err(s, tag, PROTO_E_QUEUE_FULL);
     return false;
 }
 
@@ -119,7 +142,7 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, refusal);
         return;
     }
-    if (!rate_ok(s, tag))
+    if (!rate_ok(s, tag) || !room_for(s, tag, to))
         return;
     int64_t now = (int64_t)time(NULL);
     int64_t id;
@@ -129,14 +152,19 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
-    server_uncommitted(srv, s);
+    if (to->queued >= 0)
+        to->queued++;
     struct session *peer = to->online;
     if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
         size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);
+        size_t pos = net_pending_output(peer->conn);
         session_send(peer, srv->fmt, n);
+        server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);
         peer->sent_id = id;
     }
+    size_t pos = net_pending_output(s->conn);
     session_ok(s, tag, "%" PRId64, id);
+    server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 
 void msg_broadcast(struct session *s, const struct request *r)

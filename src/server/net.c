@@ -172,15 +172,15 @@ static bool write_out(struct net_conn *c)
     return true;
 }
 
+/* The socket can take more: the next net_flush writes (output never leaves from a callback,
+ * so that what the loop iteration queued can still be corrected before it is written). */
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct net_conn *c = arg;
-    if (c->state == CONN_DEAD)
-        return;
-    if (write_out(c) && c->state == CONN_CLOSING)
-        mark_dead(c, c->reason);
+    disarm_write(c);
+    schedule(c);
 }
 
 static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
@@ -286,6 +286,26 @@ const char *net_peer_addr(const struct net_conn *c)
     if (!inet_ntop(c->peer.sa.sa_family, a, text, sizeof(text)))
         snprintf(text, sizeof(text), "0.0.0.0");
     return text;
+}
+
+int net_splice(struct net_conn *c, size_t pos, size_t len, const char *with, size_t with_len)
+{
+    size_t queued = c->out_len - c->out_off;
+    if (c->state == CONN_DEAD || pos + len > queued)
+        return -1;
+    size_t need = c->out_len - len + with_len;
+    if (need > c->out_cap) {
+        char *p = realloc(c->out, need);
+        if (!p)
+            return -1;
+        c->out = p;
+        c->out_cap = need;
+    }
+    char *at = c->out + c->out_off + pos;
+    memmove(at + with_len, at + len, queued - pos - len);
+    memcpy(at, with, with_len);
+    c->out_len = need;
+    return 0;
 }
 
 size_t net_pending_output(const struct net_conn *c)

@@ -53,7 +53,8 @@ struct net *net_new(struct event_base *base, const struct net_limits *limits,
  * stored in `*bound`. Returns 0, or -1 with a message in `err`. */
 int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen);
 
-/* Queues `len` bytes for the connection. Output is written at the end of the loop iteration.
+/* Queues `len` bytes for the connection. Output is written only by net_flush, at the end of
+ * the loop iteration (never from inside a callback, so it can still be corrected).
  * Past max_output the connection is closed with NET_CLOSE_OVERFLOW and the bytes dropped. */
 void net_send(struct net_conn *c, const char *data, size_t len);
 
@@ -74,6 +75,11 @@ void net_flush(struct net *n);
 
 /* Returns the connection's peer address as text (an IP address). */
 const char *net_peer_addr(const struct net_conn *c);
+
+/* Replaces the `len` bytes queued at `pos` (counted from the first byte not yet written) with
+ * `with_len` bytes of `with`: output can be corrected until net_flush writes it. Returns 0, or
+ * -1 when those bytes are not queued any more (the connection died). */
+int net_splice(struct net_conn *c, size_t pos, size_t len, const char *with, size_t with_len);
 
 /* Returns the bytes queued for the connection and not yet written. */
 size_t net_pending_output(const struct net_conn *c);

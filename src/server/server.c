@@ -129,32 +129,53 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
-void server_uncommitted(struct server *srv, struct session *s)
+void server_undo_on_failure(struct server *srv, struct session *s, const char *tag, size_t pos,
+                            size_t len, int64_t prev_sent_id)
 {
-    if (srv->n_uncommitted == srv->cap_uncommitted) {
-        size_t cap = srv->cap_uncommitted ? srv->cap_uncommitted * 2 : 64;
-        struct net_conn **p = realloc(srv->uncommitted, cap * sizeof(*p));
+    if (srv->n_undo == srv->cap_undo) {
+        size_t cap = srv->cap_undo ? srv->cap_undo * 2 : 64;
+        struct server_undo *p = realloc(srv->undo, cap * sizeof(*p));
         if (!p) {
-            net_abort(s->conn); /* cannot track it: never tell it "accepted" */
+            net_abort(s->conn); /* cannot be corrected later: never let it out */
             return;
         }
-        srv->uncommitted = p;
-        srv->cap_uncommitted = cap;
+        srv->undo = p;
+        srv->cap_undo = cap;
     }
-    srv->uncommitted[srv->n_uncommitted++] = s->conn;
+    struct server_undo *u = &srv->undo[srv->n_undo++];
+    *u = (struct server_undo){.s = s, .pos = pos, .len = len, .prev_sent_id = prev_sent_id};
+    if (tag)
+        snprintf(u->tag, sizeof(u->tag), "%s", tag);
 }
 
-/* Group commit: makes this iteration's queue writes durable before any reply is written. When
- * that fails, the senders who were told "accepted" are disconnected before they read it. */
+/* The commit failed: every reply that said "accepted" becomes an error and every message shown
+ * to a recipient disappears, before any of it is written. Undone last to first, so the
+ * positions of earlier entries stay right. */
+static void undo_output(struct server *srv)
+{
+    for (size_t i = srv->n_undo; i-- > 0;) {
+        struct server_undo *u = &srv->undo[i];
+        char line[PROTO_MAX_TAG + 64];
+        size_t n = 0;
+        if (u->tag[0])
+            n = (size_t)snprintf(line, sizeof(line), "%s ERR %d %s\n", u->tag,
+                                 PROTO_E_STORE_UNAVAILABLE,
+                                 proto_error_text(PROTO_E_STORE_UNAVAILABLE));
+        else
+            u->s->sent_id = u->prev_sent_id;
+        net_splice(u->s->conn, u->pos, u->len, line, n);
+    }
+}
+
+/* Group commit: makes this iteration's queue writes durable before any output is written. */
 static void commit_store(struct server *srv)
 {
     if (store_commit(srv->store) < 0) {
-        log_error("store: commit failed (%s); %zu connection(s) dropped unconfirmed",
-                  store_error(srv->store), srv->n_uncommitted);
-        for (size_t i = 0; i < srv->n_uncommitted; i++)
-            net_abort(srv->uncommitted[i]);
+        log_error("store: commit failed (%s); %zu replies and deliveries withdrawn",
+                  store_error(srv->store), srv->n_undo);
+        undo_output(srv);
     }
-    srv->n_uncommitted = 0;
+    srv->n_undo = 0;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -257,11 +278,9 @@ static void say_goodbye(struct server *srv)
 {
     struct session_list *lists[] = {&srv->login_list, &srv->online_list};
     for (size_t i = 0; i < 2; i++)
-        for (struct session *s = lists[i]->head; s; s = s->next)
-            if (s->state != SESSION_CLOSING) {
-                session_event(s, "BYE shutdown");
-                net_close(s->conn);
-            }
+        while (lists[i]->head) /* a session leaves its list as it closes */
+            session_bye(lists[i]->head, "shutdown");
+    commit_store(srv);
     net_flush(srv->net);
 }
 
@@ -275,7 +294,6 @@ int server_run(struct server *srv)
         commit_store(srv);
         net_flush(srv->net);
     }
-    commit_store(srv);
     say_goodbye(srv);
     net_free(srv->net);
     srv->net = NULL;
@@ -295,7 +313,7 @@ void server_free(struct server *srv)
         event_base_free(srv->base);
     directory_free(&srv->dir);
     store_close(srv->store);
-    free(srv->uncommitted);
+    free(srv->undo);
     free(srv->fmt);
     memset(srv, 0, sizeof(*srv));
 }

@@ -52,8 +52,9 @@ struct session {
     bool draining;    /* queued messages remain in the store to be sent */
     bool new_account; /* PASS creates the account (registration) */
     uint16_t p2p_port;
-    uint16_t errors;             /* malformed frames in a row */
-    char tag[PROTO_MAX_TAG + 1]; /* the request a worker job will answer */
+    uint16_t errors;                   /* malformed frames in a row */
+    char tag[PROTO_MAX_TAG + 1];       /* the request a worker job will answer */
+    char new_name[PROTO_MAX_NAME + 1]; /* the name a registration will create */
 };
 
 /* The whole server. */
@@ -70,12 +71,20 @@ struct server {
     struct session_list online_list; /* logged in, by idle deadline */
     struct p2p_request *p2p_requests;
     struct p2p_pair *p2p_pairs;
-    struct net_conn **uncommitted; /* told "accepted" for writes not yet committed */
-    size_t n_uncommitted, cap_uncommitted;
+    struct server_undo *undo; /* output that depends on the pending group commit */
+    size_t n_undo, cap_undo;
     int64_t last_heartbeat;
     bool stopping;
     char *fmt; /* scratch for formatting one frame: max_line + 128 bytes */
     size_t fmt_cap;
+};
+
+/* Output to correct if the pending group commit fails (see server_undo_on_failure). */
+struct server_undo {
+    struct session *s;
+    size_t pos, len;
+    int64_t prev_sent_id;
+    char tag[PROTO_MAX_TAG + 1]; /* empty for an event */
 };
 
 /* One parsed request frame; slices point into the frame. */
@@ -102,9 +111,12 @@ void server_free(struct server *srv);
 /* Re-reads the credentials file, keeping everyone online. Returns 0 or -1. */
 int server_reload_credentials(struct server *srv);
 
-/* Notes that `s` was told a store write was accepted before the group commit: if the commit
- * fails, its connection is dropped before that reply is written. */
-void server_uncommitted(struct server *srv, struct session *s);
+/* Notes that the `len` bytes queued for `s` at `pos` (see net_pending_output) depend on the
+ * pending group commit. If it fails they are replaced before anything is written: a reply
+ * (`tag` given) by `<tag> ERR 503`, an event (`tag` NULL) by nothing, and the session's
+ * sent_id goes back to `prev_sent_id`. */
+void server_undo_on_failure(struct server *srv, struct session *s, const char *tag, size_t pos,
+                            size_t len, int64_t prev_sent_id);
 
 /* Replaces the monotonic clock behind server_now_ms (for tests); NULL restores it. */
 void server_set_clock(int64_t (*now_ms)(void));
@@ -122,6 +134,9 @@ int session_frame(void *session, enum linebuf_kind kind, const char *line, size_
 
 /* Ends a session whose connection is gone (net's on_close). */
 void session_closed(void *session, enum net_close_reason why);
+
+/* Logs the session out now and closes its connection once its output is written. */
+void session_close(struct session *s);
 
 /* Queues `* BYE <reason>` and closes the connection after it is written. */
 void session_bye(struct session *s, const char *reason);

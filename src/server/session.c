@@ -108,13 +108,45 @@ void session_event(struct session *s, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Logs a user out: presence, history and notices. */
+static void go_offline(struct session *s)
+{
+    struct server *srv = s->srv;
+    struct user *u = s->user;
+    directory_set_online(&srv->dir, u, NULL);
+    if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
+        log_error("store: cannot record logout: %s", store_error(srv->store));
+    msg_presence(srv, u, "LOGOUT");
+    log_info("%s logged out", u->name);
+}
+
+/* The one way out of a session: from here on it is not logged in, has no P2P business and no
+ * deadline, and ignores requests. Idempotent. */
+static void session_leave(struct session *s)
+{
+    if (s->state == SESSION_CLOSING)
+        return;
+    bool was_online = s->state == SESSION_ONLINE;
+    s->state = SESSION_CLOSING;
+    login_abandon(s);
+    p2p_session_gone(s);
+    list_remove(s);
+    if (was_online)
+        go_offline(s);
+}
+
+void session_close(struct session *s)
+{
+    session_leave(s);
+    net_close(s->conn);
+}
+
 void session_bye(struct session *s, const char *reason)
 {
     if (s->state == SESSION_CLOSING)
         return;
     session_event(s, "BYE %s", reason);
-    net_close(s->conn);
-    s->state = SESSION_CLOSING;
+    session_close(s);
 }
 
 int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t len)
@@ -127,18 +159,6 @@ int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t le
     else if (len > 0)
         cmd_dispatch(s, line, len);
     return s->state == SESSION_CLOSING;
-}
-
-/* Logs a user out: presence, history and notices. */
-static void go_offline(struct session *s)
-{
-    struct server *srv = s->srv;
-    struct user *u = s->user;
-    directory_set_online(&srv->dir, u, NULL);
-    if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
-        log_error("store: cannot record logout: %s", store_error(srv->store));
-    msg_presence(srv, u, "LOGOUT");
-    log_info("%s logged out", u->name);
 }
 
 static const char *reason_text(enum net_close_reason why)
@@ -161,17 +181,10 @@ static const char *reason_text(enum net_close_reason why)
 void session_closed(void *arg, enum net_close_reason why)
 {
     struct session *s = arg;
-    bool was_online = s->state == SESSION_ONLINE ||
-                      (s->state == SESSION_CLOSING && s->user && s->user->online == s);
-    s->state = SESSION_CLOSING;
     log_info("connection from %s ended: %s", net_peer_addr(s->conn), reason_text(why));
     if (why == NET_CLOSE_OVERFLOW && s->user)
         log_info("%s was disconnected: output limit reached (client not reading)", s->user->name);
-    login_abandon(s);
-    p2p_session_gone(s);
-    if (was_online)
-        go_offline(s);
-    list_remove(s);
+    session_leave(s);
     free(s);
 }
 
@@ -180,10 +193,9 @@ static void expire_list(struct session_list *l, int64_t now_ms, const char *reas
 {
     while (l->head && l->head->deadline_ms <= now_ms) {
         struct session *s = l->head;
-        list_remove(s);
         if (s->state == SESSION_ONLINE)
             log_info("%s timed out", s->user->name);
-        session_bye(s, reason);
+        session_bye(s, reason); /* takes it off the list */
     }
 }
 

@@ -56,6 +56,16 @@ const char *net_peer_addr(const struct net_conn *c)
     return "127.0.0.1";
 }
 
+int net_splice(struct net_conn *c, size_t pos, size_t len, const char *with, size_t with_len)
+{
+    if (pos + len > c->len)
+        return -1;
+    memmove(c->out + pos + with_len, c->out + pos + len, c->len - pos - len + 1);
+    memcpy(c->out + pos, with, with_len);
+    c->len = c->len - len + with_len;
+    return 0;
+}
+
 size_t net_pending_output(const struct net_conn *c)
 {
     return c->len;
@@ -147,7 +157,7 @@ static int teardown(void **state)
     directory_free(&f->srv.dir);
     store_close(f->srv.store);
     free(f->srv.fmt);
-    free(f->srv.uncommitted);
+    free(f->srv.undo);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);

@@ -1,0 +1,314 @@
+"""Fault: the `parley` client when things break around it (issue 5, "client side").
+
+- The server is killed (SIGKILL) while the client receives a stream of messages, while a
+  request of the client is outstanding, and a fake server dies in the middle of a frame: the
+  client prints `Connection to server lost` and exits 1; every message it printed is whole.
+- A fake server sends frames with control bytes and escape sequences: nothing of them reaches
+  the terminal raw, the client does not crash.
+- A P2P peer is killed in the middle of a message (half a frame, then a reset), and a real
+  peer client is SIGKILLed while both sides stream private messages: the partial message is
+  never shown; the next `private` says `Error. <user> is no longer online` (or the session's
+  end was already announced); the client keeps working.
+- A P2P peer sends junk (NUL, bad UTF-8, CR, an unknown verb, a TLS hello, an overlong line),
+  on the accepting side and on the connecting side: the session is cut with a clear error and
+  the client keeps working (a new private session with a real peer works).
+"""
+
+import os
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import ok
+from test_client_kit import (T, WELCOME, absent, command, expect_line, listening_ports, login,
+                             wait_exit)
+
+SANITIZER = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+
+def _clean_exit(child, status=1):
+    out = child.before or ""
+    assert wait_exit(child) == status
+    assert not any(m in out for m in SANITIZER), out[-2000:]
+
+
+def _rst(sk):
+    sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sk.close()
+
+
+# ---- the server goes away ----
+
+def test_server_killed_while_receiving_a_stream(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    vader = server.login("vader")
+    hans.expect(r"vader logged in\r\n", timeout=T)
+    n = 300
+    vader.send_raw("".join(f"m{i} MSG hans stream {i:04d} end\n" for i in range(n)))
+    # Kill the server once the client has shown some of the stream (not all of it).
+    hans.expect(r"vader: stream 00[0-4]\d end\r\n", timeout=T)
+    server.kill9()
+    expect_line(hans, "Connection to server lost", timeout=T)
+    seen = hans.before + hans.after
+    _clean_exit(hans)
+    got = [int(x) for x in re.findall(r"vader: stream (\d{4}) end\r\n", seen)]
+    # Whatever was shown was whole and in order; no fragment of a line was printed.
+    assert got == sorted(got) and len(got) == len(set(got)), got
+    frags = re.findall(r"vader: stream \d{0,3}(?:\r|\n)", seen)
+    assert not frags, frags
+
+
+def test_server_killed_with_request_outstanding(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        hans.sendline("whoelse")
+        time.sleep(0.3)
+    finally:
+        server.kill9()  # SIGKILL works on a stopped process
+    expect_line(hans, "Connection to server lost", timeout=T)
+    _clean_exit(hans)
+
+
+class FakeServer:
+    """A listener that logs any client in, then runs `script(conn)`."""
+
+    def __init__(self, script):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4)
+        self.port = self.ls.getsockname()[1]
+        self.script = script
+        self.error = None
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        try:
+            self.ls.settimeout(T)
+            conn, _ = self.ls.accept()
+            conn.settimeout(T)
+            f = conn.makefile("rb")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                tag, verb = line.split(b" ")[:2]
+                if verb == b"HELLO":
+                    conn.sendall(tag + b" OK 1 fake/0\n")
+                else:
+                    conn.sendall(tag + b" OK\n")
+                if verb == b"PASS":
+                    break
+            time.sleep(0.3)
+            self.script(conn)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def close(self):
+        self.t.join(T)
+        self.ls.close()
+
+
+def _fake_login(client_factory, fake):
+    c = client_factory(fake.port)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    return c
+
+
+def test_server_dies_mid_frame(client_factory):
+    def script(conn):
+        conn.sendall(b"* MSG 1 vader 1764081000 a whole message\n* MSG 2 vader 1764081000 half a")
+        time.sleep(0.3)
+        _rst(conn)
+    fake = FakeServer(script)
+    c = _fake_login(client_factory, fake)
+    expect_line(c, "vader: a whole message")
+    expect_line(c, "Connection to server lost")
+    out = c.before
+    _clean_exit(c)
+    fake.close()
+    assert "half a" not in out
+
+
+def test_server_sends_control_bytes(client_factory):
+    """Frames a real server never sends: ESC/OSC sequences, BEL, CR, NUL, C1, bad UTF-8."""
+    evil = [b"* MSG 1 vader 1764081000 \x1b]0;pwned-title\x07 osc",
+            b"* MSG 2 vader 1764081000 \x1b[2J\x1b[31mred-clear",
+            b"* BCAST vader cr\rover-write",
+            b"* MSG 3 vader 1764081000 nul\x00byte",
+            b"* MSG 4 vader 1764081000 c1\xc2\x9bcsi",
+            b"* MSG 5 vader 1764081000 bad\xff\xfeutf8",
+            b"* LOGIN \x1b[1mbold",
+            b"* MSG 6 vader 1764081000 still-alive"]
+
+    def script(conn):
+        conn.sendall(b"\n".join(evil) + b"\n")
+        time.sleep(1.5)
+        conn.close()
+    fake = FakeServer(script)
+    c = _fake_login(client_factory, fake)
+    try:
+        c.expect([r"still-alive", r"Connection to server lost"], timeout=T)
+    finally:
+        pass
+    out = c.before + c.after
+    try:
+        c.expect(r"Connection to server lost\r\n", timeout=T)
+        out += c.before
+    except Exception:
+        pass
+    fake.close()
+    for bad in ("\x1b]0;", "\x1b[2J", "\x1b[31m", "\x1b[1m", "\x07", "\x00", "\x9b", "\r" +
+                "over-write"):
+        assert bad not in out, f"{bad!r} reached the terminal: {out!r}"
+    c.close(force=True)
+    assert c.signalstatus in (None, signal.SIGHUP, signal.SIGTERM, signal.SIGKILL), \
+        f"client died of signal {c.signalstatus}"
+
+
+# ---- P2P peers that die or misbehave ----
+
+def _p2p_port(child):
+    ports = listening_ports(child.pid)
+    assert len(ports) == 1, ports
+    return ports[0]
+
+
+def _read_until_closed(sk):
+    data = b""
+    sk.settimeout(T)
+    while True:
+        try:
+            chunk = sk.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _raw_session(server, hans):
+    """A raw socket plays vader in an open P2P session with the client hans."""
+    port = _p2p_port(hans)
+    vader = server.login("vader")
+    vader.open_listener()
+    secret = ok(vader.request("P2P", "hans"))[2]
+    sk = socket.create_connection(("127.0.0.1", port), timeout=T)
+    sk.sendall(f"HELLO 1 vader {secret}\n".encode())
+    f = sk.makefile("rb")
+    assert f.readline() == b"OK hans\n"
+    expect_line(hans, "vader started private messaging with you")
+    return sk, vader
+
+
+def _still_works(server, client_factory, hans):
+    """hans keeps working: a server command, and a new private session with a real client."""
+    command(hans, "whoelse")
+    expect_line(hans, "vader")
+    luke = login(client_factory, server, "luke")
+    expect_line(hans, "luke logged in")
+    command(hans, "startprivate luke", "Start private messaging with luke")
+    expect_line(luke, "hans started private messaging with you")
+    command(hans, "private luke still fine")
+    expect_line(luke, "hans(private): still fine")
+
+
+def test_p2p_peer_killed_mid_message(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    sk, _ = _raw_session(server, hans)
+    sk.sendall(b"MSG first whole one\n")
+    expect_line(hans, "vader(private): first whole one")
+    sk.sendall(b"MSG this message is cut in the mid")
+    time.sleep(0.2)
+    _rst(sk)
+    time.sleep(0.3)
+    hans.sendline("private vader are you there")
+    i = hans.expect([r"Error\. vader is no longer online\r\n",
+                     r"vader stopped private messaging\r\n"], timeout=T)
+    if i == 1:
+        command(hans, "private vader are you there",
+                "Error. Private messaging to vader not enabled")
+    absent(hans, "cut in the mid", within=0.3)
+    _still_works(server, client_factory, hans)
+
+
+def test_p2p_real_peer_killed_while_both_stream(server, client_factory):
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    command(hans, "startprivate yoda", "Start private messaging with yoda")
+    expect_line(yoda, "hans started private messaging with you")
+    for i in range(20):
+        hans.sendline(f"private yoda from hans {i}")
+        yoda.sendline(f"private hans from yoda {i}")
+    expect_line(hans, "yoda(private): from yoda 5")
+    os.kill(yoda.pid, signal.SIGKILL)
+    yoda.wait()
+    expect_line(hans, "yoda logged out", timeout=T)
+    hans.sendline("private yoda hello?")
+    i = hans.expect([r"Error\. yoda is no longer online\r\n",
+                     r"Error\. Private messaging to yoda not enabled\r\n"], timeout=T)
+    assert i == 0 or "yoda stopped private messaging" in hans.before
+    command(hans, "private yoda again", "Error. Private messaging to yoda not enabled")
+    command(hans, "whoelse", "No other users")
+
+
+JUNK = {
+    "nul": b"MSG nul\x00byte\n",
+    "bad-utf8": b"MSG bad \xff\xfe utf8\n",
+    "cr": b"MSG carriage\rreturn\n",
+    "escape": b"MSG \x1b]0;pwned\x07 title\n",
+    "unknown-verb": b"HELLO 1 vader again\n",
+    "tls-hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\n",
+    "overlong": b"MSG " + b"x" * 20000 + b"\n",
+    "empty-msg": b"MSG \n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(JUNK))
+def test_p2p_junk_from_connecting_peer(server, client_factory, kind):
+    hans = login(client_factory, server, "hans")
+    sk, _ = _raw_session(server, hans)
+    try:
+        sk.sendall(JUNK[kind])
+    except OSError:
+        pass
+    expect_line(hans, "Error. vader sent invalid data; private messaging stopped")
+    rest = _read_until_closed(sk)
+    assert rest in (b"", b"STOP\n"), rest
+    absent(hans, "pwned", within=0.2)
+    command(hans, "private vader more?", "Error. Private messaging to vader not enabled")
+    _still_works(server, client_factory, hans)
+
+
+def test_p2p_junk_from_accepting_peer(server, client_factory):
+    """hans starts a session with a raw vader whose listener answers HELLO with junk."""
+    hans = login(client_factory, server, "hans")
+    vader = server.login("vader")
+    port = vader.open_listener()
+    hans.sendline("startprivate vader")
+    ev = vader.wait_event("P2PREQ")
+    assert ev[1] == "hans"
+    ok(vader.request("P2PACCEPT", "hans"))
+    conn, _ = vader.listener.accept()
+    conn.settimeout(T)
+    hello = conn.makefile("rb").readline()
+    assert hello.startswith(b"HELLO 1 hans "), hello
+    conn.sendall(b"\x1b[2J\x00 junk \xff\n")
+    expect_line(hans, "Error. Could not connect to vader for private messaging")
+    absent(hans, "Start private messaging with vader", within=0.3)
+    conn.close()
+    command(hans, "private vader hi", "Error. Private messaging to vader not enabled")
+    assert port
+    _still_works(server, client_factory, hans)

@@ -160,3 +160,20 @@ def test_two_servers_in_two_directories_share_nothing(make_server):
     b.no_event("MSG", within=0.3)
     b, evs = _login_collect(s1, "yoda", 1)
     assert evs[0][4] == "only on server 1"
+
+
+def test_offline_queue_is_bounded_by_max_queued(make_server):
+    """--max-queued: past N waiting messages the sender gets 507; the queue drains on login."""
+    s = make_server(args=("--max-queued", "3"))
+    a = s.login("hans")
+    for i in range(3):
+        ok(a.request("MSG", "yoda", f"waiting {i}"))
+    full = a.request("MSG", "yoda", "one too many")
+    assert full[:2] == ["ERR", "507"], full
+    ok(a.request("MSG", "vader", "others are not affected"))
+    b, evs = _login_collect(s, "yoda", 3)
+    assert [e[4] for e in evs] == [f"waiting {i}" for i in range(3)]
+    b.ack(evs[-1][1])
+    b.request("LOGOUT")
+    assert b.closed(5)
+    ok(a.request("MSG", "yoda", "room again"))

@@ -257,10 +257,9 @@ static void peer_end(struct peer *pe, enum peer_end why)
     bool was_open = pe->state == PEER_OPEN;
     pe->dead = true;
     unlink_peer(p, pe);
-    if (was_open && (why == END_LOCAL_STOP || why == END_QUIT)) {
+    if (was_open && (why == END_LOCAL_STOP || why == END_QUIT))
         peer_write(pe, "STOP\n");
-        peer_flush(pe);
-    }
+    peer_flush(pe); /* what is queued (an OK, a STOP) leaves before the connection closes */
     if (was_open)
         say_end(pe, why);
     if (was_open && why == END_VANISHED)

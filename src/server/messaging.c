@@ -11,8 +11,10 @@
 #include "server/server.h"
 #include "server/store.h"
 
-/* Messages sent from the store per batch; the next batch goes when the client acknowledged. */
-#define MSG_BACKLOG_PAGE 256
+/* Messages sent from the store per batch; the next batch goes when the client acknowledged.
+ * A batch also stops once a quarter of --max-output is queued, so a backlog of long messages
+ * never reaches the output limit. */
+#define MSG_BACKLOG_PAGE 2048
 
 /* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length or 0. */
 static size_t format_msg(struct server *srv, int64_t id, const char *from, int64_t sent_at,
@@ -32,6 +34,7 @@ struct backlog_page {
     struct session *s;
     size_t count;
     bool stuck; /* a message could not be sent: stop here */
+    bool full;  /* enough output queued for now */
 };
 
 static int send_queued(void *ctx, const struct store_msg *m)
@@ -49,13 +52,17 @@ static int send_queued(void *ctx, const struct store_msg *m)
     session_send(s, s->srv->fmt, n);
     s->sent_id = m->id;
     page->count++;
+    if (net_pending_output(s->conn) >= s->srv->cfg.max_output / 4) {
+        page->full = true;
+        return 1;
+    }
     return 0;
 }
 
 void msg_deliver_backlog(struct session *s)
 {
     struct server *srv = s->srv;
-    struct backlog_page page = {s, 0, false};
+    struct backlog_page page = {s, 0, false, false};
     if (store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
                          &page) < 0) {
         /* Stay draining: live messages must not overtake (and their ACK delete) the unsent. */
@@ -63,7 +70,7 @@ void msg_deliver_backlog(struct session *s)
         s->draining = true;
         return;
     }
-    s->draining = page.count == MSG_BACKLOG_PAGE || page.stuck;
+    s->draining = page.count == MSG_BACKLOG_PAGE || page.stuck || page.full;
 }
 
 void msg_ack(struct session *s, struct proto_slice id_field)

@@ -177,3 +177,25 @@ def test_offline_queue_is_bounded_by_max_queued(make_server):
     b.request("LOGOUT")
     assert b.closed(5)
     ok(a.request("MSG", "yoda", "room again"))
+
+
+def test_backlog_larger_than_output_limit_arrives_in_acknowledged_pages(make_server):
+    """A backlog of ~60 KB against --max-output 8192: sent page by page as the client ACKs,
+    in order, and the connection is never cut off for overflow."""
+    s = make_server(args=("--max-output", "8192", "--msg-rate", "0", "--max-queued", "100000"))
+    a = s.login("hans")
+    texts = [f"{i:04d} " + "x" * 90 for i in range(600)]
+    for t in texts:
+        ok(a.request("MSG", "yoda", t))
+    b = s.connect()
+    b.login("yoda", s.users["yoda"])
+    got = []
+    while len(got) < len(texts):
+        evs = b.wait_events("MSG", 1)
+        more = [e for e in b.events if e[0] == "MSG"]
+        b.events = [e for e in b.events if e[0] != "MSG"]
+        batch = evs + more
+        got += [e[4] for e in batch]
+        b.ack(batch[-1][1])
+    assert got == texts
+    assert not b.closed(0.2)

@@ -178,6 +178,22 @@ static void commit_store(struct server *srv)
     srv->n_undo = 0;
 }
 
+/* Once traffic pauses for a tick after a burst, gives the memory the burst freed back to the
+ * system (buffers of many sizes leave holes that free() alone keeps), so idle sessions cost
+ * only what they hold. */
+static void trim_after_burst(struct server *srv)
+{
+    struct net_stats st;
+    net_get_stats(srv->net, &st);
+    if (st.bytes_in != srv->last_bytes_in) {
+        srv->last_bytes_in = st.bytes_in;
+        srv->heap_dirty = true;
+    } else if (srv->heap_dirty) {
+        srv->heap_dirty = false;
+        malloc_trim(0);
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -191,8 +207,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         srv->last_heartbeat = now;
         if (store_heartbeat(srv->store, now) < 0)
             log_error("store: cannot record heartbeat: %s", store_error(srv->store));
-        malloc_trim(0); /* give memory freed by bursts back, so idle sessions stay small */
     }
+    trim_after_burst(srv);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -74,6 +74,8 @@ struct server {
     struct server_undo *undo; /* output that depends on the pending group commit */
     size_t n_undo, cap_undo;
     int64_t last_heartbeat;
+    unsigned long long last_bytes_in; /* input seen by the previous tick */
+    bool heap_dirty;                  /* traffic since the heap was last trimmed */
     bool stopping;
     char *fmt; /* scratch for formatting one frame: max_line + 128 bytes */
     size_t fmt_cap;

@@ -173,6 +173,17 @@ def test_trailing_space_is_400(server):
         assert r[:2] == ["ERR", "400"], (body, r)
 
 
+def test_leading_space_is_400_and_harmless(server):
+    """Regression (found by fuzz_server): a frame starting with a space has an empty first
+    field; the server once read it uninitialised. Now it is `- ERR 400` and nothing else."""
+    a = server.login("hans")
+    for raw in (b" 1 WHO\n", b" \n", b"  * ACK 1\n"):
+        a.send_raw(raw)
+        line = a.recv_line()
+        assert line.startswith("- ERR 400"), (raw, line)
+    assert ok(a.request("WHO")) == []
+
+
 def test_pipelined_replies_in_order(server):
     a = server.connect()
     reqs = [b"1 HELLO 1 e2e", b"2 USER nobody", b"3 USER hans", b"4 PASS falcon", b"5 WHO",

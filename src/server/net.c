@@ -268,16 +268,6 @@ void net_abort(struct net_conn *c)
     mark_dead(c, NET_CLOSE_LOCAL);
 }
 
-void net_set_reading(struct net_conn *c, bool on)
-{
-    if (c->state != CONN_OPEN)
-        return;
-    if (on)
-        event_add(c->rev, NULL);
-    else
-        event_del(c->rev);
-}
-
 const char *net_peer_addr(const struct net_conn *c)
 {
     static char text[INET6_ADDRSTRLEN];

@@ -66,9 +66,6 @@ void net_close(struct net_conn *c);
  * sees the connection end and none of that output. */
 void net_abort(struct net_conn *c);
 
-/* Stops (false) or resumes (true) reading frames from the connection. */
-void net_set_reading(struct net_conn *c, bool on);
-
 /* Writes every connection's queued output and finishes pending closes. Call once per loop
  * iteration, after the callbacks ran. */
 void net_flush(struct net *n);

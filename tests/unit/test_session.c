@@ -44,12 +44,6 @@ void net_abort(struct net_conn *c)
     c->closed = true;
 }
 
-void net_set_reading(struct net_conn *c, bool on)
-{
-    (void)c;
-    (void)on;
-}
-
 const char *net_peer_addr(const struct net_conn *c)
 {
     (void)c;

@@ -52,7 +52,8 @@ $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
-$(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ))
+$(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
+                             tests/support/net_setup_stub.c
 
 deps:
 	@scripts/deps.sh test
@@ -90,7 +91,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := frame credentials server p2p
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPARLEY_VERSION='"$(VERSION)"' \
                 -g -O1 -Isrc -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c
+FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c \
+                   tests/support/net_setup_stub.c
 build/fuzz/fuzz_frame: fuzz/fuzz_frame.c $(COMMON_SRC)
 build/fuzz/fuzz_credentials: fuzz/fuzz_credentials.c src/server/auth.c $(COMMON_SRC)
 build/fuzz/fuzz_server: fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) $(COMMON_SRC)

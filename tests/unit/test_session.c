@@ -65,44 +65,6 @@ size_t net_pending_output(const struct net_conn *c)
     return c->len;
 }
 
-/* server.c's set-up calls these; the tests build the server by hand and never reach them. */
-struct net *net_new(struct event_base *base, const struct net_limits *limits,
-                    const struct net_handlers *handlers, void *ctx)
-{
-    (void)base;
-    (void)limits;
-    (void)handlers;
-    (void)ctx;
-    return NULL;
-}
-
-int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
-{
-    (void)n;
-    (void)addr;
-    (void)port;
-    (void)bound;
-    (void)err;
-    (void)errlen;
-    return -1;
-}
-
-void net_flush(struct net *n)
-{
-    (void)n;
-}
-
-void net_get_stats(const struct net *n, struct net_stats *st)
-{
-    (void)n;
-    memset(st, 0, sizeof(*st));
-}
-
-void net_free(struct net *n)
-{
-    (void)n;
-}
-
 /* ---- fixture ---- */
 
 static int64_t fake_now;

@@ -87,6 +87,15 @@ static void server_gone(struct client *c, int status)
     }
 }
 
+/* The server went away during login: nothing to keep running for. */
+static void lost_before_login(struct client *c)
+{
+    if (c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD) {
+        ui_print(SAY_LOST);
+        client_exit(c, CLIENT_EXIT_FAIL);
+    }
+}
+
 static void on_closed(void *ctx, int err)
 {
     struct client *c = ctx;
@@ -103,13 +112,8 @@ static void on_closed(void *ctx, int err)
         ui_print(SAY_LOST);
         server_gone(c, CLIENT_EXIT_FAIL);
         break;
-    case CLIENT_HELLO:
-    case CLIENT_USERNAME:
-    case CLIENT_PASSWORD:
-        ui_print(SAY_LOST);
-        client_exit(c, CLIENT_EXIT_FAIL);
-        break;
     default:
+        lost_before_login(c);
         break;
     }
 }
@@ -125,13 +129,8 @@ void client_bye(struct client *c, const char *reason)
     case CLIENT_QUITTING:
         client_exit(c, CLIENT_EXIT_OK);
         break;
-    case CLIENT_HELLO:
-    case CLIENT_USERNAME:
-    case CLIENT_PASSWORD:
-        ui_print(SAY_LOST);
-        client_exit(c, CLIENT_EXIT_FAIL);
-        break;
     default:
+        lost_before_login(c);
         break;
     }
 }

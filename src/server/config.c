@@ -26,6 +26,8 @@ static const char usage_text[] =
     "  --port-file FILE       write the bound port to FILE once listening\n"
     "  --allow-register       unknown user names become new accounts\n"
     "  --p2p-consent          ask users before a private session starts\n"
+    "  --fsync                flush every store write to the disk before it counts (survives\n"
+    "                         a power loss; default: a crash of the process)\n"
     "  --hash-credentials FILE  rewrite FILE's plain passwords as argon2id hashes and exit\n"
     "  --hash-ops N --hash-mem BYTES  argon2id cost (default: libsodium interactive)\n"
     "  --hash-threads N       password-hashing threads (default 2)\n"
@@ -53,6 +55,7 @@ enum {
     OPT_PORT_FILE,
     OPT_REGISTER,
     OPT_CONSENT,
+    OPT_FSYNC,
     OPT_HASH_CREDENTIALS,
     OPT_HASH_OPS,
     OPT_HASH_MEM,
@@ -82,6 +85,7 @@ static const struct option long_options[] = {
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"allow-register", no_argument, NULL, OPT_REGISTER},
     {"p2p-consent", no_argument, NULL, OPT_CONSENT},
+    {"fsync", no_argument, NULL, OPT_FSYNC},
     {"hash-credentials", required_argument, NULL, OPT_HASH_CREDENTIALS},
     {"hash-ops", required_argument, NULL, OPT_HASH_OPS},
     {"hash-mem", required_argument, NULL, OPT_HASH_MEM},
@@ -213,6 +217,9 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
         break;
     case OPT_CONSENT:
         cfg->p2p_consent = true;
+        break;
+    case OPT_FSYNC:
+        cfg->fsync = true;
         break;
     case OPT_VERBOSE:
         cfg->verbose = true;

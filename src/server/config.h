@@ -17,6 +17,7 @@ struct config {
     const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */
     bool allow_register;
     bool p2p_consent;
+    bool fsync; /* every store write reaches the disk before it counts */
     bool verbose;
     unsigned long long hash_ops;
     size_t hash_mem;

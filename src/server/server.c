@@ -105,6 +105,10 @@ static int open_store(struct server *srv)
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
     }
+    if (srv->cfg.fsync && store_set_fsync(srv->store, true) < 0) {
+        log_error("cannot set up the store: %s", store_error(srv->store));
+        return -1;
+    }
     int64_t now = (int64_t)time(NULL);
     if (store_presence_recover(srv->store, now) < 0 ||
         store_block_each(srv->store, load_block, srv) < 0 ||

@@ -1,7 +1,8 @@
-/* The SQLite backend of the store: one database file, parley.db, in the data directory, in WAL
- * mode with synchronous=NORMAL, so a write that returned 0 survives a crash of the process.
- * Every statement is prepared once at open. Each call is its own (autocommit) transaction.
- * Callbacks of the walking functions must not call back into the store. */
+/* The store: blocks, login history and lock-outs in one SQLite database, parley.db, in WAL
+ * mode with synchronous=NORMAL (FULL with store_set_fsync), so a write that returned 0
+ * survives a crash of the process; each such call is its own transaction, and every statement
+ * is prepared once at open. The message queue is the append-only log of qlog.c, parley.queue,
+ * next to it. Callbacks of the walking functions must not call back into the store. */
 #include "server/store.h"
 
 #include <errno.h>
@@ -15,7 +16,10 @@
 
 #include <sqlite3.h>
 
+#include "server/qlog.h"
+
 #define STORE_DB_NAME "parley.db"
+#define STORE_QUEUE_NAME "parley.queue"
 #define STORE_BUSY_MS 5000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
@@ -44,15 +48,16 @@ static const char *const migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  failures INTEGER NOT NULL,"
     "  locked_until INTEGER NOT NULL);",
+    /* 2: the queue moved to parley.queue (its rows were imported before this runs). */
+    "DROP TABLE queue;",
 };
+
+/* The schema version whose queue table is imported into the queue log. */
+#define SCHEMA_WITH_QUEUE_TABLE 1
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 enum stmt_id {
-    Q_PUSH,
-    Q_LOAD,
-    Q_ACK,
-    Q_COUNT,
     B_ADD,
     B_REMOVE,
     B_EACH,
@@ -69,11 +74,6 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[STMT_COUNT] = {
-    [Q_PUSH] = "INSERT INTO queue (sender, recipient, sent_at, body) VALUES (?1, ?2, ?3, ?4)",
-    [Q_LOAD] = "SELECT id, sender, recipient, sent_at, body FROM queue"
-               " WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    [Q_ACK] = "DELETE FROM queue WHERE recipient = ?1 AND id <= ?2",
-    [Q_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
     [B_ADD] = "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)",
     [B_REMOVE] = "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
     [B_EACH] = "SELECT blocker, blocked FROM blocks ORDER BY blocker, blocked",
@@ -100,9 +100,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
-    int walking;       /* non-zero while a walk's callback runs */
-    bool in_batch;     /* the group-commit transaction is open */
-    bool batch_failed; /* a batch was lost since the last store_commit */
+    struct qlog *queue;
+    int walking; /* non-zero while a walk's callback runs */
     char err[256];
 };
 
@@ -174,52 +173,6 @@ static int exec_sql(struct store *st, const char *sql, const char *what)
 {
     if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(st, what);
-    return 0;
-}
-
-/* Opens the group-commit transaction unless it is open: queue writes join it, and it is
- * committed by store_commit (or before any other write). */
-static int batch_join(struct store *st)
-{
-    if (st->in_batch)
-        return 0;
-    if (exec_sql(st, "BEGIN IMMEDIATE", "starting a batch") != 0)
-        return -1;
-    st->in_batch = true;
-    return 0;
-}
-
-/* After a failed write in the batch: if SQLite rolled the whole transaction back, every write
- * of the batch is lost, and store_commit must say so. */
-static void batch_check(struct store *st)
-{
-    if (st->in_batch && sqlite3_get_autocommit(st->db)) {
-        st->in_batch = false;
-        st->batch_failed = true;
-    }
-}
-
-/* Commits the open batch, if any. Returns 0, or -1 when it was lost. */
-static int batch_end(struct store *st)
-{
-    if (!st->in_batch)
-        return 0;
-    st->in_batch = false;
-    if (exec_sql(st, "COMMIT", "committing a batch") == 0)
-        return 0;
-    if (!sqlite3_get_autocommit(st->db))
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-    st->batch_failed = true;
-    return -1;
-}
-
-/* Checks a write that is not part of the batch and commits the batch first, so that the
- * write's success never depends on the batch's (a lost batch is reported by store_commit). */
-static int write_guard(struct store *st)
-{
-    if (guard(st) != 0)
-        return -1;
-    batch_end(st);
     return 0;
 }
 
@@ -333,6 +286,90 @@ static int prepare_all(struct store *st)
     return 0;
 }
 
+/* Copies the queue log's last failure into the store's. Returns -1. */
+static int fail_queue(struct store *st)
+{
+    return fail(st, "%s", qlog_error(st->queue));
+}
+
+/* Opens the queue log in `dir`. */
+static int open_queue(struct store *st, const char *dir)
+{
+    char path[PATH_MAX];
+
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_QUEUE_NAME) >= sizeof path)
+        return fail(st, "data directory path too long");
+    return qlog_open(&st->queue, path, st->err, sizeof st->err);
+}
+
+/* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */
+static int walk(struct store *st, sqlite3_stmt *s, const char *what,
+                int (*row)(sqlite3_stmt *s, void *arg), void *arg)
+{
+    int rc;
+
+    st->walking = 1;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (row(s, arg) != 0)
+            break;
+    st->walking = 0;
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail_db(st, what);
+    return 0;
+}
+
+/* Copies one row of the old queue table into the log, unless an earlier, interrupted import
+ * copied it already. */
+static int import_row(sqlite3_stmt *s, void *arg)
+{
+    struct store *st = arg;
+    int64_t id = sqlite3_column_int64(s, 0);
+    const char *sender = (const char *)sqlite3_column_text(s, 1);
+    const char *recipient = (const char *)sqlite3_column_text(s, 2);
+    const char *body = (const char *)sqlite3_column_blob(s, 4);
+
+    if (id < qlog_next_id(st->queue) || !sender || !recipient)
+        return 0;
+    return qlog_push_with_id(st->queue, id, sender, recipient, sqlite3_column_int64(s, 3),
+                             body ? body : "", (size_t)sqlite3_column_bytes(s, 4));
+}
+
+/* Moves the messages of a version-1 database's queue table into the queue log (the migration
+ * to version 2 then drops the table). */
+static int import_queue_table(struct store *st)
+{
+    sqlite3_stmt *s = NULL;
+    int version = 0;
+    int rc;
+
+    if (schema_version(st, &version) != 0)
+        return -1;
+    if (version != SCHEMA_WITH_QUEUE_TABLE)
+        return 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, sender, recipient, sent_at, body FROM queue ORDER BY id", -1,
+                           &s, NULL) != SQLITE_OK)
+        return fail_db(st, "reading the old queue");
+    rc = walk(st, s, "reading the old queue", import_row, st);
+    sqlite3_finalize(s);
+    if (rc != 0)
+        return -1;
+    /* Ids of acknowledged messages are gone from the table but not from sqlite_sequence. */
+    if (sqlite3_prepare_v2(st->db, "SELECT seq FROM sqlite_sequence WHERE name = 'queue'", -1, &s,
+                           NULL) != SQLITE_OK)
+        return fail_db(st, "reading the old queue");
+    rc = sqlite3_step(s) == SQLITE_ROW
+             ? qlog_raise_next_id(st->queue, sqlite3_column_int64(s, 0) + 1)
+             : 0;
+    sqlite3_finalize(s);
+    if (rc != 0)
+        return fail_queue(st);
+    if (qlog_commit(st->queue) != 0)
+        return fail_queue(st);
+    return 0;
+}
+
 /* Opens (creating when missing) the store in directory `dir`, creating the directory too. */
 int store_open(struct store **out, const char *dir, char *err, size_t errlen)
 {
@@ -360,6 +397,8 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
     if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
         exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
         goto fail;
+    if (open_queue(st, dir) != 0 || import_queue_table(st) != 0)
+        goto fail;
     if (migrate(st) != 0 || prepare_all(st) != 0)
         goto fail;
     *out = st;
@@ -377,12 +416,19 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
-    if (st->db)
-        batch_end(st);
+    qlog_close(st->queue);
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
     free(st);
+}
+
+/* Makes every later write survive a power loss, not only a crash of the process. */
+int store_set_fsync(struct store *st, bool on)
+{
+    qlog_set_fsync(st->queue, on);
+    return exec_sql(st, on ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                    "setting synchronous");
 }
 
 /* Commits every queue write since the last call. Returns -1 when any of them was lost. */
@@ -390,12 +436,9 @@ int store_commit(struct store *st)
 {
     if (!st)
         return 0;
-    int rc = batch_end(st);
-    if (st->batch_failed) {
-        st->batch_failed = false;
-        rc = -1;
-    }
-    return rc;
+    if (qlog_commit(st->queue) != 0)
+        return fail_queue(st);
+    return 0;
 }
 
 /* Returns the last failure's description; never NULL. */
@@ -406,81 +449,15 @@ const char *store_error(const struct store *st)
     return st->err[0] ? st->err : "no error";
 }
 
-/* Queues a direct message durably and returns its id in `*id`. */
+/* Queues a direct message and returns its id in `*id`; durable at the next store_commit. */
 int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
                      const char *body, size_t body_len, int64_t *id)
 {
-    sqlite3_stmt *s;
-
     if (guard(st) != 0)
         return -1;
-    if (body_len > INT_MAX)
-        return fail(st, "message body too long");
-    s = stmt_get(st, Q_PUSH);
-    /* A non-NULL pointer keeps an empty body an empty blob rather than NULL. */
-    if (bind_str(s, 1, sender) || bind_str(s, 2, recipient) || sqlite3_bind_int64(s, 3, sent_at) ||
-        sqlite3_bind_blob(s, 4, body ? body : "", (int)body_len, SQLITE_STATIC))
-        return bind_fail(st, s, "queueing message");
-    if (batch_join(st) != 0) {
-        stmt_done(s);
-        return -1;
-    }
-    if (exec_stmt(st, s, "queueing message") != 0) {
-        batch_check(st);
-        return -1;
-    }
-    if (id)
-        *id = sqlite3_last_insert_rowid(st->db);
+    if (qlog_push(st->queue, sender, recipient, sent_at, body, body_len, id) != 0)
+        return fail(st, "queueing message: %s", qlog_error(st->queue));
     return 0;
-}
-
-/* Fills `m` from the current row of Q_LOAD. The body is also NUL-terminated. */
-static void queue_row(sqlite3_stmt *s, struct store_msg *m)
-{
-    m->id = sqlite3_column_int64(s, 0);
-    m->sender = (const char *)sqlite3_column_text(s, 1);
-    m->recipient = (const char *)sqlite3_column_text(s, 2);
-    m->sent_at = sqlite3_column_int64(s, 3);
-    /* column_text (not _blob) gives a terminated buffer; call it before column_bytes. */
-    m->body = (const char *)sqlite3_column_text(s, 4);
-    m->body_len = (size_t)sqlite3_column_bytes(s, 4);
-    if (!m->sender)
-        m->sender = "";
-    if (!m->recipient)
-        m->recipient = "";
-    if (!m->body)
-        m->body = "";
-}
-
-/* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */
-static int walk(struct store *st, sqlite3_stmt *s, const char *what,
-                int (*row)(sqlite3_stmt *s, void *arg), void *arg)
-{
-    int rc;
-
-    st->walking = 1;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        if (row(s, arg) != 0)
-            break;
-    st->walking = 0;
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return fail_db(st, what);
-    return 0;
-}
-
-struct msg_walk {
-    store_msg_fn fn;
-    void *ctx;
-};
-
-static int msg_row(sqlite3_stmt *s, void *arg)
-{
-    const struct msg_walk *w = arg;
-    struct store_msg m;
-
-    queue_row(s, &m);
-    return w->fn(w->ctx, &m);
 }
 
 /* Calls `fn` for each message queued for `recipient` with an id above `after_id`, in id order,
@@ -488,59 +465,34 @@ static int msg_row(sqlite3_stmt *s, void *arg)
 int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
                      store_msg_fn fn, void *ctx)
 {
-    struct msg_walk w = {fn, ctx};
-    int64_t max = (int64_t)limit;
-    sqlite3_stmt *s;
+    int rc;
 
     if (guard(st) != 0)
         return -1;
-    s = stmt_get(st, Q_LOAD);
-    if (limit == 0 || limit > (uint64_t)INT64_MAX)
-        max = -1; /* SQLite: a negative LIMIT means none */
-    if (bind_str(s, 1, recipient) || sqlite3_bind_int64(s, 2, after_id) ||
-        sqlite3_bind_int64(s, 3, max))
-        return bind_fail(st, s, "loading messages");
-    return walk(st, s, "loading messages", msg_row, &w);
+    st->walking = 1;
+    rc = qlog_load(st->queue, recipient, after_id, limit, fn, ctx);
+    st->walking = 0;
+    if (rc != 0)
+        return fail(st, "loading messages: %s", qlog_error(st->queue));
+    return 0;
 }
 
 /* Removes every message queued for `recipient` with id <= `up_to_id`. */
 int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
 {
-    sqlite3_stmt *s;
-
     if (guard(st) != 0)
         return -1;
-    s = stmt_get(st, Q_ACK);
-    if (bind_str(s, 1, recipient) || sqlite3_bind_int64(s, 2, up_to_id))
-        return bind_fail(st, s, "acknowledging messages");
-    if (batch_join(st) != 0) {
-        stmt_done(s);
-        return -1;
-    }
-    if (exec_stmt(st, s, "acknowledging messages") != 0) {
-        batch_check(st);
-        return -1;
-    }
+    if (qlog_ack(st->queue, recipient, up_to_id) != 0)
+        return fail(st, "acknowledging messages: %s", qlog_error(st->queue));
     return 0;
 }
 
 /* Returns the number of messages queued for `recipient`, or -1 on failure. */
 int64_t store_queue_count(struct store *st, const char *recipient)
 {
-    sqlite3_stmt *s;
-    int64_t n = -1;
-
     if (guard(st) != 0)
         return -1;
-    s = stmt_get(st, Q_COUNT);
-    if (bind_str(s, 1, recipient))
-        return bind_fail(st, s, "counting messages");
-    if (sqlite3_step(s) == SQLITE_ROW)
-        n = sqlite3_column_int64(s, 0);
-    else
-        fail_db(st, "counting messages");
-    stmt_done(s);
-    return n;
+    return qlog_count(st->queue, recipient);
 }
 
 /* Records that `blocker` blocks `blocked`. Idempotent. */
@@ -548,7 +500,7 @@ int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     s = stmt_get(st, B_ADD);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
@@ -561,7 +513,7 @@ int store_block_remove(struct store *st, const char *blocker, const char *blocke
 {
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     s = stmt_get(st, B_REMOVE);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
@@ -600,7 +552,7 @@ static int exec_name_time(struct store *st, enum stmt_id id, const char *name, i
 {
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
@@ -625,7 +577,7 @@ static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *w
 {
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (sqlite3_bind_int64(s, 1, t))
@@ -664,7 +616,7 @@ int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void
     struct name_walk w = {fn, ctx};
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     s = stmt_get(st, P_SINCE);
     if (sqlite3_bind_int64(s, 1, since))
@@ -701,7 +653,7 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 {
     sqlite3_stmt *s;
 
-    if (write_guard(st) != 0)
+    if (guard(st) != 0)
         return -1;
     if (lock->failures == 0 && lock->locked_until == 0) {
         s = stmt_get(st, L_DELETE);

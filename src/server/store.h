@@ -1,10 +1,12 @@
 /* The server's durable state behind one small interface: offline messages, blocks, login
- * history and lock-outs. The default backend is SQLite (WAL) in the data directory; another
- * backend can implement these same functions. Every function returns 0 on success and -1 on a
+ * history and lock-outs. Messages go to an append-only log with the queues in memory
+ * (qlog.c); the rest to SQLite (WAL); both in the data directory. Another backend can implement
+ * these same functions. Every function returns 0 on success and -1 on a
  * store failure (then store_error() says why), unless it says otherwise. */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,9 +42,13 @@ void store_close(struct store *st);
 
 /* Commits the queue writes made since the last call (group commit: the server calls it once
  * per event-loop iteration, before any reply is written). Returns 0, or -1 when any of them
- * was lost (then the callers that were told "accepted" must not be told so). Other writes
- * are durable when they return; they commit pending queue writes first. */
+ * was lost (then they are undone, and the callers that were told "accepted" must not be told
+ * so). Other writes are durable when they return. */
 int store_commit(struct store *st);
+
+/* With `on`, every write is flushed to the disk before it counts as done (fdatasync), so it
+ * survives a power loss; without, it survives a crash of the process (the default). */
+int store_set_fsync(struct store *st, bool on);
 
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);

@@ -5,8 +5,8 @@ Two ways, both found to work on a Linux test machine where the tests run as root
 
 - full disk: the store lives on a small tmpfs (`mount -t tmpfs -o size=4m`), which is then
   filled with a file to ENOSPC;
-- read-only store: the database and its WAL are made immutable with `chattr +i` (ext4 refuses
-  every write to an immutable file, even through a descriptor opened before).
+- read-only store: the database, its WAL and the queue log are made immutable with `chattr +i`
+  (ext4 refuses every write to an immutable file, even through a descriptor opened before).
 
 Either way a sender's `MSG` must get `ERR 503` (and the message must not be delivered, ever);
 `WHO`, `BCAST`, `WHOSINCE` and logins keep working; once the space is freed (or the flag
@@ -24,6 +24,10 @@ from conftest import err, ok, wait_until
 from test_fault_kit import chattr, figures, fill_fs, tmpfs
 
 BODY = "b" * 900
+# Larger than a page: a message that must be refused on a full disk must not fit in the unused
+# end of the queue log's last block. Servers of the full-disk tests take it (--max-message).
+BIG = "B" * 5000
+BIG_ARGS = ["--max-message", "6000"]
 
 
 def _until_503(hans, to, limit=4000):
@@ -64,7 +68,7 @@ def _serving_everything_else(s, hans, yoda, tag):
     assert sorted(ok(luke.request("WHO"))) == ["hans", "yoda"]
     ok(luke.request("LOGOUT"))
     assert luke.closed(5)
-    r = hans.request("MSG", "yoda", f"to an online user while the store is down {tag}")
+    r = hans.request("MSG", "yoda", f"to an online user while the store is down {tag} {BIG}")
     err(r, 503)
     yoda.no_event("MSG", within=0.3)
 
@@ -104,7 +108,7 @@ def full_disk_dir(tmp_path):
 
 def test_full_disk_503_then_recovers(full_disk_dir, make_server):
     data = os.path.join(full_disk_dir, "parley-data")
-    s = make_server(args=["--data-dir", data, "--msg-rate", "0"])
+    s = make_server(args=["--data-dir", data, "--msg-rate", "0", *BIG_ARGS])
     hans = s.login("hans")
     yoda = s.login("yoda")
     hans.wait_event("LOGIN yoda")
@@ -115,7 +119,7 @@ def test_full_disk_503_then_recovers(full_disk_dir, make_server):
         assert not other, f"replies other than OK/503 while the disk is full: {other[:5]}"
         assert n503, f"no 503 after {sent} messages on a full disk"
         # Still full: refused again.
-        err(hans.request("MSG", "vader", "still full"), 503)
+        err(hans.request("MSG", "vader", f"still full {BIG}"), 503)
         _serving_everything_else(s, hans, yoda, "full")
     finally:
         os.unlink(filler)
@@ -128,7 +132,7 @@ def test_full_disk_refused_message_never_shown(full_disk_dir, make_server):
     rely on them). Frames: hans `9 MSG yoda phantom` on a full disk; expected `9 ERR 503` to
     hans and no `* MSG` to yoda; after the disk is freed hans `MSG yoda real` gets a new id."""
     data = os.path.join(full_disk_dir, "parley-data")
-    s = make_server(args=["--data-dir", data])
+    s = make_server(args=["--data-dir", data, *BIG_ARGS])
     hans = s.login("hans")
     yoda = s.login("yoda")
     hans.wait_event("LOGIN yoda")
@@ -138,7 +142,7 @@ def test_full_disk_refused_message_never_shown(full_disk_dir, make_server):
     shown = {ev[1]: ev[4]}
     filler = fill_fs(full_disk_dir)
     try:
-        hans.send_line("9 MSG yoda phantom")
+        hans.send_line(f"9 MSG yoda phantom {BIG}")
         outcome = None
         try:
             outcome = hans.get_reply("9")
@@ -164,15 +168,16 @@ def test_full_disk_refused_message_never_shown(full_disk_dir, make_server):
 
 
 def test_readonly_store_503_then_recovers(make_server, tmp_path):
-    s = make_server(args=["--msg-rate", "0"])
+    s = make_server(args=["--msg-rate", "0", *BIG_ARGS])
     data = os.path.join(s.dir, "parley-data")
     db, wal = os.path.join(data, "parley.db"), os.path.join(data, "parley.db-wal")
+    queue = os.path.join(data, "parley.queue")
     hans = s.login("hans")
     yoda = s.login("yoda")
     hans.wait_event("LOGIN yoda")
     first = _accepted(hans, 100, "before the store turns read-only")
     assert os.path.exists(wal), "no WAL file: is the store in WAL mode?"
-    if not chattr("+i", db, wal):
+    if not chattr("+i", db, wal, queue):
         pytest.skip("this filesystem does not support the immutable flag (chattr +i)")
     try:
         ok_ids, n503, other, sent = _until_503(hans, "vader", limit=200)
@@ -181,5 +186,5 @@ def test_readonly_store_503_then_recovers(make_server, tmp_path):
         assert not ok_ids, f"{len(ok_ids)} messages accepted although the store is read-only"
         _serving_everything_else(s, hans, yoda, "ro")
     finally:
-        chattr("-i", db, wal)
+        chattr("-i", db, wal, queue)
     _check_recovery(s, hans, first + ok_ids, "read_only", n503, sent)

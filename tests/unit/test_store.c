@@ -253,10 +253,15 @@ static void test_open_creates_dir_and_db(void **state)
     join(path, sizeof path, f->dir, "parley.db");
     assert_int_equal(stat(path, &sb), 0);
     assert_true(S_ISREG(sb.st_mode));
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name IN "
-                                     "('queue','blocks','presence','meta','lockouts')"),
-                     5);
+                                     "('blocks','presence','meta','lockouts')"),
+                     4);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'queue'"), 0);
+    join(path, sizeof path, f->dir, "parley.queue");
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0600);
 
     /* Missing parents are created too. */
     join(nested, sizeof nested, f->root, "x/y/z");
@@ -275,7 +280,7 @@ static void test_reopen_is_idempotent(void **state)
     push(f->st, "alice", "bob", 1, "kept");
     reopen(f);
     reopen(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema"), tables);
     assert_int_equal(store_queue_count(f->st, "bob"), 1);
 }
@@ -547,15 +552,14 @@ static void test_sqlite_failure_reported(void **state)
     struct store_lock lock;
 
     /* Another connection breaks the schema under the open store. */
-    sql_exec(f->dir, "DROP TABLE queue; DROP TABLE lockouts;");
-    assert_int_equal(store_queue_push(f->st, "alice", "bob", 1, "m", 1, &id), -1);
-    assert_non_null(strstr(store_error(f->st), "queueing message"));
-    assert_non_null(strstr(store_error(f->st), "no such table"));
-    assert_int_equal(store_queue_count(f->st, "bob"), -1);
+    sql_exec(f->dir, "DROP TABLE lockouts;");
     assert_int_equal(store_lock_get(f->st, "alice", &lock), -1);
     assert_non_null(strstr(store_error(f->st), "lock-out"));
-    /* Unaffected tables still work. */
+    assert_non_null(strstr(store_error(f->st), "no such table"));
+    /* Unaffected tables, and the queue, still work. */
     assert_int_equal(store_block_add(f->st, "a", "b"), 0);
+    assert_int_equal(store_queue_push(f->st, "alice", "bob", 1, "m", 1, &id), 0);
+    assert_int_equal(store_commit(f->st), 0);
 }
 
 /* Queue writes are grouped: a crash keeps what store_commit committed and nothing after it. */
@@ -609,7 +613,7 @@ static void test_message_survives_kill(void **state)
 
         if (store_open(&st, f->dir, NULL, 0) != 0 ||
             store_queue_push(st, "alice", "bob", 42, "after crash", 11, &id) != 0 ||
-            store_block_add(st, "bob", "eve") != 0)
+            store_commit(st) != 0 || store_block_add(st, "bob", "eve") != 0)
             _exit(1);
         raise(SIGKILL); /* no close, no exit handlers */
         _exit(2);
@@ -655,6 +659,61 @@ static void test_blocks(void **state)
 }
 
 /* ---- persistence ---- */
+
+/* A version-1 database kept its queue in a table: opening it moves the messages into the
+ * queue log with their ids, and later ids stay above every id the table ever gave. */
+static void test_old_queue_table_imported(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    struct seen_msgs s;
+
+    store_close(f->st);
+    f->st = NULL;
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    join(path, sizeof path, f->dir, "parley.db");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE queue (id INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT "
+                     "NULL, recipient TEXT NOT NULL, sent_at INTEGER NOT NULL, body BLOB NOT "
+                     "NULL);"
+                     "CREATE INDEX queue_recipient ON queue (recipient, id);"
+                     "CREATE TABLE blocks (blocker TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY "
+                     "KEY (blocker, blocked)) WITHOUT ROWID;"
+                     "CREATE TABLE presence (name TEXT PRIMARY KEY, logged_in INTEGER NOT NULL "
+                     "DEFAULT 0, last_login INTEGER, last_logout INTEGER);"
+                     "CREATE TABLE meta (key TEXT PRIMARY KEY, value);"
+                     "CREATE TABLE lockouts (name TEXT PRIMARY KEY, failures INTEGER NOT NULL, "
+                     "locked_until INTEGER NOT NULL);"
+                     "INSERT INTO queue VALUES (5, 'alice', 'bob', 50, 'five');"
+                     "INSERT INTO queue VALUES (7, 'carol', 'bob', 70, 'seven');"
+                     "INSERT INTO queue VALUES (9, 'alice', 'dave', 90, 'acked');"
+                     "DELETE FROM queue WHERE id = 9;"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    reopen(f);
+    s = load(f->st, "bob", 0, 0);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.id[0], 5);
+    assert_string_equal(s.body[0], "five");
+    assert_int_equal(s.sent_at[0], 50);
+    assert_int_equal(s.id[1], 7);
+    assert_string_equal(s.sender[1], "carol");
+    assert_int_equal(store_queue_count(f->st, "dave"), 0);
+    assert_int_equal(push(f->st, "alice", "bob", 100, "new"), 10);
+    assert_int_equal(store_commit(f->st), 0);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'queue'"), 0);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 3);
+}
 
 static void test_everything_survives_reopen(void **state)
 {
@@ -819,6 +878,7 @@ int main(void)
         T(test_message_survives_kill),
         T(test_blocks),
         T(test_everything_survives_reopen),
+        T(test_old_queue_table_imported),
         T(test_presence_since),
         T(test_recover_uses_heartbeat),
         T(test_recover_without_heartbeat_uses_now),

@@ -1,0 +1,822 @@
+/* The message queue as an append-only log with the queues in memory; see qlog.h.
+ *
+ * File: the 8 bytes "PARLEYQ1", then records. A record is a 4-byte payload length, the CRC-32
+ * of the payload (both little-endian), then the payload, whose first byte is its type:
+ *   PUSH    id:i64 sent_at:i64 recipient_len:u16 sender_len:u16 body_len:u32
+ *           recipient sender body
+ *   ACK     up_to_id:i64 recipient_len:u16 recipient
+ *   NEXT_ID next_id:i64            (ids below it are used; written first after a rewrite)
+ *   COMMIT                         (ends a batch)
+ * At open, only records followed by a COMMIT are applied; the rest (a batch cut by a crash, or
+ * left by a failed write) is cut off. */
+#include "server/qlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/strmap.h"
+#include "server/log.h"
+
+#define QLOG_MAGIC "PARLEYQ1"
+#define QLOG_MAGIC_LEN 8
+#define QLOG_REC_HEAD 8                /* payload length + CRC */
+#define QLOG_MAX_PAYLOAD (16u << 20)   /* larger lengths are corruption */
+#define QLOG_COMPACT_MIN (16ull << 20) /* never rewrite a log smaller than this */
+#define QLOG_COMPACT_RATIO 4           /* rewrite when the file is this many times the live data */
+#define QLOG_BATCH_KEEP (1u << 20)     /* a batch buffer larger than this is freed after use */
+#define QLOG_PUSH_FIXED 25             /* type, id, sent_at, three lengths */
+#define QLOG_ACK_FIXED 11              /* type, up_to_id, recipient length */
+#define QLOG_NEXT_ID_LEN 9
+
+enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4 };
+
+/* One queued message; `data` holds the sender, a NUL, the body and a NUL. */
+struct qmsg {
+    struct qmsg *next;
+    int64_t id;
+    int64_t sent_at;
+    uint32_t body_len;
+    uint16_t sender_len;
+    char data[];
+};
+
+/* The queue of one recipient. Queues are never freed before the log closes. */
+struct qqueue {
+    struct qqueue *all_next;
+    struct qmsg *head;
+    struct qmsg *tail;
+    int64_t count;
+    uint16_t name_len;
+    char name[];
+};
+
+enum undo_kind { UNDO_PUSH, UNDO_ACK };
+
+/* How to take back one change of the current batch. */
+struct undo {
+    enum undo_kind kind;
+    struct qqueue *queue;
+    struct qmsg *first; /* PUSH: the message; ACK: the first message removed */
+    struct qmsg *last;  /* PUSH: the tail before it; ACK: the last message removed */
+    int64_t n;          /* ACK: how many were removed */
+    uint64_t bytes;     /* their size as records */
+};
+
+struct qlog {
+    int fd;
+    char *path;
+    bool fsync;
+    uint64_t file_size;     /* bytes of committed records (the file may hold more) */
+    uint64_t live_bytes;    /* what the live messages take as records */
+    uint64_t compact_floor; /* do not try a rewrite below this file size */
+    int64_t next_id;
+    struct strmap queues;
+    struct qqueue *all;
+    unsigned char *batch;
+    size_t batch_len, batch_cap;
+    struct undo *undo;
+    size_t undo_len, undo_cap;
+    char err[256];
+};
+
+/* ---- encoding ---- */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* CRC-32 (IEEE 802.3) of `n` bytes. */
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static unsigned char *put_u16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    return p + 2;
+}
+
+static unsigned char *put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+    return p + 4;
+}
+
+static unsigned char *put_i64(unsigned char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(u >> (8 * i));
+    return p + 8;
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int64_t get_i64(const unsigned char *p)
+{
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = u << 8 | p[i];
+    return (int64_t)u;
+}
+
+/* ---- failures ---- */
+
+static int fail(struct qlog *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(struct qlog *q, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->err, sizeof q->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- the queues in memory ---- */
+
+/* Bytes message `m` of `queue` takes as a PUSH record. */
+static uint64_t push_size(const struct qqueue *queue, const struct qmsg *m)
+{
+    return QLOG_REC_HEAD + QLOG_PUSH_FIXED + queue->name_len + m->sender_len + m->body_len;
+}
+
+static struct qqueue *queue_find(const struct qlog *q, const char *name, size_t len)
+{
+    return strmap_get(&q->queues, name, len);
+}
+
+/* Returns the queue of `name`, creating it; NULL when memory ran out. */
+static struct qqueue *queue_get(struct qlog *q, const char *name, size_t len)
+{
+    struct qqueue *queue = queue_find(q, name, len);
+    if (queue)
+        return queue;
+    queue = calloc(1, sizeof *queue + len + 1);
+    if (!queue)
+        return NULL;
+    memcpy(queue->name, name, len);
+    queue->name_len = (uint16_t)len;
+    if (strmap_put(&q->queues, queue->name, queue) != 0) {
+        free(queue);
+        return NULL;
+    }
+    queue->all_next = q->all;
+    q->all = queue;
+    return queue;
+}
+
+static struct qmsg *msg_new(int64_t id, int64_t sent_at, const char *sender, size_t sender_len,
+                            const char *body, size_t body_len)
+{
+    struct qmsg *m = malloc(sizeof *m + sender_len + body_len + 2);
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->id = id;
+    m->sent_at = sent_at;
+    m->sender_len = (uint16_t)sender_len;
+    m->body_len = (uint32_t)body_len;
+    memcpy(m->data, sender, sender_len);
+    m->data[sender_len] = '\0';
+    if (body_len)
+        memcpy(m->data + sender_len + 1, body, body_len);
+    m->data[sender_len + 1 + body_len] = '\0';
+    return m;
+}
+
+static void free_chain(struct qmsg *m)
+{
+    while (m) {
+        struct qmsg *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+/* Appends `m` to `queue`; returns the tail it had. */
+static struct qmsg *queue_append(struct qlog *q, struct qqueue *queue, struct qmsg *m)
+{
+    struct qmsg *prev = queue->tail;
+    if (prev)
+        prev->next = m;
+    else
+        queue->head = m;
+    queue->tail = m;
+    queue->count++;
+    q->live_bytes += push_size(queue, m);
+    return prev;
+}
+
+/* Unlinks the messages with ids up to `up_to_id` from the head of `queue` into `u` (first,
+ * last, n, bytes). Returns how many. */
+static int64_t queue_cut(struct qlog *q, struct qqueue *queue, int64_t up_to_id, struct undo *u)
+{
+    struct qmsg *m = queue->head;
+    u->first = m;
+    u->last = NULL;
+    u->n = 0;
+    u->bytes = 0;
+    while (m && m->id <= up_to_id) {
+        u->last = m;
+        u->n++;
+        u->bytes += push_size(queue, m);
+        m = m->next;
+    }
+    if (u->n == 0)
+        return 0;
+    u->last->next = NULL;
+    queue->head = m;
+    if (!m)
+        queue->tail = NULL;
+    queue->count -= u->n;
+    q->live_bytes -= u->bytes;
+    return u->n;
+}
+
+/* ---- the batch ---- */
+
+/* Makes room for a record of `payload_len` bytes; returns where its payload goes, or NULL. */
+static unsigned char *record_begin(struct qlog *q, size_t payload_len)
+{
+    size_t need = q->batch_len + QLOG_REC_HEAD + payload_len;
+    if (need > q->batch_cap) {
+        size_t cap = q->batch_cap ? q->batch_cap : 4096;
+        while (cap < need)
+            cap *= 2;
+        unsigned char *b = realloc(q->batch, cap);
+        if (!b)
+            return NULL;
+        q->batch = b;
+        q->batch_cap = cap;
+    }
+    return q->batch + q->batch_len + QLOG_REC_HEAD;
+}
+
+/* Seals the record whose payload record_begin returned. */
+static void record_end(struct qlog *q, size_t payload_len)
+{
+    unsigned char *head = q->batch + q->batch_len;
+    put_u32(head, (uint32_t)payload_len);
+    put_u32(head + 4, crc32_of(head + QLOG_REC_HEAD, payload_len));
+    q->batch_len += QLOG_REC_HEAD + payload_len;
+}
+
+static int undo_reserve(struct qlog *q)
+{
+    if (q->undo_len < q->undo_cap)
+        return 0;
+    size_t cap = q->undo_cap ? q->undo_cap * 2 : 64;
+    struct undo *u = realloc(q->undo, cap * sizeof *u);
+    if (!u)
+        return -1;
+    q->undo = u;
+    q->undo_cap = cap;
+    return 0;
+}
+
+static void encode_push(unsigned char *p, const struct qqueue *queue, const struct qmsg *m)
+{
+    *p++ = REC_PUSH;
+    p = put_i64(p, m->id);
+    p = put_i64(p, m->sent_at);
+    p = put_u16(p, queue->name_len);
+    p = put_u16(p, m->sender_len);
+    p = put_u32(p, m->body_len);
+    memcpy(p, queue->name, queue->name_len);
+    p += queue->name_len;
+    memcpy(p, m->data, m->sender_len);
+    p += m->sender_len;
+    memcpy(p, m->data + m->sender_len + 1, m->body_len);
+}
+
+/* Adds a NEXT_ID record to the batch. */
+static int add_next_id(struct qlog *q)
+{
+    unsigned char *p = record_begin(q, QLOG_NEXT_ID_LEN);
+    if (!p)
+        return fail(q, "out of memory");
+    p[0] = REC_NEXT_ID;
+    put_i64(p + 1, q->next_id);
+    record_end(q, QLOG_NEXT_ID_LEN);
+    return 0;
+}
+
+/* Adds a COMMIT record to the batch. */
+static int add_commit(struct qlog *q)
+{
+    unsigned char *p = record_begin(q, 1);
+    if (!p)
+        return fail(q, "out of memory");
+    p[0] = REC_COMMIT;
+    record_end(q, 1);
+    return 0;
+}
+
+/* Takes back every change of the batch, newest first. */
+static void batch_undo(struct qlog *q)
+{
+    while (q->undo_len > 0) {
+        struct undo *u = &q->undo[--q->undo_len];
+        struct qqueue *queue = u->queue;
+        if (u->kind == UNDO_PUSH) {
+            queue->tail = u->last;
+            if (u->last)
+                u->last->next = NULL;
+            else
+                queue->head = NULL;
+            queue->count--;
+            q->live_bytes -= push_size(queue, u->first);
+            free(u->first);
+        } else {
+            u->last->next = queue->head;
+            queue->head = u->first;
+            if (!queue->tail)
+                queue->tail = u->last;
+            queue->count += u->n;
+            q->live_bytes += u->bytes;
+        }
+    }
+}
+
+/* Frees what the committed batch removed and empties the batch. */
+static void batch_done(struct qlog *q)
+{
+    for (size_t i = 0; i < q->undo_len; i++)
+        if (q->undo[i].kind == UNDO_ACK)
+            free_chain(q->undo[i].first);
+    q->undo_len = 0;
+    q->batch_len = 0;
+    if (q->batch_cap > QLOG_BATCH_KEEP) {
+        free(q->batch);
+        q->batch = NULL;
+        q->batch_cap = 0;
+    }
+}
+
+/* ---- the file ---- */
+
+/* Writes all `len` bytes at `off`. */
+static int write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t n = pwrite(fd, buf, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        buf += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Makes a rename or a creation in the directory of `path` durable. */
+static void sync_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Writes a new log holding only the live messages next to the old one and renames it over.
+ * Returns 0, or -1 (the old log stays in use). */
+static int rewrite(struct qlog *q)
+{
+    char tmp[PATH_MAX];
+    uint64_t size = QLOG_MAGIC_LEN;
+    int fd = -1;
+
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new", q->path) >= sizeof tmp)
+        return fail(q, "log path too long");
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail(q, "creating %s: %s", tmp, strerror(errno));
+    if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
+        add_next_id(q) != 0)
+        goto fail;
+    for (struct qqueue *queue = q->all; queue; queue = queue->all_next) {
+        for (struct qmsg *m = queue->head; m; m = m->next) {
+            size_t len = (size_t)push_size(queue, m) - QLOG_REC_HEAD;
+            unsigned char *p = record_begin(q, len);
+            if (!p) {
+                errno = ENOMEM;
+                goto fail;
+            }
+            encode_push(p, queue, m);
+            record_end(q, len);
+            if (q->batch_len >= QLOG_BATCH_KEEP / 2) {
+                if (write_at(fd, q->batch, q->batch_len, size) != 0)
+                    goto fail;
+                size += q->batch_len;
+                q->batch_len = 0;
+            }
+        }
+    }
+    if (add_commit(q) != 0 || write_at(fd, q->batch, q->batch_len, size) != 0 ||
+        fdatasync(fd) != 0 || rename(tmp, q->path) != 0)
+        goto fail;
+    size += q->batch_len;
+    q->batch_len = 0;
+    sync_dir(q->path);
+    close(q->fd);
+    q->fd = fd;
+    q->file_size = size;
+    return 0;
+
+fail:
+    fail(q, "rewriting %s: %s", q->path, strerror(errno));
+    q->batch_len = 0;
+    close(fd);
+    unlink(tmp);
+    return -1;
+}
+
+/* Rewrites the log when it has grown well past its live messages. */
+static void maybe_rewrite(struct qlog *q)
+{
+    if (q->file_size < q->compact_floor || q->file_size < QLOG_COMPACT_RATIO * q->live_bytes)
+        return;
+    if (rewrite(q) == 0) {
+        q->compact_floor = QLOG_COMPACT_MIN;
+        return;
+    }
+    log_error("queue log: %s; keeping the old log", q->err);
+    q->compact_floor = q->file_size + QLOG_COMPACT_MIN;
+}
+
+/* ---- loading ---- */
+
+/* Applies the payload of one record at open. Returns 0, or -1 when it is malformed. */
+static int apply(struct qlog *q, const unsigned char *p, size_t len)
+{
+    if (p[0] == REC_PUSH && len >= QLOG_PUSH_FIXED) {
+        int64_t id = get_i64(p + 1), sent_at = get_i64(p + 9);
+        size_t rlen = get_u16(p + 17), slen = get_u16(p + 19), blen = get_u32(p + 21);
+        const char *s = (const char *)p + QLOG_PUSH_FIXED;
+        if (QLOG_PUSH_FIXED + rlen + slen + blen != len || rlen == 0 || id < 1)
+            return -1;
+        struct qqueue *queue = queue_get(q, s, rlen);
+        struct qmsg *m = msg_new(id, sent_at, s + rlen, slen, s + rlen + slen, blen);
+        if (!queue || !m) {
+            free(m);
+            return -1;
+        }
+        queue_append(q, queue, m);
+        if (id >= q->next_id)
+            q->next_id = id + 1;
+        return 0;
+    }
+    if (p[0] == REC_ACK && len >= QLOG_ACK_FIXED) {
+        size_t rlen = get_u16(p + 9);
+        if (QLOG_ACK_FIXED + rlen != len)
+            return -1;
+        struct qqueue *queue = queue_find(q, (const char *)p + QLOG_ACK_FIXED, rlen);
+        struct undo cut;
+        if (queue && queue_cut(q, queue, get_i64(p + 1), &cut) > 0)
+            free_chain(cut.first);
+        return 0;
+    }
+    if (p[0] == REC_NEXT_ID && len == QLOG_NEXT_ID_LEN) {
+        int64_t next = get_i64(p + 1);
+        if (next > q->next_id)
+            q->next_id = next;
+        return 0;
+    }
+    return p[0] == REC_COMMIT && len == 1 ? 0 : -1;
+}
+
+/* Returns the length of the record at `off` of `size` bytes when it is whole and its CRC
+ * matches, or 0. */
+static size_t record_at(const unsigned char *map, uint64_t size, uint64_t off)
+{
+    if (size - off < QLOG_REC_HEAD)
+        return 0;
+    uint32_t len = get_u32(map + off);
+    if (len == 0 || len > QLOG_MAX_PAYLOAD || size - off - QLOG_REC_HEAD < len)
+        return 0;
+    if (crc32_of(map + off + QLOG_REC_HEAD, len) != get_u32(map + off + 4))
+        return 0;
+    return len;
+}
+
+/* Returns the end of the last whole batch (the byte after its COMMIT record). */
+static uint64_t committed_end(const unsigned char *map, uint64_t size)
+{
+    uint64_t off = QLOG_MAGIC_LEN, end = QLOG_MAGIC_LEN;
+    size_t len;
+    while ((len = record_at(map, size, off)) > 0) {
+        off += QLOG_REC_HEAD + len;
+        if (map[off - len] == REC_COMMIT)
+            end = off;
+    }
+    return end;
+}
+
+/* Applies every record before `end`. */
+static int replay(struct qlog *q, const unsigned char *map, uint64_t end)
+{
+    for (uint64_t off = QLOG_MAGIC_LEN; off < end;) {
+        size_t len = get_u32(map + off);
+        if (apply(q, map + off + QLOG_REC_HEAD, len) != 0)
+            return fail(q, "%s: bad record at offset %llu", q->path, (unsigned long long)off);
+        off += QLOG_REC_HEAD + len;
+    }
+    return 0;
+}
+
+/* Starts an empty log in the open, empty (or torn at birth) file. */
+static int create_log(struct qlog *q)
+{
+    if (ftruncate(q->fd, 0) != 0 ||
+        write_at(q->fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0)
+        return fail(q, "creating %s: %s", q->path, strerror(errno));
+    q->file_size = QLOG_MAGIC_LEN;
+    if (add_next_id(q) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
+        return fail(q, "creating %s: %s", q->path, strerror(errno));
+    sync_dir(q->path);
+    return 0;
+}
+
+/* Loads the queues from the file, cutting off any incomplete batch at its end. */
+static int load(struct qlog *q)
+{
+    struct stat sb;
+    if (fstat(q->fd, &sb) != 0)
+        return fail(q, "reading %s: %s", q->path, strerror(errno));
+    uint64_t size = (uint64_t)sb.st_size;
+    if (size < QLOG_MAGIC_LEN)
+        return create_log(q);
+    unsigned char *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, q->fd, 0);
+    if (map == MAP_FAILED)
+        return fail(q, "reading %s: %s", q->path, strerror(errno));
+    int rc = 0;
+    uint64_t end = size;
+    if (memcmp(map, QLOG_MAGIC, QLOG_MAGIC_LEN) != 0)
+        rc = fail(q, "%s is not a Parley queue log", q->path);
+    else {
+        end = committed_end(map, size);
+        rc = replay(q, map, end);
+    }
+    munmap(map, (size_t)size);
+    if (rc != 0)
+        return -1;
+    q->file_size = end;
+    if (end < size) {
+        log_error("queue log %s: cutting %llu bytes of an unfinished batch at offset %llu", q->path,
+                  (unsigned long long)(size - end), (unsigned long long)end);
+        if (ftruncate(q->fd, (off_t)end) != 0)
+            return fail(q, "truncating %s: %s", q->path, strerror(errno));
+    }
+    return 0;
+}
+
+/* ---- the interface ---- */
+
+int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
+{
+    struct qlog *q = calloc(1, sizeof *q);
+    *out = NULL;
+    if (!q) {
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (!crc_table[1])
+        crc_init();
+    q->fd = -1;
+    q->next_id = 1;
+    q->compact_floor = QLOG_COMPACT_MIN;
+    strmap_init(&q->queues);
+    q->path = strdup(path);
+    if (!q->path) {
+        fail(q, "out of memory");
+        goto fail;
+    }
+    q->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (q->fd < 0) {
+        fail(q, "opening %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (load(q) != 0)
+        goto fail;
+    maybe_rewrite(q);
+    *out = q;
+    return 0;
+
+fail:
+    if (err && errlen)
+        snprintf(err, errlen, "%s", q->err[0] ? q->err : "cannot open the queue log");
+    qlog_close(q);
+    return -1;
+}
+
+void qlog_close(struct qlog *q)
+{
+    if (!q)
+        return;
+    if (q->fd >= 0) {
+        if (qlog_commit(q) != 0)
+            log_error("queue log: last batch lost at close: %s", q->err);
+        close(q->fd);
+    }
+    for (struct qqueue *queue = q->all, *next; queue; queue = next) {
+        next = queue->all_next;
+        free_chain(queue->head);
+        free(queue);
+    }
+    strmap_free(&q->queues);
+    free(q->batch);
+    free(q->undo);
+    free(q->path);
+    free(q);
+}
+
+void qlog_set_fsync(struct qlog *q, bool on)
+{
+    q->fsync = on;
+}
+
+int qlog_commit(struct qlog *q)
+{
+    if (q->batch_len == 0)
+        return 0;
+    if (add_commit(q) != 0)
+        goto fail;
+    if (write_at(q->fd, q->batch, q->batch_len, q->file_size) != 0 ||
+        (q->fsync && fdatasync(q->fd) != 0)) {
+        fail(q, "writing %s: %s", q->path, strerror(errno));
+        goto fail;
+    }
+    q->file_size += q->batch_len;
+    batch_done(q);
+    maybe_rewrite(q);
+    return 0;
+
+fail:
+    /* What reached the file has no COMMIT after it (or is cut here): it is never loaded, and
+     * the next batch is written over it. */
+    if (ftruncate(q->fd, (off_t)q->file_size) != 0)
+        log_error("queue log: cannot cut a failed batch from %s: %s", q->path, strerror(errno));
+    batch_undo(q);
+    batch_done(q);
+    return -1;
+}
+
+const char *qlog_error(const struct qlog *q)
+{
+    return q->err[0] ? q->err : "no error";
+}
+
+int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char *recipient,
+                      int64_t sent_at, const char *body, size_t body_len)
+{
+    size_t rlen = strlen(recipient), slen = strlen(sender);
+    if (rlen == 0 || rlen > UINT16_MAX || slen > UINT16_MAX ||
+        body_len > QLOG_MAX_PAYLOAD - QLOG_PUSH_FIXED - rlen - slen)
+        return fail(q, "message or name too long");
+    if (id < q->next_id)
+        return fail(q, "message id %lld was given before", (long long)id);
+    struct qqueue *queue = queue_get(q, recipient, rlen);
+    if (!queue || undo_reserve(q) != 0)
+        return fail(q, "out of memory");
+    struct qmsg *m = msg_new(id, sent_at, sender, slen, body ? body : "", body_len);
+    size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len;
+    unsigned char *p = m ? record_begin(q, len) : NULL;
+    if (!p) {
+        free(m);
+        return fail(q, "out of memory");
+    }
+    encode_push(p, queue, m);
+    record_end(q, len);
+    q->next_id = id + 1;
+    struct undo *u = &q->undo[q->undo_len++];
+    *u = (struct undo){.kind = UNDO_PUSH, .queue = queue, .first = m};
+    u->last = queue_append(q, queue, m);
+    return 0;
+}
+
+int qlog_push(struct qlog *q, const char *sender, const char *recipient, int64_t sent_at,
+              const char *body, size_t body_len, int64_t *id)
+{
+    int64_t new_id = q->next_id;
+    if (qlog_push_with_id(q, new_id, sender, recipient, sent_at, body, body_len) != 0)
+        return -1;
+    if (id)
+        *id = new_id;
+    return 0;
+}
+
+int qlog_raise_next_id(struct qlog *q, int64_t next_id)
+{
+    if (next_id <= q->next_id)
+        return 0;
+    int64_t old = q->next_id;
+    q->next_id = next_id;
+    if (add_next_id(q) != 0) {
+        q->next_id = old;
+        return -1;
+    }
+    return 0;
+}
+
+int64_t qlog_next_id(const struct qlog *q)
+{
+    return q->next_id;
+}
+
+int qlog_load(struct qlog *q, const char *recipient, int64_t after_id, size_t limit,
+              store_msg_fn fn, void *ctx)
+{
+    const struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
+    if (!queue)
+        return 0;
+    size_t n = 0;
+    for (const struct qmsg *m = queue->head; m && (limit == 0 || n < limit); m = m->next) {
+        if (m->id <= after_id)
+            continue;
+        struct store_msg sm = {
+            .id = m->id,
+            .sender = m->data,
+            .recipient = queue->name,
+            .sent_at = m->sent_at,
+            .body = m->data + m->sender_len + 1,
+            .body_len = m->body_len,
+        };
+        n++;
+        if (fn(ctx, &sm) != 0)
+            break;
+    }
+    return 0;
+}
+
+int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
+{
+    size_t rlen = strlen(recipient);
+    struct qqueue *queue = queue_find(q, recipient, rlen);
+    if (!queue || !queue->head || queue->head->id > up_to_id)
+        return 0; /* nothing to remove, nothing to write */
+    size_t len = QLOG_ACK_FIXED + rlen;
+    unsigned char *p = undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    if (!p)
+        return fail(q, "out of memory");
+    p[0] = REC_ACK;
+    put_i64(p + 1, up_to_id);
+    put_u16(p + 9, (uint16_t)rlen);
+    memcpy(p + QLOG_ACK_FIXED, recipient, rlen);
+    record_end(q, len);
+    struct undo *u = &q->undo[q->undo_len++];
+    u->kind = UNDO_ACK;
+    u->queue = queue;
+    queue_cut(q, queue, up_to_id, u);
+    return 0;
+}
+
+int64_t qlog_count(const struct qlog *q, const char *recipient)
+{
+    const struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
+    return queue ? queue->count : 0;
+}

@@ -1,0 +1,313 @@
+/* Unit tests for the queue log (src/server/qlog.c): replay, cut-off of unfinished batches,
+ * undo of a batch the disk refused, rewrite, and ids that never repeat. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "server/qlog.h"
+
+struct fx {
+    char dir[PATH_MAX / 2];
+    char path[PATH_MAX];
+    struct qlog *q;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char err[256] = "";
+
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "%s/parley-qlog-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/parley.queue", f->dir);
+    assert_int_equal(qlog_open(&f->q, f->path, err, sizeof err), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char tmp[PATH_MAX + 8];
+
+    qlog_close(f->q);
+    unlink(f->path);
+    snprintf(tmp, sizeof tmp, "%s.new", f->path);
+    unlink(tmp);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(struct fx *f)
+{
+    char err[256] = "";
+
+    qlog_close(f->q);
+    f->q = NULL;
+    assert_int_equal(qlog_open(&f->q, f->path, err, sizeof err), 0);
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat sb;
+
+    assert_int_equal(stat(path, &sb), 0);
+    return sb.st_size;
+}
+
+static int64_t push(struct qlog *q, const char *to, const char *body)
+{
+    int64_t id = -1;
+
+    assert_int_equal(qlog_push(q, "alice", to, 7, body, strlen(body), &id), 0);
+    assert_true(id > 0);
+    return id;
+}
+
+/* The ids and bodies of a queue, joined as "id:body,id:body". */
+struct listing {
+    char text[1024];
+};
+
+static int list_one(void *ctx, const struct store_msg *m)
+{
+    struct listing *l = ctx;
+    size_t used = strlen(l->text);
+
+    snprintf(l->text + used, sizeof l->text - used, "%s%lld:%.*s", used ? "," : "",
+             (long long)m->id, (int)m->body_len, m->body);
+    return 0;
+}
+
+static const char *list(struct qlog *q, const char *to, struct listing *l)
+{
+    l->text[0] = '\0';
+    assert_int_equal(qlog_load(q, to, 0, 0, list_one, l), 0);
+    return l->text;
+}
+
+static void test_replay_after_reopen(void **state)
+{
+    struct fx *f = *state;
+    struct listing l;
+
+    int64_t a = push(f->q, "bob", "one");
+    push(f->q, "bob", "two");
+    int64_t c = push(f->q, "carol", "three");
+    int64_t d = push(f->q, "bob", "four");
+    assert_int_equal(qlog_ack(f->q, "bob", a + 1), 0);
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_int_equal(qlog_count(f->q, "bob"), 1);
+    assert_int_equal(qlog_count(f->q, "carol"), 1);
+    assert_int_equal(qlog_count(f->q, "dave"), 0);
+    char want[64];
+    snprintf(want, sizeof want, "%lld:four", (long long)d);
+    assert_string_equal(list(f->q, "bob", &l), want);
+    snprintf(want, sizeof want, "%lld:three", (long long)c);
+    assert_string_equal(list(f->q, "carol", &l), want);
+    assert_int_equal(push(f->q, "bob", "five"), d + 1);
+}
+
+/* Ids stay unique across restarts and rewrites even when every message was acknowledged. */
+static void test_ids_never_repeat(void **state)
+{
+    struct fx *f = *state;
+
+    int64_t last = 0;
+    for (int i = 0; i < 5; i++)
+        last = push(f->q, "bob", "x");
+    assert_int_equal(qlog_ack(f->q, "bob", last), 0);
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_int_equal(qlog_count(f->q, "bob"), 0);
+    assert_int_equal(qlog_next_id(f->q), last + 1);
+    assert_int_equal(qlog_raise_next_id(f->q, last + 100), 0);
+    assert_int_equal(qlog_raise_next_id(f->q, 3), 0); /* never lowers */
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_int_equal(push(f->q, "bob", "y"), last + 100);
+}
+
+/* A batch whose COMMIT never reached the file (a crash during the write) is cut off at open,
+ * and so is junk after it; what was committed before stays. */
+static void test_unfinished_batch_cut(void **state)
+{
+    struct fx *f = *state;
+    struct listing l;
+
+    int64_t a = push(f->q, "bob", "kept");
+    assert_int_equal(qlog_commit(f->q), 0);
+    off_t committed = file_size(f->path);
+    push(f->q, "bob", "torn");
+    assert_int_equal(qlog_commit(f->q), 0);
+    qlog_close(f->q);
+    f->q = NULL;
+    /* Cut the last byte (part of the COMMIT record), then append junk. */
+    assert_int_equal(truncate(f->path, file_size(f->path) - 1), 0);
+    int fd = open(f->path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\x05\0\0\0junkjunk", 12), 12);
+    close(fd);
+
+    reopen(f);
+    char want[64];
+    snprintf(want, sizeof want, "%lld:kept", (long long)a);
+    assert_string_equal(list(f->q, "bob", &l), want);
+    assert_int_equal(file_size(f->path), committed);
+    /* The log goes on from there. */
+    int64_t c = push(f->q, "bob", "after");
+    assert_true(c > a);
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_int_equal(qlog_count(f->q, "bob"), 2);
+}
+
+/* Sets the largest file this process may write (RLIMIT_FSIZE); writes past it fail. */
+static void limit_file_size(rlim_t bytes)
+{
+    struct rlimit rl;
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A batch the disk refuses (here: a file size limit, as on a full disk) is undone in memory:
+ * pushes gone, acknowledged messages back, the file as before; its ids are not given again. */
+static void test_failed_batch_undone(void **state)
+{
+    struct fx *f = *state;
+    struct listing l;
+    char before[1024];
+
+    int64_t a = push(f->q, "bob", "a");
+    push(f->q, "bob", "b");
+    assert_int_equal(qlog_commit(f->q), 0);
+    snprintf(before, sizeof before, "%s", list(f->q, "bob", &l));
+    off_t size = file_size(f->path);
+
+    signal(SIGXFSZ, SIG_IGN);
+    limit_file_size((rlim_t)size + 10); /* room for a part of the batch only */
+    assert_int_equal(qlog_ack(f->q, "bob", a), 0);
+    int64_t c = push(f->q, "bob", "c");
+    assert_int_equal(qlog_ack(f->q, "bob", c), 0);
+    int64_t d = push(f->q, "carol", "d");
+    assert_int_equal(qlog_count(f->q, "bob"), 0);
+    assert_int_equal(qlog_commit(f->q), -1);
+    assert_non_null(strstr(qlog_error(f->q), "writing"));
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, SIG_DFL);
+
+    assert_string_equal(list(f->q, "bob", &l), before);
+    assert_int_equal(qlog_count(f->q, "bob"), 2);
+    assert_int_equal(qlog_count(f->q, "carol"), 0);
+    assert_int_equal(file_size(f->path), size);
+    int64_t e = push(f->q, "bob", "e");
+    assert_true(e > d);
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_int_equal(qlog_count(f->q, "bob"), 3);
+    assert_int_equal(qlog_count(f->q, "carol"), 0);
+    assert_int_equal(qlog_next_id(f->q), e + 1);
+}
+
+/* When the log has grown well past its live messages it is rewritten with only them. */
+static void test_rewrite_keeps_live_messages(void **state)
+{
+    struct fx *f = *state;
+    static char body[1001];
+    struct listing l;
+    int64_t keep = 0, last = 0;
+
+    memset(body, 'z', 1000);
+    keep = push(f->q, "carol", "live");
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 100; i++)
+            last = push(f->q, "bob", body);
+        assert_int_equal(qlog_ack(f->q, "bob", last - 1), 0);
+        assert_int_equal(qlog_commit(f->q), 0);
+    }
+    /* 20 MB were written; the live data is two messages: a rewrite at 16 MiB left the file
+     * with what came after it. */
+    assert_true(file_size(f->path) < (8 << 20));
+    reopen(f);
+    char want[64];
+    snprintf(want, sizeof want, "%lld:live", (long long)keep);
+    assert_string_equal(list(f->q, "carol", &l), want);
+    assert_int_equal(qlog_count(f->q, "bob"), 1);
+    assert_int_equal(qlog_next_id(f->q), last + 1);
+}
+
+static void test_load_after_and_limit(void **state)
+{
+    struct fx *f = *state;
+    struct listing l = {{0}};
+
+    int64_t a = push(f->q, "bob", "1");
+    push(f->q, "bob", "2");
+    int64_t c = push(f->q, "bob", "3");
+    push(f->q, "bob", "4");
+    assert_int_equal(qlog_load(f->q, "bob", a, 2, list_one, &l), 0);
+    char want[64];
+    snprintf(want, sizeof want, "%lld:2,%lld:3", (long long)a + 1, (long long)c);
+    assert_string_equal(l.text, want);
+    /* An empty body and an unknown recipient. */
+    int64_t id;
+    assert_int_equal(qlog_push(f->q, "alice", "dave", 1, NULL, 0, &id), 0);
+    snprintf(want, sizeof want, "%lld:", (long long)id);
+    assert_string_equal(list(f->q, "dave", &l), want);
+    assert_int_equal(qlog_count(f->q, "dave"), 1);
+    assert_int_equal(qlog_count(f->q, "nobody"), 0);
+    assert_int_equal(qlog_ack(f->q, "nobody", 100), 0);
+    assert_int_equal(qlog_push(f->q, "alice", "", 1, "x", 1, &id), -1);
+}
+
+static void test_not_a_log_refused(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    struct qlog *q = NULL;
+
+    qlog_close(f->q);
+    f->q = NULL;
+    FILE *fp = fopen(f->path, "w");
+    assert_non_null(fp);
+    fputs("SQLite format 3\n", fp);
+    fclose(fp);
+    assert_int_equal(qlog_open(&q, f->path, err, sizeof err), -1);
+    assert_null(q);
+    assert_non_null(strstr(err, "not a Parley queue log"));
+    unlink(f->path);
+    reopen(f); /* a missing file is a new, empty log */
+    assert_int_equal(qlog_next_id(f->q), 1);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_replay_after_reopen),         T(test_ids_never_repeat),
+        T(test_unfinished_batch_cut),        T(test_failed_batch_undone),
+        T(test_rewrite_keeps_live_messages), T(test_load_after_and_limit),
+        T(test_not_a_log_refused),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -77,10 +77,23 @@ static size_t utf8_char(const unsigned char *s, size_t left)
     return n;
 }
 
+/* Returns true when all 8 bytes at `p` are printable ASCII (0x20..0x7e). */
+static bool printable8(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t below = (w - ones * 0x20) & ~w; /* a byte < 0x20 */
+    uint64_t above = (w + ones * 0x01) | w;  /* a byte > 0x7e */
+    return ((below | above) & high) == 0;
+}
+
 bool proto_text_ok(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
+    while (i + 8 <= len && printable8(p + i))
+        i += 8;
     while (i < len) {
         if (p[i] >= 0x20 && p[i] < 0x7f) {
             i++;
@@ -92,6 +105,33 @@ bool proto_text_ok(const char *s, size_t len)
         i += n;
     }
     return true;
+}
+
+char *proto_put_i64(char *out, int64_t v)
+{
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
+    char digits[20];
+    size_t n = sizeof digits;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    if (v < 0)
+        *out++ = '-';
+    while (u >= 100) {
+        const char *d = pairs + (u % 100) * 2;
+        u /= 100;
+        digits[--n] = d[1];
+        digits[--n] = d[0];
+    }
+    if (u >= 10) {
+        digits[--n] = pairs[u * 2 + 1];
+        digits[--n] = pairs[u * 2];
+    } else {
+        digits[--n] = (char)('0' + u);
+    }
+    memcpy(out, digits + n, sizeof digits - n);
+    return out + (sizeof digits - n);
 }
 
 int proto_validate(const char *s, size_t len)

@@ -54,6 +54,9 @@ const char *proto_error_text(int code);
  * without C0 controls, DEL or C1 controls. Returns PROTO_E_BAD_REQUEST otherwise. */
 int proto_validate(const char *s, size_t len);
 
+/* Writes `v` in decimal at `out` (at most 20 bytes, no NUL); returns the end. */
+char *proto_put_i64(char *out, int64_t v);
+
 /* Returns true when the text contains only bytes allowed in a frame (see proto_validate). */
 bool proto_text_ok(const char *s, size_t len);
 

@@ -2,7 +2,6 @@
  * A direct message is stored before its sender or its recipient can read about it (the store
  * commits once per loop iteration, before output is written), and leaves the store only when
  * the recipient acknowledges it. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -20,13 +19,23 @@
 static size_t format_msg(struct server *srv, int64_t id, const char *from, int64_t sent_at,
                          const char *body, size_t body_len)
 {
-    int n =
-        snprintf(srv->fmt, srv->fmt_cap, "* MSG %" PRId64 " %s %" PRId64 " ", id, from, sent_at);
-    if (n < 0 || (size_t)n + body_len + 1 > srv->fmt_cap)
+    size_t from_len = strlen(from);
+    /* "* MSG " + two numbers of at most 20 characters + three separators + LF */
+    if (6 + 20 + 1 + from_len + 1 + 20 + 1 + body_len + 1 > srv->fmt_cap)
         return 0;
-    memcpy(srv->fmt + n, body, body_len);
-    srv->fmt[(size_t)n + body_len] = '\n';
-    return (size_t)n + body_len + 1;
+    char *p = srv->fmt;
+    memcpy(p, "* MSG ", 6);
+    p = proto_put_i64(p + 6, id);
+    *p++ = ' ';
+    memcpy(p, from, from_len);
+    p += from_len;
+    *p++ = ' ';
+    p = proto_put_i64(p, sent_at);
+    *p++ = ' ';
+    memcpy(p, body, body_len);
+    p += body_len;
+    *p++ = '\n';
+    return (size_t)(p - srv->fmt);
 }
 
 /* A batch of the backlog being sent. */
@@ -102,7 +111,8 @@ static bool text_fits(struct session *s, const char *tag, const struct request *
 static bool rate_ok(struct session *s, const char *tag)
 {
     const struct config *cfg = &s->srv->cfg;
-    if (ratelimit_take(&s->rate, server_now_ms(), cfg->msg_rate, cfg->msg_burst))
+    if (cfg->msg_rate == 0 ||
+        ratelimit_take(&s->rate, server_now_ms(), cfg->msg_rate, cfg->msg_burst))
         return true;
     session_err(s, tag, PROTO_E_RATE_LIMITED);
     return false;
@@ -170,7 +180,7 @@ void msg_direct(struct session *s, const struct request *r)
         peer->sent_id = id;
     }
     size_t pos = net_pending_output(s->conn);
-    session_ok(s, tag, "%" PRId64, id);
+    session_ok_number(s, tag, id);
     server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 
@@ -194,7 +204,7 @@ void msg_broadcast(struct session *s, const struct request *r)
         else if (!directory_blocks(me, u))
             session_send(u->online, srv->fmt, len);
     }
-    session_ok(s, tag, "%u", skipped);
+    session_ok_number(s, tag, skipped);
 }
 
 void msg_presence(struct server *srv, struct user *u, const char *event)

@@ -26,8 +26,10 @@ int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen);
 /* Writes the pending batch and frees everything. NULL is allowed. */
 void qlog_close(struct qlog *q);
 
-/* When `on`, every batch is flushed to the disk (fdatasync) before qlog_commit returns, so it
- * survives a power loss; otherwise it survives a crash of the process. */
+/* When `on`, every batch with a new message is flushed to the disk (fdatasync) before
+ * qlog_commit returns, so it survives a power loss; otherwise it survives a crash of the
+ * process. A batch of acknowledgements alone is not flushed (a power loss may bring those
+ * messages back, to be delivered again). */
 void qlog_set_fsync(struct qlog *q, bool on);
 
 /* Writes the batch of queue changes made since the last call. Returns 0, or -1 when the batch

@@ -148,8 +148,11 @@ void server_undo_on_failure(struct server *srv, struct session *s, const char *t
     }
     struct server_undo *u = &srv->undo[srv->n_undo++];
     *u = (struct server_undo){.s = s, .pos = pos, .len = len, .prev_sent_id = prev_sent_id};
-    if (tag)
-        snprintf(u->tag, sizeof(u->tag), "%s", tag);
+    if (tag) {
+        size_t n = strnlen(tag, PROTO_MAX_TAG);
+        memcpy(u->tag, tag, n);
+        u->tag[n] = '\0';
+    }
 }
 
 /* The commit failed: every reply that said "accepted" becomes an error and every message shown

@@ -93,6 +93,17 @@ void session_ok(struct session *s, const char *tag, const char *fmt, ...)
     va_end(ap);
 }
 
+void session_ok_number(struct session *s, const char *tag, int64_t n)
+{
+    char line[PROTO_MAX_TAG + 32];
+    size_t len = strlen(tag);
+    memcpy(line, tag, len);
+    memcpy(line + len, " OK ", 4);
+    char *end = proto_put_i64(line + len + 4, n);
+    *end++ = '\n';
+    net_send(s->conn, line, (size_t)(end - line));
+}
+
 void session_err(struct session *s, const char *tag, int code)
 {
     char line[PROTO_MAX_TAG + 80];

@@ -1,8 +1,9 @@
 /* The store: blocks, login history and lock-outs in one SQLite database, parley.db, in WAL
- * mode with synchronous=NORMAL (FULL with store_set_fsync), so a write that returned 0
- * survives a crash of the process; each such call is its own transaction, and every statement
- * is prepared once at open. The message queue is the append-only log of qlog.c, parley.queue,
- * next to it. Callbacks of the walking functions must not call back into the store. */
+ * mode with synchronous=NORMAL, so a write that returned 0 survives a crash of the process
+ * (blocks and lock-outs a power loss too, with store_set_fsync); each such call is its own
+ * transaction, except login history, which joins one transaction per store_commit. Every statement
+ * is prepared once. The message queue is the append-only log of qlog.c, parley.queue, next to it.
+ * Callbacks of the walking functions must not call back into the store. */
 #include "server/store.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 
 #include <sqlite3.h>
 
+#include "server/log.h"
 #include "server/qlog.h"
 
 #define STORE_DB_NAME "parley.db"
@@ -101,7 +103,9 @@ struct store {
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     struct qlog *queue;
-    int walking; /* non-zero while a walk's callback runs */
+    int walking;   /* non-zero while a walk's callback runs */
+    bool in_batch; /* login-history writes wait in an open transaction for store_commit */
+    bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
     char err[256];
 };
 
@@ -173,6 +177,55 @@ static int exec_sql(struct store *st, const char *sql, const char *what)
 {
     if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail_db(st, what);
+    return 0;
+}
+
+/* Runs statement `s` (bound, no rows) as its own transaction; with store_set_fsync, that
+ * commit is flushed to the disk (synchronous=FULL for it alone). */
+static int exec_durable(struct store *st, sqlite3_stmt *s, const char *what)
+{
+    if (!st->fsync)
+        return exec_stmt(st, s, what);
+    if (exec_sql(st, "PRAGMA synchronous = FULL", "setting synchronous") != 0) {
+        stmt_done(s);
+        return -1;
+    }
+    int rc = exec_stmt(st, s, what);
+    sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Opens the transaction that login-history writes join until store_commit (so a login costs
+ * no commit, and no disk flush, of its own). */
+static int batch_join(struct store *st)
+{
+    if (st->in_batch)
+        return 0;
+    if (exec_sql(st, "BEGIN IMMEDIATE", "starting a batch") != 0)
+        return -1;
+    st->in_batch = true;
+    return 0;
+}
+
+/* Commits the open batch, if any; a lost batch is logged (login history is best effort). */
+static void batch_end(struct store *st)
+{
+    if (!st->in_batch)
+        return;
+    st->in_batch = false;
+    if (exec_sql(st, "COMMIT", "committing login history") == 0)
+        return;
+    log_error("store: %s", st->err);
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Checks a write that must be durable when it returns: commits the batch first. */
+static int write_guard(struct store *st)
+{
+    if (guard(st) != 0)
+        return -1;
+    batch_end(st);
     return 0;
 }
 
@@ -416,6 +469,8 @@ void store_close(struct store *st)
 {
     if (!st)
         return;
+    if (st->db)
+        batch_end(st);
     qlog_close(st->queue);
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
@@ -423,12 +478,12 @@ void store_close(struct store *st)
     free(st);
 }
 
-/* Makes every later write survive a power loss, not only a crash of the process. */
+/* Makes later messages, blocks and lock-outs survive a power loss, not only a crash. */
 int store_set_fsync(struct store *st, bool on)
 {
     qlog_set_fsync(st->queue, on);
-    return exec_sql(st, on ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-                    "setting synchronous");
+    st->fsync = on;
+    return 0;
 }
 
 /* Commits every queue write since the last call. Returns -1 when any of them was lost. */
@@ -436,9 +491,9 @@ int store_commit(struct store *st)
 {
     if (!st)
         return 0;
-    if (qlog_commit(st->queue) != 0)
-        return fail_queue(st);
-    return 0;
+    int rc = qlog_commit(st->queue) == 0 ? 0 : fail_queue(st);
+    batch_end(st);
+    return rc;
 }
 
 /* Returns the last failure's description; never NULL. */
@@ -500,12 +555,12 @@ int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, B_ADD);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
         return bind_fail(st, s, "adding block");
-    return exec_stmt(st, s, "adding block");
+    return exec_durable(st, s, "adding block");
 }
 
 /* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
@@ -513,12 +568,12 @@ int store_block_remove(struct store *st, const char *blocker, const char *blocke
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, B_REMOVE);
     if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
         return bind_fail(st, s, "removing block");
-    if (exec_stmt(st, s, "removing block") != 0)
+    if (exec_durable(st, s, "removing block") != 0)
         return -1;
     return sqlite3_changes(st->db) > 0;
 }
@@ -546,18 +601,22 @@ int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
     return walk(st, stmt_get(st, B_EACH), "listing blocks", pair_row, &w);
 }
 
-/* Runs a presence-like statement `id` binding (text, int64). */
+/* Runs a presence statement `id` binding (text, int64) in the batch. */
 static int exec_name_time(struct store *st, enum stmt_id id, const char *name, int64_t t,
                           const char *what)
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (guard(st) != 0 || batch_join(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
         return bind_fail(st, s, what);
-    return exec_stmt(st, s, what);
+    if (exec_stmt(st, s, what) == 0)
+        return 0;
+    if (sqlite3_get_autocommit(st->db))
+        st->in_batch = false; /* SQLite rolled the batch back */
+    return -1;
 }
 
 /* Records that `name` logged in at `now`. */
@@ -577,7 +636,7 @@ static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *w
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     s = stmt_get(st, id);
     if (sqlite3_bind_int64(s, 1, t))
@@ -653,19 +712,19 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 {
     sqlite3_stmt *s;
 
-    if (guard(st) != 0)
+    if (write_guard(st) != 0)
         return -1;
     if (lock->failures == 0 && lock->locked_until == 0) {
         s = stmt_get(st, L_DELETE);
         if (bind_str(s, 1, name))
             return bind_fail(st, s, "deleting lock-out");
-        return exec_stmt(st, s, "deleting lock-out");
+        return exec_durable(st, s, "deleting lock-out");
     }
     s = stmt_get(st, L_PUT);
     if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
         sqlite3_bind_int64(s, 3, lock->locked_until))
         return bind_fail(st, s, "writing lock-out");
-    return exec_stmt(st, s, "writing lock-out");
+    return exec_durable(st, s, "writing lock-out");
 }
 
 struct lock_walk {

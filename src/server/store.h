@@ -43,11 +43,13 @@ void store_close(struct store *st);
 /* Commits the queue writes made since the last call (group commit: the server calls it once
  * per event-loop iteration, before any reply is written). Returns 0, or -1 when any of them
  * was lost (then they are undone, and the callers that were told "accepted" must not be told
- * so). Other writes are durable when they return. */
+ * so). Other writes are durable when they return, except login history. */
 int store_commit(struct store *st);
 
-/* With `on`, every write is flushed to the disk before it counts as done (fdatasync), so it
- * survives a power loss; without, it survives a crash of the process (the default). */
+/* With `on`, queued messages, blocks and lock-outs are flushed to the disk before they count
+ * as done, so they survive a power loss; without, a crash of the process (the default).
+ * Acknowledgements and login history are never flushed on their own: a power loss may bring
+ * back delivered messages (delivered again) and lose the latest logins and logouts. */
 int store_set_fsync(struct store *st, bool on);
 
 /* Returns the last failure's description; never NULL. */
@@ -79,7 +81,8 @@ int store_block_remove(struct store *st, const char *blocker, const char *blocke
 /* Calls `fn(ctx, blocker, blocked)` for every block. */
 int store_block_each(struct store *st, store_pair_fn fn, void *ctx);
 
-/* Records that `name` logged in at `now`. */
+/* Records that `name` logged in at `now`. Login history (this and store_presence_logout) is
+ * grouped like the queue: durable once store_commit returns, failures only logged there. */
 int store_presence_login(struct store *st, const char *name, int64_t now);
 
 /* Records that `name` logged out at `now`. */

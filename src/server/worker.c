@@ -1,10 +1,12 @@
 /* A fixed pool of threads for slow work. Jobs wait on a mutex/condvar queue; finished jobs go on
  * a done-list and a byte on a pipe wakes the event loop, which runs the `done` callbacks. */
+#define _GNU_SOURCE /* SCHED_IDLE */
 #include "server/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -75,9 +77,20 @@ static void wake_loop(struct worker_pool *p)
     } while (w < 0 && errno == EINTR);
 }
 
+/* Slow work gets a core only when nothing else wants it: the event loop, and the users whose
+ * messages it carries, never wait behind a password hash. */
+static void lower_priority(void)
+{
+#ifdef SCHED_IDLE
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct worker_pool *p = arg;
+    lower_priority();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->queue.head && !p->stopping)

@@ -1,5 +1,6 @@
 /* A small pool of threads for slow work (password hashing) so the event loop never waits.
- * Results come back on the event-loop thread. */
+ * The threads run at idle priority (SCHED_IDLE on Linux): they use only CPU time nothing else
+ * wants. Results come back on the event-loop thread. */
 #ifndef PARLEY_WORKER_H
 #define PARLEY_WORKER_H
 

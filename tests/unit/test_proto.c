@@ -276,6 +276,49 @@ static void test_text_exhaustive_four(void **state)
                 }
 }
 
+/* Long texts are checked 8 bytes at a time while they are plain ASCII: every byte value at
+ * every position of a 24-byte text (and of its tails) must get the byte-wise verdict. */
+static void test_text_every_byte_every_position(void **state)
+{
+    (void)state;
+    unsigned char b[24];
+    for (size_t pos = 0; pos < sizeof b; pos++)
+        for (unsigned v = 0; v < 256; v++) {
+            memset(b, 'a' + (int)(pos % 26), sizeof b);
+            b[pos] = (unsigned char)v;
+            for (size_t start = 0; start <= pos; start += 3) {
+                size_t len = sizeof b - start;
+                if (proto_text_ok((const char *)b + start, len) != ref_text_ok(b + start, len))
+                    fail_msg("byte %02x at %zu of %zu: got %d", v, pos - start, len,
+                             !ref_text_ok(b + start, len));
+            }
+        }
+}
+
+static void test_put_i64(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t v;
+        const char *text;
+    } cases[] = {
+        {0, "0"},
+        {7, "7"},
+        {10, "10"},
+        {-1, "-1"},
+        {1234567890123LL, "1234567890123"},
+        {INT64_MAX, "9223372036854775807"},
+        {INT64_MIN, "-9223372036854775808"},
+    };
+    char buf[32];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(buf, 'x', sizeof buf);
+        char *end = proto_put_i64(buf, cases[i].v);
+        *end = '\0';
+        assert_string_equal(buf, cases[i].text);
+    }
+}
+
 /* Splits `s` into fields the way a reader does; returns how many were taken. */
 static size_t split(struct proto_slice *rest, struct proto_slice *fields, size_t max)
 {
@@ -591,6 +634,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_ascii),
+        cmocka_unit_test(test_text_every_byte_every_position),
+        cmocka_unit_test(test_put_i64),
         cmocka_unit_test(test_text_utf8_valid),
         cmocka_unit_test(test_text_c0_del),
         cmocka_unit_test(test_text_c1),

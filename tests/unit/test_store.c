@@ -596,6 +596,42 @@ static void test_group_commit_boundary(void **state)
     assert_int_equal(store_commit(f->st), 0); /* nothing pending is not a failure */
 }
 
+/* Login history joins the group commit: a crash keeps what store_commit committed, and a write
+ * that must be durable at once (a block) commits the pending history first. */
+static void test_login_history_grouped(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid;
+    int status = 0;
+    char buf[256];
+
+    store_close(f->st);
+    f->st = NULL;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct store *st = NULL;
+
+        if (store_open(&st, f->dir, NULL, 0) != 0 || store_presence_logout(st, "alice", 200) ||
+            store_commit(st) != 0 || store_presence_logout(st, "carol", 200) ||
+            store_block_add(st, "x", "y") != 0 || store_presence_logout(st, "bob", 300))
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+
+    reopen(f);
+    assert_string_equal(since(f->st, 100, buf, sizeof buf), "alice,carol");
+    /* Not yet committed, but visible to the store's own reads. */
+    assert_int_equal(store_presence_logout(f->st, "dave", 400), 0);
+    assert_string_equal(since(f->st, 400, buf, sizeof buf), "dave");
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f);
+    assert_string_equal(since(f->st, 400, buf, sizeof buf), "dave");
+}
+
 static void test_message_survives_kill(void **state)
 {
     struct fx *f = *state;
@@ -879,6 +915,7 @@ int main(void)
         T(test_blocks),
         T(test_everything_survives_reopen),
         T(test_old_queue_table_imported),
+        T(test_login_history_grouped),
         T(test_presence_since),
         T(test_recover_uses_heartbeat),
         T(test_recover_without_heartbeat_uses_now),

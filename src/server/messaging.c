@@ -10,9 +10,10 @@
 #include "server/server.h"
 #include "server/store.h"
 
-/* Messages sent from the store per batch; the next batch goes when the client acknowledged.
- * A batch also stops once a quarter of --max-output is queued, so a backlog of long messages
- * never reaches the output limit. */
+/* Messages sent from the store per batch; the next batch goes when the client acknowledged
+ * the first half of it, so the client never waits for the server between batches. A batch also
+ * stops once a quarter of --max-output is queued, so a backlog of long messages never reaches
+ * the output limit. */
 #define MSG_BACKLOG_PAGE 2048
 
 /* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length or 0. */
@@ -60,7 +61,8 @@ static int send_queued(void *ctx, const struct store_msg *m)
     }
     session_send(s, s->srv->fmt, n);
     s->sent_id = m->id;
-    page->count++;
+    if (++page->count == MSG_BACKLOG_PAGE / 2)
+        s->refill_id = m->id;
     if (net_pending_output(s->conn) >= s->srv->cfg.max_output / 4) {
         page->full = true;
         return 1;
@@ -72,14 +74,18 @@ void msg_deliver_backlog(struct session *s)
 {
     struct server *srv = s->srv;
     struct backlog_page page = {s, 0, false, false};
+    s->refill_id = INT64_MAX;
     if (store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
                          &page) < 0) {
         /* Stay draining: live messages must not overtake (and their ACK delete) the unsent. */
         log_error("store: cannot load messages for %s: %s", s->user->name, store_error(srv->store));
         s->draining = true;
+        s->refill_id = s->sent_id;
         return;
     }
     s->draining = page.count == MSG_BACKLOG_PAGE || page.stuck || page.full;
+    if (s->refill_id > s->sent_id)
+        s->refill_id = s->sent_id; /* a short page: the next when all of it is acknowledged */
 }
 
 void msg_ack(struct session *s, struct proto_slice id_field)
@@ -95,7 +101,7 @@ void msg_ack(struct session *s, struct proto_slice id_field)
     if (store_queue_ack(srv->store, s->user->name, upto) < 0)
         log_error("store: cannot remove delivered messages: %s", store_error(srv->store));
     s->acked_id = upto;
-    if (s->draining && s->acked_id >= s->sent_id)
+    if (s->draining && s->acked_id >= s->refill_id)
         msg_deliver_backlog(s);
 }
 

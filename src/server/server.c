@@ -201,6 +201,17 @@ static void trim_after_burst(struct server *srv)
     }
 }
 
+/* free() keeps up to this much at the top of the heap instead of shrinking it at once (and a
+ * growing heap asks the kernel for this much more each time): bursts of output buffers do not
+ * turn into a brk() per buffer. trim_after_burst gives it all back once traffic pauses. */
+#define SERVER_HEAP_SLACK (16 << 20)
+
+static void tune_heap(void)
+{
+    mallopt(M_TRIM_THRESHOLD, SERVER_HEAP_SLACK);
+    mallopt(M_TOP_PAD, SERVER_HEAP_SLACK / 16);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -278,6 +289,7 @@ int server_init(struct server *srv, const struct config *cfg)
     directory_init(&srv->dir);
     log_set_verbose(cfg->verbose);
     raise_fd_limit();
+    tune_heap();
     srv->fmt_cap = cfg->max_line + 256;
     srv->fmt = malloc(srv->fmt_cap);
     if (!srv->fmt || auth_init() < 0)

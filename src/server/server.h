@@ -50,6 +50,7 @@ struct session {
     int64_t sent_id;  /* highest message id sent */
     int64_t acked_id; /* highest message id acknowledged */
     bool draining;    /* queued messages remain in the store to be sent */
+    int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
     bool new_account; /* PASS creates the account (registration) */
     uint16_t p2p_port;
     uint16_t errors;                   /* malformed frames in a row */

@@ -199,3 +199,22 @@ def test_backlog_larger_than_output_limit_arrives_in_acknowledged_pages(make_ser
         b.ack(batch[-1][1])
     assert got == texts
     assert not b.closed(0.2)
+
+
+def test_next_backlog_page_goes_when_half_of_the_page_is_acknowledged(make_server):
+    """Backlog pages are 2048 messages; the next page is sent once the client has acknowledged
+    the first half of the current one (so it never waits between pages), and not before."""
+    s = make_server(args=("--msg-rate", "0", "--max-queued", "100000"))
+    a = s.login("hans")
+    tags = [a.send_request("MSG", "yoda", f"m{i}") for i in range(3000)]
+    ids = [int(ok(a.get_reply(t))[0]) for t in tags]
+    b = s.connect()
+    b.login("yoda", s.users["yoda"])
+    first = b.wait_events("MSG", 2048, timeout=20)
+    assert [int(e[1]) for e in first] == ids[:2048]
+    b.no_event("MSG", within=0.3)
+    b.ack(ids[1022])  # 1023 messages: less than half of the page
+    b.no_event("MSG", within=0.3)
+    b.ack(ids[1023])  # half of the page: the next one comes
+    rest = b.wait_events("MSG", 3000 - 2048, timeout=20)
+    assert [int(e[1]) for e in rest] == ids[2048:]

@@ -47,11 +47,11 @@ struct session {
     struct session_list *list;
     int64_t deadline_ms; /* login deadline, or idle deadline when online */
     struct ratelimit rate;
-    int64_t sent_id;  /* highest message id sent */
-    int64_t acked_id; /* highest message id acknowledged */
-    bool draining;    /* queued messages remain in the store to be sent */
+    int64_t sent_id;   /* highest message id sent */
+    int64_t acked_id;  /* highest message id acknowledged */
+    bool draining;     /* queued messages remain in the store to be sent */
     int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
-    bool new_account; /* PASS creates the account (registration) */
+    bool new_account;  /* PASS creates the account (registration) */
     uint16_t p2p_port;
     uint16_t errors;                   /* malformed frames in a row */
     char tag[PROTO_MAX_TAG + 1];       /* the request a worker job will answer */

@@ -313,6 +313,11 @@ bool loop_run(bool (*done)(void), void (*tick)(void), uint64_t until)
 {
     for (;;) {
         B.now = now_ns();
+        /* Before waiting: a tick may start connections that nothing else would wake us for. */
+        if (tick) {
+            tick();
+            conn_flush_all();
+        }
         if (done && done())
             return true;
         if (B.now >= until || B.now >= B.deadline)
@@ -329,8 +334,6 @@ bool loop_run(bool (*done)(void), void (*tick)(void), uint64_t until)
         if (event_base_loop(B.base, EVLOOP_ONCE) < 0)
             return false;
         B.now = now_ns();
-        if (tick)
-            tick();
         conn_flush_all();
     }
 }

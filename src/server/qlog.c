@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/strmap.h"
+#include "server/mqueue.h"
 #include "server/log.h"
 
 #define QLOG_MAGIC "PARLEYQ1"
@@ -38,22 +39,10 @@
 
 enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4 };
 
-/* One queued message; `data` holds the sender, a NUL, the body and a NUL. */
-struct qmsg {
-    struct qmsg *next;
-    int64_t id;
-    int64_t sent_at;
-    uint32_t body_len;
-    uint16_t sender_len;
-    char data[];
-};
-
 /* The queue of one recipient. Queues are never freed before the log closes. */
 struct qqueue {
     struct qqueue *all_next;
-    struct qmsg *head;
-    struct qmsg *tail;
-    int64_t count;
+    struct mqueue mq;
     uint16_t name_len;
     char name[];
 };
@@ -64,10 +53,7 @@ enum undo_kind { UNDO_PUSH, UNDO_ACK };
 struct undo {
     enum undo_kind kind;
     struct qqueue *queue;
-    struct qmsg *first; /* PUSH: the message; ACK: the first message removed */
-    struct qmsg *last;  /* PUSH: the tail before it; ACK: the last message removed */
-    int64_t n;          /* ACK: how many were removed */
-    uint64_t bytes;     /* their size as records */
+    struct mqueue_mark mark;
 };
 
 struct qlog {
@@ -195,10 +181,11 @@ static int fail(struct qlog *q, const char *fmt, ...)
 
 /* ---- the queues in memory ---- */
 
-/* Bytes message `m` of `queue` takes as a PUSH record. */
-static uint64_t push_size(const struct qqueue *queue, const struct qmsg *m)
+/* Bytes the waiting messages of `queue` take as PUSH records. */
+static uint64_t queue_log_bytes(const struct qqueue *queue)
 {
-    return QLOG_REC_HEAD + QLOG_PUSH_FIXED + queue->name_len + m->sender_len + m->body_len;
+    return (uint64_t)queue->mq.count * (QLOG_REC_HEAD + QLOG_PUSH_FIXED + queue->name_len) +
+           queue->mq.text_bytes;
 }
 
 static struct qqueue *queue_find(const struct qlog *q, const char *name, size_t len)
@@ -226,72 +213,26 @@ static struct qqueue *queue_get(struct qlog *q, const char *name, size_t len)
     return queue;
 }
 
-static struct qmsg *msg_new(int64_t id, int64_t sent_at, const char *sender, size_t sender_len,
-                            const char *body, size_t body_len)
+/* Appends a message to `queue`, recording how to take it back in `undo`. */
+static int queue_push(struct qlog *q, struct qqueue *queue, int64_t id, int64_t sent_at,
+                      const char *sender, size_t sender_len, const char *body, size_t body_len,
+                      struct mqueue_mark *undo)
 {
-    struct qmsg *m = malloc(sizeof *m + sender_len + body_len + 2);
-    if (!m)
-        return NULL;
-    m->next = NULL;
-    m->id = id;
-    m->sent_at = sent_at;
-    m->sender_len = (uint16_t)sender_len;
-    m->body_len = (uint32_t)body_len;
-    memcpy(m->data, sender, sender_len);
-    m->data[sender_len] = '\0';
-    if (body_len)
-        memcpy(m->data + sender_len + 1, body, body_len);
-    m->data[sender_len + 1 + body_len] = '\0';
-    return m;
+    uint64_t before = queue_log_bytes(queue);
+    if (mqueue_push(&queue->mq, id, sent_at, sender, sender_len, body, body_len, undo) != 0)
+        return -1;
+    q->live_bytes += queue_log_bytes(queue) - before;
+    return 0;
 }
 
-static void free_chain(struct qmsg *m)
+/* Removes the messages with ids up to `up_to_id` from `queue`; returns how many. */
+static int64_t queue_cut(struct qlog *q, struct qqueue *queue, int64_t up_to_id,
+                         struct mqueue_mark *undo)
 {
-    while (m) {
-        struct qmsg *next = m->next;
-        free(m);
-        m = next;
-    }
-}
-
-/* Appends `m` to `queue`; returns the tail it had. */
-static struct qmsg *queue_append(struct qlog *q, struct qqueue *queue, struct qmsg *m)
-{
-    struct qmsg *prev = queue->tail;
-    if (prev)
-        prev->next = m;
-    else
-        queue->head = m;
-    queue->tail = m;
-    queue->count++;
-    q->live_bytes += push_size(queue, m);
-    return prev;
-}
-
-/* Unlinks the messages with ids up to `up_to_id` from the head of `queue` into `u` (first,
- * last, n, bytes). Returns how many. */
-static int64_t queue_cut(struct qlog *q, struct qqueue *queue, int64_t up_to_id, struct undo *u)
-{
-    struct qmsg *m = queue->head;
-    u->first = m;
-    u->last = NULL;
-    u->n = 0;
-    u->bytes = 0;
-    while (m && m->id <= up_to_id) {
-        u->last = m;
-        u->n++;
-        u->bytes += push_size(queue, m);
-        m = m->next;
-    }
-    if (u->n == 0)
-        return 0;
-    u->last->next = NULL;
-    queue->head = m;
-    if (!m)
-        queue->tail = NULL;
-    queue->count -= u->n;
-    q->live_bytes -= u->bytes;
-    return u->n;
+    uint64_t before = queue_log_bytes(queue);
+    int64_t n = mqueue_cut(&queue->mq, up_to_id, undo);
+    q->live_bytes -= before - queue_log_bytes(queue);
+    return n;
 }
 
 /* ---- the batch ---- */
@@ -335,19 +276,28 @@ static int undo_reserve(struct qlog *q)
     return 0;
 }
 
-static void encode_push(unsigned char *p, const struct qqueue *queue, const struct qmsg *m)
+/* Writes the payload of a PUSH record at `p`. */
+static void encode_push_fields(unsigned char *p, const struct qqueue *queue, int64_t id,
+                               int64_t sent_at, const char *sender, size_t sender_len,
+                               const char *body, size_t body_len)
 {
     *p++ = REC_PUSH;
-    p = put_i64(p, m->id);
-    p = put_i64(p, m->sent_at);
+    p = put_i64(p, id);
+    p = put_i64(p, sent_at);
     p = put_u16(p, queue->name_len);
-    p = put_u16(p, m->sender_len);
-    p = put_u32(p, m->body_len);
+    p = put_u16(p, (uint16_t)sender_len);
+    p = put_u32(p, (uint32_t)body_len);
     memcpy(p, queue->name, queue->name_len);
     p += queue->name_len;
-    memcpy(p, m->data, m->sender_len);
-    p += m->sender_len;
-    memcpy(p, m->data + m->sender_len + 1, m->body_len);
+    memcpy(p, sender, sender_len);
+    if (body_len)
+        memcpy(p + sender_len, body, body_len);
+}
+
+static void encode_push(unsigned char *p, const struct qqueue *queue, const struct mqueue_msg *m)
+{
+    encode_push_fields(p, queue, m->id, m->sent_at, m->text, m->sender_len,
+                       m->text + m->sender_len + 1, m->body_len);
 }
 
 /* Adds a NEXT_ID record to the batch. */
@@ -379,23 +329,12 @@ static void batch_undo(struct qlog *q)
     while (q->undo_len > 0) {
         struct undo *u = &q->undo[--q->undo_len];
         struct qqueue *queue = u->queue;
-        if (u->kind == UNDO_PUSH) {
-            queue->tail = u->last;
-            if (u->last)
-                u->last->next = NULL;
-            else
-                queue->head = NULL;
-            queue->count--;
-            q->live_bytes -= push_size(queue, u->first);
-            free(u->first);
-        } else {
-            u->last->next = queue->head;
-            queue->head = u->first;
-            if (!queue->tail)
-                queue->tail = u->last;
-            queue->count += u->n;
-            q->live_bytes += u->bytes;
-        }
+        uint64_t before = queue_log_bytes(queue);
+        if (u->kind == UNDO_PUSH)
+            mqueue_unpush(&queue->mq, &u->mark);
+        else
+            mqueue_uncut(&queue->mq, &u->mark);
+        q->live_bytes = q->live_bytes - before + queue_log_bytes(queue);
     }
 }
 
@@ -404,7 +343,7 @@ static void batch_done(struct qlog *q)
 {
     for (size_t i = 0; i < q->undo_len; i++)
         if (q->undo[i].kind == UNDO_ACK)
-            free_chain(q->undo[i].first);
+            mqueue_release(&q->undo[i].queue->mq);
     q->undo_len = 0;
     q->batch_len = 0;
     q->batch_pushes = false;
@@ -453,6 +392,39 @@ static void sync_dir(const char *path)
     }
 }
 
+/* Copying the waiting messages into a new log. */
+struct copy {
+    struct qlog *q;
+    const struct qqueue *queue;
+    int fd;
+    uint64_t size; /* bytes written so far */
+    int err;       /* errno of a failure, or 0 */
+};
+
+/* Adds one message to the new log, writing the batch buffer out when it grows. */
+static int copy_one(void *ctx, const struct mqueue_msg *m)
+{
+    struct copy *c = ctx;
+    struct qlog *q = c->q;
+    size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
+    unsigned char *p = record_begin(q, len);
+    if (!p) {
+        c->err = ENOMEM;
+        return 1;
+    }
+    encode_push(p, c->queue, m);
+    record_end(q, len);
+    if (q->batch_len >= QLOG_BATCH_KEEP / 2) {
+        if (write_at(c->fd, q->batch, q->batch_len, c->size) != 0) {
+            c->err = errno;
+            return 1;
+        }
+        c->size += q->batch_len;
+        q->batch_len = 0;
+    }
+    return 0;
+}
+
 /* Writes a new log holding only the live messages next to the old one and renames it over.
  * Returns 0, or -1 (the old log stays in use). */
 static int rewrite(struct qlog *q)
@@ -469,23 +441,15 @@ static int rewrite(struct qlog *q)
     if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
         add_next_id(q) != 0)
         goto fail;
-    for (struct qqueue *queue = q->all; queue; queue = queue->all_next) {
-        for (struct qmsg *m = queue->head; m; m = m->next) {
-            size_t len = (size_t)push_size(queue, m) - QLOG_REC_HEAD;
-            unsigned char *p = record_begin(q, len);
-            if (!p) {
-                errno = ENOMEM;
-                goto fail;
-            }
-            encode_push(p, queue, m);
-            record_end(q, len);
-            if (q->batch_len >= QLOG_BATCH_KEEP / 2) {
-                if (write_at(fd, q->batch, q->batch_len, size) != 0)
-                    goto fail;
-                size += q->batch_len;
-                q->batch_len = 0;
-            }
-        }
+    struct copy c = {q, NULL, fd, size, 0};
+    for (struct qqueue *queue = q->all; queue && c.err == 0; queue = queue->all_next) {
+        c.queue = queue;
+        mqueue_walk(&queue->mq, 0, 0, copy_one, &c);
+    }
+    size = c.size;
+    if (c.err != 0) {
+        errno = c.err;
+        goto fail;
     }
     if (add_commit(q) != 0 || write_at(fd, q->batch, q->batch_len, size) != 0 ||
         fdatasync(fd) != 0 || rename(tmp, q->path) != 0)
@@ -531,12 +495,10 @@ static int apply(struct qlog *q, const unsigned char *p, size_t len)
         if (QLOG_PUSH_FIXED + rlen + slen + blen != len || rlen == 0 || id < 1)
             return -1;
         struct qqueue *queue = queue_get(q, s, rlen);
-        struct qmsg *m = msg_new(id, sent_at, s + rlen, slen, s + rlen + slen, blen);
-        if (!queue || !m) {
-            free(m);
+        struct mqueue_mark undo;
+        if (!queue ||
+            queue_push(q, queue, id, sent_at, s + rlen, slen, s + rlen + slen, blen, &undo) != 0)
             return -1;
-        }
-        queue_append(q, queue, m);
         if (id >= q->next_id)
             q->next_id = id + 1;
         return 0;
@@ -546,9 +508,9 @@ static int apply(struct qlog *q, const unsigned char *p, size_t len)
         if (QLOG_ACK_FIXED + rlen != len)
             return -1;
         struct qqueue *queue = queue_find(q, (const char *)p + QLOG_ACK_FIXED, rlen);
-        struct undo cut;
-        if (queue && queue_cut(q, queue, get_i64(p + 1), &cut) > 0)
-            free_chain(cut.first);
+        struct mqueue_mark undo;
+        if (queue && queue_cut(q, queue, get_i64(p + 1), &undo) > 0)
+            mqueue_release(&queue->mq);
         return 0;
     }
     if (p[0] == REC_NEXT_ID && len == QLOG_NEXT_ID_LEN) {
@@ -696,7 +658,7 @@ void qlog_close(struct qlog *q)
     }
     for (struct qqueue *queue = q->all, *next; queue; queue = next) {
         next = queue->all_next;
-        free_chain(queue->head);
+        mqueue_free(&queue->mq);
         free(queue);
     }
     strmap_free(&q->queues);
@@ -754,22 +716,19 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
     if (id < q->next_id)
         return fail(q, "message id %lld was given before", (long long)id);
     struct qqueue *queue = queue_get(q, recipient, rlen);
-    if (!queue || undo_reserve(q) != 0)
-        return fail(q, "out of memory");
-    struct qmsg *m = msg_new(id, sent_at, sender, slen, body ? body : "", body_len);
     size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len;
-    unsigned char *p = m ? record_begin(q, len) : NULL;
-    if (!p) {
-        free(m);
+    unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    if (!p)
         return fail(q, "out of memory");
-    }
-    encode_push(p, queue, m);
+    struct undo *u = &q->undo[q->undo_len];
+    *u = (struct undo){.kind = UNDO_PUSH, .queue = queue};
+    if (queue_push(q, queue, id, sent_at, sender, slen, body ? body : "", body_len, &u->mark) != 0)
+        return fail(q, "out of memory");
+    q->undo_len++;
+    encode_push_fields(p, queue, id, sent_at, sender, slen, body, body_len);
     record_end(q, len);
     q->next_id = id + 1;
     q->batch_pushes = true;
-    struct undo *u = &q->undo[q->undo_len++];
-    *u = (struct undo){.kind = UNDO_PUSH, .queue = queue, .first = m};
-    u->last = queue_append(q, queue, m);
     return 0;
 }
 
@@ -802,28 +761,35 @@ int64_t qlog_next_id(const struct qlog *q)
     return q->next_id;
 }
 
+/* Hands messages of a walk to a store_msg callback. */
+struct load {
+    const struct qqueue *queue;
+    store_msg_fn fn;
+    void *ctx;
+};
+
+static int load_one(void *ctx, const struct mqueue_msg *m)
+{
+    const struct load *l = ctx;
+    struct store_msg sm = {
+        .id = m->id,
+        .sender = m->text,
+        .recipient = l->queue->name,
+        .sent_at = m->sent_at,
+        .body = m->text + m->sender_len + 1,
+        .body_len = m->body_len,
+    };
+    return l->fn(l->ctx, &sm);
+}
+
 int qlog_load(struct qlog *q, const char *recipient, int64_t after_id, size_t limit,
               store_msg_fn fn, void *ctx)
 {
-    const struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
+    struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
     if (!queue)
         return 0;
-    size_t n = 0;
-    for (const struct qmsg *m = queue->head; m && (limit == 0 || n < limit); m = m->next) {
-        if (m->id <= after_id)
-            continue;
-        struct store_msg sm = {
-            .id = m->id,
-            .sender = m->data,
-            .recipient = queue->name,
-            .sent_at = m->sent_at,
-            .body = m->data + m->sender_len + 1,
-            .body_len = m->body_len,
-        };
-        n++;
-        if (fn(ctx, &sm) != 0)
-            break;
-    }
+    struct load l = {queue, fn, ctx};
+    mqueue_walk(&queue->mq, after_id, limit, load_one, &l);
     return 0;
 }
 
@@ -831,26 +797,27 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
 {
     size_t rlen = strlen(recipient);
     struct qqueue *queue = queue_find(q, recipient, rlen);
-    if (!queue || !queue->head || queue->head->id > up_to_id)
+    if (!queue || queue->mq.count == 0)
         return 0; /* nothing to remove, nothing to write */
     size_t len = QLOG_ACK_FIXED + rlen;
     unsigned char *p = undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
+    struct undo *u = &q->undo[q->undo_len];
+    *u = (struct undo){.kind = UNDO_ACK, .queue = queue};
+    if (queue_cut(q, queue, up_to_id, &u->mark) == 0)
+        return 0; /* nothing removed: the record is not sealed, so not written */
+    q->undo_len++;
     p[0] = REC_ACK;
     put_i64(p + 1, up_to_id);
     put_u16(p + 9, (uint16_t)rlen);
     memcpy(p + QLOG_ACK_FIXED, recipient, rlen);
     record_end(q, len);
-    struct undo *u = &q->undo[q->undo_len++];
-    u->kind = UNDO_ACK;
-    u->queue = queue;
-    queue_cut(q, queue, up_to_id, u);
     return 0;
 }
 
 int64_t qlog_count(const struct qlog *q, const char *recipient)
 {
     const struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
-    return queue ? queue->count : 0;
+    return queue ? queue->mq.count : 0;
 }

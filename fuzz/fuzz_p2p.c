@@ -49,7 +49,10 @@ void ui_printf(const char *fmt, ...)
     va_end(ap);
     static const char started[] = " started private messaging with you";
     size_t n = strlen(buf), s = sizeof(started) - 1;
-    if (n > s && strcmp(buf + n - s, started) == 0) {
+    /* Only the notice itself: a private message that ends with those words is printed as
+     * "<name>(private): <text>", whose first part is not a name. */
+    struct proto_slice who = {buf, n > s ? n - s : 0};
+    if (n > s && strcmp(buf + n - s, started) == 0 && proto_is_name(who)) {
         opened++;
         snprintf(opened_name, sizeof(opened_name), "%.*s", (int)(n - s), buf);
     }

@@ -562,13 +562,12 @@ static void test_sqlite_failure_reported(void **state)
     assert_int_equal(store_commit(f->st), 0);
 }
 
-/* Queue writes are grouped: a crash keeps what store_commit committed and nothing after it. */
-static void test_group_commit_boundary(void **state)
+/* Closes the fixture's store, then in a child process opens it, runs `steps` and dies by
+ * SIGKILL (no close, no exit handlers); reopens it in this process afterwards. */
+static void crash_after(struct fx *f, int (*steps)(struct store *st))
 {
-    struct fx *f = *state;
     pid_t pid;
     int status = 0;
-    struct seen_msgs s;
 
     store_close(f->st);
     f->st = NULL;
@@ -576,20 +575,34 @@ static void test_group_commit_boundary(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         struct store *st = NULL;
-        int64_t id;
 
-        if (store_open(&st, f->dir, NULL, 0) != 0 ||
-            store_queue_push(st, "alice", "bob", 1, "committed", 9, &id) != 0 ||
-            store_commit(st) != 0 ||
-            store_queue_push(st, "alice", "bob", 2, "in flight", 9, &id) != 0)
+        if (store_open(&st, f->dir, NULL, 0) != 0 || steps(st) != 0)
             _exit(1);
         raise(SIGKILL);
         _exit(2);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFSIGNALED(status));
-
+    assert_int_equal(WTERMSIG(status), SIGKILL);
     reopen(f);
+}
+
+static int commit_one_push_another(struct store *st)
+{
+    int64_t id;
+
+    return store_queue_push(st, "alice", "bob", 1, "committed", 9, &id) != 0 ||
+           store_commit(st) != 0 ||
+           store_queue_push(st, "alice", "bob", 2, "in flight", 9, &id) != 0;
+}
+
+/* Queue writes are grouped: a crash keeps what store_commit committed and nothing after it. */
+static void test_group_commit_boundary(void **state)
+{
+    struct fx *f = *state;
+    struct seen_msgs s;
+
+    crash_after(f, commit_one_push_another);
     s = load(f->st, "bob", 0, 0);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.body[0], "committed");
@@ -598,31 +611,19 @@ static void test_group_commit_boundary(void **state)
 
 /* Login history joins the group commit: a crash keeps what store_commit committed, and a write
  * that must be durable at once (a block) commits the pending history first. */
+static int history_then_block(struct store *st)
+{
+    return store_presence_logout(st, "alice", 200) || store_commit(st) != 0 ||
+           store_presence_logout(st, "carol", 200) || store_block_add(st, "x", "y") != 0 ||
+           store_presence_logout(st, "bob", 300);
+}
+
 static void test_login_history_grouped(void **state)
 {
     struct fx *f = *state;
-    pid_t pid;
-    int status = 0;
     char buf[256];
 
-    store_close(f->st);
-    f->st = NULL;
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct store *st = NULL;
-
-        if (store_open(&st, f->dir, NULL, 0) != 0 || store_presence_logout(st, "alice", 200) ||
-            store_commit(st) != 0 || store_presence_logout(st, "carol", 200) ||
-            store_block_add(st, "x", "y") != 0 || store_presence_logout(st, "bob", 300))
-            _exit(1);
-        raise(SIGKILL);
-        _exit(2);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status));
-
-    reopen(f);
+    crash_after(f, history_then_block);
     assert_string_equal(since(f->st, 100, buf, sizeof buf), "alice,carol");
     /* Not yet committed, but visible to the store's own reads. */
     assert_int_equal(store_presence_logout(f->st, "dave", 400), 0);
@@ -632,33 +633,20 @@ static void test_login_history_grouped(void **state)
     assert_string_equal(since(f->st, 400, buf, sizeof buf), "dave");
 }
 
+static int push_commit_block(struct store *st)
+{
+    int64_t id;
+
+    return store_queue_push(st, "alice", "bob", 42, "after crash", 11, &id) != 0 ||
+           store_commit(st) != 0 || store_block_add(st, "bob", "eve") != 0;
+}
+
 static void test_message_survives_kill(void **state)
 {
     struct fx *f = *state;
-    pid_t pid;
-    int status = 0;
     struct seen_msgs s;
 
-    store_close(f->st);
-    f->st = NULL;
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        struct store *st = NULL;
-        int64_t id;
-
-        if (store_open(&st, f->dir, NULL, 0) != 0 ||
-            store_queue_push(st, "alice", "bob", 42, "after crash", 11, &id) != 0 ||
-            store_commit(st) != 0 || store_block_add(st, "bob", "eve") != 0)
-            _exit(1);
-        raise(SIGKILL); /* no close, no exit handlers */
-        _exit(2);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFSIGNALED(status));
-    assert_int_equal(WTERMSIG(status), SIGKILL);
-
-    reopen(f);
+    crash_after(f, push_commit_block);
     s = load(f->st, "bob", 0, 0);
     assert_int_equal(s.n, 1);
     assert_string_equal(s.body[0], "after crash");

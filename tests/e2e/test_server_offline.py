@@ -218,3 +218,22 @@ def test_next_backlog_page_goes_when_half_of_the_page_is_acknowledged(make_serve
     b.ack(ids[1023])  # half of the page: the next one comes
     rest = b.wait_events("MSG", 3000 - 2048, timeout=20)
     assert [int(e[1]) for e in rest] == ids[2048:]
+
+
+def test_fsync_server_keeps_messages_and_blocks_across_kill9(make_server):
+    """`parleyd --fsync` (every accepted message flushed to the disk before its OK) behaves
+    like the default: what was accepted, and a block, survive kill -9; acknowledged messages
+    stay gone."""
+    s = make_server(args=("--fsync",))
+    a = s.login("hans")
+    ids = [ok(a.request("MSG", "yoda", f"flushed {i}"))[0] for i in range(5)]
+    b, evs = _login_collect(s, "yoda", 5)
+    b.ack(ids[1])
+    ok(b.request("BLOCK", "luke"))  # its reply also means the ACK before it was written
+    s.kill9()
+    s.start()
+    b, evs = _login_collect(s, "yoda", 3)
+    assert [e[1] for e in evs] == ids[2:]
+    assert [e[4] for e in evs] == [f"flushed {i}" for i in range(2, 5)]
+    luke = s.login("luke")
+    assert luke.request("MSG", "yoda", "hi")[:2] == ["ERR", "451"]

@@ -350,6 +350,14 @@ void net_flush(struct net *n)
     }
 }
 
+/* TCP_NODELAY and keep-alive. Linux copies them from the listening socket to every accepted
+ * one, so there they are set once on the listener (5 system calls fewer per connection). */
+#ifdef __linux__
+#define NET_OPTIONS_INHERITED 1
+#else
+#define NET_OPTIONS_INHERITED 0
+#endif
+
 static void tune_socket(int fd)
 {
     int one = 1;
@@ -373,7 +381,8 @@ static void adopt(struct net *n, int fd, const struct sockaddr *sa, socklen_t sa
     c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_readable, c);
     if (!c->rev || event_add(c->rev, NULL) < 0)
         goto fail;
-    tune_socket(fd);
+    if (!NET_OPTIONS_INHERITED)
+        tune_socket(fd);
     c->next = n->conns;
     if (n->conns)
         n->conns->prev = c;
@@ -467,6 +476,8 @@ static int bind_listener(const char *addr, int port, char *err, size_t errlen)
         fd = -1;
     }
     freeaddrinfo(ai);
+    if (fd >= 0)
+        tune_socket(fd);
     return fd;
 }
 

@@ -159,3 +159,23 @@ def test_invalid_frames_acks_and_received_messages_are_not_activity(make_server)
         assert LOW <= idle_for <= HIGH, f"{n}: BYE after {idle_for:.2f}s (timeout {TIMEOUT}s)"
         assert conns[n].wait_event("BYE") == ["BYE", "idle"]
         conns["sender"].wait_event(f"LOGOUT {n}")
+
+
+def test_accepted_connections_have_tcp_keepalive(server):
+    """A peer that vanishes without closing (power cut, cable pulled) is found by TCP
+    keep-alive: the server's side of every connection has a keep-alive timer of about 60 s
+    (the options are set on the listening socket and inherited by each accepted one)."""
+    import shutil
+    import subprocess
+    if not shutil.which("ss"):
+        pytest.skip("ss (iproute2) is not installed")
+    p = server.connect()
+    p.hello()
+    out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{server.port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines, f"ss shows no connection on port {server.port}"
+    for line in lines:
+        assert "timer:(keepalive," in line, f"no keep-alive timer on the server side: {line}"
+        secs = int(line.split("timer:(keepalive,")[1].split("sec")[0].split("min")[0])
+        assert 50 <= secs <= 60, line

@@ -64,7 +64,6 @@ struct user *directory_add(struct directory *d, const char *name)
         return NULL;
     memcpy(u->name, name, len + 1);
     u->id = d->count;
-    u->queued = -1;
     if (strmap_put(&d->by_name, u->name, u) < 0) {
         free(u);
         return NULL;
@@ -105,7 +104,6 @@ void directory_set_online(struct directory *d, struct user *u, struct session *s
         d->online_count--;
     }
     u->online = s;
-    u->queued = -1; /* recounted when next needed: acknowledgements shrank it meanwhile */
 }
 
 /* Returns the index where `id` is or would go in a's sorted block list. */

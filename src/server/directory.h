@@ -30,7 +30,6 @@ struct user {
     struct user *online_prev, *online_next;
     uint32_t *blocked; /* ids of users this one blocks, sorted */
     uint32_t n_blocked, cap_blocked;
-    int64_t queued; /* messages waiting in the store while offline; -1: not counted yet */
     uint32_t id;
     uint32_t mark; /* scratch for de-duplicating listings */
 };

@@ -131,9 +131,7 @@ static bool room_for(struct session *s, const char *tag, struct user *to)
     struct server *srv = s->srv;
     if (to->online && !to->online->draining)
         return true;
-    if (to->queued < 0)
-        to->queued = store_queue_count(srv->store, to->name);
-    if (to->queued < srv->cfg.max_queued)
+    if (store_queue_count(srv->store, to->name) < srv->cfg.max_queued)
         return true;
     session_err(s, tag, PROTO_E_QUEUE_FULL);
     return false;
@@ -175,8 +173,6 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
-    if (to->queued >= 0)
-        to->queued++;
     struct session *peer = to->online;
     if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
         size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);

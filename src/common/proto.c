@@ -183,7 +183,12 @@ static bool printable_word(struct proto_slice s, size_t max)
 
 bool proto_is_name(struct proto_slice s)
 {
-    return printable_word(s, PROTO_MAX_NAME);
+    if (!printable_word(s, PROTO_MAX_NAME) || s.ptr[0] == PROTO_NAME_NOT_FIRST)
+        return false;
+    for (size_t i = 0; i < s.len; i++)
+        if (memchr(PROTO_NAME_FORBIDDEN, s.ptr[i], sizeof PROTO_NAME_FORBIDDEN - 1))
+            return false;
+    return true;
 }
 
 bool proto_is_password(struct proto_slice s)

@@ -68,7 +68,18 @@ bool proto_next_field(struct proto_slice *rest, struct proto_slice *field);
 /* Returns true for a request tag: 1..PROTO_MAX_TAG characters of [A-Za-z0-9]. */
 bool proto_is_tag(struct proto_slice s);
 
-/* Returns true for a user name: 1..PROTO_MAX_NAME bytes in 0x21..0x7E. */
+/* Bytes a user name may not contain anywhere: the client marks the kind of a line with them
+ * (`yoda: hi` direct, `yoda(private): hi` private), so a name holding one could pass for
+ * another user or another kind of line. */
+#define PROTO_NAME_FORBIDDEN "():"
+
+/* The byte a user name may not begin with: the credentials file reads such a line as a
+ * comment, so the account would vanish at the next load. */
+#define PROTO_NAME_NOT_FIRST '#'
+
+/* Returns true for a user name: 1..PROTO_MAX_NAME bytes in 0x21..0x7E, none of them in
+ * PROTO_NAME_FORBIDDEN and the first not PROTO_NAME_NOT_FIRST. Every such name survives a
+ * line `name password` of the credentials file unchanged. */
 bool proto_is_name(struct proto_slice s);
 
 /* Returns true for a password: 1..PROTO_MAX_PASSWORD bytes in 0x21..0x7E. */

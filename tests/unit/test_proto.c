@@ -437,7 +437,22 @@ static void test_is_tag(void **state)
     assert_int_equal(passed, 62);
 }
 
-static void check_word(bool (*is)(struct proto_slice), size_t max)
+/* The bytes a name may hold in the middle and at the start (docs/PROTOCOL.md "Names"). */
+static bool name_byte_ok(unsigned c, bool first)
+{
+    if (c < 0x21 || c > 0x7e || c == '(' || c == ')' || c == ':')
+        return false;
+    return !(first && c == '#');
+}
+
+static bool password_byte_ok(unsigned c, bool first)
+{
+    (void)first;
+    return c >= 0x21 && c <= 0x7e;
+}
+
+static void check_word(bool (*is)(struct proto_slice), size_t max,
+                       bool (*byte_ok)(unsigned c, bool first))
 {
     char buf[PROTO_MAX_PASSWORD + 2];
     memset(buf, 'x', sizeof buf);
@@ -445,39 +460,52 @@ static void check_word(bool (*is)(struct proto_slice), size_t max)
     assert_true(is(slice(buf, 1)));
     assert_true(is(slice(buf, max)));
     assert_false(is(slice(buf, max + 1)));
-    /* Every byte in the middle of a word: only 0x21..0x7E pass. */
+    /* Every byte in the middle, at the start and alone. */
     for (unsigned c = 0; c < 256; c++) {
         char w[3] = {'a', (char)c, 'b'};
-        bool want = c >= 0x21 && c <= 0x7e;
-        if (is(slice(w, 3)) != want)
-            fail_msg("byte 0x%02x in a word: got %d", c, !want);
-        if (is(slice(w + 1, 1)) != want)
-            fail_msg("byte 0x%02x alone: got %d", c, !want);
+        bool mid = byte_ok(c, false), first = byte_ok(c, true);
+        if (is(slice(w, 3)) != mid)
+            fail_msg("byte 0x%02x in a word: got %d", c, !mid);
+        if (is(slice(w + 1, 2)) != first)
+            fail_msg("byte 0x%02x first: got %d", c, !first);
+        if (is(slice(w + 1, 1)) != first)
+            fail_msg("byte 0x%02x alone: got %d", c, !first);
     }
     assert_false(is(LIT("a b")));
     assert_false(is(LIT(" ab")));
     assert_false(is(LIT("ab ")));
     assert_false(is(LIT("caf\xc3\xa9")));
     assert_false(is(LIT("ab\0")));
-    assert_true(is(LIT("!~*@#$%^&()")));
+    assert_true(is(LIT("!~*@#$%^&")));
 }
 
 static void test_is_name(void **state)
 {
     (void)state;
     assert_int_equal(PROTO_MAX_NAME, 32);
-    check_word(proto_is_name, PROTO_MAX_NAME);
+    check_word(proto_is_name, PROTO_MAX_NAME, name_byte_ok);
     assert_true(proto_is_name(LIT("hans")));
     assert_true(proto_is_name(LIT("abcdefghijklmnopqrstuvwxyz012345")));
     assert_false(proto_is_name(LIT("abcdefghijklmnopqrstuvwxyz0123456")));
+    /* Issue 9: a comment in the credentials file, and names that pass for another kind of
+     * line (`yoda(private): hi`, `yoda: hi`). */
+    assert_false(proto_is_name(LIT("#x")));
+    assert_false(proto_is_name(LIT("#")));
+    assert_true(proto_is_name(LIT("x#")));
+    assert_true(proto_is_name(LIT("c#dev")));
+    assert_false(proto_is_name(LIT("yoda(private)")));
+    assert_false(proto_is_name(LIT("yoda:")));
+    assert_false(proto_is_name(LIT("a(b")));
+    assert_false(proto_is_name(LIT("a)b")));
 }
 
 static void test_is_password(void **state)
 {
     (void)state;
     assert_int_equal(PROTO_MAX_PASSWORD, 128);
-    check_word(proto_is_password, PROTO_MAX_PASSWORD);
+    check_word(proto_is_password, PROTO_MAX_PASSWORD, password_byte_ok);
     assert_true(proto_is_password(LIT("falcon*solo")));
+    assert_true(proto_is_password(LIT("#(pass):")));
 }
 
 static void test_parse_u64(void **state)

@@ -621,28 +621,33 @@ done:
     return count;
 }
 
-bool lockout_is_locked(struct lockout *l, int64_t now)
+bool lockout_is_locked(struct lockout *l, int64_t now_ms)
 {
     if (l->locked_until == 0)
         return false;
-    if (now < l->locked_until)
+    if (l->locked_until >= INT64_MAX / 1000 || now_ms < l->locked_until * 1000)
         return true;
     l->locked_until = 0;
     l->failures = 0;
     return false;
 }
 
-/* An expired lock is cleared first, so counting starts afresh after a lock-out. */
-enum lockout_result lockout_fail(struct lockout *l, int64_t now, int max_failures, int64_t duration)
+/* An expired lock is cleared first, so counting starts afresh after a lock-out. The end is
+ * rounded up to a whole second (the unit the store keeps): a lock never ends early. */
+enum lockout_result lockout_fail(struct lockout *l, int64_t now_ms, int max_failures,
+                                 int64_t duration)
 {
-    lockout_is_locked(l, now);
+    lockout_is_locked(l, now_ms);
     if (l->failures < INT_MAX)
         l->failures++;
     if (l->failures < (max_failures < 1 ? 1 : max_failures))
         return LOCKOUT_RETRY;
     if (duration < 0)
         duration = 0;
-    l->locked_until = now > INT64_MAX - duration ? INT64_MAX : now + duration;
+    if (now_ms < 0)
+        now_ms = 0;
+    int64_t now_s = now_ms / 1000 + (now_ms % 1000 != 0);
+    l->locked_until = now_s > INT64_MAX / 1000 - duration ? INT64_MAX / 1000 : now_s + duration;
     return LOCKOUT_NOW_LOCKED;
 }
 

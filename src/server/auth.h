@@ -87,12 +87,14 @@ enum lockout_result {
     LOCKOUT_NOW_LOCKED /* that was the last allowed failure: locked from now */
 };
 
-/* Returns true while the user is locked at `now`. An expired lock is cleared (failures reset). */
-bool lockout_is_locked(struct lockout *l, int64_t now);
+/* Returns true while the user is locked at `now_ms` (unix milliseconds). An expired lock is
+ * cleared (failures reset). */
+bool lockout_is_locked(struct lockout *l, int64_t now_ms);
 
-/* Counts a wrong password at `now`. After `max_failures` consecutive ones the user is locked
- * until now + `duration` seconds. */
-enum lockout_result lockout_fail(struct lockout *l, int64_t now, int max_failures,
+/* Counts a wrong password at `now_ms` (unix milliseconds). After `max_failures` consecutive
+ * ones the user is locked for at least `duration` seconds: until now + duration, rounded up to
+ * the next whole second. */
+enum lockout_result lockout_fail(struct lockout *l, int64_t now_ms, int max_failures,
                                  int64_t duration);
 
 /* Clears the failure count after a successful login. */

@@ -40,6 +40,14 @@ static void job_free(struct login_job *job)
     free(job);
 }
 
+/* Returns the wall clock in unix milliseconds: lock-outs are kept across restarts. */
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void lock_save(struct server *srv, const struct user *u)
 {
     struct store_lock l = {u->lock.failures, u->lock.locked_until};
@@ -51,7 +59,7 @@ static void lock_save(struct server *srv, const struct user *u)
 static bool is_locked(struct server *srv, struct user *u)
 {
     struct lockout before = u->lock;
-    bool locked = lockout_is_locked(&u->lock, (int64_t)time(NULL));
+    bool locked = lockout_is_locked(&u->lock, unix_ms());
     if (before.failures != u->lock.failures || before.locked_until != u->lock.locked_until)
         lock_save(srv, u);
     return locked;
@@ -156,7 +164,7 @@ static void finish_check(struct session *s, const char *tag, bool ok)
         return;
     }
     enum lockout_result lr =
-        lockout_fail(&u->lock, (int64_t)time(NULL), srv->cfg.max_failures, srv->cfg.block_duration);
+        lockout_fail(&u->lock, unix_ms(), srv->cfg.max_failures, srv->cfg.block_duration);
     lock_save(srv, u);
     log_info("wrong password for %s from %s", u->name, net_peer_addr(s->conn));
     if (lr == LOCKOUT_NOW_LOCKED) {

@@ -465,49 +465,82 @@ static void test_rewrite_bad_cost(void **state)
     assert_int_equal(count_dir_entries(f->dir), 1);
 }
 
+/* Unix seconds to the milliseconds lockout_* take. */
+#define MS(sec) ((int64_t)(sec) * 1000)
+
 static void test_lockout(void **state)
 {
     (void)state;
     struct lockout l = {0, 0};
     int64_t t0 = 1000;
-    assert_false(lockout_is_locked(&l, t0));
-    assert_int_equal(lockout_fail(&l, t0, 3, 60), LOCKOUT_RETRY);
+    assert_false(lockout_is_locked(&l, MS(t0)));
+    assert_int_equal(lockout_fail(&l, MS(t0), 3, 60), LOCKOUT_RETRY);
     assert_int_equal(l.failures, 1);
-    assert_int_equal(lockout_fail(&l, t0 + 1, 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 1), 3, 60), LOCKOUT_RETRY);
     assert_int_equal(l.failures, 2);
-    assert_false(lockout_is_locked(&l, t0 + 1));
-    assert_int_equal(lockout_fail(&l, t0 + 2, 3, 60), LOCKOUT_NOW_LOCKED);
+    assert_false(lockout_is_locked(&l, MS(t0 + 1)));
+    assert_int_equal(lockout_fail(&l, MS(t0 + 2), 3, 60), LOCKOUT_NOW_LOCKED);
     assert_int_equal(l.failures, 3);
     assert_int_equal(l.locked_until, t0 + 62);
-    assert_true(lockout_is_locked(&l, t0 + 2));
-    assert_true(lockout_is_locked(&l, t0 + 61));
+    assert_true(lockout_is_locked(&l, MS(t0 + 2)));
+    assert_true(lockout_is_locked(&l, MS(t0 + 62) - 1));
     assert_int_equal(l.failures, 3);
     /* expiry clears the lock and the count */
-    assert_false(lockout_is_locked(&l, t0 + 62));
+    assert_false(lockout_is_locked(&l, MS(t0 + 62)));
     assert_int_equal(l.locked_until, 0);
     assert_int_equal(l.failures, 0);
-    assert_int_equal(lockout_fail(&l, t0 + 70, 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 70), 3, 60), LOCKOUT_RETRY);
     assert_int_equal(l.failures, 1);
 
     /* success resets */
-    assert_int_equal(lockout_fail(&l, t0 + 71, 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 71), 3, 60), LOCKOUT_RETRY);
     lockout_success(&l);
     assert_int_equal(l.failures, 0);
     assert_int_equal(l.locked_until, 0);
-    assert_int_equal(lockout_fail(&l, t0 + 72, 3, 60), LOCKOUT_RETRY);
-    assert_int_equal(lockout_fail(&l, t0 + 73, 3, 60), LOCKOUT_RETRY);
-    assert_int_equal(lockout_fail(&l, t0 + 74, 3, 60), LOCKOUT_NOW_LOCKED);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 72), 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 73), 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 74), 3, 60), LOCKOUT_NOW_LOCKED);
 
     /* a failure after an expired lock (without asking first) starts a fresh count */
-    assert_int_equal(lockout_fail(&l, t0 + 200, 3, 60), LOCKOUT_RETRY);
+    assert_int_equal(lockout_fail(&l, MS(t0 + 200), 3, 60), LOCKOUT_RETRY);
     assert_int_equal(l.failures, 1);
     assert_int_equal(l.locked_until, 0);
 
     /* max 1: the first failure locks */
     struct lockout one = {0, 0};
-    assert_int_equal(lockout_fail(&one, 5, 1, 10), LOCKOUT_NOW_LOCKED);
-    assert_true(lockout_is_locked(&one, 14));
-    assert_false(lockout_is_locked(&one, 15));
+    assert_int_equal(lockout_fail(&one, MS(5), 1, 10), LOCKOUT_NOW_LOCKED);
+    assert_true(lockout_is_locked(&one, MS(15) - 1));
+    assert_false(lockout_is_locked(&one, MS(15)));
+
+    /* the longest duration does not overflow: locked for good */
+    struct lockout ever = {0, 0};
+    assert_int_equal(lockout_fail(&ever, INT64_MAX, 1, INT64_MAX), LOCKOUT_NOW_LOCKED);
+    assert_true(lockout_is_locked(&ever, INT64_MAX));
+}
+
+/* Issue 9 point 20: a lock-out made 0.9 s into a second lasted up to a second less than
+ * block_duration (the end was whole seconds from the start's whole second). It must last at
+ * least the duration, whatever the fraction of the second it starts in. */
+static void test_lockout_lasts_at_least_duration(void **state)
+{
+    (void)state;
+    for (int64_t frac = 0; frac < 1000; frac += 100) {
+        for (int64_t d = 0; d <= 3; d++) {
+            struct lockout l = {0, 0};
+            int64_t start = MS(100) + frac;
+            assert_int_equal(lockout_fail(&l, start, 1, d), LOCKOUT_NOW_LOCKED);
+            if (d > 0)
+                assert_true(lockout_is_locked(&l, start + MS(d) - 1));
+            /* and never more than a second longer */
+            struct lockout copy = l;
+            assert_false(lockout_is_locked(&copy, start + MS(d) + 1000));
+        }
+    }
+    struct lockout l = {0, 0};
+    assert_int_equal(lockout_fail(&l, 100900, 1, 2), LOCKOUT_NOW_LOCKED);
+    assert_int_equal(l.locked_until, 103);
+    assert_true(lockout_is_locked(&l, 102899));
+    assert_false(lockout_is_locked(&l, 103000));
 }
 
 int main(void)
@@ -529,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_bad_cost, setup, teardown),
         cmocka_unit_test(test_lockout),
+        cmocka_unit_test(test_lockout_lasts_at_least_duration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

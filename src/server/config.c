@@ -31,6 +31,8 @@ static const char usage_text[] =
     "  --hash-credentials FILE  rewrite FILE's plain passwords as argon2id hashes and exit\n"
     "  --hash-ops N --hash-mem BYTES  argon2id cost (default: libsodium interactive)\n"
     "  --hash-threads N       password-hashing threads (default 2)\n"
+    "  --max-hash-ops N --max-hash-mem BYTES  refuse credentials lines whose hash costs more\n"
+    "                         (default: libsodium moderate, 3 / 268435456, or the hash cost)\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -42,6 +44,9 @@ static const char usage_text[] =
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
     "  --max-queued N         messages waiting for one offline user (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
+    "  --max-hash-jobs N      password hashes queued or running at once (default 256)\n"
+    "  --register-rate N      registrations a minute per address, 0 = unlimited (default 10)\n"
+    "  --max-reload-loss PCT  SIGHUP reload refused if it removes more accounts (default 50)\n"
     "  --verbose              log to stderr (never passwords or message bodies)\n"
     "  --help, --version\n";
 
@@ -60,6 +65,8 @@ enum {
     OPT_HASH_OPS,
     OPT_HASH_MEM,
     OPT_HASH_THREADS,
+    OPT_MAX_HASH_OPS,
+    OPT_MAX_HASH_MEM,
     OPT_MAX_LINE,
     OPT_MAX_MESSAGE,
     OPT_MAX_OUTPUT,
@@ -70,6 +77,9 @@ enum {
     OPT_MAX_ERRORS,
     OPT_MAX_QUEUED,
     OPT_MAX_FAILURES,
+    OPT_MAX_HASH_JOBS,
+    OPT_REGISTER_RATE,
+    OPT_MAX_RELOAD_LOSS,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -90,6 +100,8 @@ static const struct option long_options[] = {
     {"hash-ops", required_argument, NULL, OPT_HASH_OPS},
     {"hash-mem", required_argument, NULL, OPT_HASH_MEM},
     {"hash-threads", required_argument, NULL, OPT_HASH_THREADS},
+    {"max-hash-ops", required_argument, NULL, OPT_MAX_HASH_OPS},
+    {"max-hash-mem", required_argument, NULL, OPT_MAX_HASH_MEM},
     {"max-line", required_argument, NULL, OPT_MAX_LINE},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
@@ -100,6 +112,9 @@ static const struct option long_options[] = {
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
     {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+    {"max-hash-jobs", required_argument, NULL, OPT_MAX_HASH_JOBS},
+    {"register-rate", required_argument, NULL, OPT_REGISTER_RATE},
+    {"max-reload-loss", required_argument, NULL, OPT_MAX_RELOAD_LOSS},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -127,6 +142,9 @@ static void set_defaults(struct config *cfg)
     cfg->max_errors = 100;
     cfg->max_queued = 10000;
     cfg->max_failures = 3;
+    cfg->max_hash_jobs = 256;
+    cfg->register_rate = 10;
+    cfg->max_reload_loss = 50;
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -142,6 +160,31 @@ static bool parse_num(const char *name, const char *s, long long min, long long 
     }
     *out = v;
     return true;
+}
+
+/* The options of accounts and password hashing (issue 9). */
+static bool set_auth_number(struct config *cfg, int opt, const char *arg)
+{
+    long long v;
+    switch (opt) {
+    case OPT_MAX_HASH_OPS:
+        return parse_num("--max-hash-ops", arg, 1, 1000, &v) &&
+               (cfg->max_hash_ops = (unsigned long long)v, true);
+    case OPT_MAX_HASH_MEM:
+        return parse_num("--max-hash-mem", arg, 8192, 1LL << 32, &v) &&
+               (cfg->max_hash_mem = (size_t)v, true);
+    case OPT_MAX_HASH_JOBS:
+        return parse_num("--max-hash-jobs", arg, 1, 1000000, &v) &&
+               (cfg->max_hash_jobs = (unsigned)v, true);
+    case OPT_REGISTER_RATE:
+        return parse_num("--register-rate", arg, 0, 1000000, &v) &&
+               (cfg->register_rate = (unsigned)v, true);
+    case OPT_MAX_RELOAD_LOSS:
+        return parse_num("--max-reload-loss", arg, 0, 100, &v) &&
+               (cfg->max_reload_loss = (unsigned)v, true);
+    default:
+        return false;
+    }
 }
 
 static bool set_number(struct config *cfg, int opt, const char *arg)
@@ -190,7 +233,7 @@ static bool set_number(struct config *cfg, int opt, const char *arg)
     case OPT_MAX_FAILURES:
         return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
     default:
-        return false;
+        return set_auth_number(cfg, opt, arg);
     }
 }
 
@@ -251,6 +294,27 @@ static enum config_result take_positionals(struct config *cfg, int argc, char **
     return CONFIG_RUN;
 }
 
+/* Sets the hash cost caps left unset: libsodium's "moderate" cost, or the server's own hash
+ * cost when that is higher (it must read back what it writes). A cap set below the server's
+ * own cost is a usage error. */
+static enum config_result resolve_hash_caps(struct config *cfg)
+{
+    if (!cfg->max_hash_ops)
+        cfg->max_hash_ops = cfg->hash_ops > crypto_pwhash_OPSLIMIT_MODERATE
+                                ? cfg->hash_ops
+                                : crypto_pwhash_OPSLIMIT_MODERATE;
+    if (!cfg->max_hash_mem)
+        cfg->max_hash_mem = cfg->hash_mem > crypto_pwhash_MEMLIMIT_MODERATE
+                                ? cfg->hash_mem
+                                : crypto_pwhash_MEMLIMIT_MODERATE;
+    if (cfg->max_hash_ops < cfg->hash_ops || cfg->max_hash_mem < cfg->hash_mem) {
+        fprintf(stderr, "parleyd: --max-hash-ops and --max-hash-mem must be at least "
+                        "--hash-ops and --hash-mem\n");
+        return CONFIG_ERROR;
+    }
+    return CONFIG_RUN;
+}
+
 enum config_result config_parse(struct config *cfg, int argc, char **argv)
 {
     set_defaults(cfg);
@@ -265,7 +329,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         if (r != CONFIG_RUN)
             return r;
     }
-    if (take_positionals(cfg, argc, argv) != CONFIG_RUN)
+    if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN)
         return CONFIG_ERROR;
     if (cfg->hash_credentials)
         return CONFIG_RUN;

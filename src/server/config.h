@@ -22,6 +22,11 @@ struct config {
     unsigned long long hash_ops;
     size_t hash_mem;
     int hash_threads;
+    unsigned long long max_hash_ops; /* cost caps for hashes read from the credentials file */
+    size_t max_hash_mem;
+    unsigned max_hash_jobs;   /* password hashes queued or running, server-wide */
+    unsigned register_rate;   /* registrations a minute per address; 0: no limit */
+    unsigned max_reload_loss; /* percent of the accounts a SIGHUP reload may remove */
     size_t max_line;
     size_t max_message;
     size_t max_output;

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (write(fd, data, size) == (ssize_t)size) {
         struct auth_table t = {0};
-        if (auth_load(path, &t, err, sizeof(err)) == 0)
+        if (auth_load(path, NULL, &t, err, sizeof(err)) == 0)
             for (size_t i = 0; i < t.count; i++)
                 if (auth_find(&t, t.entries[i].name) == NULL)
                     abort();

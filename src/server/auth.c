@@ -2,10 +2,12 @@
  * libsodium), appending, rewriting the file hashed, and the lock-out rule. */
 #include "server/auth.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,8 +240,9 @@ static void free_secret(char *secret)
     }
 }
 
-/* Adds a parsed entry unless its name is already present (then it is dropped, *dup set).
- * Returns 0 or -1 (out of memory; the entry is freed). */
+/* Adds a parsed entry unless its name is already present. A usable entry takes the place of
+ * an unusable one of the same name; otherwise the newcomer is dropped, and *dup is set when
+ * both were usable (a true duplicate). Returns 0 or -1 (out of memory; the entry is freed). */
 static int table_add_unique(struct auth_table *t, struct name_set *s, struct auth_entry *e,
                             bool *dup)
 {
@@ -248,7 +251,14 @@ static int table_add_unique(struct auth_table *t, struct name_set *s, struct aut
         goto fail;
     size_t *slot = set_slot(s, t, e->name);
     if (*slot) {
-        *dup = true;
+        struct auth_entry *old = &t->entries[*slot - 1];
+        if (old->kind == AUTH_UNUSABLE && e->kind != AUTH_UNUSABLE) {
+            free_secret(old->secret);
+            old->kind = e->kind;
+            old->secret = e->secret;
+            return 0;
+        }
+        *dup = old->kind != AUTH_UNUSABLE && e->kind != AUTH_UNUSABLE;
         free_secret(e->secret);
         return 0;
     }
@@ -262,30 +272,151 @@ fail:
     return -1;
 }
 
+/* Reads a decimal number of 1..10 digits at `*p` and advances past it. */
+static bool take_decimal(const char **p, unsigned long long *out)
+{
+    unsigned long long v = 0;
+    size_t n = 0;
+    while (n <= 10 && (*p)[n] >= '0' && (*p)[n] <= '9') {
+        v = v * 10 + (unsigned long long)((*p)[n] - '0');
+        n++;
+    }
+    if (n == 0 || n > 10)
+        return false;
+    *p += n;
+    *out = v;
+    return true;
+}
+
+/* Advances `*p` past `lit` when the text there starts with it. */
+static bool take_lit(const char **p, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (strncmp(*p, lit, n) != 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+int auth_hash_cost(const char *hash, struct auth_cost *out)
+{
+    const char *p = hash;
+    unsigned long long version, m, t, lanes;
+    if (!hash || !take_lit(&p, AUTH_ARGON2ID_PREFIX))
+        return -1;
+    if (take_lit(&p, "v=") && !(take_decimal(&p, &version) && take_lit(&p, "$")))
+        return -1;
+    if (!take_lit(&p, "m=") || !take_decimal(&p, &m) || !take_lit(&p, ",t=") ||
+        !take_decimal(&p, &t) || !take_lit(&p, ",p=") || !take_decimal(&p, &lanes) || *p != '$')
+        return -1;
+    if (m > SIZE_MAX / 1024)
+        return -1;
+    out->ops = t;
+    out->mem = (size_t)m * 1024;
+    return 0;
+}
+
+/* Returns true, with the reason in `why`, when an argon2id entry must not be used: its
+ * parameters cannot be read, or checking it would cost more than `cap` (NULL: no cap). */
+static bool cost_refused(const struct auth_entry *e, const struct auth_cost *cap, char *why,
+                         size_t whylen)
+{
+    struct auth_cost c;
+    if (e->kind != AUTH_ARGON2ID)
+        return false;
+    if (auth_hash_cost(e->secret, &c) != 0) {
+        set_err(why, whylen, "unreadable argon2id parameters");
+        return true;
+    }
+    if (!cap || (c.ops <= cap->ops && c.mem <= cap->mem))
+        return false;
+    set_err(why, whylen,
+            "argon2id cost t=%llu m=%zu KiB is over the cap (--max-hash-ops %llu, "
+            "--max-hash-mem %zu)",
+            c.ops, c.mem / 1024, cap->ops, cap->mem);
+    return true;
+}
+
+/* Parses one line into `*e`; returns 0 (`*skipped` for blanks and comments) or -1 with the
+ * reason in `why`. */
+static int parse_checked(const struct line *ln, const struct auth_cost *cap, struct auth_entry *e,
+                         bool *skipped, char *why, size_t whylen)
+{
+    if (ln->len > AUTH_MAX_LINE) {
+        set_err(why, whylen, "line too long");
+        return -1;
+    }
+    if (auth_parse_line(ln->ptr, ln->len, e, skipped, why, whylen) != 0)
+        return -1;
+    if (!*skipped && cost_refused(e, cap, why, whylen)) {
+        free_secret(e->secret);
+        e->secret = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Keeps the name a refused line begins with (when it is a valid name) as an unusable entry,
+ * copied into `name` (empty when there is none). Returns 0 or -1 (out of memory). */
+static int reserve_name(struct auth_table *t, struct name_set *s, const struct line *ln,
+                        char *name, size_t namelen)
+{
+    const char *sp = memchr(ln->ptr, ' ', ln->len);
+    size_t n = sp ? (size_t)(sp - ln->ptr) : ln->len;
+    if (!sp && n > 0 && ln->ptr[n - 1] == '\r')
+        n--;
+    struct proto_slice field = {ln->ptr, n};
+    name[0] = '\0';
+    if (!proto_is_name(field))
+        return 0;
+    struct auth_entry e = {.kind = AUTH_UNUSABLE, .secret = strdup("")};
+    bool dup = false;
+    if (!e.secret)
+        return -1;
+    proto_slice_copy(field, e.name, sizeof e.name);
+    proto_slice_copy(field, name, namelen);
+    return table_add_unique(t, s, &e, &dup);
+}
+
+/* Counts and reports a line that cannot be used and keeps its name out of registration.
+ * Returns 0, or -1 when memory ran out. */
+static int refuse_line(struct auth_table *t, struct name_set *s, const struct line *ln,
+                       size_t lineno, const char *why, char *err, size_t errlen)
+{
+    char name[PROTO_MAX_NAME + 1];
+    if (strcmp(why, "out of memory") == 0 || reserve_name(t, s, ln, name, sizeof name) != 0)
+        return -1;
+    t->bad_lines++;
+    if (!err || !errlen || err[0] != '\0')
+        return 0;
+    if (name[0])
+        set_err(err, errlen, "line %zu: %s (%s cannot log in until the line is fixed)", lineno,
+                why, name);
+    else
+        set_err(err, errlen, "line %zu: %s", lineno, why);
+    return 0;
+}
+
 /* Parses one line of the file into the table; problems go to `err` if it is still empty. */
 static int load_line(struct auth_table *t, struct name_set *s, const struct line *ln, size_t lineno,
-                     char *err, size_t errlen)
+                     const struct auth_cost *cap, char *err, size_t errlen)
 {
-    char why[128] = "line too long";
+    char why[192] = "";
     struct auth_entry e;
     bool skipped = false, dup = false;
-    bool first = err && errlen && err[0] == '\0';
-    if (ln->len > AUTH_MAX_LINE ||
-        auth_parse_line(ln->ptr, ln->len, &e, &skipped, why, sizeof why) != 0) {
-        if (first)
-            set_err(err, errlen, "line %zu: %s", lineno, why);
-        return strcmp(why, "out of memory") == 0 ? -1 : 0;
-    }
+    if (parse_checked(ln, cap, &e, &skipped, why, sizeof why) != 0)
+        return refuse_line(t, s, ln, lineno, why, err, errlen);
     if (skipped)
         return 0;
     if (table_add_unique(t, s, &e, &dup) != 0)
         return -1;
-    if (dup && first)
+    if (dup && err && errlen && err[0] == '\0')
         set_err(err, errlen, "line %zu: duplicate name %s ignored", lineno, e.name);
     return 0;
 }
 
-int auth_load(const char *path, struct auth_table *out, char *err, size_t errlen)
+int auth_load(const char *path, const struct auth_cost *cap, struct auth_table *out, char *err,
+              size_t errlen)
 {
     struct auth_table t = {0};
     struct name_set s = {0};
@@ -299,7 +430,7 @@ int auth_load(const char *path, struct auth_table *out, char *err, size_t errlen
         return -1;
     }
     while (next_line(buf, len, &pos, &ln))
-        if (load_line(&t, &s, &ln, ++lineno, err, errlen) != 0)
+        if (load_line(&t, &s, &ln, ++lineno, cap, err, errlen) != 0)
             goto fail;
     free(s.slots);
     sodium_memzero(buf, len);
@@ -313,6 +444,18 @@ fail:
     free(buf);
     auth_table_free(&t);
     return -1;
+}
+
+enum auth_reload_verdict auth_reload_verdict(const struct auth_table *next, size_t running,
+                                             size_t lost, unsigned max_loss_pct)
+{
+    assert(lost <= running && max_loss_pct <= 100);
+    if (next->bad_lines > 0)
+        return AUTH_RELOAD_BAD_LINES;
+    /* lost / running > pct / 100, in integers; account counts are far below 2^57. */
+    if ((uint64_t)lost * 100 > (uint64_t)running * max_loss_pct)
+        return AUTH_RELOAD_LOSES_MANY;
+    return AUTH_RELOAD_OK;
 }
 
 /* Linear scan: the table is the file as read; callers index it if they need speed. */
@@ -350,7 +493,7 @@ static bool plain_equal(const char *stored, const char *given)
 
 bool auth_check(const struct auth_entry *e, const char *password)
 {
-    if (!e || !e->secret || !password)
+    if (!e || !e->secret || !password || e->kind == AUTH_UNUSABLE)
         return false;
     if (e->kind == AUTH_ARGON2ID)
         return crypto_pwhash_str_verify(e->secret, password, strlen(password)) == 0;

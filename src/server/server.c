@@ -62,21 +62,77 @@ static int apply_accounts(struct server *srv, const struct auth_table *t)
     return 0;
 }
 
-int server_reload_credentials(struct server *srv)
+/* Counts the accounts in use (into `*running`) and returns how many of them `t` lacks. */
+static size_t accounts_lost(struct server *srv, const struct auth_table *t, size_t *running)
+{
+    size_t lost = 0;
+    *running = 0;
+    directory_mark_reset(&srv->dir);
+    for (size_t i = 0; i < t->count; i++) {
+        struct user *u = directory_find(&srv->dir, t->entries[i].name, strlen(t->entries[i].name));
+        if (u)
+            directory_mark(&srv->dir, u);
+    }
+    for (uint32_t id = 0; id < srv->dir.count; id++) {
+        struct user *u = directory_by_id(&srv->dir, id);
+        if (!u->has_account)
+            continue;
+        (*running)++;
+        if (!directory_mark(&srv->dir, u))
+            lost++;
+    }
+    return lost;
+}
+
+/* Returns true when a freshly read file may replace the accounts in use; logs why not. */
+static bool reload_allowed(struct server *srv, const struct auth_table *t, const char *err)
+{
+    const char *path = srv->cfg.credentials;
+    size_t running = 0, lost = accounts_lost(srv, t, &running);
+    switch (auth_reload_verdict(t, running, lost, srv->cfg.max_reload_loss)) {
+    case AUTH_RELOAD_OK:
+        return true;
+    case AUTH_RELOAD_BAD_LINES:
+        log_error("credentials %s: reload refused, %zu line(s) cannot be used (%s); the %zu "
+                  "accounts in use are kept",
+                  path, t->bad_lines, err, running);
+        return false;
+    case AUTH_RELOAD_LOSES_MANY:
+        log_error("credentials %s: reload refused, it would remove %zu of the %zu accounts in use "
+                  "(more than %u%%, --max-reload-loss); they are kept",
+                  path, lost, running, srv->cfg.max_reload_loss);
+        return false;
+    }
+    return false;
+}
+
+/* Reads the credentials file and applies it; a reload (SIGHUP) must pass reload_allowed. */
+static int load_credentials(struct server *srv, bool reload)
 {
     struct auth_table t = {0};
     char err[256] = "";
-    int rc = auth_load(srv->cfg.credentials, &t, err, sizeof(err));
+    struct auth_cost cap = {srv->cfg.max_hash_ops, srv->cfg.max_hash_mem};
+    int rc = auth_load(srv->cfg.credentials, &cap, &t, err, sizeof(err));
     if (rc < 0) {
         log_error("cannot read credentials %s: %s", srv->cfg.credentials, err);
+    } else if (reload && !reload_allowed(srv, &t, err)) {
+        rc = -1;
     } else {
-        if (err[0])
+        if (t.bad_lines)
+            log_error("credentials %s: %zu line(s) cannot be used; the first: %s",
+                      srv->cfg.credentials, t.bad_lines, err);
+        else if (err[0])
             log_error("credentials %s: %s", srv->cfg.credentials, err);
         rc = apply_accounts(srv, &t);
         log_info("credentials: %zu accounts", t.count);
     }
     auth_table_free(&t);
     return rc;
+}
+
+int server_reload_credentials(struct server *srv)
+{
+    return load_credentials(srv, true);
 }
 
 static int load_block(void *ctx, const char *a, const char *b)
@@ -294,7 +350,7 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->fmt = malloc(srv->fmt_cap);
     if (!srv->fmt || auth_init() < 0)
         goto fail;
-    if (server_reload_credentials(srv) < 0 || open_store(srv) < 0)
+    if (load_credentials(srv, false) < 0 || open_store(srv) < 0)
         goto fail;
     srv->base = event_base_new();
     if (!srv->base)

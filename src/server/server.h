@@ -111,7 +111,9 @@ int server_run(struct server *srv);
 /* Frees everything server_init made; safe on a half-initialised server. */
 void server_free(struct server *srv);
 
-/* Re-reads the credentials file, keeping everyone online. Returns 0 or -1. */
+/* Re-reads the credentials file, keeping everyone online. A file with a line that cannot be
+ * used, or one that would remove more than --max-reload-loss percent of the accounts in use,
+ * is refused (logged) and the accounts in use stay. Returns 0, or -1 when not applied. */
 int server_reload_credentials(struct server *srv);
 
 /* Notes that the `len` bytes queued for `s` at `pos` (see net_pending_output) depend on the

@@ -211,23 +211,30 @@ static void test_load_mixed(void **state)
                         "leia last"); /* no final newline */
     struct auth_table t;
     char err[256] = "junk";
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
-    assert_int_equal(t.count, 4);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
+    assert_int_equal(t.count, 6);
+    assert_int_equal(t.bad_lines, 2);
     assert_string_equal(t.entries[0].name, "hans");
     assert_string_equal(t.entries[0].secret, "falcon"); /* duplicate keeps the first */
     assert_string_equal(t.entries[1].name, "yoda");
     assert_string_equal(t.entries[1].secret, "wise");
-    assert_string_equal(t.entries[2].name, "vader");
-    assert_int_equal(t.entries[2].kind, AUTH_ARGON2ID);
-    assert_string_equal(t.entries[3].name, "leia");
-    assert_string_equal(t.entries[3].secret, "last");
+    /* the names of broken lines stay taken, and no password fits them */
+    assert_string_equal(t.entries[2].name, "broken");
+    assert_int_equal(t.entries[2].kind, AUTH_UNUSABLE);
+    assert_string_equal(t.entries[3].name, "two");
+    assert_int_equal(t.entries[3].kind, AUTH_UNUSABLE);
+    assert_false(auth_check(&t.entries[3], "spaces"));
+    assert_false(auth_check(&t.entries[3], ""));
+    assert_string_equal(t.entries[4].name, "vader");
+    assert_int_equal(t.entries[4].kind, AUTH_ARGON2ID);
+    assert_string_equal(t.entries[5].name, "leia");
+    assert_string_equal(t.entries[5].secret, "last");
     assert_non_null(strstr(err, "line 5"));
+    assert_non_null(strstr(err, "broken cannot log in"));
 
     assert_ptr_equal(auth_find(&t, "yoda"), &t.entries[1]);
-    assert_ptr_equal(auth_find(&t, "leia"), &t.entries[3]);
+    assert_ptr_equal(auth_find(&t, "leia"), &t.entries[5]);
     assert_null(auth_find(&t, "Yoda"));
-    assert_null(auth_find(&t, "broken"));
-    assert_null(auth_find(&t, "two"));
     assert_null(auth_find(&t, ""));
     auth_table_free(&t);
     assert_int_equal(t.count, 0);
@@ -245,7 +252,7 @@ static void test_load_clean_and_many(void **state)
     assert_int_equal(fclose(fp), 0);
     struct auth_table t;
     char err[256] = "junk";
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
     assert_int_equal(t.count, 5000);
     assert_non_null(strstr(err, "line 5001"));
     const struct auth_entry *e = auth_find(&t, "user42");
@@ -255,7 +262,7 @@ static void test_load_clean_and_many(void **state)
     auth_table_free(&t);
 
     write_file(f->path, "a b\nc d\n");
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
     assert_int_equal(t.count, 2);
     assert_string_equal(err, "");
     auth_table_free(&t);
@@ -273,7 +280,7 @@ static void test_load_long_line(void **state)
     assert_int_equal(fclose(fp), 0);
     struct auth_table t;
     char err[256] = "";
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
     assert_int_equal(t.count, 2);
     assert_string_equal(t.entries[1].name, "last");
     assert_non_null(strstr(err, "line 2"));
@@ -285,7 +292,7 @@ static void test_load_missing(void **state)
     struct fixture *f = *state;
     struct auth_table t;
     char err[256] = "";
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), -1);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), -1);
     assert_int_equal(t.count, 0);
     assert_null(t.entries);
     assert_true(strlen(err) > 0);
@@ -342,7 +349,7 @@ static void test_append(void **state)
     assert_int_equal(auth_append(f->path, "luke", hash), 0);
     struct auth_table t;
     char err[256];
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
     assert_string_equal(err, "");
     assert_int_equal(t.count, 2);
     const struct auth_entry *e = auth_find(&t, "luke");
@@ -358,7 +365,7 @@ static void test_append(void **state)
     char expect[256];
     snprintf(expect, sizeof expect, "hans falcon\nluke %s\n", hash);
     assert_string_equal(read_text(f->path), expect);
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
     assert_int_equal(t.count, 2);
     assert_string_equal(auth_find(&t, "hans")->secret, "falcon");
     assert_true(auth_check(auth_find(&t, "luke"), "newpw"));
@@ -420,8 +427,9 @@ static void test_rewrite_hashed(void **state)
     assert_int_equal(out[strlen(out) - 1] != '\n', 1); /* still no final newline */
 
     struct auth_table t;
-    assert_int_equal(auth_load(f->path, &t, err, sizeof err), 0);
-    assert_int_equal(t.count, 4);
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
+    assert_int_equal(t.count, 5); /* and "bad", kept out of use */
+    assert_int_equal(t.bad_lines, 1);
     const char *names[] = {"hans", "yoda", "vader", "leia"};
     const char *pws[] = {"falcon", "wise", "kept", "last"};
     for (int i = 0; i < 4; i++) {
@@ -463,6 +471,156 @@ static void test_rewrite_bad_cost(void **state)
     assert_null(strstr(err, "falcon"));
     assert_string_equal(read_text(f->path), "hans falcon\n");
     assert_int_equal(count_dir_entries(f->dir), 1);
+}
+
+/* Issue 9 point 6: a registered "#x" became a comment at the next load. Every name the
+ * server accepts must survive the file: each byte alone, first, in the middle and last, and
+ * the longest names, are appended as the server appends a registration, read back and found
+ * with their own secret; a name proto_is_name refuses is refused by auth_append. */
+static void test_every_name_round_trips(void **state)
+{
+    struct fixture *f = *state;
+    static char names[256 * 5][PROTO_MAX_NAME + 1];
+    size_t n = 0;
+    write_file(f->path, "# accounts\n");
+    for (unsigned c = 1; c < 256; c++) {
+        char shapes[5][PROTO_MAX_NAME + 1] = {{(char)c}, {(char)c, 'a'}, {'b', (char)c},
+                                               {'d', (char)c, 'e'}};
+        memset(shapes[4], (int)c, PROTO_MAX_NAME);
+        for (size_t k = 0; k < 5; k++) {
+            const char *name = shapes[k];
+            bool valid = proto_is_name((struct proto_slice){name, strlen(name)});
+            bool seen = false;
+            for (size_t i = 0; i < n && !seen; i++)
+                seen = strcmp(names[i], name) == 0;
+            char secret[32];
+            snprintf(secret, sizeof secret, "pw%zu", n);
+            if (!valid) {
+                assert_int_equal(auth_append(f->path, name, secret), -1);
+                continue;
+            }
+            if (seen)
+                continue;
+            assert_int_equal(auth_append(f->path, name, secret), 0);
+            snprintf(names[n++], sizeof names[0], "%s", name);
+        }
+    }
+    assert_true(n > 300);
+    struct auth_table t;
+    char err[256] = "junk";
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(t.bad_lines, 0);
+    assert_int_equal(t.count, n);
+    for (size_t i = 0; i < n; i++) {
+        char secret[32];
+        snprintf(secret, sizeof secret, "pw%zu", i);
+        const struct auth_entry *e = auth_find(&t, names[i]);
+        if (!e)
+            fail_msg("name \"%s\" did not survive the file", names[i]);
+        assert_string_equal(e->name, names[i]);
+        assert_true(auth_check(e, secret));
+    }
+    auth_table_free(&t);
+}
+
+static void test_hash_cost(void **state)
+{
+    (void)state;
+    struct auth_cost c;
+    assert_int_equal(auth_hash_cost("$argon2id$v=19$m=65536,t=2,p=1$c2FsdA$aGFzaA", &c), 0);
+    assert_int_equal(c.ops, 2);
+    assert_int_equal(c.mem, 65536u * 1024u);
+    assert_int_equal(auth_hash_cost("$argon2id$m=8,t=1,p=1$a$b", &c), 0); /* no version */
+    assert_int_equal(c.mem, 8192);
+    assert_int_equal(auth_hash_cost("$argon2id$v=19$m=4294967295,t=4294967295,p=1$a$b", &c), 0);
+    assert_int_equal(c.ops, 4294967295ull);
+    char hash[128];
+    assert_int_equal(auth_hash("pw", &cheap, hash, sizeof hash), 0);
+    assert_int_equal(auth_hash_cost(hash, &c), 0);
+    assert_int_equal(c.ops, cheap.ops);
+    assert_int_equal(c.mem, cheap.mem);
+    static const char *bad[] = {
+        "$argon2i$v=19$m=8,t=1,p=1$a$b",      "$argon2id$v=19$m=,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1$a$b",         "$argon2id$v=19$m=99999999999,t=1,p=1$a$b",
+        "$argon2id$v=19$t=1,m=8,p=1$a$b",     "$argon2id$v=$m=8,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1,p=1",         "$argon2id$v=19$m=-8,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1,p=1x$a$b",    "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (auth_hash_cost(bad[i], &c) == 0)
+            fail_msg("cost of \"%s\" was read", bad[i]);
+    assert_int_equal(auth_hash_cost(NULL, &c), -1);
+}
+
+/* Issue 9 point 9: a line with a 4 GiB memory cost made every login for that name take
+ * seconds and gigabytes. Over the cap, the line is refused at load with the reason and its
+ * line number, its name stays out of use, and the rest of the file loads. */
+static void test_load_caps_hash_cost(void **state)
+{
+    struct fixture *f = *state;
+    char ok_hash[128], text[1024];
+    assert_int_equal(auth_hash("right", &cheap, ok_hash, sizeof ok_hash), 0);
+    snprintf(text, sizeof text,
+             "big $argon2id$v=19$m=4194304,t=1,p=1$c2FsdA$aGFzaA\n"
+             "slow $argon2id$v=19$m=8,t=100,p=1$c2FsdA$aGFzaA\n"
+             "odd $argon2id$v=19$m=8$c2FsdA$aGFzaA\n"
+             "fine %s\n"
+             "hans falcon\n"
+             "twice $argon2id$v=19$m=4194304,t=1,p=1$c2FsdA$aGFzaA\n"
+             "twice %s\n",
+             ok_hash, ok_hash);
+    write_file(f->path, text);
+    const struct auth_cost cap = {3, 256u << 20};
+    struct auth_table t;
+    char err[256] = "";
+    assert_int_equal(auth_load(f->path, &cap, &t, err, sizeof err), 0);
+    assert_int_equal(t.bad_lines, 4);
+    assert_non_null(strstr(err, "line 1: argon2id cost t=1 m=4194304 KiB is over the cap"));
+    assert_non_null(strstr(err, "big cannot log in"));
+    const char *unusable[] = {"big", "slow", "odd"};
+    for (size_t i = 0; i < 3; i++) {
+        const struct auth_entry *e = auth_find(&t, unusable[i]);
+        assert_non_null(e);
+        assert_int_equal(e->kind, AUTH_UNUSABLE);
+        assert_false(auth_check_is_slow(e));
+    }
+    assert_true(auth_check(auth_find(&t, "fine"), "right"));
+    assert_true(auth_check(auth_find(&t, "hans"), "falcon"));
+    /* a usable line takes the place of a refused one of the same name */
+    assert_int_equal(auth_find(&t, "twice")->kind, AUTH_ARGON2ID);
+    assert_true(auth_check(auth_find(&t, "twice"), "right"));
+    assert_int_equal(t.count, 6);
+    auth_table_free(&t);
+
+    /* without a cap only the unreadable parameters are refused */
+    assert_int_equal(auth_load(f->path, NULL, &t, err, sizeof err), 0);
+    assert_int_equal(t.bad_lines, 1);
+    assert_int_equal(auth_find(&t, "big")->kind, AUTH_ARGON2ID);
+    assert_int_equal(auth_find(&t, "odd")->kind, AUTH_UNUSABLE);
+    auth_table_free(&t);
+}
+
+/* Issue 9 point 7: a reload of an empty, truncated or garbled file removed every offline
+ * account. The verdict refuses a file with a bad line or one that loses more than the
+ * allowed share, and lets a reload that removes a few accounts on purpose through. */
+static void test_reload_verdict(void **state)
+{
+    (void)state;
+    struct auth_table clean = {0}, garbled = {0};
+    garbled.bad_lines = 1;
+    assert_int_equal(auth_reload_verdict(&clean, 0, 0, 50), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&clean, 10, 0, 50), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&clean, 10, 5, 50), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&clean, 10, 6, 50), AUTH_RELOAD_LOSES_MANY);
+    assert_int_equal(auth_reload_verdict(&clean, 6, 6, 50), AUTH_RELOAD_LOSES_MANY); /* empty */
+    assert_int_equal(auth_reload_verdict(&clean, 1, 1, 50), AUTH_RELOAD_LOSES_MANY);
+    assert_int_equal(auth_reload_verdict(&clean, 2, 1, 50), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&clean, 6, 6, 100), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&clean, 1000, 1, 0), AUTH_RELOAD_LOSES_MANY);
+    assert_int_equal(auth_reload_verdict(&clean, 1000, 0, 0), AUTH_RELOAD_OK);
+    assert_int_equal(auth_reload_verdict(&garbled, 10, 0, 100), AUTH_RELOAD_BAD_LINES);
+    assert_int_equal(auth_reload_verdict(&garbled, 0, 0, 50), AUTH_RELOAD_BAD_LINES);
 }
 
 /* Unix seconds to the milliseconds lockout_* take. */
@@ -561,6 +719,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_hashed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_bad_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_name_round_trips, setup, teardown),
+        cmocka_unit_test(test_hash_cost),
+        cmocka_unit_test_setup_teardown(test_load_caps_hash_cost, setup, teardown),
+        cmocka_unit_test(test_reload_verdict),
         cmocka_unit_test(test_lockout),
         cmocka_unit_test(test_lockout_lasts_at_least_duration),
     };

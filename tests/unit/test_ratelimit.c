@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "server/ratelimit.h"
@@ -200,6 +201,80 @@ static void test_rate_zero_unlimited(void **state)
         assert_true(ratelimit_take(&rl, i, 0, 1));
 }
 
+/* A bucket counted per minute: `rate` tokens a minute refill to at most `burst`. */
+static void test_per_period(void **state)
+{
+    (void)state;
+    struct ratelimit rl;
+    memset(&rl, 0, sizeof rl);
+    for (int i = 0; i < 3; i++)
+        assert_true(ratelimit_take_per(&rl, 1000, 3, 60000, 3));
+    assert_false(ratelimit_take_per(&rl, 1000, 3, 60000, 3));
+    assert_false(ratelimit_take_per(&rl, 20999, 3, 60000, 3));
+    assert_true(ratelimit_take_per(&rl, 21000, 3, 60000, 3)); /* one every 20 s */
+    assert_false(ratelimit_take_per(&rl, 21000, 3, 60000, 3));
+    /* a year later: full, not more */
+    int64_t later = INT64_C(365) * 24 * 3600 * 1000;
+    for (int i = 0; i < 3; i++)
+        assert_true(ratelimit_take_per(&rl, later, 3, 60000, 3));
+    assert_false(ratelimit_take_per(&rl, later, 3, 60000, 3));
+    /* period 1000 is ratelimit_take */
+    struct ratelimit a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    for (int64_t ms = 0; ms < 5000; ms += 7)
+        assert_int_equal(ratelimit_take(&a, ms, 10, 5), ratelimit_take_per(&b, ms, 10, 1000, 5));
+    assert_true(ratelimit_take_per(&rl, 0, 0, 60000, 1));
+}
+
+/* Issue 9 point 10: registrations are limited per source address. Each address has its own
+ * bucket, an IPv6 /64 shares one, rate 0 tracks nothing. */
+static void test_table_per_address(void **state)
+{
+    (void)state;
+    struct ratelimit_table t;
+    memset(&t, 0, sizeof t);
+    for (int i = 0; i < 2; i++)
+        assert_true(ratelimit_table_take(&t, "10.0.0.1", 0, 2, 60000, 2));
+    assert_false(ratelimit_table_take(&t, "10.0.0.1", 0, 2, 60000, 2));
+    assert_true(ratelimit_table_take(&t, "10.0.0.2", 0, 2, 60000, 2));
+    assert_true(ratelimit_table_take(&t, "10.0.0.1", 30000, 2, 60000, 2));
+    assert_true(ratelimit_table_take(&t, "2001:db8::1", 0, 1, 60000, 1));
+    assert_false(ratelimit_table_take(&t, "2001:db8::2", 0, 1, 60000, 1));
+    assert_false(ratelimit_table_take(&t, "2001:db8:0:0:ffff::9", 0, 1, 60000, 1));
+    assert_true(ratelimit_table_take(&t, "2001:db8:0:1::1", 0, 1, 60000, 1));
+    assert_int_equal(t.used, 4);
+    size_t used = t.used;
+    for (int i = 0; i < 1000; i++)
+        assert_true(ratelimit_table_take(&t, "10.9.9.9", 0, 0, 60000, 1));
+    assert_int_equal(t.used, used);
+    ratelimit_table_free(&t);
+    assert_int_equal(t.used, 0);
+    assert_null(t.slots);
+}
+
+/* The table stays bounded: buckets that filled up again are forgotten, and past
+ * RATELIMIT_TABLE_MAX live addresses new ones are refused until some fill up. */
+static void test_table_bounded(void **state)
+{
+    (void)state;
+    struct ratelimit_table t;
+    memset(&t, 0, sizeof t);
+    char addr[32];
+    for (unsigned i = 0; i < RATELIMIT_TABLE_MAX; i++) {
+        snprintf(addr, sizeof addr, "10.%u.%u.%u", i >> 16, (i >> 8) & 255, i & 255);
+        assert_true(ratelimit_table_take(&t, addr, 0, 1, 1000, 1));
+    }
+    assert_int_equal(t.used, RATELIMIT_TABLE_MAX);
+    assert_false(ratelimit_table_take(&t, "192.168.0.1", 500, 1, 1000, 1));
+    assert_false(ratelimit_table_take(&t, "10.0.0.0", 500, 1, 1000, 1)); /* still empty */
+    /* a second later every bucket is full again: forgotten, room for new ones */
+    assert_true(ratelimit_table_take(&t, "192.168.0.1", 1000, 1, 1000, 1));
+    assert_true(t.used < 100);
+    assert_true(t.cap <= 2u * RATELIMIT_TABLE_MAX);
+    ratelimit_table_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +282,8 @@ int main(void)
         cmocka_unit_test(test_refill_rate),         cmocka_unit_test(test_sustained),
         cmocka_unit_test(test_never_exceeds_burst), cmocka_unit_test(test_large_burst),
         cmocka_unit_test(test_clock_backwards),     cmocka_unit_test(test_rate_zero_unlimited),
+        cmocka_unit_test(test_per_period),          cmocka_unit_test(test_table_per_address),
+        cmocka_unit_test(test_table_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,7 @@ static const char *check_fields(const char *line, size_t len, size_t *name_len)
     if (memchr(pass.ptr, ' ', pass.len))
         return "more than one space";
     if (!proto_is_name(name))
-        return "invalid name (1..32 printable characters)";
+        return "invalid name (1..32 printable characters, none of ():, not starting with #)";
     if (!proto_is_password(pass))
         return "invalid password (1..128 printable characters)";
     *name_len = nlen;

@@ -49,7 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     srv.fmt_cap = srv.cfg.max_line + 256;
     srv.fmt = malloc(srv.fmt_cap);
     srv.base = event_base_new();
-    srv.workers = worker_pool_new(srv.base, 1);
+    srv.workers = worker_pool_new(srv.base, 1, 256);
     if (!srv.fmt || !srv.base || !srv.workers)
         abort();
     return 0;

@@ -19,6 +19,8 @@
 #define SAY_LOCKED_NOW "Invalid Password. Your account has been blocked. Please try again later"
 #define SAY_LOCKED "Your account is blocked due to multiple login failures. Please try again later"
 #define SAY_BAD_NEW_PASS "Error. A password is 1 to 128 printable characters without spaces"
+#define SAY_BUSY "Error. The server is busy; please try again"
+#define SAY_REGISTER_LIMIT "Error. Too many new accounts from this address; please try again later"
 
 static void ask_username(struct client *c)
 {
@@ -63,6 +65,14 @@ static void on_pass(void *ctx, const struct link_reply *r, void *arg)
     case PROTO_E_BAD_REQUEST:
         ui_print(c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS);
         ask_password(c);
+        break;
+    case PROTO_E_BUSY: /* nothing was checked: the same password may be sent again */
+        ui_print(SAY_BUSY);
+        ask_password(c);
+        break;
+    case PROTO_E_RATE_LIMITED: /* registration refused for now */
+        ui_print(SAY_REGISTER_LIMIT);
+        ask_username(c);
         break;
     default:
         ui_print(SAY_BAD_PASS);

@@ -29,6 +29,7 @@ static const struct error_name error_names[] = {
     {PROTO_E_UNKNOWN_REQUEST, "unknown request"},
     {PROTO_E_STORE_UNAVAILABLE, "store unavailable"},
     {PROTO_E_QUEUE_FULL, "recipient has too many messages waiting"},
+    {PROTO_E_BUSY, "busy, try again"},
     {PROTO_E_BAD_VERSION, "unsupported protocol version"},
 };
 

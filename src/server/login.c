@@ -1,5 +1,6 @@
 /* Logging in: HELLO, USER, PASS, lock-outs and registration. Password checks that cost a hash
  * run on the worker pool; the session waits in SESSION_CHECKING meanwhile. */
+#include <assert.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,16 @@ enum login_job_kind {
     JOB_CREATE, /* hash a new password and append the account to the credentials file */
 };
 
+/* Registrations from one address are counted over this period (--register-rate is per it). */
+#define LOGIN_REGISTER_PERIOD_MS 60000
+
 /* One password check or account creation handed to a worker. */
 struct login_job {
     struct login_job *next;  /* in the user's queue of checks waiting their turn */
     struct session *session; /* NULL once the session went away */
     struct user *user;
     struct server *srv;
+    struct worker_job *ticket; /* while handed to the worker pool */
     enum login_job_kind kind;
     struct auth_entry entry;
     struct auth_cost cost;
@@ -30,8 +35,11 @@ struct login_job {
     bool ok;
 };
 
+/* Frees a job and gives its place among the --max-hash-jobs back. */
 static void job_free(struct login_job *job)
 {
+    assert(job->srv->hash_jobs > 0);
+    job->srv->hash_jobs--;
     sodium_memzero(job->password, sizeof(job->password));
     if (job->entry.secret) {
         sodium_memzero(job->entry.secret, strlen(job->entry.secret));
@@ -214,31 +222,44 @@ static void job_run(void *arg)
 
 static void job_done(void *arg);
 
+/* Refuses a PASS because the server already has --max-hash-jobs hashes queued or running; the
+ * session stays where it was, so the client may send PASS again. */
+static void refuse_busy(struct session *s, const char *tag)
+{
+    s->state = SESSION_PASSWORD;
+    session_err(s, tag, PROTO_E_BUSY);
+}
+
 /* Fails a job that could not be handed to a worker. */
 static void job_refused(struct login_job *job)
 {
     struct session *s = job->session;
     if (s) {
         s->job = NULL;
-        s->state = s->new_account ? SESSION_USERNAME : SESSION_PASSWORD;
-        session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        refuse_busy(s, s->tag);
     }
     job_free(job);
 }
 
 /* Starts the next waiting password check of `u`. Checks of one user run one at a time, in the
  * order they arrived, so parallel guesses are counted as if made one after another and none
- * can finish after a third failure without seeing the lock. */
+ * can finish after a third failure without seeing the lock. A check for an account that is
+ * locked by now is answered at once: no hash is spent on it. */
 static void next_check(struct user *u)
 {
     while (!u->checking && u->check_queue) {
         struct login_job *job = u->check_queue;
+        struct session *s = job->session;
         u->check_queue = job->next;
-        if (!job->session) {
-            job_free(job); /* its session went away while it waited */
+        assert(s && s->job == job); /* login_abandon takes abandoned checks out */
+        if (is_locked(job->srv, u)) {
+            s->job = NULL;
+            job_free(job);
+            refuse_locked(s, s->tag, PROTO_E_LOCKED);
             continue;
         }
-        if (worker_submit(job->srv->workers, job_run, job_done, job) < 0) {
+        job->ticket = worker_submit(job->srv->workers, job_run, job_done, job);
+        if (!job->ticket) {
             job_refused(job);
             continue;
         }
@@ -250,6 +271,7 @@ static void job_done(void *arg)
 {
     struct login_job *job = arg;
     struct session *s = job->session;
+    job->ticket = NULL;
     if (s)
         s->job = NULL;
     if (s && s->state != SESSION_CHECKING)
@@ -265,11 +287,42 @@ static void job_done(void *arg)
     job_free(job);
 }
 
+/* Takes a check that waits its turn out of its user's queue. */
+static void unqueue_check(struct login_job *job)
+{
+    struct login_job **p = &job->user->check_queue;
+    while (*p && *p != job)
+        p = &(*p)->next;
+    assert(*p == job);
+    *p = job->next;
+}
+
+/* Drops a job that had not started: no hash is spent on a connection that is gone. A check
+ * that held its user's turn passes the turn on. */
+static void drop_job(struct login_job *job)
+{
+    struct user *u = job->user;
+    bool held_turn = job->kind == JOB_CHECK && job->ticket != NULL;
+    if (job->kind == JOB_CREATE)
+        u->registering = false;
+    else if (held_turn)
+        u->checking = false;
+    else
+        unqueue_check(job);
+    job_free(job);
+    if (held_turn)
+        next_check(u);
+}
+
 void login_abandon(struct session *s)
 {
-    if (s->job)
-        s->job->session = NULL;
+    struct login_job *job = s->job;
     s->job = NULL;
+    if (!job)
+        return;
+    job->session = NULL;
+    if (!job->ticket || worker_cancel(job->srv->workers, job->ticket))
+        drop_job(job);
 }
 
 /* Hands a check or a creation to a worker; the reply comes from job_done. */
@@ -277,8 +330,11 @@ static void start_job(struct session *s, enum login_job_kind kind, const struct 
 {
     struct server *srv = s->srv;
     struct login_job *job = calloc(1, sizeof(*job));
-    if (!job)
-        goto fail;
+    if (!job) {
+        refuse_busy(s, r->tag);
+        return;
+    }
+    srv->hash_jobs++;
     job->session = s;
     job->srv = srv;
     job->kind = kind;
@@ -290,7 +346,7 @@ static void start_job(struct session *s, enum login_job_kind kind, const struct 
     job->user = s->user;
     if (kind == JOB_CHECK && !(job->entry.secret = strdup(s->user->secret)))
         goto fail;
-    if (kind == JOB_CREATE && worker_submit(srv->workers, job_run, job_done, job) < 0)
+    if (kind == JOB_CREATE && !(job->ticket = worker_submit(srv->workers, job_run, job_done, job)))
         goto fail;
     memcpy(s->tag, r->tag, sizeof(s->tag));
     s->job = job;
@@ -306,21 +362,39 @@ static void start_job(struct session *s, enum login_job_kind kind, const struct 
     next_check(s->user);
     return;
 fail:
-    if (job)
-        job_free(job);
-    session_err(s, r->tag, PROTO_E_STORE_UNAVAILABLE);
+    job_free(job);
+    refuse_busy(s, r->tag);
 }
 
-/* PASS after `OK new`: the account is created unless someone took the name meanwhile. */
+/* Returns true when a new password hash may be queued now (--max-hash-jobs). */
+static bool hash_room(const struct server *srv)
+{
+    return srv->hash_jobs < srv->cfg.max_hash_jobs;
+}
+
+/* PASS after `OK new`: the account is created unless someone took the name meanwhile, the
+ * server has no room for another hash, or this address registered too often. */
 static void start_registration(struct session *s, const struct request *r)
 {
-    struct user *u = directory_find(&s->srv->dir, s->new_name, strlen(s->new_name));
+    struct server *srv = s->srv;
+    struct user *u = directory_find(&srv->dir, s->new_name, strlen(s->new_name));
     if (u && (u->has_account || u->registering || u->online)) {
         s->state = SESSION_USERNAME;
         session_err(s, r->tag, PROTO_E_ALREADY_ONLINE);
         return;
     }
-    s->user = u ? u : directory_add(&s->srv->dir, s->new_name);
+    if (!hash_room(srv)) {
+        refuse_busy(s, r->tag);
+        return;
+    }
+    if (!ratelimit_table_take(&srv->register_limits, net_peer_addr(s->conn), server_now_ms(),
+                              srv->cfg.register_rate, LOGIN_REGISTER_PERIOD_MS,
+                              srv->cfg.register_rate)) {
+        log_info("registration from %s refused: --register-rate", net_peer_addr(s->conn));
+        session_err(s, r->tag, PROTO_E_RATE_LIMITED);
+        return;
+    }
+    s->user = u ? u : directory_add(&srv->dir, s->new_name);
     if (!s->user) {
         s->state = SESSION_USERNAME;
         session_err(s, r->tag, PROTO_E_STORE_UNAVAILABLE);
@@ -348,7 +422,10 @@ void login_pass(struct session *s, const struct request *r)
     }
     struct auth_entry e = {.kind = u->kind, .secret = u->secret};
     if (auth_check_is_slow(&e)) {
-        start_job(s, JOB_CHECK, r);
+        if (hash_room(s->srv))
+            start_job(s, JOB_CHECK, r);
+        else
+            refuse_busy(s, tag);
         return;
     }
     char password[PROTO_MAX_PASSWORD + 1];

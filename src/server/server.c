@@ -355,7 +355,7 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->base = event_base_new();
     if (!srv->base)
         goto fail;
-    srv->workers = worker_pool_new(srv->base, cfg->hash_threads);
+    srv->workers = worker_pool_new(srv->base, cfg->hash_threads, cfg->max_hash_jobs);
     if (!srv->workers || start_events(srv) < 0 || start_network(srv) < 0)
         goto fail;
     return 0;
@@ -403,6 +403,7 @@ void server_free(struct server *srv)
     if (srv->base)
         event_base_free(srv->base);
     directory_free(&srv->dir);
+    ratelimit_table_free(&srv->register_limits);
     store_close(srv->store);
     free(srv->undo);
     free(srv->fmt);

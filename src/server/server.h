@@ -66,6 +66,8 @@ struct server {
     struct store *store;
     struct directory dir;
     struct worker_pool *workers;
+    size_t hash_jobs;                       /* password hashes queued or running (login.c) */
+    struct ratelimit_table register_limits; /* registrations per address (login.c) */
     struct event *tick;
     struct event *sig_term, *sig_int, *sig_hup;
     struct session_list login_list;  /* not yet logged in, by login deadline */

@@ -17,17 +17,25 @@
 
 #define WORKER_MAX_THREADS 256
 
-struct job {
+/* Where a job is; changed under the pool's mutex. */
+enum job_state {
+    JOB_QUEUED = 0,   /* waiting for a thread; may be cancelled */
+    JOB_RUNNING = 1,  /* a thread runs it */
+    JOB_FINISHED = 2, /* on the done-list */
+};
+
+struct worker_job {
     worker_job_fn job;
     worker_done_fn done;
     void *arg;
-    struct job *next;
+    enum job_state state;
+    struct worker_job *prev, *next;
 };
 
-/* A FIFO of jobs. */
+/* A FIFO of jobs, doubly linked so a cancelled job leaves it at once. */
 struct job_list {
-    struct job *head;
-    struct job *tail;
+    struct worker_job *head;
+    struct worker_job *tail;
 };
 
 struct worker_pool {
@@ -37,7 +45,9 @@ struct worker_pool {
     bool mu_ok, cv_ok;
     struct job_list queue; /* waiting to run; under mu */
     struct job_list done;  /* ran, `done` not called yet; under mu */
-    bool stopping;         /* under mu */
+    size_t queued;         /* jobs in `queue`; under mu */
+    size_t max_queued;
+    bool stopping; /* under mu */
     atomic_int pending;
     int wake_rd, wake_wr;
     struct event *wake_ev;
@@ -45,9 +55,10 @@ struct worker_pool {
     int nthreads; /* started */
 };
 
-static void list_push(struct job_list *l, struct job *j)
+static void list_push(struct job_list *l, struct worker_job *j)
 {
     j->next = NULL;
+    j->prev = l->tail;
     if (l->tail)
         l->tail->next = j;
     else
@@ -55,14 +66,24 @@ static void list_push(struct job_list *l, struct job *j)
     l->tail = j;
 }
 
-static struct job *list_pop(struct job_list *l)
+static void list_unlink(struct job_list *l, struct worker_job *j)
 {
-    struct job *j = l->head;
-    if (j) {
+    if (j->prev)
+        j->prev->next = j->next;
+    else
         l->head = j->next;
-        if (!l->head)
-            l->tail = NULL;
-    }
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static struct worker_job *list_pop(struct job_list *l)
+{
+    struct worker_job *j = l->head;
+    if (j)
+        list_unlink(l, j);
     return j;
 }
 
@@ -95,12 +116,15 @@ static void *worker_main(void *arg)
     for (;;) {
         while (!p->queue.head && !p->stopping)
             pthread_cond_wait(&p->cv, &p->mu);
-        struct job *j = list_pop(&p->queue);
+        struct worker_job *j = list_pop(&p->queue);
         if (!j)
             break; /* stopping and nothing left */
+        p->queued--;
+        j->state = JOB_RUNNING;
         pthread_mutex_unlock(&p->mu);
         j->job(j->arg);
         pthread_mutex_lock(&p->mu);
+        j->state = JOB_FINISHED;
         bool was_empty = p->done.head == NULL;
         list_push(&p->done, j);
         if (was_empty)
@@ -117,7 +141,7 @@ static void run_done(struct worker_pool *p)
     struct job_list l = p->done;
     p->done.head = p->done.tail = NULL;
     pthread_mutex_unlock(&p->mu);
-    struct job *j;
+    struct worker_job *j;
     while ((j = list_pop(&l))) {
         if (j->done)
             j->done(j->arg);
@@ -202,9 +226,9 @@ static void pool_teardown(struct worker_pool *p)
     free(p);
 }
 
-struct worker_pool *worker_pool_new(struct event_base *base, int threads)
+struct worker_pool *worker_pool_new(struct event_base *base, int threads, size_t max_queued)
 {
-    if (!base || threads < 1)
+    if (!base || threads < 1 || max_queued < 1)
         return NULL;
     if (threads > WORKER_MAX_THREADS)
         threads = WORKER_MAX_THREADS;
@@ -212,6 +236,7 @@ struct worker_pool *worker_pool_new(struct event_base *base, int threads)
     if (!p)
         return NULL;
     p->base = base;
+    p->max_queued = max_queued;
     p->wake_rd = p->wake_wr = -1;
     atomic_init(&p->pending, 0);
     p->mu_ok = pthread_mutex_init(&p->mu, NULL) == 0;
@@ -237,25 +262,46 @@ fail:
     return NULL;
 }
 
-int worker_submit(struct worker_pool *pool, worker_job_fn job, worker_done_fn done, void *arg)
+struct worker_job *worker_submit(struct worker_pool *pool, worker_job_fn job, worker_done_fn done,
+                                 void *arg)
 {
     if (!pool || !job)
-        return -1;
-    struct job *j = malloc(sizeof *j);
+        return NULL;
+    struct worker_job *j = malloc(sizeof *j);
     if (!j)
-        return -1;
-    *j = (struct job){job, done, arg, NULL};
+        return NULL;
+    *j = (struct worker_job){job, done, arg, JOB_QUEUED, NULL, NULL};
     pthread_mutex_lock(&pool->mu);
-    if (pool->stopping) {
+    if (pool->stopping || pool->queued >= pool->max_queued) {
+        bool full = !pool->stopping;
         pthread_mutex_unlock(&pool->mu);
         free(j);
-        return -1;
+        errno = full ? EAGAIN : ECANCELED;
+        return NULL;
     }
     list_push(&pool->queue, j);
+    pool->queued++;
     atomic_fetch_add(&pool->pending, 1);
     pthread_cond_signal(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
-    return 0;
+    return j;
+}
+
+bool worker_cancel(struct worker_pool *pool, struct worker_job *job)
+{
+    if (!pool || !job)
+        return false;
+    pthread_mutex_lock(&pool->mu);
+    bool queued = job->state == JOB_QUEUED;
+    if (queued) {
+        list_unlink(&pool->queue, job);
+        pool->queued--;
+        atomic_fetch_sub(&pool->pending, 1);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (queued)
+        free(job);
+    return queued;
 }
 
 int worker_pending(const struct worker_pool *pool)

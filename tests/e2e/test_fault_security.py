@@ -138,7 +138,8 @@ def test_lockout_race_argon2id(make_server):
     Round A: 10 wrong guesses at once, then the right one. Rounds B (24 accounts): the right
     password is the 4th of 10 parallel guesses, after 3 wrong ones: in the order the guesses
     were made the account is locked before the 4th is looked at, so it must never log in."""
-    s = make_server(block_duration=60, args=["--allow-register", "--hash-threads", THREADS,
+    s = make_server(block_duration=60, args=["--allow-register", "--register-rate", "0",
+                                             "--hash-threads", THREADS,
                                              "--hash-ops", "2", "--hash-mem", str(32 << 20)])
     accounts = {f"jedi{i:02d}": f"force-{i:02d}" for i in range(ROUNDS + 1)}
     for name, pw in accounts.items():

@@ -627,9 +627,10 @@ static void test_error_text(void **state)
         PROTO_E_UNKNOWN_REQUEST,
         PROTO_E_STORE_UNAVAILABLE,
         PROTO_E_BAD_VERSION,
+        PROTO_E_BUSY,
     };
     const size_t n = sizeof codes / sizeof codes[0];
-    assert_int_equal(n, 20);
+    assert_int_equal(n, 21);
     const char *unknown = proto_error_text(999);
     assert_non_null(unknown);
     assert_true(strlen(unknown) > 0);

@@ -100,7 +100,7 @@ static int setup(void **state)
     f->srv.fmt_cap = f->srv.cfg.max_line + 256;
     f->srv.fmt = malloc(f->srv.fmt_cap);
     f->srv.base = event_base_new();
-    f->srv.workers = worker_pool_new(f->srv.base, 1);
+    f->srv.workers = worker_pool_new(f->srv.base, 1, 256);
     fake_now = 1000000;
     server_set_clock(fake_clock);
     *state = f;

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -129,12 +130,12 @@ static void test_jobs_complete_on_loop(void **state)
     struct loop *l = *state;
     static struct task tasks[NJOBS];
     init_tasks(tasks, NJOBS, 0);
-    struct worker_pool *p = worker_pool_new(l->base, 4);
+    struct worker_pool *p = worker_pool_new(l->base, 4, NJOBS);
     assert_non_null(p);
     assert_int_equal(worker_pending(p), 0);
     for (int i = 0; i < NJOBS; i++) {
         tasks[i].sleep_us = 500 + (i % 7) * 300;
-        assert_int_equal(worker_submit(p, job_fn, done_fn, &tasks[i]), 0);
+        assert_non_null(worker_submit(p, job_fn, done_fn, &tasks[i]));
     }
     assert_true(worker_pending(p) > 0);
     assert_true(worker_pending(p) <= NJOBS);
@@ -161,10 +162,10 @@ static void test_single_thread_order(void **state)
     struct loop *l = *state;
     static struct task tasks[16];
     init_tasks(tasks, 16, 200);
-    struct worker_pool *p = worker_pool_new(l->base, 1);
+    struct worker_pool *p = worker_pool_new(l->base, 1, NJOBS);
     assert_non_null(p);
     for (int i = 0; i < 16; i++)
-        assert_int_equal(worker_submit(p, job_fn, done_fn, &tasks[i]), 0);
+        assert_non_null(worker_submit(p, job_fn, done_fn, &tasks[i]));
     assert_int_equal(worker_pending(p), 16);
     run_until(l->base, 16);
     assert_int_equal(worker_pending(p), 0);
@@ -180,10 +181,10 @@ static void test_free_runs_queued(void **state)
     struct loop *l = *state;
     static struct task tasks[12];
     init_tasks(tasks, 12, 3000);
-    struct worker_pool *p = worker_pool_new(l->base, 2);
+    struct worker_pool *p = worker_pool_new(l->base, 2, NJOBS);
     assert_non_null(p);
     for (int i = 0; i < 12; i++)
-        assert_int_equal(worker_submit(p, job_fn, done_fn, &tasks[i]), 0);
+        assert_non_null(worker_submit(p, job_fn, done_fn, &tasks[i]));
     /* most are still queued: free must run them and their done callbacks, here */
     worker_pool_free(p);
     assert_int_equal(done_counter, 12);
@@ -216,7 +217,7 @@ static void chain_done(void *arg)
     done_counter++;
     if (c->left > 0) {
         c->left--;
-        if (worker_submit(c->pool, chain_job, chain_done, c) != 0)
+        if (!worker_submit(c->pool, chain_job, chain_done, c))
             c->refused++;
     }
 }
@@ -224,9 +225,9 @@ static void chain_done(void *arg)
 static void test_submit_from_done(void **state)
 {
     struct loop *l = *state;
-    struct chain c = {worker_pool_new(l->base, 2), 5, 0, 0};
+    struct chain c = {worker_pool_new(l->base, 2, NJOBS), 5, 0, 0};
     assert_non_null(c.pool);
-    assert_int_equal(worker_submit(c.pool, chain_job, chain_done, &c), 0);
+    assert_non_null(worker_submit(c.pool, chain_job, chain_done, &c));
     run_until(l->base, 6);
     assert_int_equal(c.done_runs, 6);
     assert_int_equal(c.refused, 0);
@@ -234,7 +235,7 @@ static void test_submit_from_done(void **state)
 
     /* during free, a done callback's new submission is refused (and never called) */
     c.left = 3;
-    assert_int_equal(worker_submit(c.pool, chain_job, chain_done, &c), 0);
+    assert_non_null(worker_submit(c.pool, chain_job, chain_done, &c));
     worker_pool_free(c.pool);
     assert_int_equal(c.done_runs, 7);
     assert_int_equal(c.refused, 1);
@@ -243,14 +244,15 @@ static void test_submit_from_done(void **state)
 static void test_bad_args(void **state)
 {
     struct loop *l = *state;
-    assert_null(worker_pool_new(NULL, 2));
-    assert_null(worker_pool_new(l->base, 0));
+    assert_null(worker_pool_new(NULL, 2, NJOBS));
+    assert_null(worker_pool_new(l->base, 0, NJOBS));
+    assert_null(worker_pool_new(l->base, 1, 0));
     worker_pool_free(NULL);
     assert_int_equal(worker_pending(NULL), 0);
-    struct worker_pool *p = worker_pool_new(l->base, 1);
+    struct worker_pool *p = worker_pool_new(l->base, 1, NJOBS);
     assert_non_null(p);
-    assert_int_equal(worker_submit(p, NULL, done_fn, NULL), -1);
-    assert_int_equal(worker_submit(NULL, job_fn, done_fn, NULL), -1);
+    assert_null(worker_submit(p, NULL, done_fn, NULL));
+    assert_null(worker_submit(NULL, job_fn, done_fn, NULL));
     assert_int_equal(worker_pending(p), 0);
     worker_pool_free(p);
     assert_int_equal(done_counter, 0);
@@ -262,15 +264,128 @@ static void test_null_done(void **state)
     struct loop *l = *state;
     static struct task t;
     init_tasks(&t, 1, 1000);
-    struct worker_pool *p = worker_pool_new(l->base, 1);
+    struct worker_pool *p = worker_pool_new(l->base, 1, NJOBS);
     assert_non_null(p);
-    assert_int_equal(worker_submit(p, job_fn, NULL, &t), 0);
+    assert_non_null(worker_submit(p, job_fn, NULL, &t));
     assert_int_equal(worker_pending(p), 1);
     double deadline = now_s() + 10.0;
     while (worker_pending(p) > 0 && now_s() < deadline)
         event_base_loop(l->base, EVLOOP_ONCE);
     assert_int_equal(worker_pending(p), 0);
     assert_int_equal(atomic_load(&t.job_runs), 1);
+    worker_pool_free(p);
+}
+
+/* A job that holds its thread until released, so the jobs behind it stay queued. */
+struct gate {
+    atomic_bool started;
+    atomic_bool open;
+    int done_runs;
+};
+
+static void gate_job(void *arg)
+{
+    struct gate *g = arg;
+    atomic_store(&g->started, true);
+    while (!atomic_load(&g->open))
+        sleep_us(200);
+}
+
+static void gate_done(void *arg)
+{
+    struct gate *g = arg;
+    g->done_runs++;
+    done_counter++;
+}
+
+/* Submits a gate on a one-thread pool and waits until the thread holds it. */
+static struct worker_job *hold_thread(struct worker_pool *p, struct gate *g)
+{
+    atomic_init(&g->started, false);
+    atomic_init(&g->open, false);
+    g->done_runs = 0;
+    struct worker_job *j = worker_submit(p, gate_job, gate_done, g);
+    assert_non_null(j);
+    double deadline = now_s() + 10.0;
+    while (!atomic_load(&g->started) && now_s() < deadline)
+        sleep_us(200);
+    assert_true(atomic_load(&g->started));
+    return j;
+}
+
+/* Issue 9 point 10: a job whose connection is gone is dropped before it runs. A cancelled
+ * queued job never runs and gets no done call; a running one cannot be cancelled. */
+static void test_cancel_queued_job(void **state)
+{
+    struct loop *l = *state;
+    static struct task tasks[5];
+    struct gate g;
+    init_tasks(tasks, 5, 0);
+    struct worker_pool *p = worker_pool_new(l->base, 1, NJOBS);
+    assert_non_null(p);
+    struct worker_job *running = hold_thread(p, &g);
+    struct worker_job *jobs[5];
+    for (int i = 0; i < 5; i++) {
+        jobs[i] = worker_submit(p, job_fn, done_fn, &tasks[i]);
+        assert_non_null(jobs[i]);
+    }
+    assert_int_equal(worker_pending(p), 6);
+    assert_false(worker_cancel(p, running));
+    assert_true(worker_cancel(p, jobs[1]));
+    assert_true(worker_cancel(p, jobs[4])); /* the tail */
+    assert_true(worker_cancel(p, jobs[0])); /* the head */
+    assert_int_equal(worker_pending(p), 3);
+    assert_false(worker_cancel(NULL, jobs[2]));
+    assert_false(worker_cancel(p, NULL));
+    atomic_store(&g.open, true);
+    run_until(l->base, 3);
+    assert_int_equal(done_counter, 3);
+    assert_int_equal(g.done_runs, 1);
+    for (int i = 0; i < 5; i++) {
+        bool kept = i == 2 || i == 3;
+        assert_int_equal(atomic_load(&tasks[i].job_runs), kept ? 1 : 0);
+        assert_int_equal(tasks[i].done_runs, kept ? 1 : 0);
+    }
+    assert_int_equal(order_log[1], 2);
+    assert_int_equal(order_log[2], 3);
+    assert_int_equal(worker_pending(p), 0);
+    worker_pool_free(p);
+    assert_int_equal(done_counter, 3);
+}
+
+/* Issue 9 point 10: the queue is bounded. Past `max_queued` waiting jobs a submission is
+ * refused with EAGAIN; the running job does not count, and a cancelled one frees its place. */
+static void test_queue_bound(void **state)
+{
+    struct loop *l = *state;
+    static struct task tasks[5];
+    struct gate g;
+    init_tasks(tasks, 5, 0);
+    struct worker_pool *p = worker_pool_new(l->base, 1, 3);
+    assert_non_null(p);
+    hold_thread(p, &g);
+    struct worker_job *jobs[3];
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = worker_submit(p, job_fn, done_fn, &tasks[i]);
+        assert_non_null(jobs[i]);
+    }
+    errno = 0;
+    assert_null(worker_submit(p, job_fn, done_fn, &tasks[3]));
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(worker_pending(p), 4);
+    assert_true(worker_cancel(p, jobs[1]));
+    assert_non_null(worker_submit(p, job_fn, done_fn, &tasks[4]));
+    assert_null(worker_submit(p, job_fn, done_fn, &tasks[3]));
+    atomic_store(&g.open, true);
+    run_until(l->base, 4);
+    assert_int_equal(done_counter, 4);
+    assert_int_equal(tasks[1].done_runs, 0);
+    assert_int_equal(tasks[3].done_runs, 0);
+    assert_int_equal(tasks[4].done_runs, 1);
+    /* once drained the queue takes jobs again */
+    assert_non_null(worker_submit(p, job_fn, done_fn, &tasks[3]));
+    run_until(l->base, 5);
+    assert_int_equal(tasks[3].done_runs, 1);
     worker_pool_free(p);
 }
 
@@ -283,6 +398,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_submit_from_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_null_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_bound, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,10 +140,12 @@ bench-smoke: all
 	BUILD=$(abspath $(BUILD)) bench/compare --smoke
 
 # Long runs that are not part of make test: 1,000 clients for SOAK_SECONDS (default 600), the
-# 60-second P2P secret expiry, and a valgrind tour of every server feature.
+# 60-second P2P secret expiry, 100,000 abandoned registrations, and a valgrind tour of every
+# server feature.
 soak: all
 	/usr/bin/python3 tests/soak/soak.py --build $(abspath $(BUILD)) --seconds $(or $(SOAK_SECONDS),600)
 	/usr/bin/python3 tests/soak/p2p_expiry.py --build $(abspath $(BUILD))
+	/usr/bin/python3 tests/soak/register_flood.py --build $(abspath $(BUILD))
 	/usr/bin/python3 tests/soak/valgrind_tour.py --build $(abspath $(BUILD))
 
 clean:

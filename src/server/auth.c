@@ -358,8 +358,8 @@ static int parse_checked(const struct line *ln, const struct auth_cost *cap, str
 
 /* Keeps the name a refused line begins with (when it is a valid name) as an unusable entry,
  * copied into `name` (empty when there is none). Returns 0 or -1 (out of memory). */
-static int reserve_name(struct auth_table *t, struct name_set *s, const struct line *ln,
-                        char *name, size_t namelen)
+static int reserve_name(struct auth_table *t, struct name_set *s, const struct line *ln, char *name,
+                        size_t namelen)
 {
     const char *sp = memchr(ln->ptr, ' ', ln->len);
     size_t n = sp ? (size_t)(sp - ln->ptr) : ln->len;
@@ -390,8 +390,8 @@ static int refuse_line(struct auth_table *t, struct name_set *s, const struct li
     if (!err || !errlen || err[0] != '\0')
         return 0;
     if (name[0])
-        set_err(err, errlen, "line %zu: %s (%s cannot log in until the line is fixed)", lineno,
-                why, name);
+        set_err(err, errlen, "line %zu: %s (%s cannot log in until the line is fixed)", lineno, why,
+                name);
     else
         set_err(err, errlen, "line %zu: %s", lineno, why);
     return 0;

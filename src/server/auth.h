@@ -65,8 +65,8 @@ int auth_load(const char *path, const struct auth_cost *cap, struct auth_table *
 /* Whether a credentials reload may replace the accounts in use. */
 enum auth_reload_verdict {
     AUTH_RELOAD_OK = 0,
-    AUTH_RELOAD_BAD_LINES = 1,   /* the new file has a line that cannot be used */
-    AUTH_RELOAD_LOSES_MANY = 2,  /* it would remove more than the allowed share of accounts */
+    AUTH_RELOAD_BAD_LINES = 1,  /* the new file has a line that cannot be used */
+    AUTH_RELOAD_LOSES_MANY = 2, /* it would remove more than the allowed share of accounts */
 };
 
 /* Judges a reload: `next` is the freshly loaded file, `running` the accounts in use and

@@ -46,12 +46,13 @@ bool ratelimit_take(struct ratelimit *rl, int64_t now_ms, unsigned rate, unsigne
 bool ratelimit_take_per(struct ratelimit *rl, int64_t now_ms, unsigned rate, int64_t period_ms,
                         unsigned burst)
 {
-    return rate == 0 || take_units(rl, now_ms, rate, period_ms < 1 ? 1 : (uint64_t)period_ms, burst);
+    return rate == 0 ||
+           take_units(rl, now_ms, rate, period_ms < 1 ? 1 : (uint64_t)period_ms, burst);
 }
 
 /* Returns true when the bucket would be full at `now_ms`: it is the same as a fresh one. */
-static bool bucket_full(const struct ratelimit *rl, int64_t now_ms, unsigned rate,
-                        uint64_t period, unsigned burst)
+static bool bucket_full(const struct ratelimit *rl, int64_t now_ms, unsigned rate, uint64_t period,
+                        unsigned burst)
 {
     uint64_t cap = (uint64_t)(burst ? burst : 1) * period;
     if (now_ms <= rl->last_ms)

@@ -484,8 +484,8 @@ static void test_every_name_round_trips(void **state)
     size_t n = 0;
     write_file(f->path, "# accounts\n");
     for (unsigned c = 1; c < 256; c++) {
-        char shapes[5][PROTO_MAX_NAME + 1] = {{(char)c}, {(char)c, 'a'}, {'b', (char)c},
-                                               {'d', (char)c, 'e'}};
+        char shapes[5][PROTO_MAX_NAME + 1] = {
+            {(char)c}, {(char)c, 'a'}, {'b', (char)c}, {'d', (char)c, 'e'}};
         memset(shapes[4], (int)c, PROTO_MAX_NAME);
         for (size_t k = 0; k < 5; k++) {
             const char *name = shapes[k];
@@ -541,11 +541,11 @@ static void test_hash_cost(void **state)
     assert_int_equal(c.ops, cheap.ops);
     assert_int_equal(c.mem, cheap.mem);
     static const char *bad[] = {
-        "$argon2i$v=19$m=8,t=1,p=1$a$b",      "$argon2id$v=19$m=,t=1,p=1$a$b",
-        "$argon2id$v=19$m=8,t=1$a$b",         "$argon2id$v=19$m=99999999999,t=1,p=1$a$b",
-        "$argon2id$v=19$t=1,m=8,p=1$a$b",     "$argon2id$v=$m=8,t=1,p=1$a$b",
-        "$argon2id$v=19$m=8,t=1,p=1",         "$argon2id$v=19$m=-8,t=1,p=1$a$b",
-        "$argon2id$v=19$m=8,t=1,p=1x$a$b",    "",
+        "$argon2i$v=19$m=8,t=1,p=1$a$b",   "$argon2id$v=19$m=,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1$a$b",      "$argon2id$v=19$m=99999999999,t=1,p=1$a$b",
+        "$argon2id$v=19$t=1,m=8,p=1$a$b",  "$argon2id$v=$m=8,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1,p=1",      "$argon2id$v=19$m=-8,t=1,p=1$a$b",
+        "$argon2id$v=19$m=8,t=1,p=1x$a$b", "",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (auth_hash_cost(bad[i], &c) == 0)
@@ -624,7 +624,7 @@ static void test_reload_verdict(void **state)
 }
 
 /* Unix seconds to the milliseconds lockout_* take. */
-#define MS(sec) ((int64_t)(sec) * 1000)
+#define MS(sec) ((int64_t)(sec)*1000)
 
 static void test_lockout(void **state)
 {

@@ -18,7 +18,9 @@ starved every hashed login.
    immediate and the descriptors are back to where they were.
 2. The default `--register-rate` (10 a minute per address), the same flood from one address:
    at most 10 accounts are created.
-Exit status 0 when all hold; a JSON summary is printed.
+Both servers' stderr must hold no sanitizer report. The RSS bound is for the plain build
+(ASan's shadow memory and quarantine grow it by more). Exit status 0 when all hold; a JSON
+summary is printed.
 """
 
 import argparse
@@ -87,6 +89,14 @@ def probe(s, stop, out):
         stop.wait(0.5)
 
 
+def stop_and_check(s, failures):
+    from conftest import SANITIZER_MARKS
+    s.close_protos()
+    s.stop(expect=None)
+    if any(m in s.stderr_text() for m in SANITIZER_MARKS):
+        failures.append(f"sanitizer report in {s.stderr_path}")
+
+
 def created(s, tag):
     return sum(1 for l in s.credentials_text().splitlines() if l.startswith(tag))
 
@@ -139,8 +149,7 @@ def phase_cancel(a, failures, summary):
         if c["fds_after"] > fds0:
             failures.append(f"descriptors {fds0} before, {c['fds_after']} after")
     finally:
-        s.close_protos()
-        s.stop(expect=None)
+        stop_and_check(s, failures)
 
 
 def phase_rate(a, failures, summary):
@@ -159,8 +168,7 @@ def phase_rate(a, failures, summary):
         if ok is None:
             failures.append("a login after the one-address flood failed")
     finally:
-        s.close_protos()
-        s.stop(expect=None)
+        stop_and_check(s, failures)
 
 
 def main():

@@ -356,8 +356,10 @@ static int parse_checked(const struct line *ln, const struct auth_cost *cap, str
     return 0;
 }
 
-/* Keeps the name a refused line begins with (when it is a valid name) as an unusable entry,
- * copied into `name` (empty when there is none). Returns 0 or -1 (out of memory). */
+/* Keeps the name a refused line begins with (when it is a valid name) as an unusable entry.
+ * It is copied into `name` for the report only when a space ends it: a line without one may
+ * be a name and a password run together, and passwords are never logged. Returns 0 or -1
+ * (out of memory). */
 static int reserve_name(struct auth_table *t, struct name_set *s, const struct line *ln, char *name,
                         size_t namelen)
 {
@@ -374,7 +376,8 @@ static int reserve_name(struct auth_table *t, struct name_set *s, const struct l
     if (!e.secret)
         return -1;
     proto_slice_copy(field, e.name, sizeof e.name);
-    proto_slice_copy(field, name, namelen);
+    if (sp)
+        proto_slice_copy(field, name, namelen);
     return table_add_unique(t, s, &e, &dup);
 }
 

@@ -230,7 +230,7 @@ static void test_load_mixed(void **state)
     assert_string_equal(t.entries[5].name, "leia");
     assert_string_equal(t.entries[5].secret, "last");
     assert_non_null(strstr(err, "line 5"));
-    assert_non_null(strstr(err, "broken cannot log in"));
+    assert_null(strstr(err, "broken")); /* no space: it might hold a password, never shown */
 
     assert_ptr_equal(auth_find(&t, "yoda"), &t.entries[1]);
     assert_ptr_equal(auth_find(&t, "leia"), &t.entries[5]);

@@ -276,10 +276,10 @@ static void peer_end(struct peer *pe, enum peer_end why)
         peer_free(pe);
 }
 
+/* Answers `frame` (an ERR) and ends the connection; peer_end() flushes it, once. */
 static void peer_refuse(struct peer *pe, const char *frame)
 {
     peer_write(pe, frame);
-    peer_flush(pe);
     peer_end(pe, END_REFUSED);
 }
 
@@ -293,16 +293,17 @@ static void peer_opened(struct peer *pe)
     pe->last = now();
 }
 
-/* Incoming `HELLO 1 <name> <secret>`: opens the session only for the secret the server
- * announced for that name, once. */
+/* Incoming `HELLO 1 <name> <secret>`, exactly (no trailing space): opens the session only for
+ * the secret the server announced for that name, once. */
 static void on_hello(struct peer *pe, struct proto_slice rest)
 {
     struct proto_slice f[4];
     char name[PROTO_MAX_NAME + 1], secret[PROTO_SECRET_HEX + 1];
+    const char *end = rest.ptr + rest.len;
     for (int i = 0; i < 4; i++)
         if (!proto_next_field(&rest, &f[i]))
             goto refuse;
-    if (rest.len != 0 || !proto_slice_eq(f[0], "HELLO"))
+    if (f[3].ptr + f[3].len != end || !proto_slice_eq(f[0], "HELLO"))
         goto refuse;
     if (!proto_slice_eq(f[1], "1")) {
         peer_refuse(pe, "ERR 505 unsupported version\n");

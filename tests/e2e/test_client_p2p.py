@@ -258,6 +258,44 @@ def test_secret_is_checked_spent_once_and_bound_to_name(server, client_factory):
     absent(hans, "vader started private messaging", within=0.3)
 
 
+def test_refusal_is_sent_once(server, client_factory):
+    """Issue 9, point 20: the listener wrote its ERR twice (flushed before closing, then again
+    by the close). A refusal is exactly one frame, then the connection closes."""
+    hans = login(client_factory, server, "hans")
+    port = _p2p_port(hans)
+    cases = {"HELLO 1 yoda 0123456789abcdef0123456789abcdef": b"ERR 403 refused\n",
+             "GET / HTTP/1.0": b"ERR 403 refused\n",
+             "HELLO 2 yoda 0123456789abcdef0123456789abcdef": b"ERR 505 unsupported version\n"}
+    for hello, want in cases.items():
+        sk = _raw_p2p(port, hello)
+        assert _read_until_closed(sk) == want, hello
+        sk.close()
+    sk = socket.create_connection(("127.0.0.1", port), timeout=T)
+    sk.sendall(b"HELLO\x00 1\n")
+    assert _read_until_closed(sk) == b"ERR 400 bad request\n"
+    sk.close()
+
+
+def test_handshake_with_trailing_space_refused(server, client_factory):
+    """Issue 9, point 20: `HELLO 1 <name> <secret> ` (a trailing space) opened the session."""
+    hans = login(client_factory, server, "hans")
+    port = _p2p_port(hans)
+    vader = server.login("vader")
+    vader.open_listener()
+    secret = ok(vader.request("P2P", "hans"))[2]
+    for hello in (f"HELLO 1 vader {secret} ", f"HELLO 1 vader {secret}  ",
+                  f"HELLO 1 vader  {secret}"):
+        sk = _raw_p2p(port, hello)
+        assert _read_until_closed(sk) == b"ERR 403 refused\n", repr(hello)
+        sk.close()
+    absent(hans, "vader started private messaging", within=0.3)
+    # The exact frame still works: a refused one does not spend the secret.
+    sk = _raw_p2p(port, f"HELLO 1 vader {secret}")
+    assert sk.makefile("rb").readline() == b"OK hans\n"
+    expect_line(hans, "vader started private messaging with you")
+    sk.close()
+
+
 def _raw_session(server, hans):
     port = _p2p_port(hans)
     vader = server.login("vader")

@@ -237,11 +237,13 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port)
+int client_init(struct client *c, struct event_base *base, const char *host, const char *port,
+                const struct client_limits *lim)
 {
     static const struct link_handlers handlers = {on_connected, on_event, on_closed};
     memset(c, 0, sizeof(*c));
     c->base = base;
+    c->limits = *lim;
     c->host = host;
     c->port = port;
     c->state = CLIENT_CONNECTING;
@@ -250,7 +252,7 @@ int client_init(struct client *c, struct event_base *base, const char *host, con
     if (ui_init(base, on_line, c) < 0)
         goto fail;
     ui_set_completion(cmd_names(), cmd_takes_user);
-    c->p2p = p2p_new(c);
+    c->p2p = p2p_new(c, lim->p2p_handshakes, lim->p2p_per_source);
     c->link = link_new(base, &handlers, c);
     c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
     if (!c->p2p || !c->link || !c->quit_timer)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import err, ok
+from conftest import err, ok, wait_until
 from test_client_kit import (T, absent, command, expect_line, listening_ports, login, prompt,
                              wait_exit)
 
@@ -294,6 +294,58 @@ def test_handshake_with_trailing_space_refused(server, client_factory):
     assert sk.makefile("rb").readline() == b"OK hans\n"
     expect_line(hans, "vader started private messaging with you")
     sk.close()
+
+
+def _idle_connections(port, sources, per_source):
+    """Opens `per_source` idle TCP connections to `port` from each address in `sources`."""
+    socks = []
+    for src in sources:
+        for _ in range(per_source):
+            sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sk.bind((src, 0))
+            sk.settimeout(T)
+            sk.connect(("127.0.0.1", port))
+            socks.append(sk)
+    return socks
+
+
+def _closed_by_peer(sk):
+    """True when the other side has closed `sk` (EOF or reset), without waiting."""
+    sk.setblocking(False)
+    try:
+        return sk.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("sources", [["127.0.0.1"], ["127.0.0.2", "127.0.0.3", "127.0.0.4",
+                                                     "127.0.0.5", "127.0.0.6"]],
+                         ids=["one-source", "five-sources"])
+def test_idle_connections_do_not_block_sessions(server, client_factory, sources):
+    """Issue 9, point 15: sixteen idle connections to a client's P2P listener refused every
+    further connection, so nobody could start a private session with it. Now one source holds
+    at most 4 handshakes (its oldest is closed for its newest) and a full table closes its
+    oldest handshake for a newcomer: a genuine peer, which sends HELLO at once, gets in."""
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    port = _p2p_port(hans)
+    idle = _idle_connections(port, sources, 20 // len(sources))
+    try:
+        # The listener keeps at most 4 per source and 16 in all: the rest are closed.
+        keep = min(16, 4 * len(sources))
+        wait_until(lambda: sum(_closed_by_peer(sk) for sk in idle) >= len(idle) - keep,
+                   what=f"the listener to close all but {keep} of {len(idle)} idle connections")
+        start_private(yoda, "yoda", hans, "hans")
+        command(yoda, "private hans got through")
+        expect_line(hans, "yoda(private): got through")
+        command(hans, "private yoda and back")
+        expect_line(yoda, "hans(private): and back")
+    finally:
+        for sk in idle:
+            sk.close()
 
 
 def _raw_session(server, hans):

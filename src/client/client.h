@@ -33,6 +33,7 @@ enum client_exit {
 
 /* Limits set on the command line (see man/parley.1). */
 struct client_limits {
+    unsigned reply_timeout;  /* seconds a request may wait for its reply (and a connect) */
     unsigned p2p_handshakes; /* incoming P2P connections waiting for their HELLO, at most */
     unsigned p2p_per_source; /* of which from one source address */
 };

@@ -1,6 +1,7 @@
 /* parley: the Parley terminal client. Parses the command line, sets up signals and the event
  * loop, and runs the client until it logs out. See man/parley.1. */
 #include "client/client.h"
+#include "client/link.h"
 #include "client/p2p.h"
 #include "client/ui.h"
 
@@ -14,6 +15,8 @@
 
 /* Upper bound of --p2p-handshakes: the listener scans its handshakes on each accept. */
 #define MAX_P2P_HANDSHAKES 4096
+/* Upper bound of --reply-timeout (it is also the keep-alive idle time, at most 32767 s). */
+#define MAX_REPLY_TIMEOUT 3600
 
 static void usage(FILE *out)
 {
@@ -25,6 +28,8 @@ static void usage(FILE *out)
           "From a pipe, runs the lines of its input as the user's answers and commands.\n"
           "\n"
           "options:\n"
+          "  --reply-timeout SECONDS  how long a request may wait for the server's reply\n"
+          "                       before the connection counts as lost (default 30)\n"
           "  --p2p-handshakes N   incoming private-session connections waiting for their\n"
           "                       handshake, at most (default 16; the oldest goes first)\n"
           "  --p2p-per-source N   of which from one address (default 4)\n",
@@ -72,12 +77,13 @@ enum cmdline {
 /* Reads the options into `lim` and leaves `optind` at the first argument. */
 static enum cmdline parse_options(int argc, char **argv, struct client_limits *lim)
 {
-    enum { OPT_HANDSHAKES = 256, OPT_PER_SOURCE };
+    enum { OPT_HANDSHAKES = 256, OPT_PER_SOURCE, OPT_REPLY_TIMEOUT };
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {"p2p-handshakes", required_argument, NULL, OPT_HANDSHAKES},
         {"p2p-per-source", required_argument, NULL, OPT_PER_SOURCE},
+        {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
         {NULL, 0, NULL, 0},
     };
     int opt;
@@ -94,6 +100,10 @@ static enum cmdline parse_options(int argc, char **argv, struct client_limits *l
             break;
         case OPT_PER_SOURCE:
             if (!parse_uint(optarg, 1, MAX_P2P_HANDSHAKES, &lim->p2p_per_source))
+                return CMDLINE_BAD;
+            break;
+        case OPT_REPLY_TIMEOUT:
+            if (!parse_uint(optarg, 1, MAX_REPLY_TIMEOUT, &lim->reply_timeout))
                 return CMDLINE_BAD;
             break;
         default:
@@ -145,7 +155,8 @@ int main(int argc, char **argv)
     static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
     struct event *sig_ev[4] = {NULL, NULL, NULL, NULL};
     struct client c;
-    struct client_limits lim = {P2P_DEFAULT_MAX_HANDSHAKES, P2P_DEFAULT_MAX_PER_SOURCE};
+    struct client_limits lim = {LINK_DEFAULT_REPLY_SECS, P2P_DEFAULT_MAX_HANDSHAKES,
+                                P2P_DEFAULT_MAX_PER_SOURCE};
     int status = CLIENT_EXIT_FAIL;
 
     switch (parse_options(argc, argv, &lim)) {

@@ -15,6 +15,22 @@ void sock_nodelay(struct bufferevent *bev)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+#define SOCK_KEEPALIVE_PROBES 3
+
+void sock_keepalive(struct bufferevent *bev, unsigned idle_secs)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    int one = 1, idle = idle_secs > 0 ? (int)idle_secs : 1;
+    int interval = idle / SOCK_KEEPALIVE_PROBES > 0 ? idle / SOCK_KEEPALIVE_PROBES : 1;
+    int probes = SOCK_KEEPALIVE_PROBES;
+    if (fd < 0)
+        return;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+}
+
 void sock_flush_now(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);

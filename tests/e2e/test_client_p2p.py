@@ -145,6 +145,27 @@ def test_consent_accept_and_decline(make_server, client_factory):
     command(vader, "private hans please", "Error. Private messaging to hans not enabled")
 
 
+def test_slow_consent_is_not_a_lost_server(make_server, client_factory):
+    """Issue 9, point 16: the reply timeout (here 1 s) does not cut the `P2P` request, whose
+    reply waits for the peer's user to answer (up to a minute)."""
+    s = make_server(args=("--p2p-consent",))
+    hans = client_factory(s.port, args=["--reply-timeout", "1", "127.0.0.1", str(s.port)])
+    hans.expect_exact("Username: ", timeout=T)
+    hans.sendline("hans")
+    hans.expect_exact("Password: ", timeout=T)
+    hans.sendline("falcon")
+    prompt(hans)
+    yoda = login(client_factory, s, "yoda")
+    expect_line(hans, "yoda logged in")
+    hans.sendline("startprivate yoda")
+    yoda.expect_exact("hans would like to private message, enter y or n: ", timeout=T)
+    absent(hans, "Connection to server lost", within=2.5)
+    yoda.sendline("y")
+    expect_line(hans, "yoda accepts private messaging")
+    expect_line(hans, "Start private messaging with yoda")
+    command(hans, "whoelse", "yoda")
+
+
 def test_consent_question_in_pipe_mode(make_server, client_factory):
     """A pipe client is asked too; its next input line answers."""
     s = make_server(args=("--p2p-consent",))

@@ -6,6 +6,7 @@
 #include "client/link.h"
 #include "client/login.h"
 #include "client/p2p.h"
+#include "client/seen.h"
 #include "client/ui.h"
 
 #include <errno.h>
@@ -202,6 +203,8 @@ void client_exit(struct client *c, int status)
 void client_logged_in(struct client *c)
 {
     c->state = CLIENT_ONLINE;
+    if (!c->seen)
+        c->seen = seen_open(c->base, c->host, c->port, c->me);
     ui_remember_name(c->me);
     if (c->listen_port > 0)
         link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
@@ -287,6 +290,8 @@ void client_free(struct client *c)
     c->quit_timer = NULL;
     p2p_free(c->p2p);
     c->p2p = NULL;
+    seen_close(c->seen);
+    c->seen = NULL;
     link_free(c->link);
     c->link = NULL;
     ui_free();

@@ -11,6 +11,7 @@ struct event;
 struct event_base;
 struct link;
 struct p2p;
+struct seen;
 
 /* Where the client is in its life. */
 enum client_state {
@@ -51,6 +52,7 @@ struct client {
     const char *port;
     struct link *link;
     struct p2p *p2p;
+    struct seen *seen; /* the messages shown in earlier runs; NULL until logged in */
     struct event *quit_timer;
 };
 

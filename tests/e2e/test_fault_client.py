@@ -14,11 +14,14 @@
   the client keeps working (a new private session with a real peer works).
 """
 
+import io
 import os
 import re
 import select
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import threading
@@ -28,7 +31,7 @@ import pytest
 
 from conftest import PARLEY, client_env, ok
 from test_client_kit import (T, WELCOME, absent, command, expect_line, listening_ports, login,
-                             wait_exit)
+                             start_login, wait_exit)
 
 SANITIZER = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
 
@@ -75,6 +78,54 @@ def test_server_killed_with_request_outstanding(server, client_factory):
         server.kill9()  # SIGKILL works on a stopped process
     expect_line(hans, "Connection to server lost", timeout=T)
     _clean_exit(hans)
+
+
+# ---- a crash loses an acknowledgement (issue 9, point 5) ----
+
+def test_redelivered_messages_not_shown_twice(server, client_factory, tmp_path):
+    """The store delivers at least once: a crash that loses the acknowledgement of messages the
+    client showed makes the server deliver them again at the next login. The client remembers
+    (in $XDG_STATE_HOME/parley/) the newest message it showed, drops the repeats, still
+    acknowledges them, and shows what is new."""
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    vader = server.login("vader")
+    ok(vader.request("MSG", "hans", "first of two"))
+    ok(vader.request("MSG", "hans", "second of two"))
+    vader.close()
+    # The store as it is while both messages wait for hans's acknowledgement.
+    server.listen_port = server.port  # the client remembers per server address
+    server.stop()
+    data = os.path.join(server.dir, "parley-data")
+    shutil.copytree(data, tmp_path / "queued")
+    server.start()
+    hans = login(client_factory, server, "hans", env=state)
+    expect_line(hans, "vader: first of two")
+    expect_line(hans, "vader: second of two")
+    command(hans, "logout")
+    assert wait_exit(hans) == 0
+    # The crash: the server dies and its store is back to before the acknowledgement.
+    server.kill9()
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "queued", data)
+    server.start()
+    hans = start_login(client_factory, server.port, "hans", "falcon", env=state)
+    hans.logfile_read = shown = io.StringIO()
+    expect_line(hans, WELCOME)
+    vader = server.login("vader")
+    ok(vader.request("MSG", "hans", "third, new"))
+    expect_line(hans, "vader: third, new")
+    assert "of two" not in shown.getvalue(), shown.getvalue()
+    command(hans, "logout")
+    assert wait_exit(hans) == 0
+    # The repeats were acknowledged: the server has nothing left for hans.
+    raw = server.login("hans")
+    raw.no_event("MSG", within=0.5)
+    # The record is private to the user.
+    d = tmp_path / "state" / "parley"
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    files = os.listdir(d)
+    assert len(files) == 1 and files[0].startswith("seen-"), files
+    assert stat.S_IMODE(os.stat(d / files[0]).st_mode) == 0o600
 
 
 # ---- the server stops answering (issue 9, point 16) ----

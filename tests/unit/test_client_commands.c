@@ -348,9 +348,11 @@ static void startprivate_outcomes_exact(void **state)
     setup(NULL);
     run("startprivate yoda", "P2P yoda");
     assert_int_equal(last_grace, P2P_ANSWER_SECS);
+    reply(LINK_GONE, 0, "");
     setup(NULL);
     run("message yoda hi", "MSG yoda hi");
     assert_int_equal(last_grace, 0);
+    reply(LINK_GONE, 0, "");
 
     setup(NULL);
     session = P2P_OPEN;

@@ -224,7 +224,7 @@ static void test_remove(void **state)
 {
     (void)state;
     enum { N = 40 };
-    static char keys[N][8];
+    static char keys[N][16];
     static int vals[N];
     struct strmap m;
     strmap_init(&m);

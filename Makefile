@@ -43,10 +43,11 @@ $(BUILD)/parley: $(BUILD)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_OBJ)
 $(BUILD)/parley-bench: $(call obj,$(BENCH_SRC)) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
 
-# Unit tests: each links the common modules plus the modules it names below.
+# Unit tests: each links the common modules plus the modules it names below. Those that
+# include a module's source whole are rebuilt when it changes (-MMD, build/tests/*.d).
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $(filter %.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
+	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
 $(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
@@ -151,4 +152,4 @@ soak: all
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)

@@ -12,8 +12,9 @@
  *   bit 3     the same stream arrives again on a second connection afterwards
  *   bits 4-7  chunk size of the writes (0: all at once), the loop runs between chunks
  * Invariants: a session opens only when the first non-empty frame is exactly `HELLO 1 <name>
- * <secret>` for a live announced pair; a secret opens at most one session; the listener answers
- * `OK <me>` or `ERR ...`; every opened session ends exactly once; nothing leaks. */
+ * <secret>` for a live announced pair (no trailing space); a secret opens at most one session;
+ * the listener answers `OK <me>` or one `ERR ...` frame, once; the handshake table stays within
+ * its limits; every opened session ends exactly once; nothing leaks. */
 #include "client/p2p.c"
 #include "client/sock.c"
 #include "client/text.c"
@@ -129,7 +130,7 @@ static void hangup(void)
     sender = -1;
 }
 
-/* A new incoming connection, set up exactly as accept_cb() does. */
+/* A new incoming connection from 127.0.0.1, set up exactly as accept_cb() does. */
 static struct peer *incoming(struct p2p *p)
 {
     int fds[2];
@@ -139,17 +140,16 @@ static struct peer *incoming(struct p2p *p)
     evutil_make_socket_nonblocking(fds[0]);
     evutil_make_socket_nonblocking(fds[1]);
     sender = fds[1];
-    if (handshakes_in(p) >= P2P_MAX_HANDSHAKES)
-        abort();
     struct bufferevent *bev = bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE);
     if (!bev)
         abort();
-    struct peer *pe = peer_new(p, bev);
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = htons(40000)};
+    src.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct peer *pe = incoming_peer(p, bev, (struct sockaddr *)&src, sizeof(src));
     if (!pe)
         abort();
-    pe->state = PEER_AWAIT_HELLO;
-    sock_nodelay(bev);
-    bufferevent_enable(bev, EV_READ);
+    if (p->handshakes.n > p->max_handshakes || p->handshakes.n > p->max_per_source)
+        abort(); /* the table made room first */
     return pe;
 }
 
@@ -175,10 +175,15 @@ static struct pair *hello_pair(const char *s, size_t len)
 
 static bool expect_left(const struct p2p *p, const char *name, const char *secret)
 {
-    for (const struct expect *e = p->expects; e; e = e->next)
-        if (strcmp(e->name, name) == 0 && strcmp(e->secret, secret) == 0)
-            return true;
-    return false;
+    const struct expect *e = find_expect(p, name);
+    return e && strcmp(e->secret, secret) == 0;
+}
+
+/* True when the `n` bytes at `s` are exactly one `ERR ...` frame. */
+static bool one_err_frame(const char *s, size_t n)
+{
+    const char *lf = memchr(s, '\n', n);
+    return n >= 4 && memcmp(s, "ERR ", 4) == 0 && lf == s + n - 1;
 }
 
 /* Feeds `s` on a new connection and checks what happened. */
@@ -223,8 +228,8 @@ static void connection(struct p2p *p, const char *s, size_t len, size_t chunk, b
             abort();
         want->live = false;
     } else {
-        if (have > 0 && (have < 4 || memcmp(answer, "ERR ", 4) != 0))
-            abort(); /* a refusal is an ERR frame, or silence */
+        if (have > 0 && !one_err_frame(answer, have))
+            abort(); /* a refusal is one ERR frame (sent once), or silence */
         if (p2p_open_count(p) != 0)
             abort();
     }
@@ -259,7 +264,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof(c));
     c.base = base;
     snprintf(c.me, sizeof(c.me), "%s", ME);
-    struct p2p *p = p2p_new(&c);
+    struct p2p *p = p2p_new(&c, P2P_DEFAULT_MAX_HANDSHAKES, P2P_DEFAULT_MAX_PER_SOURCE);
     if (!p)
         abort();
     c.p2p = p;
@@ -278,8 +283,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     if ((flags & 3) == 1) {
-        for (struct expect *e = p->expects; e; e = e->next)
-            e->deadline = now() - 1; /* as if 60 s had passed */
+        for (struct dnode *d = p->expects.head; d; d = d->next)
+            DL_ENTRY(d, struct expect, node)->deadline = now() - 1; /* as if 60 s had passed */
         for (size_t i = 0; i < n_pairs; i++)
             pairs[i].live = false;
     } else if ((flags & 3) == 2) {

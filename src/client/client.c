@@ -6,8 +6,10 @@
 #include "client/link.h"
 #include "client/login.h"
 #include "client/p2p.h"
+#include "client/seen.h"
 #include "client/ui.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
 
 #define SAY_LOST "Connection to server lost"
+#define SAY_NOT_ANSWERING "Error. The server is not answering"
 #define SAY_IDLE "You have been logged out due to inactivity"
 
 /* ---- input ---- */
@@ -87,11 +90,19 @@ static void server_gone(struct client *c, int status)
     }
 }
 
+/* Says that the connection is lost, and first why when the server stopped answering. */
+static void say_lost(int err)
+{
+    if (err == ETIMEDOUT)
+        ui_print(SAY_NOT_ANSWERING);
+    ui_print(SAY_LOST);
+}
+
 /* The server went away during login: nothing to keep running for. */
-static void lost_before_login(struct client *c)
+static void lost_before_login(struct client *c, int err)
 {
     if (c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD) {
-        ui_print(SAY_LOST);
+        say_lost(err);
         client_exit(c, CLIENT_EXIT_FAIL);
     }
 }
@@ -109,11 +120,11 @@ static void on_closed(void *ctx, int err)
         client_exit(c, CLIENT_EXIT_OK);
         break;
     case CLIENT_ONLINE:
-        ui_print(SAY_LOST);
+        say_lost(err);
         server_gone(c, CLIENT_EXIT_FAIL);
         break;
     default:
-        lost_before_login(c);
+        lost_before_login(c, err);
         break;
     }
 }
@@ -130,7 +141,7 @@ void client_bye(struct client *c, const char *reason)
         client_exit(c, CLIENT_EXIT_OK);
         break;
     default:
-        lost_before_login(c);
+        lost_before_login(c, 0);
         break;
     }
 }
@@ -192,6 +203,8 @@ void client_exit(struct client *c, int status)
 void client_logged_in(struct client *c)
 {
     c->state = CLIENT_ONLINE;
+    if (!c->seen)
+        c->seen = seen_open(c->base, c->host, c->port, c->me);
     ui_remember_name(c->me);
     if (c->listen_port > 0)
         link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
@@ -237,11 +250,13 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port)
+int client_init(struct client *c, struct event_base *base, const char *host, const char *port,
+                const struct client_limits *lim)
 {
     static const struct link_handlers handlers = {on_connected, on_event, on_closed};
     memset(c, 0, sizeof(*c));
     c->base = base;
+    c->limits = *lim;
     c->host = host;
     c->port = port;
     c->state = CLIENT_CONNECTING;
@@ -250,8 +265,8 @@ int client_init(struct client *c, struct event_base *base, const char *host, con
     if (ui_init(base, on_line, c) < 0)
         goto fail;
     ui_set_completion(cmd_names(), cmd_takes_user);
-    c->p2p = p2p_new(c);
-    c->link = link_new(base, &handlers, c);
+    c->p2p = p2p_new(c, lim->p2p_handshakes, lim->p2p_per_source);
+    c->link = link_new(base, &handlers, c, lim->reply_timeout);
     c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
     if (!c->p2p || !c->link || !c->quit_timer)
         goto fail;
@@ -275,6 +290,8 @@ void client_free(struct client *c)
     c->quit_timer = NULL;
     p2p_free(c->p2p);
     c->p2p = NULL;
+    seen_close(c->seen);
+    c->seen = NULL;
     link_free(c->link);
     c->link = NULL;
     ui_free();

@@ -11,6 +11,7 @@ struct event;
 struct event_base;
 struct link;
 struct p2p;
+struct seen;
 
 /* Where the client is in its life. */
 enum client_state {
@@ -31,8 +32,16 @@ enum client_exit {
     CLIENT_EXIT_USAGE = 2, /* bad command line */
 };
 
+/* Limits set on the command line (see man/parley.1). */
+struct client_limits {
+    unsigned reply_timeout;  /* seconds a request may wait for its reply (and a connect) */
+    unsigned p2p_handshakes; /* incoming P2P connections waiting for their HELLO, at most */
+    unsigned p2p_per_source; /* of which from one source address */
+};
+
 struct client {
     struct event_base *base;
+    struct client_limits limits;
     enum client_state state;
     char me[PROTO_MAX_NAME + 1]; /* the user name being tried, then the logged-in user */
     bool new_user;               /* the server offered to register `me` */
@@ -43,12 +52,14 @@ struct client {
     const char *port;
     struct link *link;
     struct p2p *p2p;
+    struct seen *seen; /* the messages shown in earlier runs; NULL until logged in */
     struct event *quit_timer;
 };
 
-/* Sets the client up and starts connecting to `host`:`port`. Prints the reason and returns -1
- * when that cannot start. */
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port);
+/* Sets the client up with the limits `lim` and starts connecting to `host`:`port`. Prints the
+ * reason and returns -1 when that cannot start. */
+int client_init(struct client *c, struct event_base *base, const char *host, const char *port,
+                const struct client_limits *lim);
 
 /* Frees everything; the event loop must have stopped. */
 void client_free(struct client *c);

@@ -61,11 +61,13 @@ static struct req *req_new(const struct outcome *outcomes, const char *user)
     return q;
 }
 
-/* Sends a request whose reply `fn` handles with `q`; holds pipe input until then. */
-static void send_req(struct client *c, link_reply_fn fn, struct req *q, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* Sends a request whose reply `fn` handles with `q`, and which may take `grace` seconds more
+ * than the reply timeout; holds pipe input until then. */
+static void send_req(struct client *c, unsigned grace, link_reply_fn fn, struct req *q,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void send_req(struct client *c, link_reply_fn fn, struct req *q, const char *fmt, ...)
+static void send_req(struct client *c, unsigned grace, link_reply_fn fn, struct req *q,
+                     const char *fmt, ...)
 {
     char frame[PROTO_DEFAULT_MAX_LINE];
     va_list ap;
@@ -77,7 +79,7 @@ static void send_req(struct client *c, link_reply_fn fn, struct req *q, const ch
     vsnprintf(frame, sizeof(frame), fmt, ap);
     va_end(ap);
     client_hold(c);
-    link_request(c->link, fn, q, "%s", frame);
+    link_request_patient(c->link, grace, fn, q, "%s", frame);
 }
 
 /* Prints the line for an error code that no command-specific outcome covers. */
@@ -143,7 +145,7 @@ static void do_message(struct client *c, const struct cmd_call *k)
         return;
     }
     ui_remember_name(k->user);
-    send_req(c, on_reply, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
+    send_req(c, 0, on_reply, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
 }
 
 static void on_bcast(void *ctx, const struct link_reply *r, void *arg)
@@ -162,7 +164,7 @@ static void on_bcast(void *ctx, const struct link_reply *r, void *arg)
 
 static void do_broadcast(struct client *c, const struct cmd_call *k)
 {
-    send_req(c, on_bcast, req_new(NULL, NULL), "BCAST %s", k->text);
+    send_req(c, 0, on_bcast, req_new(NULL, NULL), "BCAST %s", k->text);
 }
 
 /* Prints the names of a WHO/WHOSINCE reply one per line, or `No other users`. */
@@ -193,12 +195,12 @@ static void on_who(void *ctx, const struct link_reply *r, void *arg)
 static void do_whoelse(struct client *c, const struct cmd_call *k)
 {
     (void)k;
-    send_req(c, on_who, req_new(NULL, NULL), "WHO");
+    send_req(c, 0, on_who, req_new(NULL, NULL), "WHO");
 }
 
 static void do_whoelsesince(struct client *c, const struct cmd_call *k)
 {
-    send_req(c, on_who, req_new(NULL, NULL), "WHOSINCE %llu", (unsigned long long)k->seconds);
+    send_req(c, 0, on_who, req_new(NULL, NULL), "WHOSINCE %llu", (unsigned long long)k->seconds);
 }
 
 static const struct outcome block_outcomes[] = {
@@ -214,7 +216,7 @@ static void do_block(struct client *c, const struct cmd_call *k)
         ui_print("Error. Cannot block self");
         return;
     }
-    send_req(c, on_reply, req_new(block_outcomes, k->user), "BLOCK %s", k->user);
+    send_req(c, 0, on_reply, req_new(block_outcomes, k->user), "BLOCK %s", k->user);
 }
 
 static const struct outcome unblock_outcomes[] = {
@@ -231,7 +233,7 @@ static void do_unblock(struct client *c, const struct cmd_call *k)
         ui_print("Error. Cannot unblock self");
         return;
     }
-    send_req(c, on_reply, req_new(unblock_outcomes, k->user), "UNBLOCK %s", k->user);
+    send_req(c, 0, on_reply, req_new(unblock_outcomes, k->user), "UNBLOCK %s", k->user);
 }
 
 static void do_logout(struct client *c, const struct cmd_call *k)
@@ -297,7 +299,8 @@ static void do_startprivate(struct client *c, const struct cmd_call *k)
     }
     p2p_forget(c->p2p, k->user);
     ui_remember_name(k->user);
-    send_req(c, on_p2p, req_new(p2p_outcomes, k->user), "P2P %s", k->user);
+    /* The server answers once the peer has (it may ask its user first). */
+    send_req(c, P2P_ANSWER_SECS, on_p2p, req_new(p2p_outcomes, k->user), "P2P %s", k->user);
 }
 
 static void on_touch(void *ctx, const struct link_reply *r, void *arg)

@@ -4,6 +4,7 @@
 #include "client/client.h"
 #include "client/link.h"
 #include "client/p2p.h"
+#include "client/seen.h"
 #include "client/text.h"
 #include "client/ui.h"
 
@@ -17,7 +18,8 @@ static bool take_name(struct proto_slice *rest, char *name)
            proto_slice_copy(f, name, PROTO_MAX_NAME + 1);
 }
 
-/* `* MSG <id> <from> <unix-time> <text>` */
+/* `* MSG <id> <from> <unix-time> <text>`: shown unless it was shown already (a redelivery
+ * after the server lost our acknowledgement), and acknowledged either way. */
 static void on_msg(struct client *c, struct proto_slice rest)
 {
     struct proto_slice id_f, time_f;
@@ -26,8 +28,11 @@ static void on_msg(struct client *c, struct proto_slice rest)
     if (!proto_next_field(&rest, &id_f) || !proto_parse_u64(id_f, &id) || !take_name(&rest, from) ||
         !proto_next_field(&rest, &time_f) || !proto_parse_u64(time_f, &when) || rest.len == 0)
         return;
-    ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
-    ui_remember_name(from);
+    if (!seen_already(c->seen, id, when)) {
+        ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
+        ui_remember_name(from);
+        seen_note(c->seen, id, when);
+    }
     link_ack(c->link, id);
 }
 

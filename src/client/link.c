@@ -4,6 +4,7 @@
 #include "client/sock.h"
 #include "common/linebuf.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -15,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Server frames can be long (a WHO reply lists every user online). */
 #define LINK_MAX_LINE (4 * 1024 * 1024)
@@ -27,6 +29,8 @@ struct pending {
     uint64_t tag;
     link_reply_fn fn;
     void *arg;
+    double sent;    /* when it was written (monotonic seconds) */
+    unsigned grace; /* seconds its reply may take beyond the reply timeout */
 };
 
 struct link {
@@ -40,9 +44,42 @@ struct link {
     struct pending *head, *tail;
     uint64_t next_tag;
     uint64_t ack_max, ack_sent;
+    unsigned reply_secs;    /* the reply timeout, also the limit of one connect attempt */
+    struct event *deadline; /* fires when a reply or a connect may be overdue */
+    double deadline_at;     /* when `deadline` fires, if pending */
+    double last_rx;         /* when the server last sent something */
 };
 
 static void try_next_address(struct link *l, int err);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Makes the deadline timer fire at `at` at the latest. */
+static void arm_deadline(struct link *l, double at)
+{
+    if (evtimer_pending(l->deadline, NULL) && l->deadline_at <= at)
+        return;
+    double in = at - now();
+    if (in < 0)
+        in = 0;
+    struct timeval tv = {(time_t)in, (suseconds_t)((in - (double)(time_t)in) * 1e6)};
+    l->deadline_at = at;
+    evtimer_add(l->deadline, &tv);
+}
+
+/* When the reply to `p` is overdue: the reply timeout (plus its grace) after it was sent or
+ * after the server last sent anything, whichever is later (a server still sending is alive,
+ * only busy). */
+static double reply_due(const struct link *l, const struct pending *p)
+{
+    double since = p->sent > l->last_rx ? p->sent : l->last_rx;
+    return since + l->reply_secs + p->grace;
+}
 
 static void free_addresses(struct link *l)
 {
@@ -78,6 +115,7 @@ static void drop_socket(struct link *l)
         bufferevent_free(l->bev);
     l->bev = NULL;
     l->state = LINK_DOWN;
+    evtimer_del(l->deadline);
 }
 
 /* The connection ended by itself: tell the owner, then the waiting requests. */
@@ -171,6 +209,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     char buf[16384];
     int n;
+    l->last_rx = now();
     while (l->state == LINK_UP && (n = evbuffer_remove(in, buf, sizeof(buf))) > 0) {
         if (linebuf_feed(&l->lb, buf, (size_t)n, on_frame, l) < 0 && l->state == LINK_UP)
             link_lost(l, ENOMEM);
@@ -184,7 +223,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     if (what & BEV_EVENT_CONNECTED) {
         l->state = LINK_UP;
+        evtimer_del(l->deadline);
+        l->last_rx = now();
         sock_nodelay(bev);
+        sock_keepalive(bev, l->reply_secs);
         bufferevent_enable(bev, EV_READ);
         free_addresses(l);
         l->h.connected(l->ctx);
@@ -220,26 +262,62 @@ static void try_next_address(struct link *l, int err)
         if (!l->bev)
             break;
         bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
-        if (bufferevent_socket_connect(l->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
+        if (bufferevent_socket_connect(l->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0) {
+            arm_deadline(l, now() + l->reply_secs);
             return;
+        }
         err = EVUTIL_SOCKET_ERROR();
         bufferevent_free(l->bev);
         l->bev = NULL;
     }
     free_addresses(l);
     l->state = LINK_DOWN;
+    evtimer_del(l->deadline);
     l->h.closed(l->ctx, err ? err : ECONNREFUSED);
 }
 
-struct link *link_new(struct event_base *base, const struct link_handlers *h, void *ctx)
+/* A connect attempt took the whole reply timeout: try the next address. A request is
+ * overdue: the server is not answering, and the connection counts as lost (ETIMEDOUT). */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
+    struct link *l = arg;
+    if (l->state == LINK_CONNECTING) {
+        try_next_address(l, ETIMEDOUT);
+        return;
+    }
+    if (l->state != LINK_UP || !l->head)
+        return;
+    double t = now(), next = reply_due(l, l->head);
+    for (const struct pending *p = l->head; p; p = p->next) {
+        double due = reply_due(l, p);
+        if (due <= t) {
+            link_lost(l, ETIMEDOUT);
+            return;
+        }
+        next = due < next ? due : next;
+    }
+    arm_deadline(l, next);
+}
+
+struct link *link_new(struct event_base *base, const struct link_handlers *h, void *ctx,
+                      unsigned reply_secs)
+{
+    assert(reply_secs > 0);
     struct link *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
+    l->deadline = evtimer_new(base, deadline_cb, l);
+    if (!l->deadline) {
+        free(l);
+        return NULL;
+    }
     l->base = base;
     l->h = *h;
     l->ctx = ctx;
     l->state = LINK_IDLE;
+    l->reply_secs = reply_secs;
     linebuf_init(&l->lb, LINK_MAX_LINE);
     return l;
 }
@@ -274,7 +352,8 @@ int link_local_addr(const struct link *l, struct sockaddr_storage *ss, socklen_t
     return getsockname(bufferevent_getfd(l->bev), (struct sockaddr *)ss, len);
 }
 
-void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, ...)
+static void vrequest(struct link *l, unsigned grace, link_reply_fn fn, void *arg, const char *fmt,
+                     va_list ap)
 {
     struct pending *p = l->state == LINK_UP ? calloc(1, sizeof(*p)) : NULL;
     if (!p) {
@@ -284,17 +363,34 @@ void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, 
     p->tag = ++l->next_tag;
     p->fn = fn;
     p->arg = arg;
+    p->sent = now();
+    p->grace = grace;
     if (l->tail)
         l->tail->next = p;
     else
         l->head = p;
     l->tail = p;
     struct evbuffer *out = bufferevent_get_output(l->bev);
-    va_list ap;
-    va_start(ap, fmt);
     evbuffer_add_printf(out, "%" PRIu64 " ", p->tag);
     evbuffer_add_vprintf(out, fmt, ap);
     evbuffer_add(out, "\n", 1);
+    arm_deadline(l, reply_due(l, p));
+}
+
+void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vrequest(l, 0, fn, arg, fmt, ap);
+    va_end(ap);
+}
+
+void link_request_patient(struct link *l, unsigned grace, link_reply_fn fn, void *arg,
+                          const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vrequest(l, grace, fn, arg, fmt, ap);
     va_end(ap);
 }
 
@@ -323,5 +419,6 @@ void link_free(struct link *l)
         return;
     link_close(l);
     linebuf_free(&l->lb);
+    event_free(l->deadline);
     free(l);
 }

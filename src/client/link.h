@@ -1,7 +1,8 @@
-/* The connection to the server: non-blocking TCP with TCP_NODELAY, LF framing with a limit,
- * buffered output, request tags and a table of requests waiting for their replies. Events
- * (`* ...` frames) go to a handler; every `* MSG` the handler acknowledges is acked once per
- * read batch (acks are cumulative). The link knows nothing of chat. */
+/* The connection to the server: non-blocking TCP with TCP_NODELAY and keep-alive, LF framing
+ * with a limit, buffered output, request tags and a table of requests waiting for their
+ * replies, each with a deadline. Events (`* ...` frames) go to a handler; every `* MSG` the
+ * handler acknowledges is acked once per read batch (acks are cumulative). The link knows
+ * nothing of chat. */
 #ifndef PARLEY_CLIENT_LINK_H
 #define PARLEY_CLIENT_LINK_H
 
@@ -37,12 +38,21 @@ struct link_handlers {
     /* An event `* <verb> <rest>`, already checked against the framing rules. */
     void (*event)(void *ctx, struct proto_slice verb, struct proto_slice rest);
     /* The connection failed or ended without link_close(); `err` is an errno value or 0 for an
-     * orderly close by the server. Requests still waiting get LINK_GONE afterwards. */
+     * orderly close by the server; ETIMEDOUT when a connect attempt or a reply took longer
+     * than the reply timeout (the server is not answering) or keep-alive found the server
+     * gone. Requests still waiting get LINK_GONE afterwards. */
     void (*closed)(void *ctx, int err);
 };
 
-/* Returns a new unconnected link, or NULL when out of memory. */
-struct link *link_new(struct event_base *base, const struct link_handlers *h, void *ctx);
+/* The default reply timeout, in seconds. */
+#define LINK_DEFAULT_REPLY_SECS 30
+
+/* Returns a new unconnected link, or NULL when out of memory. A request whose reply has not
+ * come `reply_secs` (> 0) seconds after it was sent, and after the server last sent anything,
+ * ends the connection (ETIMEDOUT); so does a connect attempt to the last address that takes
+ * that long. Keep-alive probes an idle connection after `reply_secs`. */
+struct link *link_new(struct event_base *base, const struct link_handlers *h, void *ctx,
+                      unsigned reply_secs);
 
 /* Resolves `host` and `port` (this blocks for a name lookup) and starts connecting; the
  * connected or closed handler follows. Returns 0, or an EAI_* code (getaddrinfo) on failure. */
@@ -58,6 +68,11 @@ int link_local_addr(const struct link *l, struct sockaddr_storage *ss, socklen_t
  * fresh tag. `fn` (may be NULL) gets the reply, or LINK_GONE at once when the link is down. */
 void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Like link_request(), for a request whose reply may wait `grace` more seconds than the reply
+ * timeout allows (`P2P`, answered when the peer has answered). */
+void link_request_patient(struct link *l, unsigned grace, link_reply_fn fn, void *arg,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Notes that the direct message `id` was shown; `* ACK` goes out at the end of the batch. */
 void link_ack(struct link *l, uint64_t id);

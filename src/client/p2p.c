@@ -8,12 +8,14 @@
 #include "client/ui.h"
 #include "common/linebuf.h"
 #include "common/proto.h"
+#include "common/strmap.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <assert.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -25,8 +27,6 @@
 #define P2P_MAX_LINE 4096            /* frame limit on P2P connections, LF included */
 #define P2P_HANDSHAKE_SECS 10        /* to connect and finish HELLO/OK */
 #define P2P_SECRET_SECS 60           /* a secret is good this long after the server's offer */
-#define P2P_QUESTION_SECS 60         /* the server counts an unanswered request as declined */
-#define P2P_MAX_HANDSHAKES 16        /* unauthenticated incoming connections at once */
 #define P2P_MAX_OUTPUT (1024 * 1024) /* queued output before a peer counts as not reading */
 #define P2P_RATE 50.0                /* frames per second a peer may send, sustained */
 #define P2P_BURST 200.0              /* and in one burst */
@@ -49,10 +49,26 @@ enum peer_end {
     END_SLOW,       /* not reading what we send */
     END_FAILED,     /* outgoing handshake failed */
     END_REFUSED,    /* incoming handshake refused */
+    END_EVICTED,    /* incoming handshake dropped to make room for a newer one */
 };
 
+/* A node of an intrusive doubly-linked list. */
+struct dnode {
+    struct dnode *prev, *next;
+};
+
+/* A list of nodes in the order they were added (oldest first), with O(1) add and remove. */
+struct dlist {
+    struct dnode *head, *tail;
+    size_t n;
+};
+
+/* The structure of `type` whose member `member` is the node `node`. */
+#define DL_ENTRY(node, type, member) ((type *)(void *)((char *)(node)-offsetof(type, member)))
+
 struct peer {
-    struct peer *next;
+    struct dnode all; /* in p2p.peers */
+    struct dnode hs;  /* in p2p.handshakes: incoming, waiting for HELLO */
     struct p2p *p2p;
     enum peer_state state;
     bool outgoing;
@@ -60,8 +76,11 @@ struct peer {
     bool say_accepted; /* print `<name> accepts private messaging` on open */
     bool in_cb;        /* inside one of its callbacks: free on the way out */
     bool dead;
+    bool named;         /* in p2p.by_name under `name` */
+    bool in_handshakes; /* in p2p.handshakes */
     char name[PROTO_MAX_NAME + 1];
     char secret[PROTO_SECRET_HEX + 1];
+    struct sockaddr_storage source; /* incoming: the address it comes from */
     struct bufferevent *bev;
     struct linebuf lb;
     struct event *timer;
@@ -71,7 +90,7 @@ struct peer {
 
 /* A secret the server announced for a user we accepted, good until `deadline`. */
 struct expect {
-    struct expect *next;
+    struct dnode node; /* in p2p.expects */
     char name[PROTO_MAX_NAME + 1];
     char secret[PROTO_SECRET_HEX + 1];
     double deadline;
@@ -79,7 +98,7 @@ struct expect {
 
 /* A request waiting for the user's y/n. */
 struct question {
-    struct question *next;
+    struct dnode node; /* in p2p.questions */
     struct p2p *p2p;
     char name[PROTO_MAX_NAME + 1];
     char secret[PROTO_SECRET_HEX + 1];
@@ -92,12 +111,20 @@ struct gone {
     char name[PROTO_MAX_NAME + 1];
 };
 
+/* Every table is indexed or ordered so that offers, handshakes and answers cost O(1) however
+ * many are pending (a linear scan per offer made offer churn quadratic). */
 struct p2p {
     struct client *c;
     struct evconnlistener *listener;
-    struct peer *peers;
-    struct expect *expects;
-    struct question *questions;
+    size_t max_handshakes;        /* incoming connections waiting for HELLO, at most */
+    size_t max_per_source;        /* of which from one source address */
+    struct dlist peers;           /* every connection */
+    struct dlist handshakes;      /* incoming connections waiting for HELLO, oldest first */
+    struct strmap by_name;        /* outgoing connections and open sessions, by peer name */
+    size_t n_open;                /* open sessions */
+    struct dlist expects;         /* announced secrets, soonest to expire first */
+    struct strmap expect_by_name; /* the same, by name (one live secret per name) */
+    struct dlist questions;       /* y/n questions, oldest first */
     struct gone *gone;
 };
 
@@ -115,23 +142,63 @@ static void copy_name(char *dst, const char *src)
 
 /* ---- lists ---- */
 
+static void dl_push(struct dlist *l, struct dnode *n)
+{
+    n->prev = l->tail;
+    n->next = NULL;
+    if (l->tail)
+        l->tail->next = n;
+    else
+        l->head = n;
+    l->tail = n;
+    l->n++;
+}
+
+static void dl_remove(struct dlist *l, struct dnode *n)
+{
+    assert(l->n > 0);
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        l->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        l->tail = n->prev;
+    n->prev = n->next = NULL;
+    l->n--;
+}
+
 static struct peer *find_peer(const struct p2p *p, const char *name)
 {
-    for (struct peer *pe = p->peers; pe; pe = pe->next)
-        if (pe->name[0] && strcmp(pe->name, name) == 0)
-            return pe;
-    return NULL;
+    return strmap_get(&p->by_name, name, strlen(name));
+}
+
+/* Gives `pe` its peer's name and indexes it; false when out of memory. */
+static bool name_peer(struct peer *pe, const char *name)
+{
+    copy_name(pe->name, name);
+    if (strmap_put(&pe->p2p->by_name, pe->name, pe) != 0)
+        return false;
+    pe->named = true;
+    return true;
+}
+
+static void leave_handshakes(struct peer *pe)
+{
+    if (!pe->in_handshakes)
+        return;
+    dl_remove(&pe->p2p->handshakes, &pe->hs);
+    pe->in_handshakes = false;
 }
 
 static void unlink_peer(struct p2p *p, struct peer *pe)
 {
-    for (struct peer **pp = &p->peers; *pp; pp = &(*pp)->next) {
-        if (*pp == pe) {
-            *pp = pe->next;
-            pe->next = NULL;
-            return;
-        }
-    }
+    dl_remove(&p->peers, &pe->all);
+    leave_handshakes(pe);
+    if (pe->named)
+        strmap_remove(&p->by_name, pe->name, strlen(pe->name));
+    pe->named = false;
 }
 
 static void add_gone(struct p2p *p, const char *name)
@@ -159,48 +226,62 @@ void p2p_forget(struct p2p *p, const char *name)
     }
 }
 
+static struct expect *find_expect(const struct p2p *p, const char *name)
+{
+    return strmap_get(&p->expect_by_name, name, strlen(name));
+}
+
+static void expect_free(struct p2p *p, struct expect *e)
+{
+    strmap_remove(&p->expect_by_name, e->name, strlen(e->name));
+    dl_remove(&p->expects, &e->node);
+    explicit_bzero(e, sizeof(*e));
+    free(e);
+}
+
+/* Every secret lives P2P_SECRET_SECS, so the oldest expire first. */
 static void drop_expired(struct p2p *p)
 {
     double t = now();
-    for (struct expect **ee = &p->expects; *ee;) {
-        struct expect *e = *ee;
-        if (e->deadline > t) {
-            ee = &e->next;
-            continue;
-        }
-        *ee = e->next;
-        explicit_bzero(e, sizeof(*e));
-        free(e);
+    while (p->expects.head) {
+        struct expect *e = DL_ENTRY(p->expects.head, struct expect, node);
+        if (e->deadline > t)
+            return;
+        expect_free(p, e);
     }
 }
 
+/* Remembers the secret announced for `name`, replacing an older one: the server brokers one
+ * request per pair at a time, so only the newest secret can be presented honestly. */
 static void add_expect(struct p2p *p, const char *name, const char *secret)
 {
     drop_expired(p);
+    struct expect *old = find_expect(p, name);
+    if (old)
+        expect_free(p, old);
     struct expect *e = calloc(1, sizeof(*e));
     if (!e)
         return;
     copy_name(e->name, name);
     snprintf(e->secret, sizeof(e->secret), "%s", secret);
     e->deadline = now() + P2P_SECRET_SECS;
-    e->next = p->expects;
-    p->expects = e;
+    if (strmap_put(&p->expect_by_name, e->name, e) != 0) {
+        explicit_bzero(e, sizeof(*e));
+        free(e);
+        return;
+    }
+    dl_push(&p->expects, &e->node);
 }
 
 /* Spends the secret announced for `name` when `secret` matches it. */
 static bool take_expect(struct p2p *p, const char *name, const char *secret)
 {
     drop_expired(p);
-    for (struct expect **ee = &p->expects; *ee; ee = &(*ee)->next) {
-        struct expect *e = *ee;
-        if (strcmp(e->name, name) != 0 || !text_secret_eq(e->secret, secret, PROTO_SECRET_HEX))
-            continue;
-        *ee = e->next;
-        explicit_bzero(e, sizeof(*e));
-        free(e);
-        return true;
-    }
-    return false;
+    struct expect *e = find_expect(p, name);
+    if (!e || !text_secret_eq(e->secret, secret, PROTO_SECRET_HEX))
+        return false;
+    expect_free(p, e);
+    return true;
 }
 
 /* ---- one peer connection ---- */
@@ -257,6 +338,8 @@ static void peer_end(struct peer *pe, enum peer_end why)
     bool was_open = pe->state == PEER_OPEN;
     pe->dead = true;
     unlink_peer(p, pe);
+    if (was_open)
+        p->n_open--;
     if (was_open && (why == END_LOCAL_STOP || why == END_QUIT))
         peer_write(pe, "STOP\n");
     peer_flush(pe); /* what is queued (an OK, a STOP) leaves before the connection closes */
@@ -276,15 +359,17 @@ static void peer_end(struct peer *pe, enum peer_end why)
         peer_free(pe);
 }
 
+/* Answers `frame` (an ERR) and ends the connection; peer_end() flushes it, once. */
 static void peer_refuse(struct peer *pe, const char *frame)
 {
     peer_write(pe, frame);
-    peer_flush(pe);
     peer_end(pe, END_REFUSED);
 }
 
 static void peer_opened(struct peer *pe)
 {
+    leave_handshakes(pe);
+    pe->p2p->n_open++;
     pe->state = PEER_OPEN;
     evtimer_del(pe->timer);
     p2p_forget(pe->p2p, pe->name);
@@ -293,16 +378,17 @@ static void peer_opened(struct peer *pe)
     pe->last = now();
 }
 
-/* Incoming `HELLO 1 <name> <secret>`: opens the session only for the secret the server
- * announced for that name, once. */
+/* Incoming `HELLO 1 <name> <secret>`, exactly (no trailing space): opens the session only for
+ * the secret the server announced for that name, once. */
 static void on_hello(struct peer *pe, struct proto_slice rest)
 {
     struct proto_slice f[4];
     char name[PROTO_MAX_NAME + 1], secret[PROTO_SECRET_HEX + 1];
+    const char *end = rest.ptr + rest.len;
     for (int i = 0; i < 4; i++)
         if (!proto_next_field(&rest, &f[i]))
             goto refuse;
-    if (rest.len != 0 || !proto_slice_eq(f[0], "HELLO"))
+    if (f[3].ptr + f[3].len != end || !proto_slice_eq(f[0], "HELLO"))
         goto refuse;
     if (!proto_slice_eq(f[1], "1")) {
         peer_refuse(pe, "ERR 505 unsupported version\n");
@@ -313,10 +399,9 @@ static void on_hello(struct peer *pe, struct proto_slice rest)
     proto_slice_copy(f[2], name, sizeof(name));
     proto_slice_copy(f[3], secret, sizeof(secret));
     struct p2p *p = pe->p2p;
-    if (find_peer(p, name) || !take_expect(p, name, secret))
+    if (find_peer(p, name) || !take_expect(p, name, secret) || !name_peer(pe, name))
         goto refuse;
     explicit_bzero(secret, sizeof(secret));
-    copy_name(pe->name, name);
     peer_opened(pe);
     char ok[PROTO_MAX_NAME + 8];
     snprintf(ok, sizeof(ok), "OK %s\n", p->c->me);
@@ -458,8 +543,7 @@ static struct peer *peer_new(struct p2p *p, struct bufferevent *bev)
     struct timeval tv = {P2P_HANDSHAKE_SECS, 0};
     evtimer_add(pe->timer, &tv);
     bufferevent_setcb(bev, peer_read_cb, NULL, peer_event_cb, pe);
-    pe->next = p->peers;
-    p->peers = pe;
+    dl_push(&p->peers, &pe->all);
     return pe;
 fail:
     if (pe)
@@ -471,36 +555,82 @@ fail:
 
 /* ---- incoming connections ---- */
 
-static size_t handshakes_in(const struct p2p *p)
+/* Returns true when `a` and `b` are the same source address (the port does not count). */
+static bool same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-    size_t n = 0;
-    for (const struct peer *pe = p->peers; pe; pe = pe->next)
-        n += pe->state == PEER_AWAIT_HELLO;
-    return n;
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return true; /* other families (a socketpair): all one source */
+}
+
+/* Returns the oldest handshake from `src` (or NULL) and counts them in `*n`. */
+static struct peer *oldest_from(const struct p2p *p, const struct sockaddr_storage *src, size_t *n)
+{
+    struct peer *oldest = NULL;
+    *n = 0;
+    for (struct dnode *d = p->handshakes.head; d; d = d->next) {
+        struct peer *pe = DL_ENTRY(d, struct peer, hs);
+        if (!same_source(&pe->source, src))
+            continue;
+        if (!oldest)
+            oldest = pe;
+        (*n)++;
+    }
+    return oldest;
+}
+
+/* Makes room for one more handshake from `src`: a source at its limit loses its own oldest
+ * one, else a full table loses its oldest one. Idle connections thus never lock anyone out
+ * (a genuine peer sends HELLO at once), and one source cannot push out the others. */
+static void make_room(struct p2p *p, const struct sockaddr_storage *src)
+{
+    size_t from_src;
+    struct peer *own = oldest_from(p, src, &from_src);
+    if (from_src >= p->max_per_source) {
+        assert(own);
+        peer_end(own, END_EVICTED);
+    } else if (p->handshakes.n >= p->max_handshakes) {
+        peer_end(DL_ENTRY(p->handshakes.head, struct peer, hs), END_EVICTED);
+    }
+}
+
+/* Takes the connection `bev` from `src` (`len` bytes) as a handshake waiting for HELLO. */
+static struct peer *incoming_peer(struct p2p *p, struct bufferevent *bev,
+                                  const struct sockaddr *src, size_t len)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    memcpy(&ss, src, len < sizeof(ss) ? len : sizeof(ss));
+    make_room(p, &ss);
+    struct peer *pe = peer_new(p, bev);
+    if (!pe)
+        return NULL;
+    pe->state = PEER_AWAIT_HELLO;
+    pe->source = ss;
+    dl_push(&p->handshakes, &pe->hs);
+    pe->in_handshakes = true;
+    sock_nodelay(bev);
+    bufferevent_enable(bev, EV_READ);
+    return pe;
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
                       int addrlen, void *arg)
 {
-    (void)addr;
-    (void)addrlen;
     struct p2p *p = arg;
-    if (handshakes_in(p) >= P2P_MAX_HANDSHAKES) {
-        evutil_closesocket(fd);
-        return;
-    }
     struct bufferevent *bev =
         bufferevent_socket_new(evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         evutil_closesocket(fd);
         return;
     }
-    struct peer *pe = peer_new(p, bev);
-    if (!pe)
-        return;
-    pe->state = PEER_AWAIT_HELLO;
-    sock_nodelay(bev);
-    bufferevent_enable(bev, EV_READ);
+    incoming_peer(p, bev, addr, addrlen > 0 ? (size_t)addrlen : 0);
 }
 
 int p2p_listen(struct p2p *p, const struct sockaddr *local, socklen_t len)
@@ -543,14 +673,9 @@ static void question_free(struct question *q)
     free(q);
 }
 
-static void unlink_question(struct p2p *p, struct question *q)
+static struct question *oldest_question(const struct p2p *p)
 {
-    for (struct question **qq = &p->questions; *qq; qq = &(*qq)->next) {
-        if (*qq == q) {
-            *qq = q->next;
-            return;
-        }
-    }
+    return p->questions.head ? DL_ENTRY(p->questions.head, struct question, node) : NULL;
 }
 
 static void question_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -559,7 +684,7 @@ static void question_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct question *q = arg;
     struct p2p *p = q->p2p;
-    unlink_question(p, q);
+    dl_remove(&p->questions, &q->node);
     ui_printf("Private messaging request from %s expired", q->name);
     question_free(q);
     client_refresh_prompt(p->c);
@@ -582,31 +707,29 @@ void p2p_offer(struct p2p *p, const char *from, const char *secret, bool ask)
     copy_name(q->name, from);
     snprintf(q->secret, sizeof(q->secret), "%s", secret);
     q->timer = evtimer_new(p->c->base, question_timeout_cb, q);
-    struct timeval tv = {P2P_QUESTION_SECS, 0};
+    struct timeval tv = {P2P_ANSWER_SECS, 0};
     if (!q->timer || evtimer_add(q->timer, &tv) != 0) {
         question_free(q);
         return;
     }
-    struct question **qq = &p->questions;
-    while (*qq)
-        qq = &(*qq)->next;
-    *qq = q;
+    dl_push(&p->questions, &q->node);
     ui_remember_name(from);
-    if (q == p->questions)
+    if (oldest_question(p) == q)
         client_refresh_prompt(p->c);
 }
 
 const char *p2p_question(const struct p2p *p)
 {
-    return p->questions ? p->questions->name : NULL;
+    const struct question *q = oldest_question(p);
+    return q ? q->name : NULL;
 }
 
 void p2p_answer(struct p2p *p, bool yes)
 {
-    struct question *q = p->questions;
+    struct question *q = oldest_question(p);
     if (!q)
         return;
-    p->questions = q->next;
+    dl_remove(&p->questions, &q->node);
     if (yes)
         accept_offer(p, q->name, q->secret);
     else
@@ -640,6 +763,11 @@ void p2p_connect(struct p2p *p, const char *name, const char *host, const char *
 {
     struct bufferevent *bev = find_peer(p, name) ? NULL : connect_to(p, host, port);
     struct peer *pe = bev ? peer_new(p, bev) : NULL;
+    if (pe && !name_peer(pe, name)) {
+        unlink_peer(p, pe);
+        peer_free(pe);
+        pe = NULL;
+    }
     if (!pe) {
         ui_printf("Error. Could not connect to %s for private messaging", name);
         client_p2p_ended(p->c, name);
@@ -650,7 +778,6 @@ void p2p_connect(struct p2p *p, const char *name, const char *host, const char *
     pe->outgoing = true;
     pe->holds_input = true;
     pe->say_accepted = say_accepted;
-    copy_name(pe->name, name);
     snprintf(pe->secret, sizeof(pe->secret), "%s", secret);
 }
 
@@ -689,34 +816,33 @@ void p2p_stop(struct p2p *p, const char *name)
 
 void p2p_stop_all(struct p2p *p)
 {
-    while (p->peers)
-        peer_end(p->peers, END_QUIT);
+    while (p->peers.head)
+        peer_end(DL_ENTRY(p->peers.head, struct peer, all), END_QUIT);
     struct question *q;
-    while ((q = p->questions) != NULL) {
-        p->questions = q->next;
+    while ((q = oldest_question(p)) != NULL) {
+        dl_remove(&p->questions, &q->node);
         question_free(q);
     }
-    struct expect *e;
-    while ((e = p->expects) != NULL) {
-        p->expects = e->next;
-        explicit_bzero(e, sizeof(*e));
-        free(e);
-    }
+    while (p->expects.head)
+        expect_free(p, DL_ENTRY(p->expects.head, struct expect, node));
 }
 
 size_t p2p_open_count(const struct p2p *p)
 {
-    size_t n = 0;
-    for (const struct peer *pe = p->peers; pe; pe = pe->next)
-        n += pe->state == PEER_OPEN;
-    return n;
+    return p->n_open;
 }
 
-struct p2p *p2p_new(struct client *c)
+struct p2p *p2p_new(struct client *c, size_t max_handshakes, size_t max_per_source)
 {
+    assert(max_handshakes > 0 && max_per_source > 0);
     struct p2p *p = calloc(1, sizeof(*p));
-    if (p)
-        p->c = c;
+    if (!p)
+        return NULL;
+    p->c = c;
+    p->max_handshakes = max_handshakes;
+    p->max_per_source = max_per_source;
+    strmap_init(&p->by_name);
+    strmap_init(&p->expect_by_name);
     return p;
 }
 
@@ -724,9 +850,9 @@ void p2p_free(struct p2p *p)
 {
     if (!p)
         return;
-    struct peer *pe;
-    while ((pe = p->peers) != NULL) {
-        p->peers = pe->next;
+    while (p->peers.head) {
+        struct peer *pe = DL_ENTRY(p->peers.head, struct peer, all);
+        unlink_peer(p, pe);
         peer_free(pe);
     }
     p2p_stop_all(p);
@@ -737,5 +863,7 @@ void p2p_free(struct p2p *p)
     }
     if (p->listener)
         evconnlistener_free(p->listener);
+    strmap_free(&p->by_name);
+    strmap_free(&p->expect_by_name);
     free(p);
 }

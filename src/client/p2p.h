@@ -11,6 +11,14 @@
 struct client;
 struct p2p;
 
+/* The server waits this long for the peer's answer to a P2P request, then counts it as
+ * declined (docs/PROTOCOL.md §6); an unanswered y/n question expires after it too. */
+#define P2P_ANSWER_SECS 60
+
+/* Default limits on incoming connections that have not finished their handshake. */
+#define P2P_DEFAULT_MAX_HANDSHAKES 16 /* at once */
+#define P2P_DEFAULT_MAX_PER_SOURCE 4  /* at once from one source address */
+
 /* What the client knows of a session with one user. */
 enum p2p_session {
     P2P_NONE,    /* no session */
@@ -19,8 +27,11 @@ enum p2p_session {
     P2P_GONE,    /* it was open and the peer vanished; not yet reported to the user */
 };
 
-/* Returns the P2P state of client `c`, or NULL when out of memory. */
-struct p2p *p2p_new(struct client *c);
+/* Returns the P2P state of client `c`, or NULL when out of memory. The listener keeps at most
+ * `max_handshakes` incoming connections waiting for their HELLO, of which `max_per_source`
+ * (both at least 1) from one source address; past either limit the oldest such connection
+ * (of that source, or of all) is closed to make room for the new one. */
+struct p2p *p2p_new(struct client *c, size_t max_handshakes, size_t max_per_source);
 
 /* Listens on an OS-chosen port of the local address `local` (port ignored). Returns the port,
  * or -1 when no listener could be made (the client then cannot receive sessions). */

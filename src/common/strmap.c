@@ -1,6 +1,7 @@
 /* Open-addressing string map; see strmap.h. */
 #include "common/strmap.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,38 @@ int strmap_put(struct strmap *m, const char *key, void *value)
     }
     s->value = value;
     return 0;
+}
+
+/* Returns true when the entry whose home slot is `home` may move back into the hole at `hole`
+ * from `at` (its probe sequence from `home` passes `hole` before reaching `at`). */
+static bool may_fill(size_t home, size_t hole, size_t at)
+{
+    if (hole <= at)
+        return home <= hole || home > at;
+    return home <= hole && home > at;
+}
+
+void *strmap_remove(struct strmap *m, const char *key, size_t len)
+{
+    if (m->cap == 0)
+        return NULL;
+    struct strmap_slot *s = find_slot(m, key, len, hash_bytes(key, len));
+    if (!s->key)
+        return NULL;
+    void *value = s->value;
+    size_t mask = m->cap - 1;
+    size_t hole = (size_t)(s - m->slots);
+    /* Backward-shift deletion: later entries of the same run move into the hole, so every
+     * look-up still finds its key before the first empty slot (no tombstones). */
+    for (size_t at = (hole + 1) & mask; m->slots[at].key; at = (at + 1) & mask) {
+        if (may_fill(m->slots[at].hash & mask, hole, at)) {
+            m->slots[hole] = m->slots[at];
+            hole = at;
+        }
+    }
+    memset(&m->slots[hole], 0, sizeof(m->slots[hole]));
+    m->count--;
+    return value;
 }
 
 void strmap_free(struct strmap *m)

@@ -1,6 +1,6 @@
-/* A hash map from strings to pointers (open addressing). Keys are borrowed: the caller keeps
- * them alive while they are in the map. Entries are never removed, which suits a directory of
- * accounts that only grows while the process runs. */
+/* A hash map from strings to pointers (open addressing, linear probing). Keys are borrowed: the
+ * caller keeps them alive while they are in the map. Entries can be removed (a directory of
+ * accounts never does; the client's P2P tables do). */
 #ifndef PARLEY_STRMAP_H
 #define PARLEY_STRMAP_H
 
@@ -29,6 +29,10 @@ void *strmap_get(const struct strmap *m, const char *key, size_t len);
 /* Stores `value` under `key` (NUL-terminated, borrowed), replacing any previous value.
  * Returns 0, or -1 when memory ran out (the map is unchanged). */
 int strmap_put(struct strmap *m, const char *key, void *value);
+
+/* Removes the entry stored under the `len` bytes at `key` and returns its value, or NULL when
+ * there is none. The entry's key is no longer referenced afterwards. */
+void *strmap_remove(struct strmap *m, const char *key, size_t len);
 
 /* Frees the map's memory (not the keys or values). */
 void strmap_free(struct strmap *m);

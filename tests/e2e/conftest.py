@@ -9,6 +9,8 @@ What is here:
   its own directory on an OS-chosen port (`--port-file`, port 0). `.start()`, `.stop()`,
   `.kill9()`, `.restart()`, `.sighup()`, `.port`, `.pid`, `.rss_kb()`, `.stderr_text()`,
   `.stdout_text()`, `.add_user(name, pw)`, `.connect()` (a `Proto`), `.login(user, pw=None)`.
+  Set `.listen_port = s.port` before a restart to come back on the same port (clients key
+  what they remember by server address).
 - fixtures `server` (started, defaults, in tmp_path) and `make_server(**kwargs)` (a factory;
   every server is checked and stopped at teardown: an unexpected death, a non-zero exit on
   SIGTERM or a sanitizer report in stderr fails the test and shows stderr).
@@ -25,7 +27,9 @@ What is here:
   `.reset`. `Proto(port, source='127.0.0.2')` binds the client side; `rcvbuf=4096` makes a
   small receive window (a slow reader). `ok(reply)` / `err(reply, code)` assert a reply.
 - `spawn_client(port, ...)` and fixture `client_factory(port, ...)`: the `parley` client in a pty
-  (`client_env()` gives its environment: INPUTRC without bracketed paste).
+  (`client_env()` gives its environment: INPUTRC without bracketed paste, and a fresh empty
+  XDG_STATE_HOME for each client, so no run remembers the messages another one was shown; pass
+  `env={"XDG_STATE_HOME": dir}` to let several runs share one).
 - `wait_until(pred, timeout)`: poll with a deadline.
 
 Every read has a deadline: no test can hang.
@@ -94,6 +98,7 @@ class ParleyServer:
         self.env = env
         self.proc = None
         self.port = None
+        self.listen_port = 0  # 0: any free port
         self.port_file = os.path.join(self.dir, "parleyd.port")
         self.stderr_path = os.path.join(self.dir, "parleyd.stderr")
         self.stdout_path = os.path.join(self.dir, "parleyd.stdout")
@@ -110,7 +115,7 @@ class ParleyServer:
 
     def command(self):
         return [PARLEYD, "--port-file", self.port_file, *self.args,
-                "0", str(self.block_duration), str(self.timeout)]
+                str(self.listen_port), str(self.block_duration), str(self.timeout)]
 
     def start(self, wait=True):
         _need(PARLEYD)
@@ -645,6 +650,7 @@ with open(INPUTRC, "w") as _f:
 def client_env(extra=None):
     env = dict(os.environ)
     env["INPUTRC"] = INPUTRC
+    env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="state-", dir=_INPUTRC_DIR)
     env.setdefault("TERM", "xterm")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     if extra:

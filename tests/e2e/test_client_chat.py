@@ -1,6 +1,8 @@
 """Client: the commands of spec §4, blocking (§5), offline messages (§6) and presence (§7) as
 users see them on their terminals, with three or more clients at once."""
 
+import io
+
 import pexpect
 
 from test_client_kit import (T, WELCOME, absent, command, expect_line, expect_lines, login,
@@ -204,3 +206,25 @@ def test_logout_notice_and_exit(server, client_factory):
     yoda.sendline("logout")
     yoda.expect(pexpect.EOF, timeout=T)
     expect_line(hans, "yoda logged out")
+
+
+def test_format_characters_neutralised(server, client_factory):
+    """Issue 9, point 8: bidirectional and invisible format characters (U+202A-U+202E,
+    U+2066-U+2069, U+200B-U+200F) reached the terminal and reordered what it showed. Each is
+    shown as `?`, in direct messages, broadcasts and private messages alike."""
+    hans = login(client_factory, server, "hans")
+    hans.logfile_read = seen = io.StringIO()
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    evil = ("\u202e", "\u2067", "\u200b", "\u200f", "\u202a", "\u2069")
+    command(yoda, "message hans left \u202eright")
+    expect_line(hans, "yoda: left ?right")
+    command(yoda, "broadcast a\u2067b\u200bc\u200fd")
+    expect_line(hans, "yoda: a?b?c?d")
+    command(yoda, "startprivate hans", "Start private messaging with hans")
+    expect_line(hans, "yoda started private messaging with you")
+    command(yoda, "private hans x\u202ay\u2069z")
+    expect_line(hans, "yoda(private): x?y?z")
+    out = seen.getvalue()
+    for ch in evil:
+        assert ch not in out, f"U+{ord(ch):04X} reached the terminal: {out!r}"

@@ -56,9 +56,10 @@ def command(child, line, *expected, timeout=T):
         expect_line(child, e, timeout=timeout)
 
 
-def start_login(client_factory, port, user, pw):
-    """Spawns a client and answers the two prompts; returns the child (welcome not awaited)."""
-    c = client_factory(port)
+def start_login(client_factory, port, user, pw, **kw):
+    """Spawns a client (`kw` go to spawn_client: env, args) and answers the two prompts;
+    returns the child (welcome not awaited)."""
+    c = client_factory(port, **kw)
     c.expect_exact("Username: ", timeout=T)
     c.sendline(user)
     c.expect_exact("Password: ", timeout=T)
@@ -66,9 +67,10 @@ def start_login(client_factory, port, user, pw):
     return c
 
 
-def login(client_factory, server, user, pw=None):
+def login(client_factory, server, user, pw=None, **kw):
     """A logged-in client at its `> ` prompt."""
-    c = start_login(client_factory, server.port, user, server.users[user] if pw is None else pw)
+    c = start_login(client_factory, server.port, user, server.users[user] if pw is None else pw,
+                    **kw)
     expect_line(c, WELCOME)
     prompt(c)
     return c

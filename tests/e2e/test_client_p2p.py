@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import err, ok
+from conftest import err, ok, wait_until
 from test_client_kit import (T, absent, command, expect_line, listening_ports, login, prompt,
                              wait_exit)
 
@@ -145,6 +145,27 @@ def test_consent_accept_and_decline(make_server, client_factory):
     command(vader, "private hans please", "Error. Private messaging to hans not enabled")
 
 
+def test_slow_consent_is_not_a_lost_server(make_server, client_factory):
+    """Issue 9, point 16: the reply timeout (here 1 s) does not cut the `P2P` request, whose
+    reply waits for the peer's user to answer (up to a minute)."""
+    s = make_server(args=("--p2p-consent",))
+    hans = client_factory(s.port, args=["--reply-timeout", "1", "127.0.0.1", str(s.port)])
+    hans.expect_exact("Username: ", timeout=T)
+    hans.sendline("hans")
+    hans.expect_exact("Password: ", timeout=T)
+    hans.sendline("falcon")
+    prompt(hans)
+    yoda = login(client_factory, s, "yoda")
+    expect_line(hans, "yoda logged in")
+    hans.sendline("startprivate yoda")
+    yoda.expect_exact("hans would like to private message, enter y or n: ", timeout=T)
+    absent(hans, "Connection to server lost", within=2.5)
+    yoda.sendline("y")
+    expect_line(hans, "yoda accepts private messaging")
+    expect_line(hans, "Start private messaging with yoda")
+    command(hans, "whoelse", "yoda")
+
+
 def test_consent_question_in_pipe_mode(make_server, client_factory):
     """A pipe client is asked too; its next input line answers."""
     s = make_server(args=("--p2p-consent",))
@@ -256,6 +277,96 @@ def test_secret_is_checked_spent_once_and_bound_to_name(server, client_factory):
     assert _read_until_closed(sk).startswith(b"ERR ")
     sk.close()
     absent(hans, "vader started private messaging", within=0.3)
+
+
+def test_refusal_is_sent_once(server, client_factory):
+    """Issue 9, point 20: the listener wrote its ERR twice (flushed before closing, then again
+    by the close). A refusal is exactly one frame, then the connection closes."""
+    hans = login(client_factory, server, "hans")
+    port = _p2p_port(hans)
+    cases = {"HELLO 1 yoda 0123456789abcdef0123456789abcdef": b"ERR 403 refused\n",
+             "GET / HTTP/1.0": b"ERR 403 refused\n",
+             "HELLO 2 yoda 0123456789abcdef0123456789abcdef": b"ERR 505 unsupported version\n"}
+    for hello, want in cases.items():
+        sk = _raw_p2p(port, hello)
+        assert _read_until_closed(sk) == want, hello
+        sk.close()
+    sk = socket.create_connection(("127.0.0.1", port), timeout=T)
+    sk.sendall(b"HELLO\x00 1\n")
+    assert _read_until_closed(sk) == b"ERR 400 bad request\n"
+    sk.close()
+
+
+def test_handshake_with_trailing_space_refused(server, client_factory):
+    """Issue 9, point 20: `HELLO 1 <name> <secret> ` (a trailing space) opened the session."""
+    hans = login(client_factory, server, "hans")
+    port = _p2p_port(hans)
+    vader = server.login("vader")
+    vader.open_listener()
+    secret = ok(vader.request("P2P", "hans"))[2]
+    for hello in (f"HELLO 1 vader {secret} ", f"HELLO 1 vader {secret}  ",
+                  f"HELLO 1 vader  {secret}"):
+        sk = _raw_p2p(port, hello)
+        assert _read_until_closed(sk) == b"ERR 403 refused\n", repr(hello)
+        sk.close()
+    absent(hans, "vader started private messaging", within=0.3)
+    # The exact frame still works: a refused one does not spend the secret.
+    sk = _raw_p2p(port, f"HELLO 1 vader {secret}")
+    assert sk.makefile("rb").readline() == b"OK hans\n"
+    expect_line(hans, "vader started private messaging with you")
+    sk.close()
+
+
+def _idle_connections(port, sources, per_source):
+    """Opens `per_source` idle TCP connections to `port` from each address in `sources`."""
+    socks = []
+    for src in sources:
+        for _ in range(per_source):
+            sk = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sk.bind((src, 0))
+            sk.settimeout(T)
+            sk.connect(("127.0.0.1", port))
+            socks.append(sk)
+    return socks
+
+
+def _closed_by_peer(sk):
+    """True when the other side has closed `sk` (EOF or reset), without waiting."""
+    sk.setblocking(False)
+    try:
+        return sk.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.parametrize("sources", [["127.0.0.1"], ["127.0.0.2", "127.0.0.3", "127.0.0.4",
+                                                     "127.0.0.5", "127.0.0.6"]],
+                         ids=["one-source", "five-sources"])
+def test_idle_connections_do_not_block_sessions(server, client_factory, sources):
+    """Issue 9, point 15: sixteen idle connections to a client's P2P listener refused every
+    further connection, so nobody could start a private session with it. Now one source holds
+    at most 4 handshakes (its oldest is closed for its newest) and a full table closes its
+    oldest handshake for a newcomer: a genuine peer, which sends HELLO at once, gets in."""
+    hans = login(client_factory, server, "hans")
+    yoda = login(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    port = _p2p_port(hans)
+    idle = _idle_connections(port, sources, 20 // len(sources))
+    try:
+        # The listener keeps at most 4 per source and 16 in all: the rest are closed.
+        keep = min(16, 4 * len(sources))
+        wait_until(lambda: sum(_closed_by_peer(sk) for sk in idle) >= len(idle) - keep,
+                   what=f"the listener to close all but {keep} of {len(idle)} idle connections")
+        start_private(yoda, "yoda", hans, "hans")
+        command(yoda, "private hans got through")
+        expect_line(hans, "yoda(private): got through")
+        command(hans, "private yoda and back")
+        expect_line(yoda, "hans(private): and back")
+    finally:
+        for sk in idle:
+            sk.close()
 
 
 def _raw_session(server, hans):

@@ -14,19 +14,24 @@
   the client keeps working (a new private session with a real peer works).
 """
 
+import io
 import os
 import re
+import select
+import shutil
 import signal
 import socket
+import stat
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import ok
+from conftest import PARLEY, client_env, ok
 from test_client_kit import (T, WELCOME, absent, command, expect_line, listening_ports, login,
-                             wait_exit)
+                             start_login, wait_exit)
 
 SANITIZER = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
 
@@ -73,6 +78,169 @@ def test_server_killed_with_request_outstanding(server, client_factory):
         server.kill9()  # SIGKILL works on a stopped process
     expect_line(hans, "Connection to server lost", timeout=T)
     _clean_exit(hans)
+
+
+# ---- a crash loses an acknowledgement (issue 9, point 5) ----
+
+def test_redelivered_messages_not_shown_twice(server, client_factory, tmp_path):
+    """The store delivers at least once: a crash that loses the acknowledgement of messages the
+    client showed makes the server deliver them again at the next login. The client remembers
+    (in $XDG_STATE_HOME/parley/) the newest message it showed, drops the repeats, still
+    acknowledges them, and shows what is new."""
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    vader = server.login("vader")
+    ok(vader.request("MSG", "hans", "first of two"))
+    ok(vader.request("MSG", "hans", "second of two"))
+    vader.close()
+    # The store as it is while both messages wait for hans's acknowledgement.
+    server.listen_port = server.port  # the client remembers per server address
+    server.stop()
+    data = os.path.join(server.dir, "parley-data")
+    shutil.copytree(data, tmp_path / "queued")
+    server.start()
+    hans = login(client_factory, server, "hans", env=state)
+    expect_line(hans, "vader: first of two")
+    expect_line(hans, "vader: second of two")
+    command(hans, "logout")
+    assert wait_exit(hans) == 0
+    # The crash: the server dies and its store is back to before the acknowledgement.
+    server.kill9()
+    shutil.rmtree(data)
+    shutil.copytree(tmp_path / "queued", data)
+    server.start()
+    hans = start_login(client_factory, server.port, "hans", "falcon", env=state)
+    hans.logfile_read = shown = io.StringIO()
+    expect_line(hans, WELCOME)
+    vader = server.login("vader")
+    ok(vader.request("MSG", "hans", "third, new"))
+    expect_line(hans, "vader: third, new")
+    assert "of two" not in shown.getvalue(), shown.getvalue()
+    command(hans, "logout")
+    assert wait_exit(hans) == 0
+    # The repeats were acknowledged: the server has nothing left for hans.
+    raw = server.login("hans")
+    raw.no_event("MSG", within=0.5)
+    # The record is private to the user.
+    d = tmp_path / "state" / "parley"
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    files = os.listdir(d)
+    assert len(files) == 1 and files[0].startswith("seen-"), files
+    assert stat.S_IMODE(os.stat(d / files[0]).st_mode) == 0o600
+
+
+# ---- the server stops answering (issue 9, point 16) ----
+
+NOT_ANSWERING = "Error. The server is not answering"
+
+
+def _pipe_client(port, *args):
+    """`parley [args] 127.0.0.1 <port>` with its stdin and stdout on pipes."""
+    return subprocess.Popen([PARLEY, *args, "127.0.0.1", str(port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env())
+
+
+def _read_until(proc, text, timeout=T):
+    """Reads the client's stdout until `text` has appeared; returns what was read."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in out:
+        left = deadline - time.monotonic()
+        r, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+        chunk = os.read(proc.stdout.fileno(), 4096) if r else b""
+        if not chunk:
+            raise AssertionError(f"no {text!r} within {timeout}s; stdout so far: {out!r}")
+        out += chunk
+    return out.decode()
+
+
+def _finish(proc, timeout):
+    """Waits up to `timeout` s for the client to exit; returns (status, rest of stdout)."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the client was still running {timeout}s later") from None
+    out = proc.stdout.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.returncode, out
+
+
+def test_stalled_server_pipe_client_exits(server):
+    """A stopped server left a pipe client waiting for a reply, ignoring the end of its input,
+    for ever. With a reply timeout of 1 s it says so and ends like a lost connection."""
+    proc = _pipe_client(server.port, "--reply-timeout", "1")
+    proc.stdin.write(b"hans\nfalcon\n")
+    proc.stdin.flush()
+    _read_until(proc, WELCOME)
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        proc.stdin.write(b"whoelse\n")
+        proc.stdin.close()
+        status, out = _finish(proc, timeout=T)
+        elapsed = time.monotonic() - t0
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert status == 1
+    assert out == f"{NOT_ANSWERING}\nConnection to server lost\n", out
+    assert 0.9 <= elapsed < 4, elapsed
+
+
+def test_stalled_server_during_login(server):
+    """The kernel completes the connection of a stopped server, which never answers HELLO: the
+    client waited for ever, deaf to the end of its input."""
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        proc = _pipe_client(server.port, "--reply-timeout", "1")
+        proc.stdin.write(b"hans\nfalcon\nwhoelse\n")
+        proc.stdin.close()
+        status, out = _finish(proc, timeout=T)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert status == 1
+    assert out == f"{NOT_ANSWERING}\nConnection to server lost\n", out
+
+
+def test_unanswered_connect_times_out():
+    """A listener whose queue is full drops the client's SYN: the connect is bounded by the
+    reply timeout too, instead of the system's two minutes."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(0)
+    port = ls.getsockname()[1]
+    fill = []
+    for _ in range(3):
+        sk = socket.socket()
+        sk.setblocking(False)
+        try:
+            sk.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fill.append(sk)
+    try:
+        t0 = time.monotonic()
+        p = subprocess.run([PARLEY, "--reply-timeout", "1", "127.0.0.1", str(port)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=T, env=client_env())
+        elapsed = time.monotonic() - t0
+    finally:
+        for sk in fill + [ls]:
+            sk.close()
+    assert p.returncode == 1 and p.stdout == ""
+    assert f"cannot connect to 127.0.0.1 port {port}: Connection timed out" in p.stderr
+    assert elapsed < 4, elapsed
+
+
+def test_server_link_has_keepalive(server, client_factory):
+    """A server host that vanishes while the client is idle is found by TCP keep-alive (the
+    client's socket to the server has a keep-alive timer, idle time = the reply timeout)."""
+    login(client_factory, server, "hans")
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "dport", f"= :{server.port}"],
+                         capture_output=True, text=True, timeout=T).stdout
+    assert out.strip(), "no connection to the server found"
+    assert "timer:(keepalive," in out, out
 
 
 class FakeServer:

@@ -25,6 +25,7 @@ static char sent[MAX_SEEN][4096]; /* requests sent, without tag */
 static int n_sent;
 static link_reply_fn last_fn; /* the last request's reply callback and argument */
 static void *last_arg;
+static unsigned last_grace; /* and the seconds its reply may take beyond the reply timeout */
 static int holds;
 static bool online = true;
 static bool quit_called;
@@ -77,16 +78,32 @@ void client_quit(struct client *c)
     quit_called = true;
 }
 
+static void record(unsigned grace, link_reply_fn fn, void *arg, const char *fmt, va_list ap)
+{
+    if (n_sent < MAX_SEEN)
+        vsnprintf(sent[n_sent++], sizeof(sent[0]), fmt, ap);
+    last_fn = fn;
+    last_arg = arg;
+    last_grace = grace;
+}
+
 void link_request(struct link *l, link_reply_fn fn, void *arg, const char *fmt, ...)
 {
     (void)l;
     va_list ap;
     va_start(ap, fmt);
-    if (n_sent < MAX_SEEN)
-        vsnprintf(sent[n_sent++], sizeof(sent[0]), fmt, ap);
+    record(0, fn, arg, fmt, ap);
     va_end(ap);
-    last_fn = fn;
-    last_arg = arg;
+}
+
+void link_request_patient(struct link *l, unsigned grace, link_reply_fn fn, void *arg,
+                          const char *fmt, ...)
+{
+    (void)l;
+    va_list ap;
+    va_start(ap, fmt);
+    record(grace, fn, arg, fmt, ap);
+    va_end(ap);
 }
 
 enum p2p_session p2p_session(const struct p2p *p, const char *name)
@@ -325,6 +342,17 @@ static void startprivate_outcomes_exact(void **state)
     snprintf(ok, sizeof(ok), "127.0.0.1 40123 %s 0", secret);
     exchange("startprivate yoda", "P2P yoda", LINK_OK, 0, ok, NULL);
     assert_string_equal(connected, "yoda 127.0.0.1 40123 0123456789abcdef0123456789abcdef 0");
+
+    /* Issue 9, point 16: the reply waits for the peer's answer (up to a minute), so it gets
+     * that much more time than the reply timeout; other requests get none. */
+    setup(NULL);
+    run("startprivate yoda", "P2P yoda");
+    assert_int_equal(last_grace, P2P_ANSWER_SECS);
+    reply(LINK_GONE, 0, "");
+    setup(NULL);
+    run("message yoda hi", "MSG yoda hi");
+    assert_int_equal(last_grace, 0);
+    reply(LINK_GONE, 0, "");
 
     setup(NULL);
     session = P2P_OPEN;

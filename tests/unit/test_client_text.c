@@ -49,6 +49,38 @@ static void broken_utf8_is_replaced(void **state)
     CLEAN("\xe2x\x93", "?x?");
 }
 
+/* Issue 9, point 8: bidirectional and invisible format characters reached the terminal and
+ * reordered what it showed (`yoda` + U+202E + `...` displayed backwards). */
+static void format_characters_are_replaced(void **state)
+{
+    (void)state;
+    CLEAN("hi \xe2\x80\xae"
+          "etavirp",
+          "hi ?etavirp");                                              /* U+202E RLO */
+    CLEAN("\xe2\x80\xaa\xe2\x80\xab\xe2\x80\xac\xe2\x80\xad", "????"); /* U+202A-D */
+    CLEAN("\xe2\x81\xa6\xe2\x81\xa7\xe2\x81\xa8\xe2\x81\xa9", "????"); /* U+2066-9 */
+    CLEAN("a\xe2\x80\x8b"
+          "b\xe2\x80\x8c"
+          "c\xe2\x80\x8d"
+          "d\xe2\x80\x8e"
+          "e\xe2\x80\x8f"
+          "f",
+          "a?b?c?d?e?f"); /* U+200B-F */
+    CLEAN("\xd8\x9c\xe2\x80\xa8\xe2\x80\xa9\xe2\x81\xa0\xef\xbb\xbf", "?????");
+    CLEAN("tag\xf3\xa0\x80\x81\xf3\xa0\x81\xbf", "tag??"); /* U+E0001, U+E007F */
+    /* Their neighbours are ordinary characters and stay. */
+    CLEAN("\xe2\x80\x8a\xe2\x80\x90\xe2\x80\xa7\xe2\x80\xaf\xe2\x80\xb0\xe2\x81\xa5",
+          "\xe2\x80\x8a\xe2\x80\x90\xe2\x80\xa7\xe2\x80\xaf\xe2\x80\xb0\xe2\x81\xa5");
+    CLEAN("\xd8\x9b\xef\xbb\xbe\xf3\xa0\x82\x80", "\xd8\x9b\xef\xbb\xbe\xf3\xa0\x82\x80");
+    /* A replaced format character takes one byte of the output, so the copy still fits. */
+    char out[4];
+    assert_int_equal(text_sanitize("a\xe2\x80\xae"
+                                   "b",
+                                   5, out, sizeof(out)),
+                     3);
+    assert_string_equal(out, "a?b");
+}
+
 static void output_is_bounded_and_whole_characters(void **state)
 {
     (void)state;
@@ -86,6 +118,7 @@ int main(void)
         cmocka_unit_test(printable_text_is_kept),
         cmocka_unit_test(controls_and_escapes_are_replaced),
         cmocka_unit_test(broken_utf8_is_replaced),
+        cmocka_unit_test(format_characters_are_replaced),
         cmocka_unit_test(output_is_bounded_and_whole_characters),
         cmocka_unit_test(secrets),
     };

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,50 @@ static void test_binary_keys(void **state)
     strmap_free(&m);
 }
 
+/* Removing keeps every other key reachable, whatever the collisions (a small map, so runs of
+ * probed slots wrap around its end), and frees the slot for a new put. */
+static void test_remove(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    static char keys[N][16];
+    static int vals[N];
+    struct strmap m;
+    strmap_init(&m);
+    assert_null(strmap_remove(&m, "x", 1)); /* empty map */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(keys[i], sizeof keys[i], "u%d", i);
+            vals[i] = i;
+            assert_int_equal(strmap_put(&m, keys[i], &vals[i]), 0);
+        }
+        assert_int_equal(m.count, N);
+        /* Remove in an order that breaks runs in the middle, checking all others each time. */
+        for (int k = 0; k < N; k++) {
+            int i = (k * 7 + round) % N;
+            assert_ptr_equal(strmap_remove(&m, keys[i], strlen(keys[i])), &vals[i]);
+            assert_null(strmap_remove(&m, keys[i], strlen(keys[i])));
+            assert_null(get(&m, keys[i]));
+            assert_int_equal(m.count, (size_t)(N - 1 - k));
+            for (int j = 0; j < N; j++) {
+                bool gone = false;
+                for (int q = 0; q <= k; q++)
+                    gone = gone || (q * 7 + round) % N == j;
+                if (!gone && get(&m, keys[j]) != &vals[j])
+                    fail_msg("round %d: after removing %s, %s is lost", round, keys[i], keys[j]);
+            }
+        }
+        for (size_t s = 0; s < m.cap; s++)
+            assert_null(m.slots[s].key);
+    }
+    int a = 1;
+    assert_int_equal(strmap_put(&m, "alice", &a), 0);
+    assert_null(strmap_remove(&m, "alicex", 6));
+    assert_null(strmap_remove(&m, "alice", 4));
+    assert_ptr_equal(strmap_remove(&m, "alice", 5), &a);
+    strmap_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_replace),        cmocka_unit_test(test_lengths),
         cmocka_unit_test(test_missing),        cmocka_unit_test(test_many),
         cmocka_unit_test(test_free_and_reuse), cmocka_unit_test(test_binary_keys),
+        cmocka_unit_test(test_remove),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

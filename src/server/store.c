@@ -7,13 +7,16 @@
 #include "server/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -22,6 +25,7 @@
 
 #define STORE_DB_NAME "parley.db"
 #define STORE_QUEUE_NAME "parley.queue"
+#define STORE_LOCK_NAME "parley.lock" /* held (flock) by the one server using the directory */
 #define STORE_BUSY_MS 5000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
@@ -100,6 +104,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 };
 
 struct store {
+    int lock_fd; /* the data directory's lock file, locked while the store is open */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     struct qlog *queue;
@@ -257,6 +262,52 @@ static int make_dirs(struct store *st, const char *dir)
     return 0;
 }
 
+/* Writes "dir/name" into `out` (PATH_MAX bytes). */
+static int store_path(struct store *st, char *out, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
+        return fail(st, "data directory path too long");
+    return 0;
+}
+
+/* Refuses a data directory whose lock file `fd` another process holds, naming it by the process
+ * id it wrote there (when it did). Returns -1. */
+static int fail_in_use(struct store *st, int fd)
+{
+    char pid[24] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
+
+    if (holder > 0)
+        return fail(st, "in use by another parleyd (pid %ld); one data directory serves one "
+                        "server",
+                    holder);
+    return fail(st, "in use by another parleyd; one data directory serves one server");
+}
+
+/* Takes the lock of data directory `dir` for the life of the store and writes this process's
+ * id in the lock file; refuses, changing nothing, when another process holds it. */
+static int take_lock(struct store *st, const char *dir)
+{
+    char path[PATH_MAX], pid[24];
+
+    if (store_path(st, path, dir, STORE_LOCK_NAME) != 0)
+        return -1;
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0)
+        return fail(st, "cannot open %s: %s", path, strerror(errno));
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return fail_in_use(st, st->lock_fd);
+        return fail(st, "cannot lock %s: %s", path, strerror(errno));
+    }
+    /* The process id is only for the message above: a full disk must not stop the server. */
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
+        log_error("store: cannot write the process id into %s: %s", path, strerror(errno));
+    return 0;
+}
+
 /* Reads PRAGMA user_version into `*version`. */
 static int schema_version(struct store *st, int *version)
 {
@@ -350,8 +401,8 @@ static int open_queue(struct store *st, const char *dir)
 {
     char path[PATH_MAX];
 
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_QUEUE_NAME) >= sizeof path)
-        return fail(st, "data directory path too long");
+    if (store_path(st, path, dir, STORE_QUEUE_NAME) != 0)
+        return -1;
     return qlog_open(&st->queue, path, st->err, sizeof st->err);
 }
 
@@ -436,12 +487,10 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (make_dirs(st, dir) != 0)
+    st->lock_fd = -1;
+    if (make_dirs(st, dir) != 0 || take_lock(st, dir) != 0 ||
+        store_path(st, path, dir, STORE_DB_NAME) != 0)
         goto fail;
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_DB_NAME) >= sizeof path) {
-        fail(st, "data directory path too long");
-        goto fail;
-    }
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
@@ -475,6 +524,8 @@ void store_close(struct store *st)
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the lock */
     free(st);
 }
 

@@ -34,7 +34,10 @@ typedef int (*store_name_fn)(void *ctx, const char *name);
 typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_lock *lock);
 
 /* Opens (creating when missing) the store in directory `dir`, creating the directory too.
- * Applies schema migrations. On failure returns -1 and, when `err` is given, a message in it. */
+ * The store holds the directory's lock (parley.lock) until store_close: while one process has
+ * it open, every other store_open of that directory fails, before reading or writing any of
+ * its files, with "in use by another parleyd (pid N)". Applies schema migrations. On failure
+ * returns -1 and, when `err` is given, a message in it. */
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
 
 /* Closes the store; every accepted write is durable. NULL is allowed. */

@@ -359,6 +359,30 @@ static void test_open_refuses_newer_schema(void **state)
     assert_non_null(strstr(err, "newer"));
 }
 
+/* One process at a time: a second open of a directory in use fails, naming the holder's
+ * process id, and changes none of its files; once the holder closes, it opens. */
+static void test_open_refuses_a_directory_in_use(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "", want[64], path[PATH_MAX];
+    struct store *st = (struct store *)f;
+    struct stat before, after;
+
+    push(f->st, "alice", "bob", 1, "held");
+    assert_int_equal(store_commit(f->st), 0);
+    join(path, sizeof path, f->dir, "parley.queue");
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(store_open(&st, f->dir, err, sizeof err), -1);
+    assert_null(st);
+    snprintf(want, sizeof want, "in use by another parleyd (pid %ld)", (long)getpid());
+    assert_non_null(strstr(err, want));
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+}
+
 static void test_close_null_and_error_text(void **state)
 {
     struct fx *f = *state;
@@ -888,6 +912,7 @@ int main(void)
         T(test_open_fails_when_dir_is_a_file),
         T(test_open_fails_on_garbage_db),
         T(test_open_refuses_newer_schema),
+        T(test_open_refuses_a_directory_in_use),
         T(test_close_null_and_error_text),
         T(test_push_load_order),
         T(test_ids_not_reused_after_ack_and_restart),

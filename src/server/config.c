@@ -40,7 +40,7 @@ static const char usage_text[] =
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
-    "  --max-queued N         messages waiting for one offline user (default 10000)\n"
+    "  --max-queued N         messages waiting for one user until acknowledged (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
     "  --verbose              log to stderr (never passwords or message bodies)\n"
     "  --help, --version\n";

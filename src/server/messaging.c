@@ -124,13 +124,12 @@ static bool rate_ok(struct session *s, const char *tag)
     return false;
 }
 
-/* Checks the --max-queued limit for a recipient who is offline or still receiving a backlog
- * (a recipient online acknowledges as messages arrive); answers and returns false when full. */
-static bool room_for(struct session *s, const char *tag, struct user *to)
+/* Checks the --max-queued limit: every message stored for `to` counts, shown or not, until
+ * acknowledged (a recipient online who never acknowledges is bounded too); answers and returns
+ * false when full. */
+static bool room_for(struct session *s, const char *tag, const struct user *to)
 {
     struct server *srv = s->srv;
-    if (to->online && !to->online->draining)
-        return true;
     if (store_queue_count(srv->store, to->name) < srv->cfg.max_queued)
         return true;
     session_err(s, tag, PROTO_E_QUEUE_FULL);

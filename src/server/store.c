@@ -26,6 +26,9 @@
 #define STORE_DB_NAME "parley.db"
 #define STORE_QUEUE_NAME "parley.queue"
 #define STORE_LOCK_NAME "parley.lock" /* held (flock) by the one server using the directory */
+#define STORE_RESERVE_NAME "parley.reserve" /* disk space held back for lock-outs */
+#define STORE_RESERVE_BYTES (1 << 20)
+#define STORE_RESERVE_STEP (64 << 10) /* released at a time, when a lock-out finds the disk full */
 #define STORE_BUSY_MS 5000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
@@ -103,11 +106,21 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [L_EACH] = "SELECT name, failures, locked_until FROM lockouts ORDER BY name",
 };
 
+/* A lock-out record the disk refused, written again at each heartbeat until it is stored. */
+struct pending_lock {
+    struct pending_lock *next;
+    struct store_lock lock;
+    char name[];
+};
+
 struct store {
-    int lock_fd; /* the data directory's lock file, locked while the store is open */
+    int lock_fd;    /* the data directory's lock file, locked while the store is open */
+    int reserve_fd; /* parley.reserve: space a lock-out may take when the disk is full */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     struct qlog *queue;
+    struct pending_lock *pending; /* lock-outs not yet stored */
+    int last_rc;                  /* SQLite's result of the last statement run */
     int walking;   /* non-zero while a walk's callback runs */
     bool in_batch; /* login-history writes wait in an open transaction for store_commit */
     bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
@@ -171,6 +184,7 @@ static int bind_fail(struct store *st, sqlite3_stmt *s, const char *what)
 static int exec_stmt(struct store *st, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
+    st->last_rc = rc;
     stmt_done(s);
     if (rc != SQLITE_DONE)
         return fail_db(st, what);
@@ -306,6 +320,131 @@ static int take_lock(struct store *st, const char *dir)
     if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
         log_error("store: cannot write the process id into %s: %s", path, strerror(errno));
     return 0;
+}
+
+/* Opens parley.reserve in `dir` and makes it hold STORE_RESERVE_BYTES of disk (as much as the
+ * disk gives: a full disk leaves it smaller, refilled by reserve_refill later). */
+static void reserve_open(struct store *st, const char *dir)
+{
+    char path[PATH_MAX];
+
+    if (store_path(st, path, dir, STORE_RESERVE_NAME) != 0)
+        return;
+    st->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->reserve_fd < 0) {
+        log_error("store: cannot open %s: %s", path, strerror(errno));
+        return;
+    }
+    int rc = posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES);
+    if (rc != 0)
+        log_error("store: cannot reserve disk space in %s: %s", path, strerror(rc));
+}
+
+/* Gives the reserve back its full size once the disk has room again. */
+static void reserve_refill(struct store *st)
+{
+    struct stat sb;
+
+    if (st->reserve_fd >= 0 && fstat(st->reserve_fd, &sb) == 0 &&
+        sb.st_size < STORE_RESERVE_BYTES && posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES) == 0)
+        log_info("store: disk space reserved for lock-outs again");
+}
+
+/* Frees STORE_RESERVE_STEP bytes of the reserve for a write the full disk refused. Returns 0,
+ * or -1 when the reserve is used up. */
+static int reserve_release(struct store *st)
+{
+    struct stat sb;
+
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0 || sb.st_blocks == 0)
+        return -1;
+    off_t left = sb.st_size > STORE_RESERVE_STEP ? sb.st_size - STORE_RESERVE_STEP : 0;
+    /* The flush makes the freed blocks usable at once (ext4 frees them at its next commit). */
+    if (ftruncate(st->reserve_fd, left) != 0 || fsync(st->reserve_fd) != 0)
+        return -1;
+    log_error("store: disk full; %lld bytes of the reserve left for lock-outs", (long long)left);
+    return 0;
+}
+
+/* Writes the lock-out record of `name` in the database; a record of zeroes is deleted. */
+static int lock_write(struct store *st, const char *name, const struct store_lock *lock)
+{
+    sqlite3_stmt *s;
+
+    if (lock->failures == 0 && lock->locked_until == 0) {
+        s = stmt_get(st, L_DELETE);
+        if (bind_str(s, 1, name))
+            return bind_fail(st, s, "deleting lock-out");
+        return exec_durable(st, s, "deleting lock-out");
+    }
+    s = stmt_get(st, L_PUT);
+    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
+        sqlite3_bind_int64(s, 3, lock->locked_until))
+        return bind_fail(st, s, "writing lock-out");
+    return exec_durable(st, s, "writing lock-out");
+}
+
+/* Unlinks and returns the pending record of `name`, or NULL. */
+static struct pending_lock *pending_take(struct store *st, const char *name)
+{
+    for (struct pending_lock **pp = &st->pending; *pp; pp = &(*pp)->next) {
+        struct pending_lock *p = *pp;
+        if (strcmp(p->name, name) == 0) {
+            *pp = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps the newest record of `name` for pending_retry. */
+static void pending_keep(struct store *st, const char *name, const struct store_lock *lock)
+{
+    struct pending_lock *p = pending_take(st, name);
+    size_t len = strlen(name);
+
+    if (!p) {
+        p = malloc(sizeof *p + len + 1);
+        if (!p) {
+            log_error("store: out of memory: the lock-out of %s is not kept", name);
+            return;
+        }
+        memcpy(p->name, name, len + 1);
+    }
+    p->lock = *lock;
+    p->next = st->pending;
+    st->pending = p;
+}
+
+/* Writes the records the disk refused before; those it refuses again stay pending. */
+static void pending_retry(struct store *st)
+{
+    struct pending_lock *p = st->pending, *keep = NULL;
+
+    st->pending = NULL;
+    while (p) {
+        struct pending_lock *next = p->next;
+        if (lock_write(st, p->name, &p->lock) == 0) {
+            log_error("store: lock-out of %s recorded now", p->name);
+            free(p);
+        } else {
+            p->next = keep;
+            keep = p;
+        }
+        p = next;
+    }
+    st->pending = keep;
+}
+
+static void pending_free(struct store *st)
+{
+    while (st->pending) {
+        struct pending_lock *next = st->pending->next;
+        if (st->db)
+            log_error("store: lock-out of %s lost: %s", st->pending->name, st->err);
+        free(st->pending);
+        st->pending = next;
+    }
 }
 
 /* Reads PRAGMA user_version into `*version`. */
@@ -488,9 +627,11 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
         return -1;
     }
     st->lock_fd = -1;
+    st->reserve_fd = -1;
     if (make_dirs(st, dir) != 0 || take_lock(st, dir) != 0 ||
         store_path(st, path, dir, STORE_DB_NAME) != 0)
         goto fail;
+    reserve_open(st, dir);
     if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
@@ -520,6 +661,11 @@ void store_close(struct store *st)
         return;
     if (st->db)
         batch_end(st);
+    if (st->db && st->stmt[L_PUT])
+        pending_retry(st);
+    pending_free(st);
+    if (st->reserve_fd >= 0)
+        close(st->reserve_fd);
     qlog_close(st->queue);
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
@@ -695,9 +841,14 @@ static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *w
     return exec_stmt(st, s, what);
 }
 
-/* Records that the server was alive at `now`. */
+/* Records that the server was alive at `now`; writes the lock-outs the disk refused before and
+ * refills the reserve when the disk has room again. */
 int store_heartbeat(struct store *st, int64_t now)
 {
+    if (write_guard(st) != 0)
+        return -1;
+    pending_retry(st);
+    reserve_refill(st);
     return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
 }
 
@@ -758,24 +909,22 @@ int store_lock_get(struct store *st, const char *name, struct store_lock *lock)
     return 0;
 }
 
-/* Writes the lock-out record of `name`; a record of zeroes is deleted. */
+/* Writes the lock-out record of `name`: on a full disk into the space of the reserve; when even
+ * that fails, it is kept and written again at each heartbeat and at close. */
 int store_lock_put(struct store *st, const char *name, const struct store_lock *lock)
 {
-    sqlite3_stmt *s;
-
     if (write_guard(st) != 0)
         return -1;
-    if (lock->failures == 0 && lock->locked_until == 0) {
-        s = stmt_get(st, L_DELETE);
-        if (bind_str(s, 1, name))
-            return bind_fail(st, s, "deleting lock-out");
-        return exec_durable(st, s, "deleting lock-out");
+    free(pending_take(st, name)); /* this record replaces it */
+    while (lock_write(st, name, lock) != 0) {
+        if (st->last_rc != SQLITE_FULL || reserve_release(st) != 0) {
+            char why[sizeof st->err];
+            snprintf(why, sizeof why, "%s", st->err);
+            pending_keep(st, name, lock);
+            return fail(st, "%s; kept, to be written when the store can", why);
+        }
     }
-    s = stmt_get(st, L_PUT);
-    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
-        sqlite3_bind_int64(s, 3, lock->locked_until))
-        return bind_fail(st, s, "writing lock-out");
-    return exec_durable(st, s, "writing lock-out");
+    return 0;
 }
 
 struct lock_walk {

@@ -227,3 +227,35 @@ def test_file_size_limit_503_then_recovers_and_restarts(make_server):
     err(hans.request("MSG", "vader", f"past the limit at start {BIG}"), 503)
     assert sorted(ok(hans.request("WHO"))) == []
     ok(hans.request("MSG", "vader", "small enough"))
+
+
+def _wrong_passwords(s, user, n):
+    """n wrong passwords for `user` on one connection; returns the codes of the replies."""
+    p = s.connect()
+    p.hello()
+    ok(p.request("USER", user))
+    codes = [p.request("PASS", f"wrong{i}")[1] for i in range(n)]
+    p.close()
+    return codes
+
+
+def test_failed_logins_on_a_full_disk_survive_restarts(full_disk_dir, make_server):
+    """Issue 9 point 19: wrong passwords counted while the disk is full were lost at the next
+    restart (their SQLite write failed and nothing wrote them again): a locked-out guesser got
+    three more tries per restart. They now take the store's reserve (parley.reserve), so they
+    survive a SIGTERM and a kill -9 on a disk that stays full."""
+    data = os.path.join(full_disk_dir, "parley-data")
+    s = make_server(args=["--data-dir", data])
+    filler = fill_fs(full_disk_dir)
+    try:
+        assert _wrong_passwords(s, "luke", 2) == ["401", "401"]
+        assert _wrong_passwords(s, "c3po", 1) == ["401"]
+        s.restart()  # SIGTERM, the disk still full
+        assert _wrong_passwords(s, "luke", 1) == ["424"]
+        assert _wrong_passwords(s, "c3po", 1) == ["401"]
+        s.kill9()
+        s.start()
+        assert _wrong_passwords(s, "c3po", 1) == ["424"]
+    finally:
+        os.unlink(filler)
+    assert "reserve" in s.stderr_text()  # the full disk was reported

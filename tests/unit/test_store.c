@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -901,6 +902,55 @@ static void test_locks(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM lockouts"), 2);
 }
 
+/* Sets the largest file this process may write (RLIMIT_FSIZE); writes past it fail. */
+static void limit_file_size(rlim_t bytes)
+{
+    struct rlimit rl;
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A lock-out the disk refuses (here the file-size limit stops the WAL from growing) is kept and
+ * written at the next heartbeat or at close, once the disk takes it; a newer record of the same
+ * name replaces the kept one. */
+static void test_lock_refused_by_the_disk_written_later(void **state)
+{
+    struct fx *f = *state;
+    char wal[PATH_MAX];
+    struct stat sb;
+    struct store_lock lock = {.failures = 1, .locked_until = 0}, got;
+
+    join(wal, sizeof wal, f->dir, "parley.db-wal");
+    assert_int_equal(stat(wal, &sb), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    limit_file_size((rlim_t)sb.st_size);
+    assert_int_equal(store_lock_put(f->st, "mallory", &lock), -1);
+    assert_non_null(strstr(store_error(f->st), "kept"));
+    lock.failures = 2;
+    assert_int_equal(store_lock_put(f->st, "mallory", &lock), -1);
+    assert_int_equal(store_lock_put(f->st, "trudy", &lock), -1);
+    assert_int_equal(store_heartbeat(f->st, 100), -1); /* still refused: still kept */
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(store_heartbeat(f->st, 101), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT failures FROM lockouts WHERE name = 'mallory'"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT failures FROM lockouts WHERE name = 'trudy'"), 2);
+    /* A record refused at the end is written by store_close. */
+    limit_file_size((rlim_t)sb.st_size);
+    signal(SIGXFSZ, SIG_IGN);
+    lock.failures = 0;
+    lock.locked_until = 900;
+    assert_int_equal(store_lock_put(f->st, "trudy", &lock), -1);
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, SIG_DFL);
+    reopen(f);
+    assert_int_equal(store_lock_get(f->st, "trudy", &got), 0);
+    assert_int_equal(got.failures, 0);
+    assert_int_equal(got.locked_until, 900);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -933,6 +983,7 @@ int main(void)
         T(test_recover_uses_heartbeat),
         T(test_recover_without_heartbeat_uses_now),
         T(test_locks),
+        T(test_lock_refused_by_the_disk_written_later),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,10 +25,11 @@
 
 #define STORE_DB_NAME "parley.db"
 #define STORE_QUEUE_NAME "parley.queue"
-#define STORE_LOCK_NAME "parley.lock" /* held (flock) by the one server using the directory */
+#define STORE_LOCK_NAME "parley.lock"       /* held (flock) by the one server using the directory */
 #define STORE_RESERVE_NAME "parley.reserve" /* disk space held back for lock-outs */
 #define STORE_RESERVE_BYTES (1 << 20)
-#define STORE_RESERVE_STEP (64 << 10) /* released at a time, when a lock-out finds the disk full */
+#define STORE_RESERVE_STEP (64 << 10) /* released at a time, when a lock-out finds the disk full   \
+                                       */
 #define STORE_BUSY_MS 5000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
@@ -121,7 +122,7 @@ struct store {
     struct qlog *queue;
     struct pending_lock *pending; /* lock-outs not yet stored */
     int last_rc;                  /* SQLite's result of the last statement run */
-    int walking;   /* non-zero while a walk's callback runs */
+    int walking;                  /* non-zero while a walk's callback runs */
     bool in_batch; /* login-history writes wait in an open transaction for store_commit */
     bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
     char err[256];
@@ -293,8 +294,9 @@ static int fail_in_use(struct store *st, int fd)
     long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
 
     if (holder > 0)
-        return fail(st, "in use by another parleyd (pid %ld); one data directory serves one "
-                        "server",
+        return fail(st,
+                    "in use by another parleyd (pid %ld); one data directory serves one "
+                    "server",
                     holder);
     return fail(st, "in use by another parleyd; one data directory serves one server");
 }
@@ -346,7 +348,8 @@ static void reserve_refill(struct store *st)
     struct stat sb;
 
     if (st->reserve_fd >= 0 && fstat(st->reserve_fd, &sb) == 0 &&
-        sb.st_size < STORE_RESERVE_BYTES && posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES) == 0)
+        sb.st_size < STORE_RESERVE_BYTES &&
+        posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES) == 0)
         log_info("store: disk space reserved for lock-outs again");
 }
 

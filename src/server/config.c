@@ -28,6 +28,7 @@ static const char usage_text[] =
     "  --p2p-consent          ask users before a private session starts\n"
     "  --fsync                flush every store write to the disk before it counts (survives\n"
     "                         a power loss; default: a crash of the process)\n"
+    "  --accept-store-loss    start although parley.db or parley.queue was lost (once)\n"
     "  --hash-credentials FILE  rewrite FILE's plain passwords as argon2id hashes and exit\n"
     "  --hash-ops N --hash-mem BYTES  argon2id cost (default: libsodium interactive)\n"
     "  --hash-threads N       password-hashing threads (default 2)\n"
@@ -56,6 +57,7 @@ enum {
     OPT_REGISTER,
     OPT_CONSENT,
     OPT_FSYNC,
+    OPT_ACCEPT_STORE_LOSS,
     OPT_HASH_CREDENTIALS,
     OPT_HASH_OPS,
     OPT_HASH_MEM,
@@ -86,6 +88,7 @@ static const struct option long_options[] = {
     {"allow-register", no_argument, NULL, OPT_REGISTER},
     {"p2p-consent", no_argument, NULL, OPT_CONSENT},
     {"fsync", no_argument, NULL, OPT_FSYNC},
+    {"accept-store-loss", no_argument, NULL, OPT_ACCEPT_STORE_LOSS},
     {"hash-credentials", required_argument, NULL, OPT_HASH_CREDENTIALS},
     {"hash-ops", required_argument, NULL, OPT_HASH_OPS},
     {"hash-mem", required_argument, NULL, OPT_HASH_MEM},
@@ -220,6 +223,9 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
         break;
     case OPT_FSYNC:
         cfg->fsync = true;
+        break;
+    case OPT_ACCEPT_STORE_LOSS:
+        cfg->accept_store_loss = true;
         break;
     case OPT_VERBOSE:
         cfg->verbose = true;

@@ -81,7 +81,7 @@ struct qlog {
     size_t undo_len, undo_cap;
     bool damaged;                         /* the file was damaged when opened */
     char store_id[QLOG_STORE_ID_LEN + 1]; /* empty until the log holds one */
-    char err[256];
+    char err[512];
 };
 
 /* ---- encoding ---- */

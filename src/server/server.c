@@ -100,8 +100,11 @@ static int load_lock(void *ctx, const char *name, const struct store_lock *l)
 
 static int open_store(struct server *srv)
 {
-    char err[256];
-    if (store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err)) < 0) {
+    char err[512];
+    int rc = srv->cfg.accept_store_loss
+                 ? store_open_accepting_loss(&srv->store, srv->cfg.data_dir, err, sizeof(err))
+                 : store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err));
+    if (rc < 0) {
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
     }

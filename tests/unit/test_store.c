@@ -384,6 +384,143 @@ static void test_open_refuses_a_directory_in_use(void **state)
     assert_int_equal(store_queue_count(f->st, "bob"), 1);
 }
 
+/* Closes the fixture's store and expects store_open to refuse the directory with a message
+ * holding `what` and the way out; `file` must still be missing or empty afterwards. */
+static void expect_refused(struct fx *f, const char *what, const char *file)
+{
+    char err[512] = "", path[PATH_MAX];
+    struct stat sb;
+
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), -1);
+    assert_null(f->st);
+    assert_non_null(strstr(err, what));
+    assert_non_null(strstr(err, "--accept-store-loss"));
+    join(path, sizeof path, f->dir, file);
+    assert_true(stat(path, &sb) != 0 || sb.st_size == 0); /* not created again */
+}
+
+/* Opens the fixture's store accepting a loss. */
+static void reopen_accepting_loss(struct fx *f)
+{
+    char err[512] = "";
+
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open_accepting_loss(&f->st, f->dir, err, sizeof err), 0);
+}
+
+/* A missing or emptied parley.queue is refused while parley.db shows the store had one; told
+ * to go on, the store keeps its blocks and message ids go on above every id given. */
+static void test_lost_log_refused(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+
+    int64_t last = 0;
+    for (int i = 0; i < 3; i++)
+        last = push(f->st, "alice", "bob", 1, "lost");
+    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    assert_true(sql_int(f->dir, "SELECT value FROM meta WHERE key = 'id_reserved'") > last);
+    join(path, sizeof path, f->dir, "parley.queue");
+    for (int emptied = 0; emptied < 2; emptied++) {
+        if (emptied)
+            write_file(path, ""); /* the refusal before did not create it again */
+        else
+            assert_int_equal(unlink(path), 0);
+        expect_refused(f, "parley.queue is missing or empty, but parley.db shows", "parley.queue");
+    }
+    reopen_accepting_loss(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_true(push(f->st, "alice", "bob", 2, "new") > last);
+    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 1);
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f); /* a store again: no loss to accept */
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+}
+
+/* An emptied or missing parley.db is refused while parley.queue shows the store had one;
+ * told to go on, the messages stay and their ids go on. */
+static void test_lost_db_refused(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    static const char *const sqlite_files[] = {"parley.db", "parley.db-wal", "parley.db-shm"};
+
+    int64_t last = push(f->st, "alice", "bob", 1, "kept");
+    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    store_close(f->st);
+    f->st = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        join(path, sizeof path, f->dir, sqlite_files[i]);
+        if (i == 0)
+            assert_int_equal(truncate(path, 0), 0);
+        else if (unlink(path) != 0)
+            assert_int_equal(errno, ENOENT);
+    }
+    expect_refused(f, "parley.db is missing or empty, but parley.queue shows", "parley.db");
+    reopen_accepting_loss(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 0);
+    assert_true(push(f->st, "alice", "bob", 2, "new") > last);
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT length(value) FROM meta WHERE key = 'store_id'"), 32);
+}
+
+/* The log of another store is refused. */
+static void test_foreign_log_refused(void **state)
+{
+    struct fx *f = *state;
+    char other[PATH_MAX], from[PATH_MAX], to[PATH_MAX], err[256] = "";
+    struct store *st = NULL;
+
+    join(other, sizeof other, f->root, "other");
+    assert_int_equal(store_open(&st, other, err, sizeof err), 0);
+    store_close(st);
+    push(f->st, "alice", "bob", 1, "mine");
+    assert_int_equal(store_commit(f->st), 0);
+    join(from, sizeof from, other, "parley.queue");
+    join(to, sizeof to, f->dir, "parley.queue");
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(rename(from, to), 0);
+    expect_refused(f, "parley.queue belongs to another store than parley.db", "none");
+}
+
+/* When damage took the newest messages of the log (and with them the log's knowledge of their
+ * ids), ids still never go back: they go on above the reservation. */
+static void test_ids_never_go_back_after_damage(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    struct stat sb;
+    unsigned char b;
+
+    push(f->st, "alice", "bob", 1, "kept");
+    assert_int_equal(store_commit(f->st), 0);
+    int64_t lost = push(f->st, "alice", "bob", 2, "damaged, and the newest");
+    assert_int_equal(store_commit(f->st), 0);
+    store_close(f->st);
+    f->st = NULL;
+    join(path, sizeof path, f->dir, "parley.queue");
+    assert_int_equal(stat(path, &sb), 0);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t at = sb.st_size - 9 - 12; /* in the last message's body, before its COMMIT */
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x01;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_true(push(f->st, "alice", "bob", 3, "new") > lost);
+}
+
 static void test_close_null_and_error_text(void **state)
 {
     struct fx *f = *state;
@@ -963,6 +1100,10 @@ int main(void)
         T(test_open_fails_on_garbage_db),
         T(test_open_refuses_newer_schema),
         T(test_open_refuses_a_directory_in_use),
+        T(test_lost_log_refused),
+        T(test_lost_db_refused),
+        T(test_foreign_log_refused),
+        T(test_ids_never_go_back_after_damage),
         T(test_close_null_and_error_text),
         T(test_push_load_order),
         T(test_ids_not_reused_after_ack_and_restart),

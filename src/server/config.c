@@ -43,6 +43,7 @@ static const char usage_text[] =
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
     "  --max-queued N         messages waiting for one user until acknowledged (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
+    "  --store-reserve BYTES  disk held back for lock-outs on a full disk (default 1048576)\n"
     "  --verbose              log to stderr (never passwords or message bodies)\n"
     "  --help, --version\n";
 
@@ -72,6 +73,7 @@ enum {
     OPT_MAX_ERRORS,
     OPT_MAX_QUEUED,
     OPT_MAX_FAILURES,
+    OPT_STORE_RESERVE,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -103,6 +105,7 @@ static const struct option long_options[] = {
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
     {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+    {"store-reserve", required_argument, NULL, OPT_STORE_RESERVE},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -130,6 +133,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_errors = 100;
     cfg->max_queued = 10000;
     cfg->max_failures = 3;
+    cfg->store_reserve = 1 << 20;
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -192,6 +196,9 @@ static bool set_number(struct config *cfg, int opt, const char *arg)
         return parse_num("--max-queued", arg, 1, 1LL << 40, &v) && (cfg->max_queued = v, true);
     case OPT_MAX_FAILURES:
         return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
+    case OPT_STORE_RESERVE:
+        return parse_num("--store-reserve", arg, 0, 1LL << 30, &v) &&
+               (cfg->store_reserve = (size_t)v, true);
     default:
         return false;
     }

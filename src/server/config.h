@@ -32,6 +32,7 @@ struct config {
     unsigned msg_burst;
     unsigned max_errors;
     long long max_queued;
+    size_t store_reserve; /* bytes of disk held back for lock-outs on a full disk */
     int max_failures;
 };
 

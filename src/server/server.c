@@ -108,7 +108,8 @@ static int open_store(struct server *srv)
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
     }
-    if (srv->cfg.fsync && store_set_fsync(srv->store, true) < 0) {
+    if ((srv->cfg.fsync && store_set_fsync(srv->store, true) < 0) ||
+        store_set_reserve(srv->store, srv->cfg.store_reserve) < 0) {
         log_error("cannot set up the store: %s", store_error(srv->store));
         return -1;
     }

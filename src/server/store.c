@@ -29,10 +29,9 @@
 #define STORE_QUEUE_NAME "parley.queue"
 /* Held (flock) by the one server using the directory; holds its process id. */
 #define STORE_LOCK_NAME "parley.lock"
-/* Disk space held back for lock-outs, released STORE_RESERVE_STEP at a time when one finds the
- * disk full. */
+/* Disk space held back for lock-outs (store_set_reserve), released STORE_RESERVE_STEP at a time
+ * when one finds the disk full. */
 #define STORE_RESERVE_NAME "parley.reserve"
-#define STORE_RESERVE_BYTES (1 << 20)
 #define STORE_RESERVE_STEP (64 << 10)
 /* Message ids are reserved in parley.db this many at a time, before the log gives them out: a
  * lost or damaged log never makes ids go back. */
@@ -127,8 +126,9 @@ struct pending_lock {
 };
 
 struct store {
-    int lock_fd;    /* the data directory's lock file, locked while the store is open */
-    int reserve_fd; /* parley.reserve: space a lock-out may take when the disk is full */
+    int lock_fd;          /* the data directory's lock file, locked while the store is open */
+    int reserve_fd;       /* parley.reserve: space a lock-out may take when the disk is full */
+    size_t reserve_bytes; /* the size it is kept at */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     struct qlog *queue;
@@ -337,8 +337,7 @@ static int take_lock(struct store *st, const char *dir)
     return 0;
 }
 
-/* Opens parley.reserve in `dir` and makes it hold STORE_RESERVE_BYTES of disk (as much as the
- * disk gives: a full disk leaves it smaller, refilled by reserve_refill later). */
+/* Opens parley.reserve in `dir` (store_set_reserve gives it its size). */
 static void reserve_open(struct store *st, const char *dir)
 {
     char path[PATH_MAX];
@@ -346,24 +345,20 @@ static void reserve_open(struct store *st, const char *dir)
     if (store_path(st, path, dir, STORE_RESERVE_NAME) != 0)
         return;
     st->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->reserve_fd < 0) {
+    if (st->reserve_fd < 0)
         log_error("store: cannot open %s: %s", path, strerror(errno));
-        return;
-    }
-    int rc = posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES);
-    if (rc != 0)
-        log_error("store: cannot reserve disk space in %s: %s", path, strerror(rc));
 }
 
-/* Gives the reserve back its full size once the disk has room again. */
-static void reserve_refill(struct store *st)
+/* Gives the reserve its full size when the disk has room for it; returns true when it has. */
+static bool reserve_refill(struct store *st)
 {
     struct stat sb;
 
-    if (st->reserve_fd >= 0 && fstat(st->reserve_fd, &sb) == 0 &&
-        sb.st_size < STORE_RESERVE_BYTES &&
-        posix_fallocate(st->reserve_fd, 0, STORE_RESERVE_BYTES) == 0)
-        log_info("store: disk space reserved for lock-outs again");
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
+        return false;
+    if ((uint64_t)sb.st_size >= st->reserve_bytes)
+        return true;
+    return posix_fallocate(st->reserve_fd, 0, (off_t)st->reserve_bytes) == 0;
 }
 
 /* Frees STORE_RESERVE_STEP bytes of the reserve for a write the full disk refused. Returns 0,
@@ -1082,6 +1077,22 @@ int store_heartbeat(struct store *st, int64_t now)
     pending_retry(st);
     reserve_refill(st);
     return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
+}
+
+/* Keeps `bytes` of disk in parley.reserve for lock-outs on a full disk (0: none). */
+int store_set_reserve(struct store *st, size_t bytes)
+{
+    struct stat sb;
+
+    st->reserve_bytes = bytes;
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
+        return 0;
+    if ((uint64_t)sb.st_size > bytes && ftruncate(st->reserve_fd, (off_t)bytes) != 0)
+        return fail(st, "shrinking %s: %s", STORE_RESERVE_NAME, strerror(errno));
+    if (!reserve_refill(st))
+        log_error("store: no room on the disk for the %zu bytes of %s yet", bytes,
+                  STORE_RESERVE_NAME);
+    return 0;
 }
 
 /* Records users still marked as logged in as logged out at the last heartbeat (or `now`), but

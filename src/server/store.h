@@ -64,6 +64,13 @@ int store_commit(struct store *st);
  * back delivered messages (delivered again) and lose the latest logins and logouts. */
 int store_set_fsync(struct store *st, bool on);
 
+/* Keeps `bytes` of disk held back in parley.reserve (0: none; without a call, none): when the
+ * disk is full, a lock-out write frees 64 KiB of it and takes that place, so wrong passwords
+ * are still counted durably. A disk too full for it now is logged, and it is filled at a later
+ * heartbeat. A lock-out the disk refuses even so is kept and written again at each heartbeat
+ * and at close. Returns 0, or -1 when the file could not be shrunk. */
+int store_set_reserve(struct store *st, size_t bytes);
+
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);
 

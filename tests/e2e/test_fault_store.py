@@ -259,3 +259,20 @@ def test_failed_logins_on_a_full_disk_survive_restarts(full_disk_dir, make_serve
     finally:
         os.unlink(filler)
     assert "reserve" in s.stderr_text()  # the full disk was reported
+
+
+def test_store_reserve_option(make_server, tmp_path):
+    """--store-reserve sizes parley.reserve (default 1 MiB, 0 = none, at most 1 GiB)."""
+    s = make_server()
+    reserve = os.path.join(s.dir, "parley-data", "parley.reserve")
+    assert os.path.getsize(reserve) == 1 << 20
+    s.stop()
+    s.args = ["--store-reserve", "0"]
+    s.start()
+    assert os.path.getsize(reserve) == 0
+    s.stop()
+    s.args = ["--store-reserve", str((1 << 30) + 1)]
+    s.start(wait=False)
+    assert s.proc.wait(10) == 2
+    s.expected_exit = True
+    assert "--store-reserve must be a number from 0 to 1073741824" in s.stderr_text()

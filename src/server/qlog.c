@@ -529,9 +529,9 @@ static bool well_formed(const unsigned char *p, size_t len)
     }
 }
 
-/* Applies the well-formed payload of one record at open. Returns 0, or -1 when memory ran
- * out. */
-static int apply(struct qlog *q, const unsigned char *p, size_t len)
+/* Applies the well-formed payload of one record at open (see well_formed). Returns 0, or -1
+ * when memory ran out. */
+static int apply(struct qlog *q, const unsigned char *p)
 {
     struct mqueue_mark undo;
 
@@ -557,7 +557,6 @@ static int apply(struct qlog *q, const unsigned char *p, size_t len)
         memcpy(q->store_id, p + 1, QLOG_STORE_ID_LEN);
         q->store_id[QLOG_STORE_ID_LEN] = '\0';
     }
-    (void)len;
     return 0;
 }
 
@@ -671,7 +670,7 @@ static int replay(struct qlog *q, const unsigned char *map, const struct scan *s
             continue;
         }
         size_t len = get_u32(map + off);
-        if (apply(q, map + off + QLOG_REC_HEAD, len) != 0)
+        if (apply(q, map + off + QLOG_REC_HEAD) != 0)
             return fail(q, "loading %s: out of memory", q->path);
         off += QLOG_REC_HEAD + len;
     }

@@ -91,7 +91,7 @@ test: deps
 # libFuzzer harnesses (clang): `make fuzz FUZZ_SECONDS=600` for a long run; `fuzz-smoke` is the
 # short pass inside `make test`. Crashes are written to build/fuzz/ and fail the run.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := frame credentials server p2p
+FUZZ_TARGETS := frame credentials server p2p qlog
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPARLEY_VERSION='"$(VERSION)"' \
                 -g -O1 -Isrc -I. -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c \
@@ -100,6 +100,8 @@ build/fuzz/fuzz_frame: fuzz/fuzz_frame.c $(COMMON_SRC)
 build/fuzz/fuzz_credentials: fuzz/fuzz_credentials.c src/server/auth.c $(COMMON_SRC)
 build/fuzz/fuzz_server: fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) $(COMMON_SRC)
 build/fuzz/fuzz_p2p: fuzz/fuzz_p2p.c $(COMMON_SRC)
+build/fuzz/fuzz_qlog: fuzz/fuzz_qlog.c src/server/qlog.c src/server/mqueue.c fuzz/log_stub.c \
+                      $(COMMON_SRC)
 build/fuzz/fuzz_%:
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ $(PKG_LIBS)

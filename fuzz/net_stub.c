@@ -48,3 +48,10 @@ size_t net_pending_output(const struct net_conn *c)
     (void)c;
     return 0;
 }
+
+bool net_output_fits(const struct net_conn *c, size_t len)
+{
+    (void)c;
+    (void)len;
+    return true;
+}

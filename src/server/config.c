@@ -28,6 +28,7 @@ static const char usage_text[] =
     "  --p2p-consent          ask users before a private session starts\n"
     "  --fsync                flush every store write to the disk before it counts (survives\n"
     "                         a power loss; default: a crash of the process)\n"
+    "  --accept-store-loss    start although parley.db or parley.queue was lost (once)\n"
     "  --hash-credentials FILE  rewrite FILE's plain passwords as argon2id hashes and exit\n"
     "  --hash-ops N --hash-mem BYTES  argon2id cost (default: libsodium interactive)\n"
     "  --hash-threads N       password-hashing threads (default 2)\n"
@@ -42,11 +43,12 @@ static const char usage_text[] =
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
-    "  --max-queued N         messages waiting for one offline user (default 10000)\n"
+    "  --max-queued N         messages waiting for one user until acknowledged (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
     "  --max-hash-jobs N      password hashes queued or running at once (default 256)\n"
     "  --register-rate N      registrations a minute per address, 0 = unlimited (default 10)\n"
     "  --max-reload-loss PCT  SIGHUP reload refused if it removes more accounts (default 50)\n"
+    "  --store-reserve BYTES  disk held back for lock-outs on a full disk (default 1048576)\n"
     "  --verbose              log to stderr (never passwords or message bodies)\n"
     "  --help, --version\n";
 
@@ -61,6 +63,7 @@ enum {
     OPT_REGISTER,
     OPT_CONSENT,
     OPT_FSYNC,
+    OPT_ACCEPT_STORE_LOSS,
     OPT_HASH_CREDENTIALS,
     OPT_HASH_OPS,
     OPT_HASH_MEM,
@@ -80,6 +83,7 @@ enum {
     OPT_MAX_HASH_JOBS,
     OPT_REGISTER_RATE,
     OPT_MAX_RELOAD_LOSS,
+    OPT_STORE_RESERVE,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -96,6 +100,7 @@ static const struct option long_options[] = {
     {"allow-register", no_argument, NULL, OPT_REGISTER},
     {"p2p-consent", no_argument, NULL, OPT_CONSENT},
     {"fsync", no_argument, NULL, OPT_FSYNC},
+    {"accept-store-loss", no_argument, NULL, OPT_ACCEPT_STORE_LOSS},
     {"hash-credentials", required_argument, NULL, OPT_HASH_CREDENTIALS},
     {"hash-ops", required_argument, NULL, OPT_HASH_OPS},
     {"hash-mem", required_argument, NULL, OPT_HASH_MEM},
@@ -115,6 +120,7 @@ static const struct option long_options[] = {
     {"max-hash-jobs", required_argument, NULL, OPT_MAX_HASH_JOBS},
     {"register-rate", required_argument, NULL, OPT_REGISTER_RATE},
     {"max-reload-loss", required_argument, NULL, OPT_MAX_RELOAD_LOSS},
+    {"store-reserve", required_argument, NULL, OPT_STORE_RESERVE},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -145,6 +151,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_hash_jobs = 256;
     cfg->register_rate = 10;
     cfg->max_reload_loss = 50;
+    cfg->store_reserve = 1 << 20;
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -232,6 +239,9 @@ static bool set_number(struct config *cfg, int opt, const char *arg)
         return parse_num("--max-queued", arg, 1, 1LL << 40, &v) && (cfg->max_queued = v, true);
     case OPT_MAX_FAILURES:
         return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
+    case OPT_STORE_RESERVE:
+        return parse_num("--store-reserve", arg, 0, 1LL << 30, &v) &&
+               (cfg->store_reserve = (size_t)v, true);
     default:
         return set_auth_number(cfg, opt, arg);
     }
@@ -263,6 +273,9 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
         break;
     case OPT_FSYNC:
         cfg->fsync = true;
+        break;
+    case OPT_ACCEPT_STORE_LOSS:
+        cfg->accept_store_loss = true;
         break;
     case OPT_VERBOSE:
         cfg->verbose = true;

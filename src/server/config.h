@@ -17,7 +17,8 @@ struct config {
     const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */
     bool allow_register;
     bool p2p_consent;
-    bool fsync; /* every store write reaches the disk before it counts */
+    bool fsync;             /* every store write reaches the disk before it counts */
+    bool accept_store_loss; /* start although a store file was lost (logged) */
     bool verbose;
     unsigned long long hash_ops;
     size_t hash_mem;
@@ -36,6 +37,7 @@ struct config {
     unsigned msg_burst;
     unsigned max_errors;
     long long max_queued;
+    size_t store_reserve; /* bytes of disk held back for lock-outs on a full disk */
     int max_failures;
 };
 

@@ -2,7 +2,9 @@
  * A direct message is stored before its sender or its recipient can read about it (the store
  * commits once per loop iteration, before output is written), and leaves the store only when
  * the recipient acknowledges it. */
+#include <assert.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -16,13 +18,29 @@
  * the output limit. */
 #define MSG_BACKLOG_PAGE 2048
 
-/* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length or 0. */
+/* Makes the scratch buffer hold at least `need` bytes: a stored message may be longer than
+ * this run's limits allow (it was accepted under larger ones). Returns false when memory ran
+ * out. */
+static bool fmt_reserve(struct server *srv, size_t need)
+{
+    if (need <= srv->fmt_cap)
+        return true;
+    char *p = realloc(srv->fmt, need);
+    if (!p)
+        return false;
+    srv->fmt = p;
+    srv->fmt_cap = need;
+    return true;
+}
+
+/* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length, or 0
+ * when memory ran out. */
 static size_t format_msg(struct server *srv, int64_t id, const char *from, int64_t sent_at,
                          const char *body, size_t body_len)
 {
     size_t from_len = strlen(from);
     /* "* MSG " + two numbers of at most 20 characters + three separators + LF */
-    if (6 + 20 + 1 + from_len + 1 + 20 + 1 + body_len + 1 > srv->fmt_cap)
+    if (!fmt_reserve(srv, 6 + 20 + 1 + from_len + 1 + 20 + 1 + body_len + 1))
         return 0;
     char *p = srv->fmt;
     memcpy(p, "* MSG ", 6);
@@ -53,10 +71,14 @@ static int send_queued(void *ctx, const struct store_msg *m)
     struct session *s = page->s;
     size_t n = format_msg(s->srv, m->id, m->sender, m->sent_at, m->body, m->body_len);
     if (n == 0) {
-        /* Longer than this run's --max-line allows: keep it queued rather than skip it. */
-        log_error("message %lld for %s does not fit a frame; left queued", (long long)m->id,
+        log_error("out of memory for message %lld to %s; left queued", (long long)m->id,
                   s->user->name);
         page->stuck = true;
+        return 1;
+    }
+    if (!net_output_fits(s->conn, n) && s->sent_id > s->acked_id) {
+        /* A long message behind unread ones: it goes once they are acknowledged (read). */
+        page->full = true;
         return 1;
     }
     session_send(s, s->srv->fmt, n);
@@ -124,13 +146,12 @@ static bool rate_ok(struct session *s, const char *tag)
     return false;
 }
 
-/* Checks the --max-queued limit for a recipient who is offline or still receiving a backlog
- * (a recipient online acknowledges as messages arrive); answers and returns false when full. */
-static bool room_for(struct session *s, const char *tag, struct user *to)
+/* Checks the --max-queued limit: every message stored for `to` counts, shown or not, until
+ * acknowledged (a recipient online who never acknowledges is bounded too); answers and returns
+ * false when full. */
+static bool room_for(struct session *s, const char *tag, const struct user *to)
 {
     struct server *srv = s->srv;
-    if (to->online && !to->online->draining)
-        return true;
     if (store_queue_count(srv->store, to->name) < srv->cfg.max_queued)
         return true;
     session_err(s, tag, PROTO_E_QUEUE_FULL);
@@ -176,6 +197,7 @@ void msg_direct(struct session *s, const struct request *r)
     struct session *peer = to->online;
     if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
         size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);
+        assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
         size_t pos = net_pending_output(peer->conn);
         session_send(peer, srv->fmt, n);
         server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);

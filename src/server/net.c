@@ -219,12 +219,21 @@ static void destroy(struct net_conn *c)
     free(c);
 }
 
+/* While less than this share of max_output is queued, a frame longer than the rest is taken. */
+#define NET_LONG_FRAME_SHARE 4
+
+bool net_output_fits(const struct net_conn *c, size_t len)
+{
+    size_t queued = c->out_len - c->out_off, max = c->net->limits.max_output;
+    return queued + len <= max || queued < max / NET_LONG_FRAME_SHARE;
+}
+
 void net_send(struct net_conn *c, const char *data, size_t len)
 {
     if (c->state != CONN_OPEN)
         return;
     size_t queued = c->out_len - c->out_off;
-    if (queued + len > c->net->limits.max_output) {
+    if (!net_output_fits(c, len)) {
         c->net->stats.overflows++;
         log_info("closing connection from %s: output limit of %zu bytes reached (not reading)",
                  net_peer_addr(c), c->net->limits.max_output);

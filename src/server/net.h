@@ -55,8 +55,14 @@ int net_listen(struct net *n, const char *addr, int port, int *bound, char *err,
 
 /* Queues `len` bytes for the connection. Output is written only by net_flush, at the end of
  * the loop iteration (never from inside a callback, so it can still be corrected).
- * Past max_output the connection is closed with NET_CLOSE_OVERFLOW and the bytes dropped. */
+ * Past max_output the connection is closed with NET_CLOSE_OVERFLOW and the bytes dropped,
+ * except that while less than a quarter of max_output is queued any frame is taken, however
+ * long (a stored message accepted under larger limits must still go out). */
 void net_send(struct net_conn *c, const char *data, size_t len);
+
+/* Returns true when net_send would queue `len` more bytes now rather than close the
+ * connection for overflow. */
+bool net_output_fits(const struct net_conn *c, size_t len);
 
 /* Closes the connection at the next safe point, after writing what is queued (bounded by a
  * short grace period). Frames still arriving are ignored. Safe to call more than once. */

@@ -6,9 +6,14 @@
  *           recipient sender body
  *   ACK     up_to_id:i64 recipient_len:u16 recipient
  *   NEXT_ID next_id:i64            (ids below it are used; written first after a rewrite)
+ *   STORE_ID id:32 bytes           (the store this log belongs to; written again by a rewrite)
  *   COMMIT                         (ends a batch)
- * At open, only records followed by a COMMIT are applied; the rest (a batch cut by a crash, or
- * left by a failed write) is cut off. */
+ * At open, only records followed by a COMMIT are applied; an unfinished batch at the end (a
+ * crash during a write, or what a failed write left) is cut off. Damage anywhere else (a
+ * record whose check fails but after which whole records follow, or a whole record at the end
+ * that no interrupted write leaves) never deletes a committed record: the file is copied to
+ * parley.queue.damaged-<time>, the unreadable stretches are skipped, the rest is applied and
+ * the log is rewritten. */
 #include "server/qlog.h"
 
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/strmap.h"
@@ -36,8 +42,10 @@
 #define QLOG_PUSH_FIXED 25             /* type, id, sent_at, three lengths */
 #define QLOG_ACK_FIXED 11              /* type, up_to_id, recipient length */
 #define QLOG_NEXT_ID_LEN 9
+#define QLOG_MAX_COPIES 100  /* names tried for the copy of a damaged log */
+#define QLOG_MAX_REPORTED 10 /* unreadable stretches logged one by one */
 
-enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4 };
+enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4, REC_STORE_ID = 5 };
 
 /* The queue of one recipient. Queues are never freed before the log closes. */
 struct qqueue {
@@ -71,7 +79,9 @@ struct qlog {
     bool batch_pushes; /* the batch holds a new message (it needs the flush of --fsync) */
     struct undo *undo;
     size_t undo_len, undo_cap;
-    char err[256];
+    bool damaged;                         /* the file was damaged when opened */
+    char store_id[QLOG_STORE_ID_LEN + 1]; /* empty until the log holds one */
+    char err[512];
 };
 
 /* ---- encoding ---- */
@@ -312,6 +322,20 @@ static int add_next_id(struct qlog *q)
     return 0;
 }
 
+/* Adds a STORE_ID record to the batch when the log has a store id. */
+static int add_store_id(struct qlog *q)
+{
+    if (!q->store_id[0])
+        return 0;
+    unsigned char *p = record_begin(q, 1 + QLOG_STORE_ID_LEN);
+    if (!p)
+        return fail(q, "out of memory");
+    p[0] = REC_STORE_ID;
+    memcpy(p + 1, q->store_id, QLOG_STORE_ID_LEN);
+    record_end(q, 1 + QLOG_STORE_ID_LEN);
+    return 0;
+}
+
 /* Adds a COMMIT record to the batch. */
 static int add_commit(struct qlog *q)
 {
@@ -439,7 +463,7 @@ static int rewrite(struct qlog *q)
     if (fd < 0)
         return fail(q, "creating %s: %s", tmp, strerror(errno));
     if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
-        add_next_id(q) != 0)
+        add_next_id(q) != 0 || add_store_id(q) != 0)
         goto fail;
     struct copy c = {q, NULL, fd, size, 0};
     for (struct qqueue *queue = q->all; queue && c.err == 0; queue = queue->all_next) {
@@ -485,45 +509,59 @@ static void maybe_rewrite(struct qlog *q)
 
 /* ---- loading ---- */
 
-/* Applies the payload of one record at open. Returns 0, or -1 when it is malformed. */
-static int apply(struct qlog *q, const unsigned char *p, size_t len)
+/* Returns true when the `len` bytes at `p` are the payload of a well-formed record. */
+static bool well_formed(const unsigned char *p, size_t len)
 {
-    if (p[0] == REC_PUSH && len >= QLOG_PUSH_FIXED) {
+    switch (p[0]) {
+    case REC_PUSH:
+        return len >= QLOG_PUSH_FIXED && get_i64(p + 1) >= 1 && get_u16(p + 17) > 0 &&
+               QLOG_PUSH_FIXED + (size_t)get_u16(p + 17) + get_u16(p + 19) + get_u32(p + 21) == len;
+    case REC_ACK:
+        return len >= QLOG_ACK_FIXED && QLOG_ACK_FIXED + (size_t)get_u16(p + 9) == len;
+    case REC_NEXT_ID:
+        return len == QLOG_NEXT_ID_LEN;
+    case REC_STORE_ID:
+        return len == 1 + QLOG_STORE_ID_LEN;
+    case REC_COMMIT:
+        return len == 1;
+    default:
+        return false;
+    }
+}
+
+/* Applies the well-formed payload of one record at open (see well_formed). Returns 0, or -1
+ * when memory ran out. */
+static int apply(struct qlog *q, const unsigned char *p)
+{
+    struct mqueue_mark undo;
+
+    if (p[0] == REC_PUSH) {
         int64_t id = get_i64(p + 1), sent_at = get_i64(p + 9);
         size_t rlen = get_u16(p + 17), slen = get_u16(p + 19), blen = get_u32(p + 21);
         const char *s = (const char *)p + QLOG_PUSH_FIXED;
-        if (QLOG_PUSH_FIXED + rlen + slen + blen != len || rlen == 0 || id < 1)
-            return -1;
         struct qqueue *queue = queue_get(q, s, rlen);
-        struct mqueue_mark undo;
         if (!queue ||
             queue_push(q, queue, id, sent_at, s + rlen, slen, s + rlen + slen, blen, &undo) != 0)
             return -1;
         if (id >= q->next_id)
             q->next_id = id + 1;
-        return 0;
-    }
-    if (p[0] == REC_ACK && len >= QLOG_ACK_FIXED) {
-        size_t rlen = get_u16(p + 9);
-        if (QLOG_ACK_FIXED + rlen != len)
-            return -1;
-        struct qqueue *queue = queue_find(q, (const char *)p + QLOG_ACK_FIXED, rlen);
-        struct mqueue_mark undo;
+    } else if (p[0] == REC_ACK) {
+        struct qqueue *queue = queue_find(q, (const char *)p + QLOG_ACK_FIXED, get_u16(p + 9));
         if (queue && queue_cut(q, queue, get_i64(p + 1), &undo) > 0)
             mqueue_release(&queue->mq);
-        return 0;
-    }
-    if (p[0] == REC_NEXT_ID && len == QLOG_NEXT_ID_LEN) {
+    } else if (p[0] == REC_NEXT_ID) {
         int64_t next = get_i64(p + 1);
         if (next > q->next_id)
             q->next_id = next;
-        return 0;
+    } else if (p[0] == REC_STORE_ID) {
+        memcpy(q->store_id, p + 1, QLOG_STORE_ID_LEN);
+        q->store_id[QLOG_STORE_ID_LEN] = '\0';
     }
-    return p[0] == REC_COMMIT && len == 1 ? 0 : -1;
+    return 0;
 }
 
-/* Returns the length of the record at `off` of `size` bytes when it is whole and its CRC
- * matches, or 0. */
+/* Returns the length of the record at `off` of `size` bytes when it is whole, well formed and
+ * its CRC matches, or 0. */
 static size_t record_at(const unsigned char *map, uint64_t size, uint64_t off)
 {
     if (size - off < QLOG_REC_HEAD)
@@ -531,31 +569,109 @@ static size_t record_at(const unsigned char *map, uint64_t size, uint64_t off)
     uint32_t len = get_u32(map + off);
     if (len == 0 || len > QLOG_MAX_PAYLOAD || size - off - QLOG_REC_HEAD < len)
         return 0;
-    if (crc32_of(map + off + QLOG_REC_HEAD, len) != get_u32(map + off + 4))
+    const unsigned char *p = map + off + QLOG_REC_HEAD;
+    if (!well_formed(p, len) || crc32_of(p, len) != get_u32(map + off + 4))
         return 0;
     return len;
 }
 
-/* Returns the end of the last whole batch (the byte after its COMMIT record). */
-static uint64_t committed_end(const unsigned char *map, uint64_t size)
+/* An unreadable stretch of the file, skipped at open. */
+struct span {
+    uint64_t off, end;
+};
+
+/* What reading the file found. */
+struct scan {
+    uint64_t commit_end; /* end of the last COMMIT: every record before it was committed */
+    uint64_t tail;       /* where the bytes after the last whole record begin (or the size) */
+    bool tail_torn;      /* those bytes are what an interrupted write leaves */
+    struct span *spans;  /* unreadable stretches followed by whole records, in file order */
+    size_t n_spans, cap_spans;
+};
+
+/* Returns the offset of the first whole record after `off`, or `size` when none follows. Text
+ * fields never hold a NUL and a record head always does, so a message cannot fake one. */
+static uint64_t next_record(const unsigned char *map, uint64_t size, uint64_t off)
 {
-    uint64_t off = QLOG_MAGIC_LEN, end = QLOG_MAGIC_LEN;
-    size_t len;
-    while ((len = record_at(map, size, off)) > 0) {
-        off += QLOG_REC_HEAD + len;
-        if (map[off - len] == REC_COMMIT)
-            end = off;
-    }
-    return end;
+    for (uint64_t at = off + 1; at + QLOG_REC_HEAD < size; at++)
+        if (record_at(map, size, at) > 0)
+            return at;
+    return size;
 }
 
-/* Applies every record before `end`. */
-static int replay(struct qlog *q, const unsigned char *map, uint64_t end)
+/* True when the bytes from `off` are what a write cut short leaves: a record head or a record
+ * that runs past the end of the file, or zeroes (a file extended but never written). */
+static bool torn_at(const unsigned char *map, uint64_t size, uint64_t off)
 {
-    for (uint64_t off = QLOG_MAGIC_LEN; off < end;) {
+    if (size - off < QLOG_REC_HEAD || get_u32(map + off) > size - off - QLOG_REC_HEAD)
+        return true;
+    for (uint64_t at = off; at < size; at++)
+        if (map[at] != 0)
+            return false;
+    return true;
+}
+
+/* True when the bytes from `off` are one whole COMMIT-sized record whose check failed: the
+ * batch before it was written whole, and only its last record was damaged since. */
+static bool damaged_commit_at(const unsigned char *map, uint64_t size, uint64_t off)
+{
+    return size - off == QLOG_REC_HEAD + 1 && get_u32(map + off) == 1;
+}
+
+static int add_span(struct qlog *q, struct scan *sc, uint64_t off, uint64_t end)
+{
+    if (sc->n_spans == sc->cap_spans) {
+        size_t cap = sc->cap_spans ? sc->cap_spans * 2 : 8;
+        struct span *s = realloc(sc->spans, cap * sizeof *s);
+        if (!s)
+            return fail(q, "out of memory");
+        sc->spans = s;
+        sc->cap_spans = cap;
+    }
+    sc->spans[sc->n_spans++] = (struct span){off, end};
+    return 0;
+}
+
+/* Reads the records of the file, skipping unreadable stretches, and finds where the committed
+ * records end. */
+static int scan_file(struct qlog *q, const unsigned char *map, uint64_t size, struct scan *sc)
+{
+    uint64_t off = QLOG_MAGIC_LEN;
+    sc->commit_end = QLOG_MAGIC_LEN;
+    while (off < size) {
+        size_t len = record_at(map, size, off);
+        if (len > 0) {
+            off += QLOG_REC_HEAD + len;
+            if (map[off - len] == REC_COMMIT)
+                sc->commit_end = off;
+            continue;
+        }
+        uint64_t next = next_record(map, size, off);
+        if (next == size)
+            break;
+        if (add_span(q, sc, off, next) != 0)
+            return -1;
+        off = next;
+    }
+    sc->tail = off;
+    sc->tail_torn = off == size || torn_at(map, size, off);
+    if (off < size && off > sc->commit_end && damaged_commit_at(map, size, off))
+        sc->commit_end = size;
+    return 0;
+}
+
+/* Applies every committed record, skipping the unreadable stretches. */
+static int replay(struct qlog *q, const unsigned char *map, const struct scan *sc)
+{
+    size_t span = 0;
+    for (uint64_t off = QLOG_MAGIC_LEN; off < sc->commit_end && off < sc->tail;) {
+        if (span < sc->n_spans && off == sc->spans[span].off) {
+            off = sc->spans[span++].end;
+            continue;
+        }
         size_t len = get_u32(map + off);
-        if (apply(q, map + off + QLOG_REC_HEAD, len) != 0)
-            return fail(q, "%s: bad record at offset %llu", q->path, (unsigned long long)off);
+        if (apply(q, map + off + QLOG_REC_HEAD) != 0)
+            return fail(q, "loading %s: out of memory", q->path);
         off += QLOG_REC_HEAD + len;
     }
     return 0;
@@ -574,7 +690,84 @@ static int create_log(struct qlog *q)
     return 0;
 }
 
-/* Loads the queues from the file, cutting off any incomplete batch at its end. */
+/* Writes the `size` bytes of the damaged log at `map` to a new file beside it, named after the
+ * time, and puts its name in `name`. */
+static int keep_copy(struct qlog *q, const unsigned char *map, uint64_t size, char *name)
+{
+    long long now = (long long)time(NULL);
+    int fd = -1;
+    for (int i = 0; fd < 0 && i < QLOG_MAX_COPIES; i++) {
+        int n = i ? snprintf(name, PATH_MAX, "%s.damaged-%lld-%d", q->path, now, i)
+                  : snprintf(name, PATH_MAX, "%s.damaged-%lld", q->path, now);
+        if (n < 0 || n >= PATH_MAX)
+            return fail(q, "log path too long");
+        fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0)
+        return fail(q, "cannot keep a copy of the damaged %s: %s", q->path, strerror(errno));
+    if (write_at(fd, map, size, 0) != 0 || fdatasync(fd) != 0) {
+        fail(q, "cannot keep a copy of the damaged %s in %s: %s", q->path, name, strerror(errno));
+        close(fd);
+        unlink(name);
+        return -1;
+    }
+    close(fd);
+    sync_dir(q->path);
+    return 0;
+}
+
+/* Says loudly what was skipped and cut in a damaged log and where its copy is. */
+static void report_damage(const struct qlog *q, const struct scan *sc, uint64_t size,
+                          const char *copy)
+{
+    for (size_t i = 0; i < sc->n_spans && i < QLOG_MAX_REPORTED; i++)
+        log_error("queue log %s: %llu unreadable bytes at offset %llu skipped (a message or an "
+                  "acknowledgement there is lost); the records after them are kept",
+                  q->path, (unsigned long long)(sc->spans[i].end - sc->spans[i].off),
+                  (unsigned long long)sc->spans[i].off);
+    if (sc->n_spans > QLOG_MAX_REPORTED)
+        log_error("queue log %s: %zu more unreadable stretches skipped", q->path,
+                  sc->n_spans - QLOG_MAX_REPORTED);
+    if (sc->commit_end < size)
+        log_error("queue log %s: %llu bytes after the last committed batch cut off", q->path,
+                  (unsigned long long)(size - sc->commit_end));
+    else if (sc->tail < size)
+        log_error("queue log %s: its last record, a COMMIT, is damaged; the batch before it was "
+                  "written whole and is kept",
+                  q->path);
+    log_error("queue log %s was damaged; the damaged file is kept as %s", q->path, copy);
+}
+
+/* Reads and applies the records of the mapped file, keeping a copy of it when it is damaged
+ * (anything but a torn write at its end). Sets the committed size. */
+static int load_records(struct qlog *q, const unsigned char *map, uint64_t size)
+{
+    struct scan sc = {0};
+    char copy[PATH_MAX];
+    int rc = -1;
+
+    if (scan_file(q, map, size, &sc) != 0 || replay(q, map, &sc) != 0)
+        goto done;
+    q->damaged = sc.n_spans > 0 || !sc.tail_torn;
+    if (q->damaged) {
+        if (keep_copy(q, map, size, copy) != 0)
+            goto done;
+        report_damage(q, &sc, size, copy);
+    } else if (sc.commit_end < size) {
+        log_error("queue log %s: cutting %llu bytes of an unfinished batch at offset %llu", q->path,
+                  (unsigned long long)(size - sc.commit_end), (unsigned long long)sc.commit_end);
+    }
+    q->file_size = sc.commit_end;
+    rc = 0;
+done:
+    free(sc.spans);
+    return rc;
+}
+
+/* Loads the queues from the file. Only its unfinished last batch is cut off; a damaged log is
+ * copied aside, read around the damage and then rewritten whole. */
 static int load(struct qlog *q)
 {
     struct stat sb;
@@ -586,24 +779,16 @@ static int load(struct qlog *q)
     unsigned char *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, q->fd, 0);
     if (map == MAP_FAILED)
         return fail(q, "reading %s: %s", q->path, strerror(errno));
-    int rc = 0;
-    uint64_t end = size;
-    if (memcmp(map, QLOG_MAGIC, QLOG_MAGIC_LEN) != 0)
-        rc = fail(q, "%s is not a Parley queue log", q->path);
-    else {
-        end = committed_end(map, size);
-        rc = replay(q, map, end);
-    }
+    int rc = memcmp(map, QLOG_MAGIC, QLOG_MAGIC_LEN) != 0
+                 ? fail(q, "%s is not a Parley queue log", q->path)
+                 : load_records(q, map, size);
     munmap(map, (size_t)size);
     if (rc != 0)
         return -1;
-    q->file_size = end;
-    if (end < size) {
-        log_error("queue log %s: cutting %llu bytes of an unfinished batch at offset %llu", q->path,
-                  (unsigned long long)(size - end), (unsigned long long)end);
-        if (ftruncate(q->fd, (off_t)end) != 0)
-            return fail(q, "truncating %s: %s", q->path, strerror(errno));
-    }
+    if (q->file_size < size && ftruncate(q->fd, (off_t)q->file_size) != 0)
+        return fail(q, "truncating %s: %s", q->path, strerror(errno));
+    if (q->damaged && rewrite(q) != 0)
+        log_error("queue log: %s; the damage stays in the file and is skipped again", q->err);
     return 0;
 }
 
@@ -759,6 +944,24 @@ int qlog_raise_next_id(struct qlog *q, int64_t next_id)
 int64_t qlog_next_id(const struct qlog *q)
 {
     return q->next_id;
+}
+
+bool qlog_damaged(const struct qlog *q)
+{
+    return q->damaged;
+}
+
+const char *qlog_store_id(const struct qlog *q)
+{
+    return q->store_id[0] ? q->store_id : NULL;
+}
+
+int qlog_set_store_id(struct qlog *q, const char *id)
+{
+    if (strlen(id) != QLOG_STORE_ID_LEN)
+        return fail(q, "a store id has %d characters", QLOG_STORE_ID_LEN);
+    memcpy(q->store_id, id, QLOG_STORE_ID_LEN + 1);
+    return add_store_id(q);
 }
 
 /* Hands messages of a walk to a store_msg callback. */

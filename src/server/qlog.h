@@ -18,10 +18,27 @@
 
 struct qlog;
 
-/* Opens (creating when missing) the log at `path` and loads its queues. A torn record at the
- * end (a crash during a write) is cut off and reported on stderr. On failure returns -1 and,
- * when `err` is given, a message in it. */
+/* Characters of a store id (STORE_ID record): lower-case hex. */
+#define QLOG_STORE_ID_LEN 32
+
+/* Opens (creating when missing) the log at `path` and loads its queues. An unfinished batch
+ * at the end (a crash during a write) is cut off and reported on stderr. A damaged log (see
+ * qlog_damaged) is copied to `<path>.damaged-<unix time>` first, read around its unreadable
+ * parts (every readable committed record is kept), reported on stderr and rewritten; when the
+ * copy cannot be written it is not opened. On failure returns -1 and, when `err` is given, a
+ * message in it. */
 int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen);
+
+/* Returns true when the log was damaged at open (more than a torn end was wrong): the
+ * messages and the ids of its unreadable parts are lost, so its next id may be too low. */
+bool qlog_damaged(const struct qlog *q);
+
+/* Returns the id of the store this log belongs to, or NULL when it records none. */
+const char *qlog_store_id(const struct qlog *q);
+
+/* Records that the log belongs to store `id` (QLOG_STORE_ID_LEN characters); durable at the
+ * next qlog_commit, and kept by every rewrite. */
+int qlog_set_store_id(struct qlog *q, const char *id);
 
 /* Writes the pending batch and frees everything. NULL is allowed. */
 void qlog_close(struct qlog *q);

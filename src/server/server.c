@@ -156,22 +156,29 @@ static int load_lock(void *ctx, const char *name, const struct store_lock *l)
 
 static int open_store(struct server *srv)
 {
-    char err[256];
-    if (store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err)) < 0) {
+    char err[512];
+    int rc = srv->cfg.accept_store_loss
+                 ? store_open_accepting_loss(&srv->store, srv->cfg.data_dir, err, sizeof(err))
+                 : store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err));
+    if (rc < 0) {
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
     }
-    if (srv->cfg.fsync && store_set_fsync(srv->store, true) < 0) {
+    if ((srv->cfg.fsync && store_set_fsync(srv->store, true) < 0) ||
+        store_set_reserve(srv->store, srv->cfg.store_reserve) < 0) {
         log_error("cannot set up the store: %s", store_error(srv->store));
         return -1;
     }
-    int64_t now = (int64_t)time(NULL);
-    if (store_presence_recover(srv->store, now) < 0 ||
-        store_block_each(srv->store, load_block, srv) < 0 ||
-        store_lock_each(srv->store, load_lock, srv) < 0 || store_heartbeat(srv->store, now) < 0) {
+    if (store_block_each(srv->store, load_block, srv) < 0 ||
+        store_lock_each(srv->store, load_lock, srv) < 0) {
         log_error("cannot load the store: %s", store_error(srv->store));
         return -1;
     }
+    /* Login history is best effort: a full disk must not keep the server from starting. */
+    int64_t now = (int64_t)time(NULL);
+    if (store_presence_recover(srv->store, now) < 0 || store_heartbeat(srv->store, now) < 0)
+        log_error("store: cannot record the start in the login history: %s",
+                  store_error(srv->store));
     srv->last_heartbeat = now;
     return 0;
 }
@@ -313,7 +320,6 @@ static int start_events(struct server *srv)
     if (add_signal(srv, &srv->sig_term, SIGTERM) < 0 ||
         add_signal(srv, &srv->sig_int, SIGINT) < 0 || add_signal(srv, &srv->sig_hup, SIGHUP) < 0)
         return -1;
-    signal(SIGPIPE, SIG_IGN);
     return 0;
 }
 
@@ -338,9 +344,18 @@ static int start_network(struct server *srv)
     return 0;
 }
 
+/* Signals that must not kill the server: a peer gone (SIGPIPE; the write fails with EPIPE) and
+ * the file-size limit (SIGXFSZ; the write fails with EFBIG and counts as a full disk: 503). */
+static void ignore_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
+}
+
 int server_init(struct server *srv, const struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
+    ignore_signals();
     srv->cfg = *cfg;
     directory_init(&srv->dir);
     log_set_verbose(cfg->verbose);

@@ -7,13 +7,18 @@
 #include "server/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -22,6 +27,15 @@
 
 #define STORE_DB_NAME "parley.db"
 #define STORE_QUEUE_NAME "parley.queue"
+/* Held (flock) by the one server using the directory; holds its process id. */
+#define STORE_LOCK_NAME "parley.lock"
+/* Disk space held back for lock-outs (store_set_reserve), released STORE_RESERVE_STEP at a time
+ * when one finds the disk full. */
+#define STORE_RESERVE_NAME "parley.reserve"
+#define STORE_RESERVE_STEP (64 << 10)
+/* Message ids are reserved in parley.db this many at a time, before the log gives them out: a
+ * lost or damaged log never makes ids go back. */
+#define STORE_ID_BLOCK 65536
 #define STORE_BUSY_MS 5000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
@@ -72,6 +86,8 @@ enum stmt_id {
     L_PUT,
     L_DELETE,
     L_EACH,
+    M_GET,
+    M_PUT,
     STMT_COUNT
 };
 
@@ -97,16 +113,32 @@ static const char *const stmt_sql[STMT_COUNT] = {
               " locked_until = excluded.locked_until",
     [L_DELETE] = "DELETE FROM lockouts WHERE name = ?1",
     [L_EACH] = "SELECT name, failures, locked_until FROM lockouts ORDER BY name",
+    [M_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [M_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
+              " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+};
+
+/* A lock-out record the disk refused, written again at each heartbeat until it is stored. */
+struct pending_lock {
+    struct pending_lock *next;
+    struct store_lock lock;
+    char name[];
 };
 
 struct store {
+    int lock_fd;          /* the data directory's lock file, locked while the store is open */
+    int reserve_fd;       /* parley.reserve: space a lock-out may take when the disk is full */
+    size_t reserve_bytes; /* the size it is kept at */
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
     struct qlog *queue;
-    int walking;   /* non-zero while a walk's callback runs */
+    struct pending_lock *pending; /* lock-outs not yet stored */
+    int last_rc;                  /* SQLite's result of the last statement run */
+    int64_t id_reserved;          /* ids below it may have been given; the log stays below */
+    int walking;                  /* non-zero while a walk's callback runs */
     bool in_batch; /* login-history writes wait in an open transaction for store_commit */
     bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
-    char err[256];
+    char err[512];
 };
 
 /* Records a formatted failure message and returns -1. */
@@ -166,6 +198,7 @@ static int bind_fail(struct store *st, sqlite3_stmt *s, const char *what)
 static int exec_stmt(struct store *st, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
+    st->last_rc = rc;
     stmt_done(s);
     if (rc != SQLITE_DONE)
         return fail_db(st, what);
@@ -255,6 +288,174 @@ static int make_dirs(struct store *st, const char *dir)
     if (!S_ISDIR(sb.st_mode))
         return fail(st, "cannot use %s: not a directory", path);
     return 0;
+}
+
+/* Writes "dir/name" into `out` (PATH_MAX bytes). */
+static int store_path(struct store *st, char *out, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
+        return fail(st, "data directory path too long");
+    return 0;
+}
+
+/* Refuses a data directory whose lock file `fd` another process holds, naming it by the process
+ * id it wrote there (when it did). Returns -1. */
+static int fail_in_use(struct store *st, int fd)
+{
+    char pid[24] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
+
+    if (holder > 0)
+        return fail(st,
+                    "in use by another parleyd (pid %ld); one data directory serves one "
+                    "server",
+                    holder);
+    return fail(st, "in use by another parleyd; one data directory serves one server");
+}
+
+/* Takes the lock of data directory `dir` for the life of the store and writes this process's
+ * id in the lock file; refuses, changing nothing, when another process holds it. */
+static int take_lock(struct store *st, const char *dir)
+{
+    char path[PATH_MAX], pid[24];
+
+    if (store_path(st, path, dir, STORE_LOCK_NAME) != 0)
+        return -1;
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0)
+        return fail(st, "cannot open %s: %s", path, strerror(errno));
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return fail_in_use(st, st->lock_fd);
+        return fail(st, "cannot lock %s: %s", path, strerror(errno));
+    }
+    /* The process id is only for the message above: a full disk must not stop the server. */
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
+        log_error("store: cannot write the process id into %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Opens parley.reserve in `dir` (store_set_reserve gives it its size). */
+static void reserve_open(struct store *st, const char *dir)
+{
+    char path[PATH_MAX];
+
+    if (store_path(st, path, dir, STORE_RESERVE_NAME) != 0)
+        return;
+    st->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->reserve_fd < 0)
+        log_error("store: cannot open %s: %s", path, strerror(errno));
+}
+
+/* Gives the reserve its full size when the disk has room for it; returns true when it has. */
+static bool reserve_refill(struct store *st)
+{
+    struct stat sb;
+
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
+        return false;
+    if ((uint64_t)sb.st_size >= st->reserve_bytes)
+        return true;
+    return posix_fallocate(st->reserve_fd, 0, (off_t)st->reserve_bytes) == 0;
+}
+
+/* Frees STORE_RESERVE_STEP bytes of the reserve for a write the full disk refused. Returns 0,
+ * or -1 when the reserve is used up. */
+static int reserve_release(struct store *st)
+{
+    struct stat sb;
+
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0 || sb.st_blocks == 0)
+        return -1;
+    off_t left = sb.st_size > STORE_RESERVE_STEP ? sb.st_size - STORE_RESERVE_STEP : 0;
+    /* The flush makes the freed blocks usable at once (ext4 frees them at its next commit). */
+    if (ftruncate(st->reserve_fd, left) != 0 || fsync(st->reserve_fd) != 0)
+        return -1;
+    log_error("store: disk full; %lld bytes of the reserve left for lock-outs", (long long)left);
+    return 0;
+}
+
+/* Writes the lock-out record of `name` in the database; a record of zeroes is deleted. */
+static int lock_write(struct store *st, const char *name, const struct store_lock *lock)
+{
+    sqlite3_stmt *s;
+
+    if (lock->failures == 0 && lock->locked_until == 0) {
+        s = stmt_get(st, L_DELETE);
+        if (bind_str(s, 1, name))
+            return bind_fail(st, s, "deleting lock-out");
+        return exec_durable(st, s, "deleting lock-out");
+    }
+    s = stmt_get(st, L_PUT);
+    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
+        sqlite3_bind_int64(s, 3, lock->locked_until))
+        return bind_fail(st, s, "writing lock-out");
+    return exec_durable(st, s, "writing lock-out");
+}
+
+/* Unlinks and returns the pending record of `name`, or NULL. */
+static struct pending_lock *pending_take(struct store *st, const char *name)
+{
+    for (struct pending_lock **pp = &st->pending; *pp; pp = &(*pp)->next) {
+        struct pending_lock *p = *pp;
+        if (strcmp(p->name, name) == 0) {
+            *pp = p->next;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Keeps the newest record of `name` for pending_retry. */
+static void pending_keep(struct store *st, const char *name, const struct store_lock *lock)
+{
+    struct pending_lock *p = pending_take(st, name);
+    size_t len = strlen(name);
+
+    if (!p) {
+        p = malloc(sizeof *p + len + 1);
+        if (!p) {
+            log_error("store: out of memory: the lock-out of %s is not kept", name);
+            return;
+        }
+        memcpy(p->name, name, len + 1);
+    }
+    p->lock = *lock;
+    p->next = st->pending;
+    st->pending = p;
+}
+
+/* Writes the records the disk refused before; those it refuses again stay pending. */
+static void pending_retry(struct store *st)
+{
+    struct pending_lock *p = st->pending, *keep = NULL;
+
+    st->pending = NULL;
+    while (p) {
+        struct pending_lock *next = p->next;
+        if (lock_write(st, p->name, &p->lock) == 0) {
+            log_error("store: lock-out of %s recorded now", p->name);
+            free(p);
+        } else {
+            p->next = keep;
+            keep = p;
+        }
+        p = next;
+    }
+    st->pending = keep;
+}
+
+static void pending_free(struct store *st)
+{
+    while (st->pending) {
+        struct pending_lock *next = st->pending->next;
+        if (st->db)
+            log_error("store: lock-out of %s lost: %s", st->pending->name, st->err);
+        free(st->pending);
+        st->pending = next;
+    }
 }
 
 /* Reads PRAGMA user_version into `*version`. */
@@ -350,8 +551,8 @@ static int open_queue(struct store *st, const char *dir)
 {
     char path[PATH_MAX];
 
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_QUEUE_NAME) >= sizeof path)
-        return fail(st, "data directory path too long");
+    if (store_path(st, path, dir, STORE_QUEUE_NAME) != 0)
+        return -1;
     return qlog_open(&st->queue, path, st->err, sizeof st->err);
 }
 
@@ -423,11 +624,223 @@ static int import_queue_table(struct store *st)
     return 0;
 }
 
-/* Opens (creating when missing) the store in directory `dir`, creating the directory too. */
-int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+/* What store_open learns of the two files of a data directory. */
+struct found {
+    bool accept;   /* go on after a loss (--accept-store-loss) */
+    bool db_had;   /* parley.db existed with data before it was opened */
+    bool log_had;  /* parley.queue existed with data before it was opened */
+    bool lost_log; /* the log is not the one this store had: ids jump to the reservation */
+    char db_id[QLOG_STORE_ID_LEN + 1]; /* the store id parley.db records, or "" */
+};
+
+/* True when `path` is a file with data. */
+static bool has_data(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && sb.st_size > 0;
+}
+
+/* Opens (creating when missing) parley.db at `path`, in WAL mode. */
+static int open_db(struct store *st, const char *path)
+{
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK)
+        return fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+    if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
+        exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
+        return -1;
+    return 0;
+}
+
+/* Reads the store id of parley.db into `id` ("" when it records none), before migrations. */
+static int read_db_id(struct store *st, char *id)
+{
+    sqlite3_stmt *s = NULL;
+    int version = 0;
+
+    id[0] = '\0';
+    if (schema_version(st, &version) != 0)
+        return -1;
+    if (version < 1)
+        return 0; /* a new database: no meta table yet */
+    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &s, NULL) !=
+        SQLITE_OK)
+        return fail_db(st, "reading the store id");
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) == QLOG_STORE_ID_LEN)
+        memcpy(id, sqlite3_column_text(s, 0), QLOG_STORE_ID_LEN + 1);
+    sqlite3_finalize(s);
+    return 0;
+}
+
+/* Returns what the data directory lost, judging by the two files, or NULL. */
+static const char *loss_of(const struct found *f, const char *log_id)
+{
+    if (f->log_had && !f->db_had)
+        return STORE_DB_NAME " is missing or empty, but " STORE_QUEUE_NAME
+                             " shows this store had one: its blocks, lock-outs and login "
+                             "history are gone";
+    if (f->db_id[0] && !f->log_had)
+        return STORE_QUEUE_NAME " is missing or empty, but " STORE_DB_NAME
+                                " shows this store had one: the messages waiting in it are gone";
+    if (f->db_id[0] && !log_id)
+        return STORE_QUEUE_NAME " is not this store's log (it records no store id): the messages "
+                                "waiting in this store's log are gone";
+    if (f->db_id[0] && strcmp(f->db_id, log_id) != 0)
+        return STORE_QUEUE_NAME " belongs to another store than " STORE_DB_NAME;
+    /* A database with data but no id takes the log's: that is also what a crash between the
+     * two writes of adopt_store_id leaves. */
+    return NULL;
+}
+
+/* Refuses the loss `what` unless told to accept it; then says so loudly. */
+static int refuse_loss(struct store *st, const char *what, bool accept)
+{
+    if (!accept)
+        return fail(st,
+                    "%s. Put the file back from a backup, or start once with "
+                    "--accept-store-loss to go on without it",
+                    what);
+    log_error("store: %s; going on without it, as --accept-store-loss says", what);
+    return 0;
+}
+
+/* The checks before any file is opened: a lost parley.db is refused before one is created. */
+static int check_before_open(struct store *st, struct found *f, const char *db_path,
+                             const char *log_path)
+{
+    f->db_had = has_data(db_path);
+    f->log_had = has_data(log_path);
+    if (f->log_had && !f->db_had && !f->accept)
+        return refuse_loss(st, loss_of(f, NULL), false);
+    return 0;
+}
+
+/* The checks once parley.db is open: a lost log is refused before a new one is created. */
+static int check_db(struct store *st, struct found *f)
+{
+    if (read_db_id(st, f->db_id) != 0)
+        return -1;
+    if (f->db_id[0] && !f->log_had && !f->accept)
+        return refuse_loss(st, loss_of(f, NULL), false);
+    return 0;
+}
+
+/* The checks once both files are open: each must be the other's. A log that is not the
+ * store's, or lost records, cannot vouch for its ids. */
+static int check_pair(struct store *st, struct found *f)
+{
+    const char *what = loss_of(f, qlog_store_id(st->queue));
+    f->lost_log = qlog_damaged(st->queue) || (what && f->db_id[0]);
+    return what ? refuse_loss(st, what, f->accept) : 0;
+}
+
+/* Writes meta `key` = the text `text`, or the number `n` when `text` is NULL. */
+static int meta_put(struct store *st, const char *key, const char *text, int64_t n)
+{
+    sqlite3_stmt *s = stmt_get(st, M_PUT);
+
+    if (bind_str(s, 1, key) || (text ? bind_str(s, 2, text) : sqlite3_bind_int64(s, 2, n)))
+        return bind_fail(st, s, "writing the store's meta data");
+    return exec_durable(st, s, "writing the store's meta data");
+}
+
+/* Reads the number in meta `key` (0 when there is none). */
+static int meta_get_int(struct store *st, const char *key, int64_t *n)
+{
+    sqlite3_stmt *s = stmt_get(st, M_GET);
+    int rc;
+
+    *n = 0;
+    if (bind_str(s, 1, key))
+        return bind_fail(st, s, "reading the store's meta data");
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    stmt_done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail_db(st, "reading the store's meta data");
+    return 0;
+}
+
+/* Draws a new store id: QLOG_STORE_ID_LEN lower-case hex digits. */
+static void new_store_id(char *id)
+{
+    unsigned char raw[QLOG_STORE_ID_LEN / 2];
+
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        uint64_t mix = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)id;
+        for (size_t i = 0; i < sizeof raw; i++, mix = mix * 6364136223846793005ull + 1)
+            raw[i] = (unsigned char)(mix >> 56);
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* Makes both files record one store id (the database's, else the log's, else a new one): the
+ * log first, so a database with an id always has a log with it. */
+static int adopt_store_id(struct store *st, const struct found *f)
+{
+    const char *log_id = qlog_store_id(st->queue);
+    char id[QLOG_STORE_ID_LEN + 1];
+
+    if (f->db_id[0])
+        memcpy(id, f->db_id, sizeof id);
+    else if (log_id)
+        memcpy(id, log_id, sizeof id);
+    else
+        new_store_id(id);
+    if (!log_id || strcmp(log_id, id) != 0) {
+        if (qlog_set_store_id(st->queue, id) != 0 || qlog_commit(st->queue) != 0)
+            return fail_queue(st);
+    }
+    if (strcmp(f->db_id, id) != 0 && meta_put(st, "store_id", id, 0) != 0)
+        return -1;
+    return 0;
+}
+
+/* Reads the id reservation; a log that lost ids goes on above every id ever reserved. */
+static int load_reservation(struct store *st, const struct found *f)
+{
+    if (meta_get_int(st, "id_reserved", &st->id_reserved) != 0)
+        return -1;
+    if (!f->lost_log || st->id_reserved <= qlog_next_id(st->queue))
+        return 0;
+    log_error("store: message ids go on from %lld, above every id given before",
+              (long long)st->id_reserved);
+    if (qlog_raise_next_id(st->queue, st->id_reserved) != 0 || qlog_commit(st->queue) != 0)
+        return fail_queue(st);
+    return 0;
+}
+
+/* Reserves the next block of ids in parley.db before the log gives one above the reservation. */
+static int reserve_ids(struct store *st)
+{
+    int64_t upto = qlog_next_id(st->queue) + STORE_ID_BLOCK;
+
+    if (write_guard(st) != 0 || meta_put(st, "id_reserved", NULL, upto) != 0)
+        return -1;
+    st->id_reserved = upto;
+    return 0;
+}
+
+/* Opens parley.db and parley.queue of `dir` and checks that they belong together. */
+static int open_files(struct store *st, const char *dir, struct found *f)
+{
+    char db_path[PATH_MAX], log_path[PATH_MAX];
+
+    if (store_path(st, db_path, dir, STORE_DB_NAME) != 0 ||
+        store_path(st, log_path, dir, STORE_QUEUE_NAME) != 0 ||
+        check_before_open(st, f, db_path, log_path) != 0 || open_db(st, db_path) != 0 ||
+        check_db(st, f) != 0 || open_queue(st, dir) != 0 || check_pair(st, f) != 0)
+        return -1;
+    return 0;
+}
+
+/* Opens the store in `dir`; `accept` lets it start after a loss. */
+static int open_store(struct store **out, const char *dir, bool accept, char *err, size_t errlen)
 {
     struct store *st;
-    char path[PATH_MAX];
+    struct found f = {.accept = accept};
 
     *out = NULL;
     st = calloc(1, sizeof *st);
@@ -436,23 +849,13 @@ int store_open(struct store **out, const char *dir, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (make_dirs(st, dir) != 0)
+    st->lock_fd = -1;
+    st->reserve_fd = -1;
+    if (make_dirs(st, dir) != 0 || take_lock(st, dir) != 0)
         goto fail;
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, STORE_DB_NAME) >= sizeof path) {
-        fail(st, "data directory path too long");
-        goto fail;
-    }
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
-        goto fail;
-    }
-    if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
-        exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
-        goto fail;
-    if (open_queue(st, dir) != 0 || import_queue_table(st) != 0)
-        goto fail;
-    if (migrate(st) != 0 || prepare_all(st) != 0)
+    reserve_open(st, dir);
+    if (open_files(st, dir, &f) != 0 || import_queue_table(st) != 0 || migrate(st) != 0 ||
+        prepare_all(st) != 0 || adopt_store_id(st, &f) != 0 || load_reservation(st, &f) != 0)
         goto fail;
     *out = st;
     return 0;
@@ -464,6 +867,18 @@ fail:
     return -1;
 }
 
+/* Opens (creating when missing) the store in directory `dir`; refuses a lost file. */
+int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+{
+    return open_store(out, dir, false, err, errlen);
+}
+
+/* Opens the store in `dir` like store_open, but goes on after a lost or foreign file. */
+int store_open_accepting_loss(struct store **out, const char *dir, char *err, size_t errlen)
+{
+    return open_store(out, dir, true, err, errlen);
+}
+
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st)
 {
@@ -471,10 +886,17 @@ void store_close(struct store *st)
         return;
     if (st->db)
         batch_end(st);
+    if (st->db && st->stmt[L_PUT])
+        pending_retry(st);
+    pending_free(st);
+    if (st->reserve_fd >= 0)
+        close(st->reserve_fd);
     qlog_close(st->queue);
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the lock */
     free(st);
 }
 
@@ -509,6 +931,8 @@ int store_queue_push(struct store *st, const char *sender, const char *recipient
                      const char *body, size_t body_len, int64_t *id)
 {
     if (guard(st) != 0)
+        return -1;
+    if (qlog_next_id(st->queue) >= st->id_reserved && reserve_ids(st) != 0)
         return -1;
     if (qlog_push(st->queue, sender, recipient, sent_at, body, body_len, id) != 0)
         return fail(st, "queueing message: %s", qlog_error(st->queue));
@@ -644,10 +1068,31 @@ static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *w
     return exec_stmt(st, s, what);
 }
 
-/* Records that the server was alive at `now`. */
+/* Records that the server was alive at `now`; writes the lock-outs the disk refused before and
+ * refills the reserve when the disk has room again. */
 int store_heartbeat(struct store *st, int64_t now)
 {
+    if (write_guard(st) != 0)
+        return -1;
+    pending_retry(st);
+    reserve_refill(st);
     return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
+}
+
+/* Keeps `bytes` of disk in parley.reserve for lock-outs on a full disk (0: none). */
+int store_set_reserve(struct store *st, size_t bytes)
+{
+    struct stat sb;
+
+    st->reserve_bytes = bytes;
+    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
+        return 0;
+    if ((uint64_t)sb.st_size > bytes && ftruncate(st->reserve_fd, (off_t)bytes) != 0)
+        return fail(st, "shrinking %s: %s", STORE_RESERVE_NAME, strerror(errno));
+    if (!reserve_refill(st))
+        log_error("store: no room on the disk for the %zu bytes of %s yet", bytes,
+                  STORE_RESERVE_NAME);
+    return 0;
 }
 
 /* Records users still marked as logged in as logged out at the last heartbeat (or `now`), but
@@ -707,24 +1152,22 @@ int store_lock_get(struct store *st, const char *name, struct store_lock *lock)
     return 0;
 }
 
-/* Writes the lock-out record of `name`; a record of zeroes is deleted. */
+/* Writes the lock-out record of `name`: on a full disk into the space of the reserve; when even
+ * that fails, it is kept and written again at each heartbeat and at close. */
 int store_lock_put(struct store *st, const char *name, const struct store_lock *lock)
 {
-    sqlite3_stmt *s;
-
     if (write_guard(st) != 0)
         return -1;
-    if (lock->failures == 0 && lock->locked_until == 0) {
-        s = stmt_get(st, L_DELETE);
-        if (bind_str(s, 1, name))
-            return bind_fail(st, s, "deleting lock-out");
-        return exec_durable(st, s, "deleting lock-out");
+    free(pending_take(st, name)); /* this record replaces it */
+    while (lock_write(st, name, lock) != 0) {
+        if (st->last_rc != SQLITE_FULL || reserve_release(st) != 0) {
+            char why[sizeof st->err];
+            snprintf(why, sizeof why, "%s", st->err);
+            pending_keep(st, name, lock);
+            return fail(st, "%s; kept, to be written when the store can", why);
+        }
     }
-    s = stmt_get(st, L_PUT);
-    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
-        sqlite3_bind_int64(s, 3, lock->locked_until))
-        return bind_fail(st, s, "writing lock-out");
-    return exec_durable(st, s, "writing lock-out");
+    return 0;
 }
 
 struct lock_walk {

@@ -34,8 +34,20 @@ typedef int (*store_name_fn)(void *ctx, const char *name);
 typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_lock *lock);
 
 /* Opens (creating when missing) the store in directory `dir`, creating the directory too.
- * Applies schema migrations. On failure returns -1 and, when `err` is given, a message in it. */
+ * The store holds the directory's lock (parley.lock) until store_close: while one process has
+ * it open, every other store_open of that directory fails, before reading or writing any of
+ * its files, with "in use by another parleyd (pid N)". Applies schema migrations.
+ * Both files record the store's id, and parley.db the ids reserved for messages. A directory
+ * that lost one of them (parley.db or parley.queue missing or emptied while the other shows the
+ * store had it, or a log of another store) is refused, naming the file, before that file is
+ * created again; so is a log whose copy for a damaged file cannot be written. On failure
+ * returns -1 and, when `err` is given, a message in it. */
 int store_open(struct store **out, const char *dir, char *err, size_t errlen);
+
+/* Like store_open, but a lost or foreign file is logged and replaced by an empty one. Message
+ * ids still go on above every id given before (the reservation in parley.db, or the ids in the
+ * log when the database was lost). */
+int store_open_accepting_loss(struct store **out, const char *dir, char *err, size_t errlen);
 
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st);
@@ -52,12 +64,19 @@ int store_commit(struct store *st);
  * back delivered messages (delivered again) and lose the latest logins and logouts. */
 int store_set_fsync(struct store *st, bool on);
 
+/* Keeps `bytes` of disk held back in parley.reserve (0: none; without a call, none): when the
+ * disk is full, a lock-out write frees 64 KiB of it and takes that place, so wrong passwords
+ * are still counted durably. A disk too full for it now is logged, and it is filled at a later
+ * heartbeat. A lock-out the disk refuses even so is kept and written again at each heartbeat
+ * and at close. Returns 0, or -1 when the file could not be shrunk. */
+int store_set_reserve(struct store *st, size_t bytes);
+
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);
 
-/* Queues a direct message and returns its id in `*id`. Queue writes (this and
- * store_queue_ack) are grouped: they are durable once store_commit returns 0, and then survive
- * a crash of the process. */
+/* Queues a direct message and returns its id in `*id`, above every id given before, even after
+ * a lost or damaged log. Queue writes (this and store_queue_ack) are grouped: they are durable
+ * once store_commit returns 0, and then survive a crash of the process. */
 int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
                      const char *body, size_t body_len, int64_t *id);
 

@@ -16,6 +16,7 @@ allow the trick (no mount privilege; a filesystem without the immutable flag).
 """
 
 import os
+import resource
 import time
 
 import pytest
@@ -188,3 +189,90 @@ def test_readonly_store_503_then_recovers(make_server, tmp_path):
     finally:
         chattr("-i", db, wal, queue)
     _check_recovery(s, hans, first + ok_ids, "read_only", n503, sent)
+
+
+def _limit_file_size(pid, size):
+    """Sets the largest file process `pid` may write (RLIMIT_FSIZE, soft); None lifts it."""
+    _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE,
+                     (resource.RLIM_INFINITY if size is None else size, hard))
+
+
+def test_file_size_limit_503_then_recovers_and_restarts(make_server):
+    """Issue 9 point 17: at the file-size limit (RLIMIT_FSIZE) a write raises SIGXFSZ, which
+    killed the server, and it died again at every start. The limit is now a full disk: MSG gets
+    503, everything else keeps working, MSG works again once the limit is lifted; and a server
+    started under the limit serves too."""
+    s = make_server(args=["--msg-rate", "0", *BIG_ARGS])
+    queue = os.path.join(s.dir, "parley-data", "parley.queue")
+    hans = s.login("hans")
+    yoda = s.login("yoda")
+    hans.wait_event("LOGIN yoda")
+    # 300 KB of log: the limit is then far above SQLite's files (its WAL index alone is 32 KiB).
+    first = _accepted(hans, 300, f"before the limit {BODY}")
+    _limit_file_size(s.pid, os.path.getsize(queue) + 100)
+    try:
+        err(hans.request("MSG", "vader", f"past the limit {BIG}"), 503)
+        assert s.running(), "parleyd died at the file-size limit"
+        _serving_everything_else(s, hans, yoda, "fsize")
+    finally:
+        _limit_file_size(s.pid, None)
+    _check_recovery(s, hans, first, "file_size_limit", 1, 301)
+    s.stop()
+    limited = os.path.getsize(queue) + 100
+    plain = s.command
+    s.command = lambda: ["prlimit", f"--fsize={limited}:unlimited", "--", *plain()]
+    s.start()
+    hans = s.login("hans")
+    err(hans.request("MSG", "vader", f"past the limit at start {BIG}"), 503)
+    assert sorted(ok(hans.request("WHO"))) == []
+    ok(hans.request("MSG", "vader", "small enough"))
+
+
+def _wrong_passwords(s, user, n):
+    """n wrong passwords for `user` on one connection; returns the codes of the replies."""
+    p = s.connect()
+    p.hello()
+    ok(p.request("USER", user))
+    codes = [p.request("PASS", f"wrong{i}")[1] for i in range(n)]
+    p.close()
+    return codes
+
+
+def test_failed_logins_on_a_full_disk_survive_restarts(full_disk_dir, make_server):
+    """Issue 9 point 19: wrong passwords counted while the disk is full were lost at the next
+    restart (their SQLite write failed and nothing wrote them again): a locked-out guesser got
+    three more tries per restart. They now take the store's reserve (parley.reserve), so they
+    survive a SIGTERM and a kill -9 on a disk that stays full."""
+    data = os.path.join(full_disk_dir, "parley-data")
+    s = make_server(args=["--data-dir", data])
+    filler = fill_fs(full_disk_dir)
+    try:
+        assert _wrong_passwords(s, "luke", 2) == ["401", "401"]
+        assert _wrong_passwords(s, "c3po", 1) == ["401"]
+        s.restart()  # SIGTERM, the disk still full
+        assert _wrong_passwords(s, "luke", 1) == ["424"]
+        assert _wrong_passwords(s, "c3po", 1) == ["401"]
+        s.kill9()
+        s.start()
+        assert _wrong_passwords(s, "c3po", 1) == ["424"]
+    finally:
+        os.unlink(filler)
+    assert "reserve" in s.stderr_text()  # the full disk was reported
+
+
+def test_store_reserve_option(make_server, tmp_path):
+    """--store-reserve sizes parley.reserve (default 1 MiB, 0 = none, at most 1 GiB)."""
+    s = make_server()
+    reserve = os.path.join(s.dir, "parley-data", "parley.reserve")
+    assert os.path.getsize(reserve) == 1 << 20
+    s.stop()
+    s.args = ["--store-reserve", "0"]
+    s.start()
+    assert os.path.getsize(reserve) == 0
+    s.stop()
+    s.args = ["--store-reserve", str((1 << 30) + 1)]
+    s.start(wait=False)
+    assert s.proc.wait(10) == 2
+    s.expected_exit = True
+    assert "--store-reserve must be a number from 0 to 1073741824" in s.stderr_text()

@@ -2,7 +2,7 @@
 
 import time
 
-from conftest import ok
+from conftest import err, ok, wait_until
 
 
 def _login_collect(server, user, count):
@@ -237,3 +237,54 @@ def test_fsync_server_keeps_messages_and_blocks_across_kill9(make_server):
     assert [e[4] for e in evs] == [f"flushed {i}" for i in range(2, 5)]
     luke = s.login("luke")
     assert luke.request("MSG", "yoda", "hi")[:2] == ["ERR", "451"]
+
+
+def test_max_queued_counts_unacknowledged_messages_of_an_online_recipient(make_server):
+    """Issue 9 point 13: a recipient who is online but never acknowledges keeps every message
+    in the store; --max-queued bounds them too (507), and each ACK makes room again."""
+    s = make_server(args=("--max-queued", "5", "--msg-rate", "0"))
+    a = s.login("hans")
+    b = s.login("yoda")
+    a.wait_event("LOGIN yoda")
+    ids = [ok(a.request("MSG", "yoda", f"unacknowledged {i}"))[0] for i in range(5)]
+    assert [e[1] for e in b.wait_events("MSG", 5)] == ids  # shown, never acknowledged
+    full = a.request("MSG", "yoda", "one too many")
+    assert full[:2] == ["ERR", "507"], full
+    b.no_event("MSG", within=0.2)
+    b.ack(ids[1])  # two acknowledged: room for two more
+    wait_until(lambda: a.request("MSG", "yoda", "room again")[0] == "OK", timeout=5,
+               what="an ACK to make room")
+    ok(a.request("MSG", "yoda", "and one more"))
+    assert a.request("MSG", "yoda", "full again")[:2] == ["ERR", "507"]
+
+
+def _stored_long_message(s, size):
+    """hans stores one long message and one short one for yoda (offline); returns their ids."""
+    a = s.login("hans")
+    long_id = ok(a.request("MSG", "yoda", "L" * size))[0]
+    short_id = ok(a.request("MSG", "yoda", "short after it"))[0]
+    a.close()
+    return long_id, short_id
+
+
+def test_stored_message_longer_than_the_new_limits_is_delivered(make_server):
+    """Issue 9 point 4: a message accepted under --max-message 20000 and stored, then a restart
+    with the default --max-message 1000 (--max-line 4096) and a --max-output smaller than the
+    message: it is delivered whole at the next login (the frame limit of a stored message is
+    the one it was accepted under), then the one behind it, then live ones; nothing stays stuck."""
+    s = make_server(args=("--max-message", "20000"))
+    long_id, short_id = _stored_long_message(s, 15000)
+    s.stop()
+    s.args = ["--max-output", "8192"]
+    s.start()
+    b = s.login("yoda")
+    first = b.wait_event("MSG")
+    assert (first[1], len(first[4])) == (long_id, 15000) and first[4] == "L" * 15000
+    b.ack(first[1])  # as a client does: the next page goes once this one is read
+    second = b.wait_event("MSG")
+    assert (second[1], second[4]) == (short_id, "short after it")
+    b.ack(second[1])
+    a = s.login("hans")
+    live = ok(a.request("MSG", "yoda", "live"))[0]
+    assert b.wait_event("MSG")[1:2] == [live]
+    err(a.request("MSG", "yoda", "L" * 1001), 413)  # new messages obey the new limit

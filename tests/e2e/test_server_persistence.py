@@ -72,3 +72,33 @@ def test_server_starts_in_fresh_directory_copy_of_credentials(tmp_path, make_ser
     s2 = make_server(dir=d2)
     b = s2.login("yoda")
     b.no_event("MSG", within=0.3)
+
+
+def test_second_server_on_the_same_data_dir_refuses_to_start(make_server, tmp_path):
+    """Issue 9 point 1: a second parleyd on a data directory another one holds exits non-zero
+    with one clear line naming the directory and the other process, before it touches any
+    file; the first keeps serving and keeps its messages (ids are not handed out twice)."""
+    s1 = make_server()
+    a = s1.login("hans")
+    first = ok(a.request("MSG", "yoda", "held by the first server"))[0]
+    data = os.path.join(s1.dir, "parley-data")
+    before = {n: os.stat(os.path.join(data, n)).st_mtime_ns for n in os.listdir(data)}
+    s2 = ParleyServer(tmp_path / "second", args=["--data-dir", data])
+    s2.start(wait=False)
+    try:
+        rc = s2.proc.wait(10)
+    finally:
+        if s2.running():
+            s2.kill9()
+    s2.expected_exit = True
+    assert rc == 1, s2.stderr_text()
+    lines = [l for l in s2.stderr_text().splitlines() if l.strip()]
+    assert any(data in l and "in use" in l and str(s1.pid) in l for l in lines), lines
+    after = {n: os.stat(os.path.join(data, n)).st_mtime_ns for n in os.listdir(data)}
+    assert after == before, "the refused server touched the store"
+    second = ok(a.request("MSG", "yoda", "still the only one"))[0]
+    assert int(second) == int(first) + 1
+    s1.restart()
+    b = s1.login("yoda")
+    assert [e[4] for e in b.wait_events("MSG", 2)] == ["held by the first server",
+                                                        "still the only one"]

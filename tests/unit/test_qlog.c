@@ -1,5 +1,6 @@
 /* Unit tests for the queue log (src/server/qlog.c): replay, cut-off of unfinished batches,
- * undo of a batch the disk refused, rewrite, and ids that never repeat. */
+ * undo of a batch the disk refused, rewrite, ids that never repeat, and damaged files: only a
+ * torn end may be cut; damage elsewhere is copied aside and read around. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +15,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <dirent.h>
 
 #include <cmocka.h>
 
@@ -40,6 +43,33 @@ static int setup(void **state)
     return 0;
 }
 
+/* Calls `fn` with the path of every copy of a damaged log in the fixture's directory; returns
+ * how many there are. */
+static int each_copy(struct fx *f, void (*fn)(const char *path))
+{
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    char path[PATH_MAX + 256];
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "parley.queue.damaged-", 21) != 0)
+            continue;
+        n++;
+        snprintf(path, sizeof path, "%s/%s", f->dir, e->d_name);
+        if (fn)
+            fn(path);
+    }
+    closedir(d);
+    return n;
+}
+
+static void remove_file(const char *path)
+{
+    unlink(path);
+}
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
@@ -49,6 +79,7 @@ static int teardown(void **state)
     unlink(f->path);
     snprintf(tmp, sizeof tmp, "%s.new", f->path);
     unlink(tmp);
+    each_copy(f, remove_file);
     rmdir(f->dir);
     free(f);
     return 0;
@@ -145,8 +176,8 @@ static void test_ids_never_repeat(void **state)
     assert_int_equal(push(f->q, "bob", "y"), last + 100);
 }
 
-/* A batch whose COMMIT never reached the file (a crash during the write) is cut off at open,
- * and so is junk after it; what was committed before stays. */
+/* A batch whose COMMIT never reached the file whole (a crash during the write) is cut off at
+ * open; what was committed before stays; nothing is reported as damage. */
 static void test_unfinished_batch_cut(void **state)
 {
     struct fx *f = *state;
@@ -159,24 +190,196 @@ static void test_unfinished_batch_cut(void **state)
     assert_int_equal(qlog_commit(f->q), 0);
     qlog_close(f->q);
     f->q = NULL;
-    /* Cut the last byte (part of the COMMIT record), then append junk. */
-    assert_int_equal(truncate(f->path, file_size(f->path) - 1), 0);
-    int fd = open(f->path, O_WRONLY | O_APPEND);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, "\x05\0\0\0junkjunk", 12), 12);
-    close(fd);
+    assert_int_equal(truncate(f->path, file_size(f->path) - 1), 0); /* part of the COMMIT */
 
     reopen(f);
     char want[64];
     snprintf(want, sizeof want, "%lld:kept", (long long)a);
     assert_string_equal(list(f->q, "bob", &l), want);
     assert_int_equal(file_size(f->path), committed);
+    assert_false(qlog_damaged(f->q));
+    assert_int_equal(each_copy(f, NULL), 0);
     /* The log goes on from there. */
     int64_t c = push(f->q, "bob", "after");
     assert_true(c > a);
     assert_int_equal(qlog_commit(f->q), 0);
     reopen(f);
     assert_int_equal(qlog_count(f->q, "bob"), 2);
+}
+
+/* Zeroes after the last batch (a file extended by a crash but never written) are a torn end. */
+static void test_zero_tail_cut(void **state)
+{
+    struct fx *f = *state;
+    static const char zeroes[4096];
+
+    push(f->q, "bob", "kept");
+    assert_int_equal(qlog_commit(f->q), 0);
+    off_t committed = file_size(f->path);
+    qlog_close(f->q);
+    f->q = NULL;
+    int fd = open(f->path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zeroes, sizeof zeroes), (ssize_t)sizeof zeroes);
+    close(fd);
+    reopen(f);
+    assert_int_equal(qlog_count(f->q, "bob"), 1);
+    assert_int_equal(file_size(f->path), committed);
+    assert_false(qlog_damaged(f->q));
+    assert_int_equal(each_copy(f, NULL), 0);
+}
+
+/* Flips one bit of the file at `off`. */
+static void flip_bit(const char *path, off_t off)
+{
+    unsigned char b;
+    int fd = open(path, O_RDWR);
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+/* Reads a whole file into `buf` (of `cap` bytes); returns its length. */
+static size_t read_all(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, cap);
+    assert_true(n >= 0 && (size_t)n < cap);
+    close(fd);
+    return (size_t)n;
+}
+
+static char copy_text[1 << 16];
+static size_t copy_len;
+
+static void read_copy(const char *path)
+{
+    copy_len = read_all(path, copy_text, sizeof copy_text);
+}
+
+/* Commits three batches for bob ("one", "two", "three") and closes the log; returns the ids
+ * and the offset where the second batch begins. */
+static off_t three_batches(struct fx *f, int64_t id[3])
+{
+    static const char *const bodies[3] = {"one", "two", "three"};
+    off_t second = 0;
+
+    for (int i = 0; i < 3; i++) {
+        if (i == 1)
+            second = file_size(f->path);
+        id[i] = push(f->q, "bob", bodies[i]);
+        assert_int_equal(qlog_commit(f->q), 0);
+    }
+    qlog_close(f->q);
+    f->q = NULL;
+    return second;
+}
+
+/* Damage in the middle (a bit flipped in a committed record, or in its length) deletes no
+ * other record: the damaged file is copied aside byte for byte, the records before and after
+ * the damage are kept, and the log is rewritten without it. */
+static void test_damage_in_the_middle_keeps_the_rest(void **state)
+{
+    struct fx *f = *state;
+    struct listing l;
+    static char before[1 << 16];
+    int64_t id[3];
+    char want[64];
+    static const off_t where[] = {8 + 30, 0}; /* in the body of "two"; in its length field */
+
+    for (size_t w = 0; w < sizeof where / sizeof where[0]; w++) {
+        if (w > 0) {
+            each_copy(f, remove_file);
+            unlink(f->path);
+            reopen(f);
+        }
+        off_t second = three_batches(f, id);
+        flip_bit(f->path, second + where[w]);
+        size_t before_len = read_all(f->path, before, sizeof before);
+
+        reopen(f);
+        assert_true(qlog_damaged(f->q));
+        snprintf(want, sizeof want, "%lld:one,%lld:three", (long long)id[0], (long long)id[2]);
+        assert_string_equal(list(f->q, "bob", &l), want);
+        assert_int_equal(each_copy(f, read_copy), 1);
+        assert_int_equal(copy_len, before_len);
+        assert_memory_equal(copy_text, before, before_len);
+        /* Ids go on above every readable one; the rewritten log is whole. */
+        assert_true(push(f->q, "bob", "four") > id[2]);
+        assert_int_equal(qlog_commit(f->q), 0);
+        reopen(f);
+        assert_false(qlog_damaged(f->q));
+        assert_int_equal(each_copy(f, NULL), 1);
+        assert_int_equal(qlog_count(f->q, "bob"), 3);
+    }
+}
+
+/* A damaged last COMMIT (the record is whole: the batch was written whole) keeps its batch. */
+static void test_damaged_last_commit_keeps_its_batch(void **state)
+{
+    struct fx *f = *state;
+    struct listing l;
+    int64_t id[3];
+    char want[64];
+
+    three_batches(f, id);
+    flip_bit(f->path, file_size(f->path) - 1);
+    reopen(f);
+    assert_true(qlog_damaged(f->q));
+    snprintf(want, sizeof want, "%lld:one,%lld:two,%lld:three", (long long)id[0], (long long)id[1],
+             (long long)id[2]);
+    assert_string_equal(list(f->q, "bob", &l), want);
+    assert_int_equal(each_copy(f, NULL), 1);
+}
+
+/* Junk after an unfinished batch is no torn write: the batch is cut as before, but the file
+ * is kept aside and the damage reported. */
+static void test_junk_at_the_end_is_kept_aside(void **state)
+{
+    struct fx *f = *state;
+
+    push(f->q, "bob", "kept");
+    assert_int_equal(qlog_commit(f->q), 0);
+    push(f->q, "bob", "torn");
+    assert_int_equal(qlog_commit(f->q), 0);
+    qlog_close(f->q);
+    f->q = NULL;
+    assert_int_equal(truncate(f->path, file_size(f->path) - 1), 0);
+    int fd = open(f->path, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\x05\0\0\0junkjunk", 12), 12);
+    close(fd);
+    reopen(f);
+    assert_true(qlog_damaged(f->q));
+    assert_int_equal(qlog_count(f->q, "bob"), 1);
+    assert_int_equal(each_copy(f, NULL), 1);
+}
+
+/* The store id survives reopening and every rewrite; a log without one says so. */
+static void test_store_id_kept(void **state)
+{
+    struct fx *f = *state;
+    static const char id[] = "0123456789abcdef0123456789abcdef";
+    int64_t ids[3];
+
+    assert_null(qlog_store_id(f->q));
+    assert_int_equal(qlog_set_store_id(f->q, "short"), -1);
+    assert_int_equal(qlog_set_store_id(f->q, id), 0);
+    assert_int_equal(qlog_commit(f->q), 0);
+    reopen(f);
+    assert_string_equal(qlog_store_id(f->q), id);
+    off_t second = three_batches(f, ids);
+    flip_bit(f->path, second + 8 + 30); /* damaged: rewritten at open */
+    reopen(f);
+    assert_true(qlog_damaged(f->q));
+    assert_string_equal(qlog_store_id(f->q), id);
+    reopen(f);
+    assert_false(qlog_damaged(f->q));
+    assert_string_equal(qlog_store_id(f->q), id);
 }
 
 /* Sets the largest file this process may write (RLIMIT_FSIZE); writes past it fail. */
@@ -426,10 +629,19 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_replay_after_reopen),         T(test_ids_never_repeat),
-        T(test_unfinished_batch_cut),        T(test_failed_batch_undone),
-        T(test_rewrite_keeps_live_messages), T(test_load_after_and_limit),
-        T(test_not_a_log_refused),           T(test_random_against_model),
+        T(test_replay_after_reopen),
+        T(test_ids_never_repeat),
+        T(test_unfinished_batch_cut),
+        T(test_failed_batch_undone),
+        T(test_rewrite_keeps_live_messages),
+        T(test_load_after_and_limit),
+        T(test_not_a_log_refused),
+        T(test_random_against_model),
+        T(test_zero_tail_cut),
+        T(test_damage_in_the_middle_keeps_the_rest),
+        T(test_damaged_last_commit_keeps_its_batch),
+        T(test_junk_at_the_end_is_kept_aside),
+        T(test_store_id_kept),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,6 +65,11 @@ size_t net_pending_output(const struct net_conn *c)
     return c->len;
 }
 
+bool net_output_fits(const struct net_conn *c, size_t len)
+{
+    return c->len + len < sizeof(c->out);
+}
+
 /* ---- fixture ---- */
 
 static int64_t fake_now;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -357,6 +358,167 @@ static void test_open_refuses_newer_schema(void **state)
     assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), -1);
     assert_null(f->st);
     assert_non_null(strstr(err, "newer"));
+}
+
+/* One process at a time: a second open of a directory in use fails, naming the holder's
+ * process id, and changes none of its files; once the holder closes, it opens. */
+static void test_open_refuses_a_directory_in_use(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "", want[64], path[PATH_MAX];
+    struct store *st = (struct store *)f;
+    struct stat before, after;
+
+    push(f->st, "alice", "bob", 1, "held");
+    assert_int_equal(store_commit(f->st), 0);
+    join(path, sizeof path, f->dir, "parley.queue");
+    assert_int_equal(stat(path, &before), 0);
+    assert_int_equal(store_open(&st, f->dir, err, sizeof err), -1);
+    assert_null(st);
+    snprintf(want, sizeof want, "in use by another parleyd (pid %ld)", (long)getpid());
+    assert_non_null(strstr(err, want));
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+}
+
+/* Closes the fixture's store and expects store_open to refuse the directory with a message
+ * holding `what` and the way out; `file` must still be missing or empty afterwards. */
+static void expect_refused(struct fx *f, const char *what, const char *file)
+{
+    char err[512] = "", path[PATH_MAX];
+    struct stat sb;
+
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(&f->st, f->dir, err, sizeof err), -1);
+    assert_null(f->st);
+    assert_non_null(strstr(err, what));
+    assert_non_null(strstr(err, "--accept-store-loss"));
+    join(path, sizeof path, f->dir, file);
+    assert_true(stat(path, &sb) != 0 || sb.st_size == 0); /* not created again */
+}
+
+/* Opens the fixture's store accepting a loss. */
+static void reopen_accepting_loss(struct fx *f)
+{
+    char err[512] = "";
+
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open_accepting_loss(&f->st, f->dir, err, sizeof err), 0);
+}
+
+/* A missing or emptied parley.queue is refused while parley.db shows the store had one; told
+ * to go on, the store keeps its blocks and message ids go on above every id given. */
+static void test_lost_log_refused(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+
+    int64_t last = 0;
+    for (int i = 0; i < 3; i++)
+        last = push(f->st, "alice", "bob", 1, "lost");
+    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    assert_true(sql_int(f->dir, "SELECT value FROM meta WHERE key = 'id_reserved'") > last);
+    join(path, sizeof path, f->dir, "parley.queue");
+    for (int emptied = 0; emptied < 2; emptied++) {
+        if (emptied)
+            write_file(path, ""); /* the refusal before did not create it again */
+        else
+            assert_int_equal(unlink(path), 0);
+        expect_refused(f, "parley.queue is missing or empty, but parley.db shows", "parley.queue");
+    }
+    reopen_accepting_loss(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_true(push(f->st, "alice", "bob", 2, "new") > last);
+    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 1);
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f); /* a store again: no loss to accept */
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+}
+
+/* An emptied or missing parley.db is refused while parley.queue shows the store had one;
+ * told to go on, the messages stay and their ids go on. */
+static void test_lost_db_refused(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    static const char *const sqlite_files[] = {"parley.db", "parley.db-wal", "parley.db-shm"};
+
+    int64_t last = push(f->st, "alice", "bob", 1, "kept");
+    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    store_close(f->st);
+    f->st = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        join(path, sizeof path, f->dir, sqlite_files[i]);
+        if (i == 0)
+            assert_int_equal(truncate(path, 0), 0);
+        else if (unlink(path) != 0)
+            assert_int_equal(errno, ENOENT);
+    }
+    expect_refused(f, "parley.db is missing or empty, but parley.queue shows", "parley.db");
+    reopen_accepting_loss(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 0);
+    assert_true(push(f->st, "alice", "bob", 2, "new") > last);
+    assert_int_equal(store_commit(f->st), 0);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT length(value) FROM meta WHERE key = 'store_id'"), 32);
+}
+
+/* The log of another store is refused. */
+static void test_foreign_log_refused(void **state)
+{
+    struct fx *f = *state;
+    char other[PATH_MAX], from[PATH_MAX], to[PATH_MAX], err[256] = "";
+    struct store *st = NULL;
+
+    join(other, sizeof other, f->root, "other");
+    assert_int_equal(store_open(&st, other, err, sizeof err), 0);
+    store_close(st);
+    push(f->st, "alice", "bob", 1, "mine");
+    assert_int_equal(store_commit(f->st), 0);
+    join(from, sizeof from, other, "parley.queue");
+    join(to, sizeof to, f->dir, "parley.queue");
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(rename(from, to), 0);
+    expect_refused(f, "parley.queue belongs to another store than parley.db", "none");
+}
+
+/* When damage took the newest messages of the log (and with them the log's knowledge of their
+ * ids), ids still never go back: they go on above the reservation. */
+static void test_ids_never_go_back_after_damage(void **state)
+{
+    struct fx *f = *state;
+    char path[PATH_MAX];
+    struct stat sb;
+    unsigned char b;
+
+    push(f->st, "alice", "bob", 1, "kept");
+    assert_int_equal(store_commit(f->st), 0);
+    int64_t lost = push(f->st, "alice", "bob", 2, "damaged, and the newest");
+    assert_int_equal(store_commit(f->st), 0);
+    store_close(f->st);
+    f->st = NULL;
+    join(path, sizeof path, f->dir, "parley.queue");
+    assert_int_equal(stat(path, &sb), 0);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    off_t at = sb.st_size - 9 - 12; /* in the last message's body, before its COMMIT */
+    assert_int_equal(pread(fd, &b, 1, at), 1);
+    b ^= 0x01;
+    assert_int_equal(pwrite(fd, &b, 1, at), 1);
+    close(fd);
+    reopen(f);
+    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_true(push(f->st, "alice", "bob", 3, "new") > lost);
 }
 
 static void test_close_null_and_error_text(void **state)
@@ -877,6 +1039,55 @@ static void test_locks(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM lockouts"), 2);
 }
 
+/* Sets the largest file this process may write (RLIMIT_FSIZE); writes past it fail. */
+static void limit_file_size(rlim_t bytes)
+{
+    struct rlimit rl;
+
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = bytes;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+/* A lock-out the disk refuses (here the file-size limit stops the WAL from growing) is kept and
+ * written at the next heartbeat or at close, once the disk takes it; a newer record of the same
+ * name replaces the kept one. */
+static void test_lock_refused_by_the_disk_written_later(void **state)
+{
+    struct fx *f = *state;
+    char wal[PATH_MAX];
+    struct stat sb;
+    struct store_lock lock = {.failures = 1, .locked_until = 0}, got;
+
+    join(wal, sizeof wal, f->dir, "parley.db-wal");
+    assert_int_equal(stat(wal, &sb), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    limit_file_size((rlim_t)sb.st_size);
+    assert_int_equal(store_lock_put(f->st, "mallory", &lock), -1);
+    assert_non_null(strstr(store_error(f->st), "kept"));
+    lock.failures = 2;
+    assert_int_equal(store_lock_put(f->st, "mallory", &lock), -1);
+    assert_int_equal(store_lock_put(f->st, "trudy", &lock), -1);
+    assert_int_equal(store_heartbeat(f->st, 100), -1); /* still refused: still kept */
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, SIG_DFL);
+    assert_int_equal(store_heartbeat(f->st, 101), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT failures FROM lockouts WHERE name = 'mallory'"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT failures FROM lockouts WHERE name = 'trudy'"), 2);
+    /* A record refused at the end is written by store_close. */
+    limit_file_size((rlim_t)sb.st_size);
+    signal(SIGXFSZ, SIG_IGN);
+    lock.failures = 0;
+    lock.locked_until = 900;
+    assert_int_equal(store_lock_put(f->st, "trudy", &lock), -1);
+    limit_file_size(RLIM_INFINITY);
+    signal(SIGXFSZ, SIG_DFL);
+    reopen(f);
+    assert_int_equal(store_lock_get(f->st, "trudy", &got), 0);
+    assert_int_equal(got.failures, 0);
+    assert_int_equal(got.locked_until, 900);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -888,6 +1099,11 @@ int main(void)
         T(test_open_fails_when_dir_is_a_file),
         T(test_open_fails_on_garbage_db),
         T(test_open_refuses_newer_schema),
+        T(test_open_refuses_a_directory_in_use),
+        T(test_lost_log_refused),
+        T(test_lost_db_refused),
+        T(test_foreign_log_refused),
+        T(test_ids_never_go_back_after_damage),
         T(test_close_null_and_error_text),
         T(test_push_load_order),
         T(test_ids_not_reused_after_ack_and_restart),
@@ -908,6 +1124,7 @@ int main(void)
         T(test_recover_uses_heartbeat),
         T(test_recover_without_heartbeat_uses_now),
         T(test_locks),
+        T(test_lock_refused_by_the_disk_written_later),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,12 @@
 /* Command-line parsing for parleyd; see config.h and man/parleyd.8. */
 #include "server/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +132,102 @@ static void set_defaults(struct config *cfg)
     cfg->max_failures = 3;
 }
 
+/* How a numeric option is stored in struct config. */
+enum num_type {
+    NUM_INT,
+    NUM_LONG,
+    NUM_UNSIGNED,
+    NUM_SIZE,
+    NUM_ULL,
+    NUM_LL,
+};
+
+/* A numeric option: its accepted range and the field it fills. */
+struct num_option {
+    int opt;
+    const char *name;
+    long long min, max;
+    enum num_type type;
+    size_t offset;
+};
+
+#define NUM(opt, name, min, max, type, field)                                                      \
+    {                                                                                              \
+        opt, name, min, max, type, offsetof(struct config, field)                                  \
+    }
+
+static const struct num_option num_options[] = {
+    NUM(OPT_PORT, "port", 0, 65535, NUM_INT, port),
+    NUM(OPT_BLOCK, "block_duration", 0, 100000000, NUM_LONG, block_duration),
+    NUM(OPT_TIMEOUT, "timeout", 1, 100000000, NUM_LONG, timeout),
+    NUM(OPT_HASH_OPS, "--hash-ops", 1, 1000, NUM_ULL, hash_ops),
+    NUM(OPT_HASH_MEM, "--hash-mem", 8192, 1LL << 32, NUM_SIZE, hash_mem),
+    NUM(OPT_HASH_THREADS, "--hash-threads", 1, 64, NUM_INT, hash_threads),
+    NUM(OPT_MAX_LINE, "--max-line", 256, 1 << 20, NUM_SIZE, max_line),
+    NUM(OPT_MAX_MESSAGE, "--max-message", 1, 1 << 20, NUM_SIZE, max_message),
+    NUM(OPT_MAX_OUTPUT, "--max-output", 4096, 1LL << 34, NUM_SIZE, max_output),
+    NUM(OPT_MAX_CONNECTIONS, "--max-connections", 1, 10000000, NUM_SIZE, max_connections),
+    NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
+    NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
+    NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
+    NUM(OPT_MAX_ERRORS, "--max-errors", 1, 1000000, NUM_UNSIGNED, max_errors),
+    NUM(OPT_MAX_QUEUED, "--max-queued", 1, 1LL << 40, NUM_LL, max_queued),
+    NUM(OPT_MAX_FAILURES, "--max-failures", 1, 1000, NUM_INT, max_failures),
+};
+
+/* The largest value a field of this type holds. */
+static long long type_max(enum num_type type)
+{
+    switch (type) {
+    case NUM_INT:
+        return INT_MAX;
+    case NUM_LONG:
+        return LONG_MAX;
+    case NUM_UNSIGNED:
+        return (long long)UINT_MAX;
+    case NUM_SIZE:
+        return SIZE_MAX > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)SIZE_MAX;
+    case NUM_ULL:
+    case NUM_LL:
+        return LLONG_MAX;
+    }
+    return 0;
+}
+
+/* The accepted maximum: the option's own, never more than its field holds. */
+static long long option_max(const struct num_option *o)
+{
+    long long cap = type_max(o->type);
+    return o->max < cap ? o->max : cap;
+}
+
+/* Stores `v` (within the option's range) in its field. */
+static void store_number(struct config *cfg, const struct num_option *o, long long v)
+{
+    char *field = (char *)cfg + o->offset;
+    assert(v >= o->min && v <= option_max(o));
+    switch (o->type) {
+    case NUM_INT:
+        *(int *)field = (int)v;
+        break;
+    case NUM_LONG:
+        *(long *)field = (long)v;
+        break;
+    case NUM_UNSIGNED:
+        *(unsigned *)field = (unsigned)v;
+        break;
+    case NUM_SIZE:
+        *(size_t *)field = (size_t)v;
+        break;
+    case NUM_ULL:
+        *(unsigned long long *)field = (unsigned long long)v;
+        break;
+    case NUM_LL:
+        *(long long *)field = v;
+        break;
+    }
+}
+
 /* Parses a whole decimal number in [min, max]. */
 static bool parse_num(const char *name, const char *s, long long min, long long max, long long *out)
 {
@@ -146,52 +245,17 @@ static bool parse_num(const char *name, const char *s, long long min, long long 
 
 static bool set_number(struct config *cfg, int opt, const char *arg)
 {
-    long long v;
-    switch (opt) {
-    case OPT_PORT:
-        return parse_num("port", arg, 0, 65535, &v) && (cfg->port = (int)v, true);
-    case OPT_BLOCK:
-        return parse_num("block_duration", arg, 0, 100000000, &v) &&
-               (cfg->block_duration = (long)v, true);
-    case OPT_TIMEOUT:
-        return parse_num("timeout", arg, 1, 100000000, &v) && (cfg->timeout = (long)v, true);
-    case OPT_HASH_OPS:
-        return parse_num("--hash-ops", arg, 1, 1000, &v) &&
-               (cfg->hash_ops = (unsigned long long)v, true);
-    case OPT_HASH_MEM:
-        return parse_num("--hash-mem", arg, 8192, 1LL << 32, &v) &&
-               (cfg->hash_mem = (size_t)v, true);
-    case OPT_HASH_THREADS:
-        return parse_num("--hash-threads", arg, 1, 64, &v) && (cfg->hash_threads = (int)v, true);
-    case OPT_MAX_LINE:
-        return parse_num("--max-line", arg, 256, 1 << 20, &v) && (cfg->max_line = (size_t)v, true);
-    case OPT_MAX_MESSAGE:
-        return parse_num("--max-message", arg, 1, 1 << 20, &v) &&
-               (cfg->max_message = (size_t)v, true);
-    case OPT_MAX_OUTPUT:
-        return parse_num("--max-output", arg, 4096, 1LL << 34, &v) &&
-               (cfg->max_output = (size_t)v, true);
-    case OPT_MAX_CONNECTIONS:
-        return parse_num("--max-connections", arg, 1, 10000000, &v) &&
-               (cfg->max_connections = (size_t)v, true);
-    case OPT_LOGIN_TIMEOUT:
-        return parse_num("--login-timeout", arg, 1, 100000000, &v) &&
-               (cfg->login_timeout = (long)v, true);
-    case OPT_MSG_RATE:
-        return parse_num("--msg-rate", arg, 0, 10000000, &v) && (cfg->msg_rate = (unsigned)v, true);
-    case OPT_MSG_BURST:
-        return parse_num("--msg-burst", arg, 1, 10000000, &v) &&
-               (cfg->msg_burst = (unsigned)v, true);
-    case OPT_MAX_ERRORS:
-        return parse_num("--max-errors", arg, 1, 1000000, &v) &&
-               (cfg->max_errors = (unsigned)v, true);
-    case OPT_MAX_QUEUED:
-        return parse_num("--max-queued", arg, 1, 1LL << 40, &v) && (cfg->max_queued = v, true);
-    case OPT_MAX_FAILURES:
-        return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
-    default:
-        return false;
+    for (size_t i = 0; i < sizeof(num_options) / sizeof(num_options[0]); i++) {
+        const struct num_option *o = &num_options[i];
+        long long v;
+        if (o->opt != opt)
+            continue;
+        if (!parse_num(o->name, arg, o->min, option_max(o), &v))
+            return false;
+        store_number(cfg, o, v);
+        return true;
     }
+    return false;
 }
 
 static enum config_result set_option(struct config *cfg, int opt, const char *arg)

@@ -53,7 +53,7 @@ struct session {
     int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
     bool new_account;  /* PASS creates the account (registration) */
     uint16_t p2p_port;
-    uint16_t errors;                   /* malformed frames in a row */
+    unsigned errors;                   /* malformed frames in a row (the type of cfg.max_errors) */
     char tag[PROTO_MAX_TAG + 1];       /* the request a worker job will answer */
     char new_name[PROTO_MAX_NAME + 1]; /* the name a registration will create */
 };

@@ -268,6 +268,19 @@ def test_max_errors_closes_with_bye_flood(make_server):
     ok(w.request("WHO"))
 
 
+def test_max_errors_above_65535_trips(make_server):
+    """Issue 9, point 18: the counter of malformed frames was 16 bits wide, so a --max-errors
+    above 65535 never closed anything (it wrapped to 0 first)."""
+    s = make_server(args=["--max-errors", "65537", "--max-output", str(64 << 20)])
+    a = s.login("hans")
+    a.send_raw(b"1 NOSUCH\n" * 65536)
+    a.pump(0.5)
+    assert not a.eof, "closed before --max-errors malformed frames"
+    a.send_raw(b"1 NOSUCH\n")
+    assert a.closed(20), "connection not closed after 65537 malformed frames"
+    assert ["BYE", "flood"] in a.all_events, a.frames[-3:]
+
+
 def test_max_errors_before_login(make_server):
     s = make_server(args=["--max-errors", "3"])
     a = s.connect()

@@ -241,6 +241,25 @@ static void test_lockout_with_clock(void **state)
     assert_int_equal(kept.locked_until, u->lock.locked_until); /* persisted */
 }
 
+/* --max-errors above 65535 trips (the counter was 16 bits wide and wrapped to 0 first). */
+static void test_max_errors_above_16_bits(void **state)
+{
+    struct fx *f = *state;
+    f->srv.cfg.max_errors = 70000;
+    open_conn(f, 0);
+    feed(f, 0, "1 HELLO 1");
+    for (unsigned i = 1; i < 70000; i++) {
+        feed(f, 0, "2 NOSUCH");
+        if (i % 1000 == 0)
+            take(f, 0);
+    }
+    assert_false(f->conn[0].closed);
+    take(f, 0);
+    feed(f, 0, "2 NOSUCH");
+    assert_true(f->conn[0].closed);
+    assert_string_equal(take(f, 0), "2 ERR 501 unknown request\n* BYE flood\n");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -250,6 +269,7 @@ int main(void)
         T(test_failed_request_is_activity),
         T(test_receiving_is_not_activity),
         T(test_lockout_with_clock),
+        T(test_max_errors_above_16_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

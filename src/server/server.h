@@ -12,6 +12,7 @@
 #include "server/config.h"
 #include "server/directory.h"
 #include "server/net.h"
+#include "server/pairmap.h"
 #include "server/ratelimit.h"
 
 struct event;
@@ -53,8 +54,10 @@ struct session {
     int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
     bool new_account;  /* PASS creates the account (registration) */
     uint16_t p2p_port;
-    unsigned errors;                   /* malformed frames in a row (the type of cfg.max_errors) */
-    char tag[PROTO_MAX_TAG + 1];       /* the request a worker job will answer */
+    struct p2p_request *p2p_req[2]; /* the P2P requests it made [0] and that were made to it [1] */
+    struct p2p_pair *p2p_pairs;     /* its open private sessions */
+    unsigned errors;                /* malformed frames in a row (the type of cfg.max_errors) */
+    char tag[PROTO_MAX_TAG + 1];    /* the request a worker job will answer */
     char new_name[PROTO_MAX_NAME + 1]; /* the name a registration will create */
 };
 
@@ -70,8 +73,9 @@ struct server {
     struct event *sig_term, *sig_int, *sig_hup;
     struct session_list login_list;  /* not yet logged in, by login deadline */
     struct session_list online_list; /* logged in, by idle deadline */
-    struct p2p_request *p2p_requests;
-    struct p2p_pair *p2p_pairs;
+    struct pairmap p2p_requests;     /* by (initiator id, target id) */
+    struct pairmap p2p_pairs;        /* open private sessions, by (lower id, higher id) */
+    struct p2p_request *p2p_oldest, *p2p_newest; /* requests waiting, by age = by deadline */
     struct server_undo *undo; /* output that depends on the pending group commit */
     size_t n_undo, cap_undo;
     int64_t last_heartbeat;

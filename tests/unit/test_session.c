@@ -241,6 +241,51 @@ static void test_lockout_with_clock(void **state)
     assert_int_equal(kept.locked_until, u->lock.locked_until); /* persisted */
 }
 
+/* P2P bookkeeping: a request expires after 60 s, an accepted one becomes a session that blocks
+ * a second one both ways, and a session that ends takes its requests and sessions along. */
+static void test_p2p_requests_and_sessions(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    login(f, 1, "yoda", "wise");
+    feed(f, 1, "4 LISTEN 4000");
+    feed(f, 0, "5 P2P yoda");
+    assert_non_null(strstr(take(f, 1), "* P2PREQ hans "));
+    p2p_expire(&f->srv, fake_now + 60000 - 1);
+    assert_string_equal(take(f, 0), "* LOGIN yoda\n");
+    p2p_expire(&f->srv, fake_now + 60000);
+    assert_string_equal(take(f, 0), "5 ERR 455 private session declined\n");
+    feed(f, 1, "6 P2PACCEPT hans"); /* too late */
+    assert_string_equal(take(f, 1), "6 ERR 403 not allowed now\n");
+
+    feed(f, 0, "7 P2P yoda");
+    take(f, 1);
+    feed(f, 1, "8 P2P hans"); /* a request the other way is pending */
+    assert_string_equal(take(f, 1), "8 ERR 454 private session exists\n");
+    feed(f, 1, "9 P2PACCEPT hans");
+    assert_string_equal(take(f, 1), "9 OK\n");
+    assert_non_null(strstr(take(f, 0), "7 OK 127.0.0.1 4000 "));
+    feed(f, 0, "10 P2P yoda");
+    feed(f, 1, "11 P2P hans");
+    assert_string_equal(take(f, 0), "10 ERR 454 private session exists\n");
+    assert_string_equal(take(f, 1), "11 ERR 454 private session exists\n");
+    p2p_expire(&f->srv, fake_now + 120000); /* nothing left to expire */
+    assert_string_equal(take(f, 0), "");
+
+    feed(f, 0, "12 P2P yoda");
+    assert_string_equal(take(f, 0), "12 ERR 454 private session exists\n");
+    session_closed(f->s[1], NET_CLOSE_EOF); /* yoda goes: the session with hans ends */
+    f->s[1] = NULL;
+    take(f, 0);
+    login(f, 2, "yoda", "wise");
+    feed(f, 2, "4 LISTEN 4001");
+    feed(f, 0, "13 P2P yoda");
+    assert_non_null(strstr(take(f, 2), "* P2PREQ hans "));
+    session_closed(f->s[2], NET_CLOSE_EOF); /* the target goes: the initiator hears 410 */
+    f->s[2] = NULL;
+    assert_non_null(strstr(take(f, 0), "13 ERR 410 "));
+}
+
 /* --max-errors above 65535 trips (the counter was 16 bits wide and wrapped to 0 first). */
 static void test_max_errors_above_16_bits(void **state)
 {
@@ -270,6 +315,7 @@ int main(void)
         T(test_receiving_is_not_activity),
         T(test_lockout_with_clock),
         T(test_max_errors_above_16_bits),
+        T(test_p2p_requests_and_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

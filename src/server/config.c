@@ -42,6 +42,9 @@ static const char usage_text[] =
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
+    "  --req-rate N           other requests per second per user, 0 = unlimited (default 50;\n"
+    "                         a reply listing names costs one more per 100 names)\n"
+    "  --req-burst N          other requests a user may send at once (default 200)\n"
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
     "  --max-queued N         messages waiting for one offline user (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
@@ -70,6 +73,8 @@ enum {
     OPT_LOGIN_TIMEOUT,
     OPT_MSG_RATE,
     OPT_MSG_BURST,
+    OPT_REQ_RATE,
+    OPT_REQ_BURST,
     OPT_MAX_ERRORS,
     OPT_MAX_QUEUED,
     OPT_MAX_FAILURES,
@@ -100,6 +105,8 @@ static const struct option long_options[] = {
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
+    {"req-rate", required_argument, NULL, OPT_REQ_RATE},
+    {"req-burst", required_argument, NULL, OPT_REQ_BURST},
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
     {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
@@ -127,6 +134,8 @@ static void set_defaults(struct config *cfg)
     cfg->login_timeout = 120;
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
+    cfg->req_rate = 50;
+    cfg->req_burst = 200;
     cfg->max_errors = 100;
     cfg->max_queued = 10000;
     cfg->max_failures = 3;
@@ -170,6 +179,8 @@ static const struct num_option num_options[] = {
     NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
     NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
     NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
+    NUM(OPT_REQ_RATE, "--req-rate", 0, 10000000, NUM_UNSIGNED, req_rate),
+    NUM(OPT_REQ_BURST, "--req-burst", 1, 10000000, NUM_UNSIGNED, req_burst),
     NUM(OPT_MAX_ERRORS, "--max-errors", 1, 1000000, NUM_UNSIGNED, max_errors),
     NUM(OPT_MAX_QUEUED, "--max-queued", 1, 1LL << 40, NUM_LL, max_queued),
     NUM(OPT_MAX_FAILURES, "--max-failures", 1, 1000, NUM_INT, max_failures),

@@ -29,6 +29,8 @@ struct config {
     long login_timeout;
     unsigned msg_rate;
     unsigned msg_burst;
+    unsigned req_rate; /* requests other than messages, per second and user (0: no limit) */
+    unsigned req_burst;
     unsigned max_errors;
     long long max_queued;
     int max_failures;

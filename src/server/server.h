@@ -48,6 +48,8 @@ struct session {
     struct session_list *list;
     int64_t deadline_ms; /* login deadline, or idle deadline when online */
     struct ratelimit rate;
+    /* requests other than messages before login (--req-rate; once online, the user's) */
+    struct ratelimit request_budget;
     int64_t sent_id;   /* highest message id sent */
     int64_t acked_id;  /* highest message id acknowledged */
     bool draining;     /* queued messages remain in the store to be sent */

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from conftest import PARLEYD, Proto, err, ok, wait_until
+from test_server_whosince import add_history
 
 
 def _is_asan():
@@ -346,6 +347,60 @@ def test_message_rate_limit_429(make_server):
     assert ["ERR", "429"] == [r for r in replies if r[0] == "ERR"][0][:2], replies
     # Other users have their own budget.
     ok(b.request("MSG", "hans", "mine"))
+
+
+def test_request_budget_429(make_server):
+    """Issue 9, point 12: every request, not only messages, draws on a budget per user
+    (--req-rate, --req-burst); past it 429. Answers and endings are never refused, messages keep
+    their own budget, and logging in again does not refill it."""
+    s = make_server(args=["--req-rate", "1", "--req-burst", "5"])
+    a = s.login("hans")  # HELLO, USER and PASS came out of the connection's own budget
+    b = s.login("yoda")
+    a.wait_event("LOGIN yoda")
+    a.open_listener()  # one of hans's five
+    a.send_raw("".join(f"w{i} WHO\n" for i in range(12)))
+    replies = [a.get_reply(f"w{i}") for i in range(12)]
+    oks = [r for r in replies if r[0] == "OK"]
+    assert 4 <= len(oks) <= 5, replies
+    assert all(r[:2] == ["ERR", "429"] for r in replies[len(oks):]), replies
+    for verb in (["WHOSINCE", "5"], ["BLOCK", "luke"], ["TOUCH"], ["P2P", "yoda"]):
+        err(a.request(*verb), 429)
+    # Messages have their own budget.
+    ok(a.request("MSG", "yoda", "still fine"))
+    # Answers and endings go through on an empty budget.
+    tag = b.send_request("P2P", "hans")
+    a.pump(0.1)
+    assert tag not in b.replies
+    a.wait_event("P2PREQ yoda")
+    assert a.request("P2PACCEPT", "yoda") == ["OK"]
+    ok(b.get_reply(tag))
+    assert a.request("P2PEND", "yoda") == ["OK"]
+    assert a.request("LOGOUT") == ["OK"]
+    # A new login starts with a fresh connection budget, but the user's is still spent.
+    a = s.login("hans")
+    err(a.request("WHO"), 429)
+    # Tokens come back at --req-rate.
+    wait_until(lambda: a.request("WHO")[0] == "OK", timeout=3, interval=0.25,
+               what="the request budget to let a WHO through")
+    # Other users have their own.
+    ok(s.login("luke").request("WHO"))
+
+
+def test_big_listing_costs_more(make_server):
+    """A reply listing n names costs 1 + n/100 tokens: a listing of everybody is as much
+    work as that many small requests."""
+    names = [f"u{i:04d}" for i in range(2000)]
+    s = make_server(users={"hans": "falcon", **{n: "pw" for n in names}},
+                    args=["--req-rate", "1", "--req-burst", "200"])
+    add_history(s, names, int(time.time()) - 3600)
+    a = s.login("hans")
+    a.send_raw("".join(f"w{i} WHOSINCE 7200\n" for i in range(20)))
+    replies = [a.get_reply(f"w{i}") for i in range(20)]
+    assert all(len(r) == 2001 for r in replies[:9]), [len(r) for r in replies]
+    # 200 tokens: nine listings of 2,000 names cost 21 each, the tenth leaves a debt.
+    answered = [r for r in replies if r[0] == "OK"]
+    assert len(answered) == 10, [r[:2] for r in replies]
+    assert all(r[:2] == ["ERR", "429"] for r in replies[10:])
 
 
 def test_max_connections(make_server):

@@ -235,7 +235,7 @@ def test_p2p_storm_stays_fast(make_server):
     behind the first wave (7.7 s with 300 users asking 149 each). Indexed: milliseconds. The
     big version is in tests/soak/limits.py."""
     names = sorted(users("p", 200))
-    s = make_server(users={**users("p", 200), "probe": "probe"})
+    s = make_server(users={**users("p", 200), "probe": "probe"}, args=["--req-rate", "0"])
     probe = s.login("probe")
     rtts = p2p_storm(s, names, 99, probe)
     bound = 1.0 if is_asan() else 0.4

@@ -40,6 +40,8 @@ GETTER(max_connections)
 GETTER(login_timeout)
 GETTER(msg_rate)
 GETTER(msg_burst)
+GETTER(req_rate)
+GETTER(req_burst)
 GETTER(max_errors)
 GETTER(max_queued)
 GETTER(max_failures)
@@ -58,6 +60,8 @@ static const struct case_ cases[] = {
     {"--login-timeout", 1, 100000000, get_login_timeout},
     {"--msg-rate", 0, 10000000, get_msg_rate},
     {"--msg-burst", 1, 10000000, get_msg_burst},
+    {"--req-rate", 0, 10000000, get_req_rate},
+    {"--req-burst", 1, 10000000, get_req_burst},
     {"--max-errors", 1, 1000000, get_max_errors},
     {"--max-queued", 1, 1LL << 40, get_max_queued},
     {"--max-failures", 1, 1000, get_max_failures},
@@ -126,6 +130,8 @@ static void test_defaults(void **state)
     char *args[] = {"parleyd", "0", "60", "10", NULL};
     assert_int_equal(config_parse(&cfg, 4, args), CONFIG_RUN);
     assert_int_equal(cfg.max_errors, 100);
+    assert_int_equal(cfg.req_rate, 50);
+    assert_int_equal(cfg.req_burst, 200);
 }
 
 int main(void)

@@ -19,8 +19,8 @@
 enum shape {
     SHAPE_NONE,      /* no field */
     SHAPE_ONE,       /* exactly one field */
-    SHAPE_ONE_TEXT,  /* one field, then text */
-    SHAPE_TEXT,      /* text only */
+    SHAPE_ONE_TEXT,  /* one field, then text (not only spaces) */
+    SHAPE_TEXT,      /* text only (not only spaces) */
     SHAPE_ONE_MAYBE, /* one field, then optional text */
 };
 
@@ -91,6 +91,15 @@ static const struct command *find_command(struct proto_slice verb)
     return NULL;
 }
 
+/* True when a message text has something to show: not empty, not only spaces. */
+static bool text_visible(struct proto_slice text)
+{
+    for (size_t i = 0; i < text.len; i++)
+        if (text.ptr[i] != ' ')
+            return true;
+    return false;
+}
+
 /* Splits the fields after the verb by the command's shape. Returns false when they do not fit. */
 static bool split_fields(enum shape shape, struct proto_slice rest, struct request *r)
 {
@@ -105,7 +114,7 @@ static bool split_fields(enum shape shape, struct proto_slice rest, struct reque
         if (!proto_next_field(&rest, &r->arg[0]))
             return false;
         r->text = rest;
-        return rest.len > 0;
+        return text_visible(rest);
     case SHAPE_ONE_MAYBE:
         r->nargs = 1;
         if (!proto_next_field(&rest, &r->arg[0]))
@@ -114,7 +123,7 @@ static bool split_fields(enum shape shape, struct proto_slice rest, struct reque
         return true;
     case SHAPE_TEXT:
         r->text = rest;
-        return rest.len > 0;
+        return text_visible(rest);
     }
     return false;
 }

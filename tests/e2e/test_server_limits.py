@@ -174,6 +174,23 @@ def test_trailing_space_is_400(server):
         assert r[:2] == ["ERR", "400"], (body, r)
 
 
+def test_text_of_spaces_only_is_400(server):
+    """Issue 9, point 20: a message text made only of spaces was accepted and shown as an empty
+    line. It is a malformed request like an empty text (400); spaces around words are kept."""
+    a = server.login("hans")
+    y = server.login("yoda")
+    a.wait_event("LOGIN yoda")
+    for body in (b"MSG yoda  ", b"MSG yoda    ", b"BCAST  ", b"BCAST    "):
+        r = a.send_bad(body)
+        assert r[:2] == ["ERR", "400"], (body, r)
+    y.no_event("MSG", within=0.2)
+    y.no_event("BCAST", within=0)
+    ok(a.request("MSG", "yoda", "  two  spaces  "))
+    assert y.wait_event("MSG")[4] == "  two  spaces  "
+    ok(a.request("BCAST", " x"))
+    assert y.wait_event("BCAST") == ["BCAST", "hans", " x"]
+
+
 def test_leading_space_is_400_and_harmless(server):
     """Regression (found by fuzz_server): a frame starting with a space has an empty first
     field; the server once read it uninitialised. Now it is `- ERR 400` and nothing else."""

@@ -39,7 +39,10 @@ static const char usage_text[] =
     "  --max-message BYTES    message text length (default 1000)\n"
     "  --max-output BYTES     output queued per client before it is cut off (default 1048576)\n"
     "  --max-connections N    connections at once (default 100000)\n"
+    "  --max-per-address N    of those, from one IPv4 address or IPv6 /64, 0 = unlimited\n"
+    "                         (default 256)\n"
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
+    "  --hello-timeout S      time allowed to send HELLO after connecting (default 10)\n"
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --req-rate N           other requests per second per user, 0 = unlimited (default 50;\n"
@@ -70,7 +73,9 @@ enum {
     OPT_MAX_MESSAGE,
     OPT_MAX_OUTPUT,
     OPT_MAX_CONNECTIONS,
+    OPT_MAX_PER_ADDRESS,
     OPT_LOGIN_TIMEOUT,
+    OPT_HELLO_TIMEOUT,
     OPT_MSG_RATE,
     OPT_MSG_BURST,
     OPT_REQ_RATE,
@@ -102,7 +107,9 @@ static const struct option long_options[] = {
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
+    {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
     {"req-rate", required_argument, NULL, OPT_REQ_RATE},
@@ -131,7 +138,9 @@ static void set_defaults(struct config *cfg)
     cfg->max_message = PROTO_DEFAULT_MAX_MESSAGE;
     cfg->max_output = 1 << 20;
     cfg->max_connections = 100000;
+    cfg->max_per_address = 256;
     cfg->login_timeout = 120;
+    cfg->hello_timeout = 10;
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
     cfg->req_rate = 50;
@@ -176,7 +185,9 @@ static const struct num_option num_options[] = {
     NUM(OPT_MAX_MESSAGE, "--max-message", 1, 1 << 20, NUM_SIZE, max_message),
     NUM(OPT_MAX_OUTPUT, "--max-output", 4096, 1LL << 34, NUM_SIZE, max_output),
     NUM(OPT_MAX_CONNECTIONS, "--max-connections", 1, 10000000, NUM_SIZE, max_connections),
+    NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
     NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
+    NUM(OPT_HELLO_TIMEOUT, "--hello-timeout", 1, 100000000, NUM_LONG, hello_timeout),
     NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
     NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
     NUM(OPT_REQ_RATE, "--req-rate", 0, 10000000, NUM_UNSIGNED, req_rate),

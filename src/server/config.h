@@ -26,7 +26,9 @@ struct config {
     size_t max_message;
     size_t max_output;
     size_t max_connections;
+    size_t max_per_address; /* connections at once from one source address (0: no limit) */
     long login_timeout;
+    long hello_timeout; /* seconds a new connection has to send HELLO */
     unsigned msg_rate;
     unsigned msg_burst;
     unsigned req_rate; /* requests other than messages, per second and user (0: no limit) */

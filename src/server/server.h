@@ -37,16 +37,29 @@ struct session_list {
     struct session *head, *tail;
 };
 
+/* The deadlines a session can wait for, one list each (session.c). */
+enum session_due {
+    SESSION_DUE_MAIN = 0,  /* the login deadline, then the idle deadline once online */
+    SESSION_DUE_HELLO = 1, /* the first-frame deadline: until HELLO (--hello-timeout) */
+    SESSION_DUE_COUNT = 2,
+};
+
+/* A session's place in one deadline list. */
+struct session_link {
+    struct session *prev, *next;
+    struct session_list *list; /* NULL: in none */
+    int64_t deadline_ms;
+};
+
 /* One client connection. */
 struct session {
     struct server *srv;
     struct net_conn *conn;
     enum session_state state;
-    struct user *user;           /* named (PASSWORD, CHECKING) or logged in (ONLINE) */
-    struct login_job *job;       /* the worker job under way, if any */
-    struct session *prev, *next; /* in the login list or the online list */
-    struct session_list *list;
-    int64_t deadline_ms; /* login deadline, or idle deadline when online */
+    struct user *user;     /* named (PASSWORD, CHECKING) or logged in (ONLINE) */
+    struct login_job *job; /* the worker job under way, if any */
+    /* its places in the login or online list, and in the hello list (by deadline) */
+    struct session_link due[SESSION_DUE_COUNT];
     struct ratelimit rate;
     /* requests other than messages before login (--req-rate; once online, the user's) */
     struct ratelimit request_budget;
@@ -73,6 +86,7 @@ struct server {
     struct worker_pool *workers;
     struct event *tick;
     struct event *sig_term, *sig_int, *sig_hup;
+    struct session_list hello_list;  /* not yet said HELLO, by first-frame deadline */
     struct session_list login_list;  /* not yet logged in, by login deadline */
     struct session_list online_list; /* logged in, by idle deadline */
     struct pairmap p2p_requests;     /* by (initiator id, target id) */

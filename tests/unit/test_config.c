@@ -37,7 +37,9 @@ GETTER(max_line)
 GETTER(max_message)
 GETTER(max_output)
 GETTER(max_connections)
+GETTER(max_per_address)
 GETTER(login_timeout)
+GETTER(hello_timeout)
 GETTER(msg_rate)
 GETTER(msg_burst)
 GETTER(req_rate)
@@ -57,7 +59,9 @@ static const struct case_ cases[] = {
     {"--max-message", 1, 1 << 20, get_max_message},
     {"--max-output", 4096, 1LL << 34, get_max_output},
     {"--max-connections", 1, 10000000, get_max_connections},
+    {"--max-per-address", 0, 10000000, get_max_per_address},
     {"--login-timeout", 1, 100000000, get_login_timeout},
+    {"--hello-timeout", 1, 100000000, get_hello_timeout},
     {"--msg-rate", 0, 10000000, get_msg_rate},
     {"--msg-burst", 1, 10000000, get_msg_burst},
     {"--req-rate", 0, 10000000, get_req_rate},
@@ -130,6 +134,8 @@ static void test_defaults(void **state)
     char *args[] = {"parleyd", "0", "60", "10", NULL};
     assert_int_equal(config_parse(&cfg, 4, args), CONFIG_RUN);
     assert_int_equal(cfg.max_errors, 100);
+    assert_int_equal(cfg.max_per_address, 256);
+    assert_int_equal(cfg.hello_timeout, 10);
     assert_int_equal(cfg.req_rate, 50);
     assert_int_equal(cfg.req_burst, 200);
 }

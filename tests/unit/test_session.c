@@ -177,6 +177,31 @@ static void test_login_deadline(void **state)
     assert_string_equal(take(f, 0), "* BYE login-timeout\n");
 }
 
+/* A connection that says nothing has --hello-timeout (default 10 s), not the whole login
+ * timeout (30 s here); once HELLO is in, the login timeout from the connection applies. */
+static void test_hello_deadline(void **state)
+{
+    struct fx *f = *state;
+    open_conn(f, 0);
+    open_conn(f, 1);
+    feed(f, 1, "1 HELLO 1");
+    open_conn(f, 2);
+    feed(f, 2, "1 BOGUS"); /* a frame, but not HELLO */
+    take(f, 1);
+    take(f, 2);
+    session_expire(&f->srv, fake_now + 10 * 1000 - 1);
+    assert_false(f->conn[0].closed);
+    session_expire(&f->srv, fake_now + 10 * 1000);
+    assert_true(f->conn[0].closed);
+    assert_string_equal(take(f, 0), "* BYE login-timeout\n");
+    assert_true(f->conn[2].closed);
+    assert_false(f->conn[1].closed);
+    session_expire(&f->srv, fake_now + 30 * 1000 - 1);
+    assert_false(f->conn[1].closed);
+    session_expire(&f->srv, fake_now + 30 * 1000);
+    assert_true(f->conn[1].closed);
+}
+
 static void test_idle_deadline_and_activity(void **state)
 {
     struct fx *f = *state;
@@ -310,6 +335,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_login_deadline),
+        T(test_hello_deadline),
         T(test_idle_deadline_and_activity),
         T(test_failed_request_is_activity),
         T(test_receiving_is_not_activity),

@@ -144,11 +144,13 @@ bench-smoke: all
 	BUILD=$(abspath $(BUILD)) bench/compare --smoke
 
 # Long runs that are not part of make test: 1,000 clients for SOAK_SECONDS (default 600), the
-# 60-second P2P secret expiry, and a valgrind tour of every server feature.
+# 60-second P2P secret expiry, a valgrind tour of every server feature, and the big versions of
+# the server-limit tests (P2P storm, WHOSINCE flood on a big history, idle connection flood).
 soak: all
 	/usr/bin/python3 tests/soak/soak.py --build $(abspath $(BUILD)) --seconds $(or $(SOAK_SECONDS),600)
 	/usr/bin/python3 tests/soak/p2p_expiry.py --build $(abspath $(BUILD))
 	/usr/bin/python3 tests/soak/valgrind_tour.py --build $(abspath $(BUILD))
+	/usr/bin/python3 tests/soak/limits.py --build $(abspath $(BUILD))
 
 clean:
 	rm -rf build

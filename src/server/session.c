@@ -44,6 +44,12 @@ static void list_append(struct session_list *l, struct session *s, enum session_
     l->tail = s;
 }
 
+/* Seconds as milliseconds, in 64 bits whatever the width of `long` (options go to 10^8 s). */
+static int64_t seconds_ms(long seconds)
+{
+    return (int64_t)seconds * 1000;
+}
+
 void *session_open(void *arg, struct net_conn *conn)
 {
     struct server *srv = arg;
@@ -56,8 +62,8 @@ void *session_open(void *arg, struct net_conn *conn)
     s->conn = conn;
     s->state = SESSION_HELLO;
     int64_t now = server_now_ms();
-    list_append(&srv->hello_list, s, SESSION_DUE_HELLO, now + srv->cfg.hello_timeout * 1000);
-    list_append(&srv->login_list, s, SESSION_DUE_MAIN, now + srv->cfg.login_timeout * 1000);
+    list_append(&srv->hello_list, s, SESSION_DUE_HELLO, now + seconds_ms(srv->cfg.hello_timeout));
+    list_append(&srv->login_list, s, SESSION_DUE_MAIN, now + seconds_ms(srv->cfg.login_timeout));
     log_info("connection from %s", net_peer_addr(conn));
     return s;
 }
@@ -66,7 +72,7 @@ void session_touch(struct session *s)
 {
     if (s->state == SESSION_ONLINE)
         list_append(&s->srv->online_list, s, SESSION_DUE_MAIN,
-                    server_now_ms() + s->srv->cfg.timeout * 1000);
+                    server_now_ms() + seconds_ms(s->srv->cfg.timeout));
 }
 
 void session_send(struct session *s, const char *data, size_t len)

@@ -55,6 +55,10 @@ $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
+$(BUILD)/tests/test_config: $(call obj,src/server/config.c)
+$(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
+$(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
+$(BUILD)/tests/test_log: $(call obj,src/server/log.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 
@@ -143,13 +147,15 @@ bench-smoke: all
 	BUILD=$(abspath $(BUILD)) bench/compare --smoke
 
 # Long runs that are not part of make test: 1,000 clients for SOAK_SECONDS (default 600), the
-# 60-second P2P secret expiry, 100,000 abandoned registrations, and a valgrind tour of every
-# server feature.
+# 60-second P2P secret expiry, 100,000 abandoned registrations, a valgrind tour of every server
+# feature, and the big versions of the server-limit tests (P2P storm, WHOSINCE flood on a big
+# history, idle connection flood).
 soak: all
 	/usr/bin/python3 tests/soak/soak.py --build $(abspath $(BUILD)) --seconds $(or $(SOAK_SECONDS),600)
 	/usr/bin/python3 tests/soak/p2p_expiry.py --build $(abspath $(BUILD))
 	/usr/bin/python3 tests/soak/register_flood.py --build $(abspath $(BUILD))
 	/usr/bin/python3 tests/soak/valgrind_tour.py --build $(abspath $(BUILD))
+	/usr/bin/python3 tests/soak/limits.py --build $(abspath $(BUILD))
 
 clean:
 	rm -rf build

@@ -34,8 +34,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    char *args[] = {"parleyd", "--msg-rate", "0", "--max-errors", "1000000", "0", "60", "60", NULL};
-    if (config_parse(&srv.cfg, 8, args) != CONFIG_RUN || auth_init() < 0)
+    /* No budgets: the users live across inputs and would soon get nothing but 429. */
+    char *args[] = {"parleyd", "--msg-rate", "0",  "--req-rate", "0", "--max-errors",
+                    "1000000", "0",          "60", "60",         NULL};
+    if (config_parse(&srv.cfg, 10, args) != CONFIG_RUN || auth_init() < 0)
         abort();
     srv.cfg.max_output = 1 << 20;
     directory_init(&srv.dir);

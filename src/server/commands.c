@@ -19,8 +19,8 @@
 enum shape {
     SHAPE_NONE,      /* no field */
     SHAPE_ONE,       /* exactly one field */
-    SHAPE_ONE_TEXT,  /* one field, then text */
-    SHAPE_TEXT,      /* text only */
+    SHAPE_ONE_TEXT,  /* one field, then text (not only spaces) */
+    SHAPE_TEXT,      /* text only (not only spaces) */
     SHAPE_ONE_MAYBE, /* one field, then optional text */
 };
 
@@ -31,6 +31,14 @@ enum arg_kind {
     ARG_NUMBER, /* a decimal number */
 };
 
+/* Which budget a command draws on. */
+enum budget {
+    BUDGET_REQUEST, /* one token of --req-rate (listings pay more, see list_send) */
+    BUDGET_OWN,     /* MSG and BCAST: --msg-rate, taken by their handlers */
+    BUDGET_NONE,    /* answers and endings (P2PACCEPT, P2PDECLINE, P2PEND, LOGOUT): refusing
+                       them would leave state behind; their number is bounded by what they end */
+};
+
 /* One row of the command table. */
 struct command {
     const char *verb;
@@ -38,8 +46,16 @@ struct command {
     enum shape shape;
     enum arg_kind arg;
     bool activity; /* resets the idle timer */
+    enum budget budget;
     void (*run)(struct session *s, const struct request *r);
 };
+
+/* A reply listing names costs one more token of the request budget per this many names: a
+ * listing of every user is as much work as that many small requests. */
+#define LIST_NAMES_PER_TOKEN 100
+
+/* Names of departed accounts WHOSINCE forgets from the login history per request. */
+#define WHOSINCE_FORGET_MAX 1024
 
 static void cmd_who(struct session *s, const struct request *r);
 static void cmd_whosince(struct session *s, const struct request *r);
@@ -49,22 +65,22 @@ static void cmd_touch(struct session *s, const struct request *r);
 static void cmd_logout(struct session *s, const struct request *r);
 
 static const struct command commands[] = {
-    {"HELLO", IN_HELLO, SHAPE_ONE_MAYBE, ARG_ANY, false, login_hello},
-    {"USER", IN_LOGIN, SHAPE_ONE, ARG_NAME, false, login_user},
-    {"PASS", IN_PASSWORD, SHAPE_ONE, ARG_ANY, false, login_pass},
-    {"MSG", IN_ONLINE, SHAPE_ONE_TEXT, ARG_NAME, true, msg_direct},
-    {"BCAST", IN_ONLINE, SHAPE_TEXT, ARG_ANY, true, msg_broadcast},
-    {"WHO", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, cmd_who},
-    {"WHOSINCE", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, cmd_whosince},
-    {"BLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, cmd_block},
-    {"UNBLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, cmd_unblock},
-    {"LISTEN", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, p2p_listen},
-    {"P2P", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, p2p_start},
-    {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, p2p_accept},
-    {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, p2p_decline},
-    {"P2PEND", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, p2p_end},
-    {"TOUCH", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, cmd_touch},
-    {"LOGOUT", IN_ONLINE, SHAPE_NONE, ARG_ANY, false, cmd_logout},
+    {"HELLO", IN_HELLO, SHAPE_ONE_MAYBE, ARG_ANY, false, BUDGET_REQUEST, login_hello},
+    {"USER", IN_LOGIN, SHAPE_ONE, ARG_NAME, false, BUDGET_REQUEST, login_user},
+    {"PASS", IN_PASSWORD, SHAPE_ONE, ARG_ANY, false, BUDGET_REQUEST, login_pass},
+    {"MSG", IN_ONLINE, SHAPE_ONE_TEXT, ARG_NAME, true, BUDGET_OWN, msg_direct},
+    {"BCAST", IN_ONLINE, SHAPE_TEXT, ARG_ANY, true, BUDGET_OWN, msg_broadcast},
+    {"WHO", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, BUDGET_REQUEST, cmd_who},
+    {"WHOSINCE", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, BUDGET_REQUEST, cmd_whosince},
+    {"BLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, cmd_block},
+    {"UNBLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, cmd_unblock},
+    {"LISTEN", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, BUDGET_REQUEST, p2p_listen},
+    {"P2P", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, p2p_start},
+    {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, BUDGET_NONE, p2p_accept},
+    {"P2PDECLINE", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, BUDGET_NONE, p2p_decline},
+    {"P2PEND", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_NONE, p2p_end},
+    {"TOUCH", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, BUDGET_REQUEST, cmd_touch},
+    {"LOGOUT", IN_ONLINE, SHAPE_NONE, ARG_ANY, false, BUDGET_NONE, cmd_logout},
 };
 
 static const struct command *find_command(struct proto_slice verb)
@@ -73,6 +89,15 @@ static const struct command *find_command(struct proto_slice verb)
         if (proto_slice_eq(verb, commands[i].verb))
             return &commands[i];
     return NULL;
+}
+
+/* True when a message text has something to show: not empty, not only spaces. */
+static bool text_visible(struct proto_slice text)
+{
+    for (size_t i = 0; i < text.len; i++)
+        if (text.ptr[i] != ' ')
+            return true;
+    return false;
 }
 
 /* Splits the fields after the verb by the command's shape. Returns false when they do not fit. */
@@ -89,7 +114,7 @@ static bool split_fields(enum shape shape, struct proto_slice rest, struct reque
         if (!proto_next_field(&rest, &r->arg[0]))
             return false;
         r->text = rest;
-        return rest.len > 0;
+        return text_visible(rest);
     case SHAPE_ONE_MAYBE:
         r->nargs = 1;
         if (!proto_next_field(&rest, &r->arg[0]))
@@ -98,7 +123,7 @@ static bool split_fields(enum shape shape, struct proto_slice rest, struct reque
         return true;
     case SHAPE_TEXT:
         r->text = rest;
-        return rest.len > 0;
+        return text_visible(rest);
     }
     return false;
 }
@@ -163,6 +188,23 @@ static void handle_notice(struct session *s, struct proto_slice rest)
         reject(s, "-", PROTO_E_BAD_REQUEST);
 }
 
+/* The request budget a session draws on: its user's once logged in (so that logging in again
+ * does not refill it), its own before. */
+static struct ratelimit *budget_of(struct session *s)
+{
+    return s->state == SESSION_ONLINE ? &s->user->request_budget : &s->request_budget;
+}
+
+/* Takes one token of the request budget; answers 429 and returns false when it is spent. */
+static bool within_budget(struct session *s, const char *tag)
+{
+    const struct config *cfg = &s->srv->cfg;
+    if (ratelimit_take(budget_of(s), server_now_ms(), cfg->req_rate, cfg->req_burst))
+        return true;
+    session_err(s, tag, PROTO_E_RATE_LIMITED);
+    return false;
+}
+
 void cmd_dispatch(struct session *s, const char *line, size_t len)
 {
     char tag[PROTO_MAX_TAG + 1];
@@ -205,6 +247,8 @@ void cmd_dispatch(struct session *s, const char *line, size_t len)
     s->errors = 0;
     if (c->activity)
         session_touch(s);
+    if (c->budget == BUDGET_REQUEST && !within_budget(s, tag))
+        return;
     c->run(s, &r);
 }
 
@@ -214,6 +258,7 @@ struct name_list {
     struct session *s;
     char *buf;
     size_t len, cap;
+    size_t names;
     bool failed;
 };
 
@@ -252,17 +297,22 @@ static void list_add(struct name_list *l, struct user *u)
         return;
     list_append(l, " ", 1);
     list_append(l, u->name, strlen(u->name));
+    l->names++;
 }
 
-/* Sends the list (or, when memory ran out, an error) and frees it. */
+/* Sends the list (or, when memory ran out, an error), charges its length to the request
+ * budget and frees it. */
 static void list_send(struct name_list *l, const char *tag)
 {
+    const struct config *cfg = &l->s->srv->cfg;
     list_append(l, "\n", 1);
     if (l->failed)
         session_err(l->s, tag, PROTO_E_STORE_UNAVAILABLE);
     else
         session_send(l->s, l->buf, l->len);
     free(l->buf);
+    ratelimit_charge(budget_of(l->s), server_now_ms(), cfg->req_rate, cfg->req_burst,
+                     (uint32_t)(l->names / LIST_NAMES_PER_TOKEN));
 }
 
 static void cmd_who(struct session *s, const struct request *r)
@@ -275,13 +325,32 @@ static void cmd_who(struct session *s, const struct request *r)
     list_send(&l, tag);
 }
 
+/* A WHOSINCE listing and the departed accounts it met in the history. */
+struct seen_list {
+    struct name_list list;
+    char gone[WHOSINCE_FORGET_MAX][PROTO_MAX_NAME + 1];
+    size_t n_gone;
+};
+
 static int add_seen(void *ctx, const char *name)
 {
-    struct name_list *l = ctx;
-    struct user *u = directory_find(&l->s->srv->dir, name, strlen(name));
+    struct seen_list *seen = ctx;
+    struct user *u = directory_find(&seen->list.s->srv->dir, name, strlen(name));
     if (u && u->has_account)
-        list_add(l, u);
+        list_add(&seen->list, u);
+    else if (seen->n_gone < WHOSINCE_FORGET_MAX && strlen(name) <= PROTO_MAX_NAME)
+        strcpy(seen->gone[seen->n_gone++], name);
     return 0;
+}
+
+/* Forgets the history of accounts that no longer exist: no window can list them again. */
+static void forget_gone(struct store *st, const struct seen_list *seen)
+{
+    for (size_t i = 0; i < seen->n_gone; i++)
+        if (store_presence_forget(st, seen->gone[i]) < 0) {
+            log_error("store: cannot prune login history: %s", store_error(st));
+            return;
+        }
 }
 
 static void cmd_whosince(struct session *s, const struct request *r)
@@ -294,15 +363,22 @@ static void cmd_whosince(struct session *s, const struct request *r)
     }
     int64_t now = (int64_t)time(NULL);
     int64_t since = secs > (uint64_t)now ? 0 : now - (int64_t)secs;
-    struct name_list l;
-    list_start(&l, s, tag);
-    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
-        list_add(&l, u);
-    if (store_presence_since(s->srv->store, since, add_seen, &l) < 0) {
-        log_error("store: cannot read login history: %s", store_error(s->srv->store));
-        l.failed = true;
+    struct seen_list *seen = malloc(sizeof(*seen));
+    if (!seen) {
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
     }
-    list_send(&l, tag);
+    seen->n_gone = 0;
+    list_start(&seen->list, s, tag);
+    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
+        list_add(&seen->list, u);
+    if (store_presence_since(s->srv->store, since, add_seen, seen) < 0) {
+        log_error("store: cannot read login history: %s", store_error(s->srv->store));
+        seen->list.failed = true;
+    }
+    list_send(&seen->list, tag);
+    forget_gone(s->srv->store, seen);
+    free(seen);
 }
 
 /* Finds the user a BLOCK or UNBLOCK names; answers and returns NULL when it is not valid. */

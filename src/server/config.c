@@ -1,9 +1,12 @@
 /* Command-line parsing for parleyd; see config.h and man/parleyd.8. */
 #include "server/config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,9 +42,15 @@ static const char usage_text[] =
     "  --max-message BYTES    message text length (default 1000)\n"
     "  --max-output BYTES     output queued per client before it is cut off (default 1048576)\n"
     "  --max-connections N    connections at once (default 100000)\n"
+    "  --max-per-address N    of those, from one IPv4 address or IPv6 /64, 0 = unlimited\n"
+    "                         (default 256)\n"
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
+    "  --hello-timeout S      time allowed to send HELLO after connecting (default 10)\n"
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
+    "  --req-rate N           other requests per second per user, 0 = unlimited (default 50;\n"
+    "                         a reply listing names costs one more per 100 names)\n"
+    "  --req-burst N          other requests a user may send at once (default 200)\n"
     "  --max-errors N         malformed frames in a row before closing (default 100)\n"
     "  --max-queued N         messages waiting for one user until acknowledged (default 10000)\n"
     "  --max-failures N       wrong passwords before a lock-out (default 3)\n"
@@ -74,9 +83,13 @@ enum {
     OPT_MAX_MESSAGE,
     OPT_MAX_OUTPUT,
     OPT_MAX_CONNECTIONS,
+    OPT_MAX_PER_ADDRESS,
     OPT_LOGIN_TIMEOUT,
+    OPT_HELLO_TIMEOUT,
     OPT_MSG_RATE,
     OPT_MSG_BURST,
+    OPT_REQ_RATE,
+    OPT_REQ_BURST,
     OPT_MAX_ERRORS,
     OPT_MAX_QUEUED,
     OPT_MAX_FAILURES,
@@ -111,9 +124,13 @@ static const struct option long_options[] = {
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
+    {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
+    {"req-rate", required_argument, NULL, OPT_REQ_RATE},
+    {"req-burst", required_argument, NULL, OPT_REQ_BURST},
     {"max-errors", required_argument, NULL, OPT_MAX_ERRORS},
     {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
     {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
@@ -142,9 +159,13 @@ static void set_defaults(struct config *cfg)
     cfg->max_message = PROTO_DEFAULT_MAX_MESSAGE;
     cfg->max_output = 1 << 20;
     cfg->max_connections = 100000;
+    cfg->max_per_address = 256;
     cfg->login_timeout = 120;
+    cfg->hello_timeout = 10;
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
+    cfg->req_rate = 50;
+    cfg->req_burst = 200;
     cfg->max_errors = 100;
     cfg->max_queued = 10000;
     cfg->max_failures = 3;
@@ -152,6 +173,112 @@ static void set_defaults(struct config *cfg)
     cfg->register_rate = 10;
     cfg->max_reload_loss = 50;
     cfg->store_reserve = 1 << 20;
+}
+
+/* How a numeric option is stored in struct config. */
+enum num_type {
+    NUM_INT,
+    NUM_LONG,
+    NUM_UNSIGNED,
+    NUM_SIZE,
+    NUM_ULL,
+    NUM_LL,
+};
+
+/* A numeric option: its accepted range and the field it fills. */
+struct num_option {
+    int opt;
+    const char *name;
+    long long min, max;
+    enum num_type type;
+    size_t offset;
+};
+
+#define NUM(opt, name, min, max, type, field)                                                      \
+    {                                                                                              \
+        opt, name, min, max, type, offsetof(struct config, field)                                  \
+    }
+
+static const struct num_option num_options[] = {
+    NUM(OPT_PORT, "port", 0, 65535, NUM_INT, port),
+    NUM(OPT_BLOCK, "block_duration", 0, 100000000, NUM_LONG, block_duration),
+    NUM(OPT_TIMEOUT, "timeout", 1, 100000000, NUM_LONG, timeout),
+    NUM(OPT_HASH_OPS, "--hash-ops", 1, 1000, NUM_ULL, hash_ops),
+    NUM(OPT_HASH_MEM, "--hash-mem", 8192, 1LL << 32, NUM_SIZE, hash_mem),
+    NUM(OPT_HASH_THREADS, "--hash-threads", 1, 64, NUM_INT, hash_threads),
+    NUM(OPT_MAX_LINE, "--max-line", 256, 1 << 20, NUM_SIZE, max_line),
+    NUM(OPT_MAX_MESSAGE, "--max-message", 1, 1 << 20, NUM_SIZE, max_message),
+    NUM(OPT_MAX_OUTPUT, "--max-output", 4096, 1LL << 34, NUM_SIZE, max_output),
+    NUM(OPT_MAX_CONNECTIONS, "--max-connections", 1, 10000000, NUM_SIZE, max_connections),
+    NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
+    NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
+    NUM(OPT_HELLO_TIMEOUT, "--hello-timeout", 1, 100000000, NUM_LONG, hello_timeout),
+    NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
+    NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
+    NUM(OPT_REQ_RATE, "--req-rate", 0, 10000000, NUM_UNSIGNED, req_rate),
+    NUM(OPT_REQ_BURST, "--req-burst", 1, 10000000, NUM_UNSIGNED, req_burst),
+    NUM(OPT_MAX_ERRORS, "--max-errors", 1, 1000000, NUM_UNSIGNED, max_errors),
+    NUM(OPT_MAX_QUEUED, "--max-queued", 1, 1LL << 40, NUM_LL, max_queued),
+    NUM(OPT_MAX_FAILURES, "--max-failures", 1, 1000, NUM_INT, max_failures),
+    NUM(OPT_MAX_HASH_OPS, "--max-hash-ops", 1, 1000, NUM_ULL, max_hash_ops),
+    NUM(OPT_MAX_HASH_MEM, "--max-hash-mem", 8192, 1LL << 32, NUM_SIZE, max_hash_mem),
+    NUM(OPT_MAX_HASH_JOBS, "--max-hash-jobs", 1, 1000000, NUM_UNSIGNED, max_hash_jobs),
+    NUM(OPT_REGISTER_RATE, "--register-rate", 0, 1000000, NUM_UNSIGNED, register_rate),
+    NUM(OPT_MAX_RELOAD_LOSS, "--max-reload-loss", 0, 100, NUM_UNSIGNED, max_reload_loss),
+    NUM(OPT_STORE_RESERVE, "--store-reserve", 0, 1LL << 30, NUM_SIZE, store_reserve),
+};
+
+/* The largest value a field of this type holds. */
+static long long type_max(enum num_type type)
+{
+    switch (type) {
+    case NUM_INT:
+        return INT_MAX;
+    case NUM_LONG:
+        return LONG_MAX;
+    case NUM_UNSIGNED:
+        return (long long)UINT_MAX;
+    case NUM_SIZE:
+        return SIZE_MAX > (unsigned long long)LLONG_MAX ? LLONG_MAX : (long long)SIZE_MAX;
+    case NUM_ULL:
+    case NUM_LL:
+        return LLONG_MAX;
+    }
+    return 0;
+}
+
+/* The accepted maximum: the option's own, never more than its field holds. */
+static long long option_max(const struct num_option *o)
+{
+    long long cap = type_max(o->type);
+    return o->max < cap ? o->max : cap;
+}
+
+/* Stores `v` (within the option's range) in its field. */
+static void store_number(struct config *cfg, const struct num_option *o, long long v)
+{
+    char *field = (char *)cfg + o->offset;
+    assert(v >= o->min && v <= option_max(o));
+    switch (o->type) {
+    case NUM_INT:
+        *(int *)field = (int)v;
+        break;
+    case NUM_LONG:
+        *(long *)field = (long)v;
+        break;
+    case NUM_UNSIGNED:
+        *(unsigned *)field = (unsigned)v;
+        break;
+    case NUM_SIZE:
+        *(size_t *)field = (size_t)v;
+        break;
+    case NUM_ULL:
+        *(unsigned long long *)field = (unsigned long long)v;
+        break;
+    case NUM_LL:
+        *(long long *)field = v;
+        break;
+    }
 }
 
 /* Parses a whole decimal number in [min, max]. */
@@ -169,82 +296,19 @@ static bool parse_num(const char *name, const char *s, long long min, long long 
     return true;
 }
 
-/* The options of accounts and password hashing (issue 9). */
-static bool set_auth_number(struct config *cfg, int opt, const char *arg)
-{
-    long long v;
-    switch (opt) {
-    case OPT_MAX_HASH_OPS:
-        return parse_num("--max-hash-ops", arg, 1, 1000, &v) &&
-               (cfg->max_hash_ops = (unsigned long long)v, true);
-    case OPT_MAX_HASH_MEM:
-        return parse_num("--max-hash-mem", arg, 8192, 1LL << 32, &v) &&
-               (cfg->max_hash_mem = (size_t)v, true);
-    case OPT_MAX_HASH_JOBS:
-        return parse_num("--max-hash-jobs", arg, 1, 1000000, &v) &&
-               (cfg->max_hash_jobs = (unsigned)v, true);
-    case OPT_REGISTER_RATE:
-        return parse_num("--register-rate", arg, 0, 1000000, &v) &&
-               (cfg->register_rate = (unsigned)v, true);
-    case OPT_MAX_RELOAD_LOSS:
-        return parse_num("--max-reload-loss", arg, 0, 100, &v) &&
-               (cfg->max_reload_loss = (unsigned)v, true);
-    default:
-        return false;
-    }
-}
-
 static bool set_number(struct config *cfg, int opt, const char *arg)
 {
-    long long v;
-    switch (opt) {
-    case OPT_PORT:
-        return parse_num("port", arg, 0, 65535, &v) && (cfg->port = (int)v, true);
-    case OPT_BLOCK:
-        return parse_num("block_duration", arg, 0, 100000000, &v) &&
-               (cfg->block_duration = (long)v, true);
-    case OPT_TIMEOUT:
-        return parse_num("timeout", arg, 1, 100000000, &v) && (cfg->timeout = (long)v, true);
-    case OPT_HASH_OPS:
-        return parse_num("--hash-ops", arg, 1, 1000, &v) &&
-               (cfg->hash_ops = (unsigned long long)v, true);
-    case OPT_HASH_MEM:
-        return parse_num("--hash-mem", arg, 8192, 1LL << 32, &v) &&
-               (cfg->hash_mem = (size_t)v, true);
-    case OPT_HASH_THREADS:
-        return parse_num("--hash-threads", arg, 1, 64, &v) && (cfg->hash_threads = (int)v, true);
-    case OPT_MAX_LINE:
-        return parse_num("--max-line", arg, 256, 1 << 20, &v) && (cfg->max_line = (size_t)v, true);
-    case OPT_MAX_MESSAGE:
-        return parse_num("--max-message", arg, 1, 1 << 20, &v) &&
-               (cfg->max_message = (size_t)v, true);
-    case OPT_MAX_OUTPUT:
-        return parse_num("--max-output", arg, 4096, 1LL << 34, &v) &&
-               (cfg->max_output = (size_t)v, true);
-    case OPT_MAX_CONNECTIONS:
-        return parse_num("--max-connections", arg, 1, 10000000, &v) &&
-               (cfg->max_connections = (size_t)v, true);
-    case OPT_LOGIN_TIMEOUT:
-        return parse_num("--login-timeout", arg, 1, 100000000, &v) &&
-               (cfg->login_timeout = (long)v, true);
-    case OPT_MSG_RATE:
-        return parse_num("--msg-rate", arg, 0, 10000000, &v) && (cfg->msg_rate = (unsigned)v, true);
-    case OPT_MSG_BURST:
-        return parse_num("--msg-burst", arg, 1, 10000000, &v) &&
-               (cfg->msg_burst = (unsigned)v, true);
-    case OPT_MAX_ERRORS:
-        return parse_num("--max-errors", arg, 1, 1000000, &v) &&
-               (cfg->max_errors = (unsigned)v, true);
-    case OPT_MAX_QUEUED:
-        return parse_num("--max-queued", arg, 1, 1LL << 40, &v) && (cfg->max_queued = v, true);
-    case OPT_MAX_FAILURES:
-        return parse_num("--max-failures", arg, 1, 1000, &v) && (cfg->max_failures = (int)v, true);
-    case OPT_STORE_RESERVE:
-        return parse_num("--store-reserve", arg, 0, 1LL << 30, &v) &&
-               (cfg->store_reserve = (size_t)v, true);
-    default:
-        return set_auth_number(cfg, opt, arg);
+    for (size_t i = 0; i < sizeof(num_options) / sizeof(num_options[0]); i++) {
+        const struct num_option *o = &num_options[i];
+        long long v;
+        if (o->opt != opt)
+            continue;
+        if (!parse_num(o->name, arg, o->min, option_max(o), &v))
+            return false;
+        store_number(cfg, o, v);
+        return true;
     }
+    return false;
 }
 
 static enum config_result set_option(struct config *cfg, int opt, const char *arg)

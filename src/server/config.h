@@ -32,9 +32,13 @@ struct config {
     size_t max_message;
     size_t max_output;
     size_t max_connections;
+    size_t max_per_address; /* connections at once from one source address (0: no limit) */
     long login_timeout;
+    long hello_timeout; /* seconds a new connection has to send HELLO */
     unsigned msg_rate;
     unsigned msg_burst;
+    unsigned req_rate; /* requests other than messages, per second and user (0: no limit) */
+    unsigned req_burst;
     unsigned max_errors;
     long long max_queued;
     size_t store_reserve; /* bytes of disk held back for lock-outs on a full disk */

@@ -10,6 +10,7 @@
 #include "common/proto.h"
 #include "common/strmap.h"
 #include "server/auth.h"
+#include "server/ratelimit.h"
 
 struct session;
 struct login_job;
@@ -32,6 +33,8 @@ struct user {
     uint32_t n_blocked, cap_blocked;
     uint32_t id;
     uint32_t mark; /* scratch for de-duplicating listings */
+    /* its requests other than messages while logged in, kept across logins (--req-rate) */
+    struct ratelimit request_budget;
 };
 
 /* All users, by name and by id, plus the list of those online. */

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/peerlimit.h"
 
 #define NET_READ_CHUNK 65536
 #define NET_ACCEPT_BATCH 64
@@ -48,6 +49,7 @@ struct net_conn {
     enum net_close_reason reason;
     bool in_flush_list;
     bool writing;
+    struct peerlimit_key source; /* counted in net's per_source */
     union {
         struct sockaddr sa;
         struct sockaddr_in v4;
@@ -66,6 +68,8 @@ struct net {
     struct net_conn *conns;
     struct net_conn *flush_head;
     struct net_stats stats;
+    struct peerlimit per_source;                          /* connections open per source address */
+    struct log_throttle full_log, per_source_log, fd_log; /* refusals, at most one line a minute */
 };
 
 static char read_chunk[NET_READ_CHUNK];
@@ -205,6 +209,7 @@ static void destroy(struct net_conn *c)
 {
     unlink_conn(c);
     c->net->stats.open--;
+    peerlimit_release(&c->net->per_source, c->source);
     if (c->owner)
         c->net->handlers.on_close(c->owner, c->reason);
     if (c->rev)
@@ -277,13 +282,27 @@ void net_abort(struct net_conn *c)
     mark_dead(c, NET_CLOSE_LOCAL);
 }
 
+/* Writes the IP address of `sa` (IPv4 or IPv6) as text into `text`. */
+static void addr_text(const struct sockaddr *sa, char text[INET6_ADDRSTRLEN])
+{
+    struct sockaddr_in6 v6;
+    struct sockaddr_in v4;
+    const void *a;
+    if (sa->sa_family == AF_INET6) {
+        memcpy(&v6, sa, sizeof(v6));
+        a = &v6.sin6_addr;
+    } else {
+        memcpy(&v4, sa, sizeof(v4));
+        a = &v4.sin_addr;
+    }
+    if (!inet_ntop(sa->sa_family, a, text, INET6_ADDRSTRLEN))
+        snprintf(text, INET6_ADDRSTRLEN, "0.0.0.0");
+}
+
 const char *net_peer_addr(const struct net_conn *c)
 {
     static char text[INET6_ADDRSTRLEN];
-    const void *a = c->peer.sa.sa_family == AF_INET6 ? (const void *)&c->peer.v6.sin6_addr
-                                                     : (const void *)&c->peer.v4.sin_addr;
-    if (!inet_ntop(c->peer.sa.sa_family, a, text, sizeof(text)))
-        snprintf(text, sizeof(text), "0.0.0.0");
+    addr_text(&c->peer.sa, text);
     return text;
 }
 
@@ -378,13 +397,16 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-static void adopt(struct net *n, int fd, const struct sockaddr *sa, socklen_t salen)
+/* Takes on an accepted connection whose source was counted. */
+static void adopt(struct net *n, int fd, const struct sockaddr *sa, socklen_t salen,
+                  struct peerlimit_key source)
 {
     struct net_conn *c = calloc(1, sizeof(*c));
     if (!c)
         goto fail;
     c->net = n;
     c->fd = fd;
+    c->source = source;
     memcpy(&c->peer, sa, salen < sizeof(c->peer) ? salen : sizeof(c->peer));
     linebuf_init(&c->in, n->limits.max_line);
     c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_readable, c);
@@ -407,6 +429,7 @@ fail:
         event_free(c->rev);
     free(c);
     close(fd);
+    peerlimit_release(&n->per_source, source);
     n->stats.refused++;
 }
 
@@ -422,7 +445,30 @@ static void shed_one(struct net *n)
         close(fd);
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     n->stats.refused++;
-    log_error("out of file descriptors: refused a connection");
+    log_error_throttled(&n->fd_log, "out of file descriptors: refused a connection");
+}
+
+/* Decides whether an accepted connection may stay, and if so counts its source. A refusal is
+ * logged at most once a minute: a peer can cause one at will. */
+static bool admit(struct net *n, const struct sockaddr *sa, struct peerlimit_key *source)
+{
+    char text[INET6_ADDRSTRLEN];
+    if (n->stats.open >= n->limits.max_connections) {
+        log_error_throttled(&n->full_log,
+                            "refused a connection: %zu connections open "
+                            "(--max-connections)",
+                            n->stats.open);
+        return false;
+    }
+    *source = peerlimit_key_of(sa);
+    if (peerlimit_take(&n->per_source, *source, n->limits.max_per_address))
+        return true;
+    addr_text(sa, text);
+    log_error_throttled(&n->per_source_log,
+                        "refused a connection from %s: %zu connections from there already "
+                        "(--max-per-address)",
+                        text, peerlimit_count(&n->per_source, *source));
+    return false;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -438,13 +484,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
                 shed_one(n);
             return;
         }
-        if (n->stats.open >= n->limits.max_connections) {
-            n->stats.refused++;
-            log_info("refused a connection: %zu connections open", n->stats.open);
+        struct peerlimit_key source;
+        if (admit(n, (struct sockaddr *)&sa, &source)) {
+            adopt(n, fd, (struct sockaddr *)&sa, salen, source);
+        } else {
             close(fd);
-            continue;
+            n->stats.refused++;
         }
-        adopt(n, fd, (struct sockaddr *)&sa, salen);
     }
 }
 
@@ -528,5 +574,6 @@ void net_free(struct net *n)
         close(n->listen_fd);
     if (n->spare_fd >= 0)
         close(n->spare_fd);
+    peerlimit_free(&n->per_source);
     free(n);
 }

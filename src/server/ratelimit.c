@@ -14,12 +14,12 @@ struct ratelimit_slot {
     struct ratelimit rl;
 };
 
-/* The bucket in units of 1/period of a token: `rate` units come in every millisecond, a take
- * costs `period` units, and at most `burst` tokens are saved. */
-static bool take_units(struct ratelimit *rl, int64_t now_ms, unsigned rate, uint64_t period,
-                       unsigned burst)
+/* Refills the bucket, in units of 1/period of a token (`rate` units come in every
+ * millisecond), up to `now_ms`; at most `burst` tokens are saved. */
+static void refill(struct ratelimit *rl, int64_t now_ms, unsigned rate, uint64_t period,
+                   unsigned burst)
 {
-    uint64_t cap = (uint64_t)(burst ? burst : 1) * period;
+    int64_t cap = (int64_t)((uint64_t)(burst ? burst : 1) * period);
     if (!rl->started) {
         rl->started = true;
         rl->tokens_milli = cap;
@@ -27,14 +27,22 @@ static bool take_units(struct ratelimit *rl, int64_t now_ms, unsigned rate, uint
     }
     if (now_ms > rl->last_ms) {
         uint64_t elapsed = (uint64_t)now_ms - (uint64_t)rl->last_ms;
-        uint64_t add = elapsed > cap / rate ? cap : elapsed * rate;
-        uint64_t t = rl->tokens_milli + add;
-        rl->tokens_milli = t > cap ? cap : t;
+        uint64_t room = rl->tokens_milli < cap ? (uint64_t)(cap - rl->tokens_milli) : 0;
+        uint64_t add = elapsed > room / rate ? room : elapsed * rate;
+        rl->tokens_milli += (int64_t)add;
         rl->last_ms = now_ms;
     }
-    if (rl->tokens_milli < period)
+}
+
+/* Takes one token (`period` units) after a refill; false, costing nothing, when there is
+ * less than one. */
+static bool take_units(struct ratelimit *rl, int64_t now_ms, unsigned rate, uint64_t period,
+                       unsigned burst)
+{
+    refill(rl, now_ms, rate, period, burst);
+    if (rl->tokens_milli < (int64_t)period)
         return false;
-    rl->tokens_milli -= period;
+    rl->tokens_milli -= (int64_t)period;
     return true;
 }
 
@@ -50,15 +58,29 @@ bool ratelimit_take_per(struct ratelimit *rl, int64_t now_ms, unsigned rate, int
            take_units(rl, now_ms, rate, period_ms < 1 ? 1 : (uint64_t)period_ms, burst);
 }
 
+void ratelimit_charge(struct ratelimit *rl, int64_t now_ms, unsigned rate, unsigned burst,
+                      uint32_t tokens)
+{
+    if (rate == 0)
+        return;
+    refill(rl, now_ms, rate, 1000, burst);
+    int64_t floor = -(int64_t)UINT32_MAX * 1000; /* the deepest debt: one maximal charge */
+    int64_t cost = (int64_t)tokens * 1000;
+    rl->tokens_milli = rl->tokens_milli - floor < cost ? floor : rl->tokens_milli - cost;
+}
+
 /* Returns true when the bucket would be full at `now_ms`: it is the same as a fresh one. */
 static bool bucket_full(const struct ratelimit *rl, int64_t now_ms, unsigned rate, uint64_t period,
                         unsigned burst)
 {
-    uint64_t cap = (uint64_t)(burst ? burst : 1) * period;
+    int64_t cap = (int64_t)((uint64_t)(burst ? burst : 1) * period);
+    if (rl->tokens_milli >= cap)
+        return true;
     if (now_ms <= rl->last_ms)
-        return rl->tokens_milli >= cap;
+        return false;
     uint64_t elapsed = (uint64_t)now_ms - (uint64_t)rl->last_ms;
-    return elapsed > cap / rate || rl->tokens_milli + elapsed * rate >= cap;
+    uint64_t room = (uint64_t)(cap - rl->tokens_milli);
+    return elapsed > room / rate || elapsed * rate >= room;
 }
 
 /* Writes the key of `addr`: IPv6 addresses become their /64. */

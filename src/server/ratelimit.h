@@ -13,20 +13,27 @@
 
 /* One bucket; zero-initialised buckets start full on first use. */
 struct ratelimit {
-    uint64_t tokens_milli; /* thousandths of a token (ratelimit_take_per: 1/period_ms) */
+    int64_t tokens_milli; /* thousandths of a token (ratelimit_take_per: 1/period_ms); below 0
+                           * after a charge: a debt */
     bool started;
     int64_t last_ms;
 };
 
 /* Takes one token at time `now_ms` (monotonic milliseconds), `rate` tokens a second. Returns
- * false when the bucket is empty (the action is refused and costs nothing). A rate of 0 means
- * no limit. */
+ * false when the bucket has less than one (the action is refused and costs nothing). A rate of 0
+ * means no limit. */
 bool ratelimit_take(struct ratelimit *rl, int64_t now_ms, unsigned rate, unsigned burst);
 
 /* As ratelimit_take with `rate` tokens every `period_ms` milliseconds (at least 1). A bucket
  * must always be used with the same period. */
 bool ratelimit_take_per(struct ratelimit *rl, int64_t now_ms, unsigned rate, int64_t period_ms,
                         unsigned burst);
+
+/* Takes `tokens` more for work already done (the cost of a big reply), even when fewer are
+ * left: the bucket goes into debt and refuses until the refill has paid it back. A rate of 0
+ * means no limit (nothing is taken). */
+void ratelimit_charge(struct ratelimit *rl, int64_t now_ms, unsigned rate, unsigned burst,
+                      uint32_t tokens);
 
 struct ratelimit_slot;
 

@@ -12,6 +12,7 @@
 #include "server/config.h"
 #include "server/directory.h"
 #include "server/net.h"
+#include "server/pairmap.h"
 #include "server/ratelimit.h"
 
 struct event;
@@ -36,25 +37,42 @@ struct session_list {
     struct session *head, *tail;
 };
 
+/* The deadlines a session can wait for, one list each (session.c). */
+enum session_due {
+    SESSION_DUE_MAIN = 0,  /* the login deadline, then the idle deadline once online */
+    SESSION_DUE_HELLO = 1, /* the first-frame deadline: until HELLO (--hello-timeout) */
+    SESSION_DUE_COUNT = 2,
+};
+
+/* A session's place in one deadline list. */
+struct session_link {
+    struct session *prev, *next;
+    struct session_list *list; /* NULL: in none */
+    int64_t deadline_ms;
+};
+
 /* One client connection. */
 struct session {
     struct server *srv;
     struct net_conn *conn;
     enum session_state state;
-    struct user *user;           /* named (PASSWORD, CHECKING) or logged in (ONLINE) */
-    struct login_job *job;       /* the worker job under way, if any */
-    struct session *prev, *next; /* in the login list or the online list */
-    struct session_list *list;
-    int64_t deadline_ms; /* login deadline, or idle deadline when online */
+    struct user *user;     /* named (PASSWORD, CHECKING) or logged in (ONLINE) */
+    struct login_job *job; /* the worker job under way, if any */
+    /* its places in the login or online list, and in the hello list (by deadline) */
+    struct session_link due[SESSION_DUE_COUNT];
     struct ratelimit rate;
+    /* requests other than messages before login (--req-rate; once online, the user's) */
+    struct ratelimit request_budget;
     int64_t sent_id;   /* highest message id sent */
     int64_t acked_id;  /* highest message id acknowledged */
     bool draining;     /* queued messages remain in the store to be sent */
     int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
     bool new_account;  /* PASS creates the account (registration) */
     uint16_t p2p_port;
-    uint16_t errors;                   /* malformed frames in a row */
-    char tag[PROTO_MAX_TAG + 1];       /* the request a worker job will answer */
+    struct p2p_request *p2p_req[2]; /* the P2P requests it made [0] and that were made to it [1] */
+    struct p2p_pair *p2p_pairs;     /* its open private sessions */
+    unsigned errors;                /* malformed frames in a row (the type of cfg.max_errors) */
+    char tag[PROTO_MAX_TAG + 1];    /* the request a worker job will answer */
     char new_name[PROTO_MAX_NAME + 1]; /* the name a registration will create */
 };
 
@@ -70,10 +88,12 @@ struct server {
     struct ratelimit_table register_limits; /* registrations per address (login.c) */
     struct event *tick;
     struct event *sig_term, *sig_int, *sig_hup;
+    struct session_list hello_list;  /* not yet said HELLO, by first-frame deadline */
     struct session_list login_list;  /* not yet logged in, by login deadline */
     struct session_list online_list; /* logged in, by idle deadline */
-    struct p2p_request *p2p_requests;
-    struct p2p_pair *p2p_pairs;
+    struct pairmap p2p_requests;     /* by (initiator id, target id) */
+    struct pairmap p2p_pairs;        /* open private sessions, by (lower id, higher id) */
+    struct p2p_request *p2p_oldest, *p2p_newest; /* requests waiting, by age = by deadline */
     struct server_undo *undo; /* output that depends on the pending group commit */
     size_t n_undo, cap_undo;
     int64_t last_heartbeat;

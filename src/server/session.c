@@ -9,36 +9,45 @@
 #include "server/server.h"
 #include "server/store.h"
 
-static void list_remove(struct session *s)
+static void list_remove(struct session *s, enum session_due which)
 {
-    struct session_list *l = s->list;
+    struct session_link *k = &s->due[which];
+    struct session_list *l = k->list;
     if (!l)
         return;
-    if (s->prev)
-        s->prev->next = s->next;
+    if (k->prev)
+        k->prev->due[which].next = k->next;
     else
-        l->head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+        l->head = k->next;
+    if (k->next)
+        k->next->due[which].prev = k->prev;
     else
-        l->tail = s->prev;
-    s->prev = s->next = NULL;
-    s->list = NULL;
+        l->tail = k->prev;
+    k->prev = k->next = NULL;
+    k->list = NULL;
 }
 
 /* Appends to a list; lists stay ordered because every member has the same time-out. */
-static void list_append(struct session_list *l, struct session *s, int64_t deadline_ms)
+static void list_append(struct session_list *l, struct session *s, enum session_due which,
+                        int64_t deadline_ms)
 {
-    list_remove(s);
-    s->deadline_ms = deadline_ms;
-    s->list = l;
-    s->prev = l->tail;
-    s->next = NULL;
+    list_remove(s, which);
+    struct session_link *k = &s->due[which];
+    k->deadline_ms = deadline_ms;
+    k->list = l;
+    k->prev = l->tail;
+    k->next = NULL;
     if (l->tail)
-        l->tail->next = s;
+        l->tail->due[which].next = s;
     else
         l->head = s;
     l->tail = s;
+}
+
+/* Seconds as milliseconds, in 64 bits whatever the width of `long` (options go to 10^8 s). */
+static int64_t seconds_ms(long seconds)
+{
+    return (int64_t)seconds * 1000;
 }
 
 void *session_open(void *arg, struct net_conn *conn)
@@ -52,7 +61,9 @@ void *session_open(void *arg, struct net_conn *conn)
     s->srv = srv;
     s->conn = conn;
     s->state = SESSION_HELLO;
-    list_append(&srv->login_list, s, server_now_ms() + srv->cfg.login_timeout * 1000);
+    int64_t now = server_now_ms();
+    list_append(&srv->hello_list, s, SESSION_DUE_HELLO, now + seconds_ms(srv->cfg.hello_timeout));
+    list_append(&srv->login_list, s, SESSION_DUE_MAIN, now + seconds_ms(srv->cfg.login_timeout));
     log_info("connection from %s", net_peer_addr(conn));
     return s;
 }
@@ -60,7 +71,8 @@ void *session_open(void *arg, struct net_conn *conn)
 void session_touch(struct session *s)
 {
     if (s->state == SESSION_ONLINE)
-        list_append(&s->srv->online_list, s, server_now_ms() + s->srv->cfg.timeout * 1000);
+        list_append(&s->srv->online_list, s, SESSION_DUE_MAIN,
+                    server_now_ms() + seconds_ms(s->srv->cfg.timeout));
 }
 
 void session_send(struct session *s, const char *data, size_t len)
@@ -141,7 +153,8 @@ static void session_leave(struct session *s)
     s->state = SESSION_CLOSING;
     login_abandon(s);
     p2p_session_gone(s);
-    list_remove(s);
+    list_remove(s, SESSION_DUE_HELLO);
+    list_remove(s, SESSION_DUE_MAIN);
     if (was_online)
         go_offline(s);
 }
@@ -169,6 +182,8 @@ int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t le
         cmd_too_long(s, line, len);
     else if (len > 0)
         cmd_dispatch(s, line, len);
+    if (s->state != SESSION_HELLO)
+        list_remove(s, SESSION_DUE_HELLO); /* HELLO said (or closing): that deadline is met */
     return s->state == SESSION_CLOSING;
 }
 
@@ -200,9 +215,10 @@ void session_closed(void *arg, enum net_close_reason why)
 }
 
 /* Closes the sessions at the head of a list whose deadline passed. */
-static void expire_list(struct session_list *l, int64_t now_ms, const char *reason)
+static void expire_list(struct session_list *l, enum session_due which, int64_t now_ms,
+                        const char *reason)
 {
-    while (l->head && l->head->deadline_ms <= now_ms) {
+    while (l->head && l->head->due[which].deadline_ms <= now_ms) {
         struct session *s = l->head;
         if (s->state == SESSION_ONLINE)
             log_info("%s timed out", s->user->name);
@@ -212,6 +228,7 @@ static void expire_list(struct session_list *l, int64_t now_ms, const char *reas
 
 void session_expire(struct server *srv, int64_t now_ms)
 {
-    expire_list(&srv->login_list, now_ms, "login-timeout");
-    expire_list(&srv->online_list, now_ms, "idle");
+    expire_list(&srv->hello_list, SESSION_DUE_HELLO, now_ms, "login-timeout");
+    expire_list(&srv->login_list, SESSION_DUE_MAIN, now_ms, "login-timeout");
+    expire_list(&srv->online_list, SESSION_DUE_MAIN, now_ms, "idle");
 }

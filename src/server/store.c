@@ -66,6 +66,8 @@ static const char *const migrations[] = {
     "  locked_until INTEGER NOT NULL);",
     /* 2: the queue moved to parley.queue (its rows were imported before this runs). */
     "DROP TABLE queue;",
+    /* 3: WHOSINCE reads the recent logouts only, not the whole history. */
+    "CREATE INDEX presence_logout ON presence (last_logout);",
 };
 
 /* The schema version whose queue table is imported into the queue log. */
@@ -82,6 +84,7 @@ enum stmt_id {
     P_HEARTBEAT,
     P_RECOVER,
     P_SINCE,
+    P_FORGET,
     L_GET,
     L_PUT,
     L_DELETE,
@@ -106,7 +109,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [P_RECOVER] = "UPDATE presence SET logged_in = 0, last_logout = max(coalesce(last_login, 0),"
                   " coalesce((SELECT value FROM meta WHERE key = 'heartbeat'), ?1))"
                   " WHERE logged_in = 1",
-    [P_SINCE] = "SELECT name FROM presence WHERE last_logout >= ?1 ORDER BY name",
+    /* The newest first, straight from the index: no sort, no look at older logouts. */
+    [P_SINCE] = "SELECT name FROM presence INDEXED BY presence_logout WHERE last_logout >= ?1"
+                " ORDER BY last_logout DESC",
+    [P_FORGET] = "DELETE FROM presence WHERE name = ?1",
     [L_GET] = "SELECT failures, locked_until FROM lockouts WHERE name = ?1",
     [L_PUT] = "INSERT INTO lockouts (name, failures, locked_until) VALUES (?1, ?2, ?3)"
               " ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,"
@@ -1025,6 +1031,16 @@ int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
     return walk(st, stmt_get(st, B_EACH), "listing blocks", pair_row, &w);
 }
 
+/* Runs the bound login-history statement `s` in the batch. */
+static int exec_batched(struct store *st, sqlite3_stmt *s, const char *what)
+{
+    if (exec_stmt(st, s, what) == 0)
+        return 0;
+    if (sqlite3_get_autocommit(st->db))
+        st->in_batch = false; /* SQLite rolled the batch back */
+    return -1;
+}
+
 /* Runs a presence statement `id` binding (text, int64) in the batch. */
 static int exec_name_time(struct store *st, enum stmt_id id, const char *name, int64_t t,
                           const char *what)
@@ -1036,11 +1052,7 @@ static int exec_name_time(struct store *st, enum stmt_id id, const char *name, i
     s = stmt_get(st, id);
     if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
         return bind_fail(st, s, what);
-    if (exec_stmt(st, s, what) == 0)
-        return 0;
-    if (sqlite3_get_autocommit(st->db))
-        st->in_batch = false; /* SQLite rolled the batch back */
-    return -1;
+    return exec_batched(st, s, what);
 }
 
 /* Records that `name` logged in at `now`. */
@@ -1053,6 +1065,19 @@ int store_presence_login(struct store *st, const char *name, int64_t now)
 int store_presence_logout(struct store *st, const char *name, int64_t now)
 {
     return exec_name_time(st, P_LOGOUT, name, now, "recording logout");
+}
+
+/* Forgets the login history of `name`. */
+int store_presence_forget(struct store *st, const char *name)
+{
+    sqlite3_stmt *s;
+
+    if (guard(st) != 0 || batch_join(st) != 0)
+        return -1;
+    s = stmt_get(st, P_FORGET);
+    if (bind_str(s, 1, name))
+        return bind_fail(st, s, "forgetting login history");
+    return exec_batched(st, s, "forgetting login history");
 }
 
 /* Runs a statement `id` whose only parameter is a time. */

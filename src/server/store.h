@@ -114,8 +114,13 @@ int store_heartbeat(struct store *st, int64_t now);
  * out at the last heartbeat of that run (or at `now` when there was none). */
 int store_presence_recover(struct store *st, int64_t now);
 
-/* Calls `fn` for every user whose last logout was at or after `since`. */
+/* Calls `fn` for every user whose last logout was at or after `since`, the latest first; the
+ * cost is that of the users listed (an index), not of the whole history. */
 int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx);
+
+/* Forgets everything about `name`'s logins and logouts (its account is gone: no WHOSINCE
+ * window can list it any more). Grouped like the other login-history writes. */
+int store_presence_forget(struct store *st, const char *name);
 
 /* Reads the lock-out record of `name` (zeroes when there is none). */
 int store_lock_get(struct store *st, const char *name, struct store_lock *lock);

@@ -2,11 +2,13 @@
 
 import os
 import random
+import subprocess
 import time
 
 import pytest
 
-from conftest import PARLEYD, Proto, err, ok, wait_until
+from conftest import PARLEYD, ParleyServer, Proto, err, ok, wait_until
+from test_server_whosince import add_history
 
 
 def _is_asan():
@@ -173,6 +175,23 @@ def test_trailing_space_is_400(server):
         assert r[:2] == ["ERR", "400"], (body, r)
 
 
+def test_text_of_spaces_only_is_400(server):
+    """Issue 9, point 20: a message text made only of spaces was accepted and shown as an empty
+    line. It is a malformed request like an empty text (400); spaces around words are kept."""
+    a = server.login("hans")
+    y = server.login("yoda")
+    a.wait_event("LOGIN yoda")
+    for body in (b"MSG yoda  ", b"MSG yoda    ", b"BCAST  ", b"BCAST    "):
+        r = a.send_bad(body)
+        assert r[:2] == ["ERR", "400"], (body, r)
+    y.no_event("MSG", within=0.2)
+    y.no_event("BCAST", within=0)
+    ok(a.request("MSG", "yoda", "  two  spaces  "))
+    assert y.wait_event("MSG")[4] == "  two  spaces  "
+    ok(a.request("BCAST", " x"))
+    assert y.wait_event("BCAST") == ["BCAST", "hans", " x"]
+
+
 def test_leading_space_is_400_and_harmless(server):
     """Regression (found by fuzz_server): a frame starting with a space has an empty first
     field; the server once read it uninitialised. Now it is `- ERR 400` and nothing else."""
@@ -268,6 +287,34 @@ def test_max_errors_closes_with_bye_flood(make_server):
     ok(w.request("WHO"))
 
 
+def test_max_errors_above_65535_trips(make_server):
+    """Issue 9, point 18: the counter of malformed frames was 16 bits wide, so a --max-errors
+    above 65535 never closed anything (it wrapped to 0 first)."""
+    s = make_server(args=["--max-errors", "65537", "--max-output", str(64 << 20)])
+    a = s.login("hans")
+    a.send_raw(b"1 NOSUCH\n" * 65536)
+    a.pump(0.5)
+    assert not a.eof, "closed before --max-errors malformed frames"
+    a.send_raw(b"1 NOSUCH\n")
+    assert a.closed(20), "connection not closed after 65537 malformed frames"
+    assert ["BYE", "flood"] in a.all_events, a.frames[-3:]
+
+
+@pytest.mark.parametrize("option,lo,hi", [
+    ("--max-errors", 1, 1000000), ("--max-per-address", 0, 10000000),
+    ("--hello-timeout", 1, 100000000), ("--req-rate", 0, 10000000),
+    ("--req-burst", 1, 10000000), ("--max-connections", 1, 10000000)])
+def test_option_out_of_range_is_a_usage_error(tmp_path, option, lo, hi):
+    """Issue 9, point 18: a value outside an option's range (which fits its variable) is refused
+    at start-up with a line that gives the range, exit status 2."""
+    for bad in (lo - 1, hi + 1, "x"):
+        p = subprocess.run([PARLEYD, option, str(bad), "0", "60", "10"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2, (option, bad, p.returncode, p.stderr)
+        assert f"{option} must be a number from {lo} to {hi}, not '{bad}'" in p.stderr, p.stderr
+    assert not os.path.exists(tmp_path / "parley-data"), "a refused start touched the store"
+
+
 def test_max_errors_before_login(make_server):
     s = make_server(args=["--max-errors", "3"])
     a = s.connect()
@@ -335,6 +382,60 @@ def test_message_rate_limit_429(make_server):
     ok(b.request("MSG", "hans", "mine"))
 
 
+def test_request_budget_429(make_server):
+    """Issue 9, point 12: every request, not only messages, draws on a budget per user
+    (--req-rate, --req-burst); past it 429. Answers and endings are never refused, messages keep
+    their own budget, and logging in again does not refill it."""
+    s = make_server(args=["--req-rate", "1", "--req-burst", "5"])
+    a = s.login("hans")  # HELLO, USER and PASS came out of the connection's own budget
+    b = s.login("yoda")
+    a.wait_event("LOGIN yoda")
+    a.open_listener()  # one of hans's five
+    a.send_raw("".join(f"w{i} WHO\n" for i in range(12)))
+    replies = [a.get_reply(f"w{i}") for i in range(12)]
+    oks = [r for r in replies if r[0] == "OK"]
+    assert 4 <= len(oks) <= 5, replies
+    assert all(r[:2] == ["ERR", "429"] for r in replies[len(oks):]), replies
+    for verb in (["WHOSINCE", "5"], ["BLOCK", "luke"], ["TOUCH"], ["P2P", "yoda"]):
+        err(a.request(*verb), 429)
+    # Messages have their own budget.
+    ok(a.request("MSG", "yoda", "still fine"))
+    # Answers and endings go through on an empty budget.
+    tag = b.send_request("P2P", "hans")
+    a.pump(0.1)
+    assert tag not in b.replies
+    a.wait_event("P2PREQ yoda")
+    assert a.request("P2PACCEPT", "yoda") == ["OK"]
+    ok(b.get_reply(tag))
+    assert a.request("P2PEND", "yoda") == ["OK"]
+    assert a.request("LOGOUT") == ["OK"]
+    # A new login starts with a fresh connection budget, but the user's is still spent.
+    a = s.login("hans")
+    err(a.request("WHO"), 429)
+    # Tokens come back at --req-rate.
+    wait_until(lambda: a.request("WHO")[0] == "OK", timeout=3, interval=0.25,
+               what="the request budget to let a WHO through")
+    # Other users have their own.
+    ok(s.login("luke").request("WHO"))
+
+
+def test_big_listing_costs_more(make_server):
+    """A reply listing n names costs 1 + n/100 tokens: a listing of everybody is as much
+    work as that many small requests."""
+    names = [f"u{i:04d}" for i in range(2000)]
+    s = make_server(users={"hans": "falcon", **{n: "pw" for n in names}},
+                    args=["--req-rate", "1", "--req-burst", "200"])
+    add_history(s, names, int(time.time()) - 3600)
+    a = s.login("hans")
+    a.send_raw("".join(f"w{i} WHOSINCE 7200\n" for i in range(20)))
+    replies = [a.get_reply(f"w{i}") for i in range(20)]
+    assert all(len(r) == 2001 for r in replies[:9]), [len(r) for r in replies]
+    # 200 tokens: nine listings of 2,000 names cost 21 each, the tenth leaves a debt.
+    answered = [r for r in replies if r[0] == "OK"]
+    assert len(answered) == 10, [r[:2] for r in replies]
+    assert all(r[:2] == ["ERR", "429"] for r in replies[10:])
+
+
 def test_max_connections(make_server):
     s = make_server(args=["--max-connections", "5"])
     conns = [s.connect() for _ in range(5)]
@@ -364,6 +465,99 @@ def test_max_connections(make_server):
             return None
     p = wait_until(fresh, timeout=5, interval=0.1, what="a slot after a connection closed")
     assert p.request("USER", "hans") == ["OK"]
+
+
+def test_hello_timeout(make_server):
+    """Issue 9, point 14: a connection that sends nothing used to hold its descriptor for the
+    whole --login-timeout (120 s); it now has --hello-timeout (default 10 s) to say HELLO."""
+    s = make_server(args=["--hello-timeout", "1"])
+    t0 = time.monotonic()
+    silent = s.connect()
+    junk = s.connect()
+    junk.send_line("1 NOSUCH")  # a frame, but not HELLO
+    greeted = s.connect()
+    greeted.hello()
+    assert silent.closed(5), "silent connection not closed after --hello-timeout"
+    took = time.monotonic() - t0
+    assert 0.9 <= took <= 3.0, f"closed after {took:.2f}s"
+    assert ["BYE", "login-timeout"] in silent.all_events, silent.frames
+    assert junk.closed(2)
+    greeted.pump(0.5)
+    assert not greeted.eof, "a connection that said HELLO was closed by --hello-timeout"
+    greeted.login("hans", "falcon")
+    ok(greeted.request("WHO"))
+
+
+def test_max_per_address(make_server):
+    """Issue 9, point 14: connections at once from one address are limited
+    (--max-per-address, default 256); others are not affected, and the refusals make one log
+    line, not one each."""
+    s = make_server(args=["--max-per-address", "3"])
+    held = [s.connect() for _ in range(3)]
+    for p in held:
+        p.hello()
+    for _ in range(20):
+        extra = Proto(s.port)
+        try:
+            extra.send_line("1 HELLO 1 e2e")
+        except OSError:
+            pass
+        assert extra.closed(5), "connection over --max-per-address was served"
+        assert "1" not in extra.replies
+        extra.close()
+    other = s.login("yoda", source="127.0.0.2")  # another address has its own
+    ok(other.request("WHO"))
+    held[0].close()
+
+    def fresh():
+        p = Proto(s.port)
+        try:
+            p.send_line("1 HELLO 1 e2e")
+            return p if p.get_reply_any(("1",), timeout=1)[1][0] == "OK" else None
+        except (AssertionError, OSError):
+            p.close()
+            return None
+    wait_until(fresh, timeout=5, interval=0.1, what="a slot after a connection closed")
+    lines = [line for line in s.stderr_text().splitlines() if "refused" in line]
+    assert len(lines) == 1, lines
+    assert "127.0.0.1" in lines[0] and "--max-per-address" in lines[0], lines
+
+
+def test_fd_exhaustion_logs_one_line_a_minute(tmp_path):
+    """Issue 9, point 14: out of descriptors, every refused connection wrote an error line,
+    --verbose or not (a log flood anyone could cause). Now one line a minute, which then says
+    how many were left out. The server runs with 48 descriptors (prlimit)."""
+    s = ParleyServer(tmp_path / "server")
+    s.command = lambda: ["prlimit", "--nofile=48:48", *ParleyServer.command(s)]
+    try:
+        s.start()
+        conns = []
+        for _ in range(150):
+            try:
+                conns.append(Proto(s.port, timeout=1))
+            except OSError:
+                break
+        wait_until(lambda: "out of file descriptors" in s.stderr_text(), timeout=5,
+                   what="the server to run out of descriptors")
+        for p in conns:
+            p.close()
+        p = wait_until(lambda: _hello_or_none(s.port), timeout=10, interval=0.1,
+                       what="the server to take connections again")
+        p.login("hans", "falcon")
+        lines = [line for line in s.stderr_text().splitlines() if "error" in line]
+        assert len(lines) == 1, lines[:5] + [f"... {len(lines)} lines"]
+    finally:
+        problem = s.check_and_cleanup()
+    assert problem is None, problem
+
+
+def _hello_or_none(port):
+    try:
+        p = Proto(port, timeout=1)
+        p.hello()
+        return p
+    except (AssertionError, OSError):
+        return None
 
 
 def test_login_timeout(make_server):

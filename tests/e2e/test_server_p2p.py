@@ -1,8 +1,10 @@
 """Server: the P2P rendezvous (spec §8; PROTOCOL §5 LISTEN/P2P/P2PACCEPT/P2PDECLINE/P2PEND, §7)."""
 
 import re
+import time
 
-from conftest import Proto, err, ok
+from conftest import Proto, err, ok, wait_until
+from test_fault_kit import is_asan, users
 
 SECRET = re.compile(r"^[0-9a-fA-F]{32}$")
 
@@ -181,3 +183,60 @@ def test_p2p_before_login_403(server):
     p.hello()
     err(p.request("P2P", "yoda"), 403)
     err(p.request("LISTEN", "4000"), 403)
+
+
+def p2p_storm(server, names, k, probe):
+    """Every user in `names` (online, with LISTEN) asks the next `k` for a private session, all
+    pipelined at once; then every target accepts all its requests at once. Returns the
+    probe's WHO round trips (s) right after each wave: they wait for whatever the server still
+    has to chew through. Checks every request and every session (issue 9, point 11)."""
+    n = len(names)
+    assert k < n / 2, "the waves must not ask both ways"
+    conns = {name: server.login(name) for name in names}
+    for p in conns.values():
+        ok(p.request("LISTEN", "40000"))
+    probe.events.clear()
+    rtts = []
+    for i, name in enumerate(names):
+        conns[name].send_raw("".join(f"p{j} P2P {names[(i + j) % n]}\n" for j in range(1, k + 1)))
+    t = time.monotonic()
+    ok(probe.request("WHO", timeout=120))
+    rtts.append(time.monotonic() - t)
+    secrets = {}
+    for i, name in enumerate(names):
+        for ev in conns[name].wait_events("P2PREQ", k, timeout=120):
+            secrets[(ev[1], name)] = ev[2]
+        conns[name].send_raw("".join(f"a{j} P2PACCEPT {names[(i - j) % n]}\n"
+                                     for j in range(1, k + 1)))
+    t = time.monotonic()
+    ok(probe.request("WHO", timeout=120))
+    rtts.append(time.monotonic() - t)
+    for i, name in enumerate(names):
+        for j in range(1, k + 1):
+            assert conns[name].get_reply(f"a{j}", timeout=120) == ["OK"]
+            r = ok(conns[name].get_reply(f"p{j}", timeout=120))
+            assert r[2] == secrets[(name, names[(i + j) % n])], r
+    assert len(secrets) == n * k
+    # The sessions exist both ways; logging everyone out frees them (and is quick too).
+    err(conns[names[0]].request("P2P", names[1]), 454)
+    err(conns[names[1]].request("P2P", names[0]), 454)
+    for p in conns.values():
+        p.close()
+    t = time.monotonic()
+    wait_until(lambda: ok(probe.request("WHO", timeout=120)) == [], timeout=120,
+               what="everyone gone")
+    rtts.append(time.monotonic() - t)
+    return rtts
+
+
+def test_p2p_storm_stays_fast(make_server):
+    """200 users ask 99 others each (19,800 requests, then as many sessions). With requests and
+    sessions in linked lists every look-up scanned them all: the probe's WHO waited 1.4 s
+    behind the first wave (7.7 s with 300 users asking 149 each). Indexed: milliseconds. The
+    big version is in tests/soak/limits.py."""
+    names = sorted(users("p", 200))
+    s = make_server(users={**users("p", 200), "probe": "probe"}, args=["--req-rate", "0"])
+    probe = s.login("probe")
+    rtts = p2p_storm(s, names, 99, probe)
+    bound = 1.0 if is_asan() else 0.4
+    assert max(rtts) < bound, f"WHO round trips after each wave: {rtts}"

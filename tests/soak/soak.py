@@ -410,8 +410,10 @@ class Soak:
                 f.write(f"u{i:04d} pw-{i:04d}\n")
             f.write("probe pw-probe\n")
         self.err_path = os.path.join(self.dir, "parleyd.stderr")
+        # Every client comes from 127.0.0.1: room for all of them (and the probe) from there.
         cmd = [os.path.join(a.build, "parleyd"), "--verbose", "--port-file",
-               os.path.join(self.dir, "port"), *a.server_arg, "0", "60", "3600"]
+               os.path.join(self.dir, "port"), "--max-per-address", str(a.clients + 64),
+               *a.server_arg, "0", "60", "3600"]
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL,

@@ -1,5 +1,6 @@
 /* Unit tests of src/server/ratelimit.c: the token bucket starts full, refuses when empty,
- * refills at its rate, never holds more than its burst, and rate 0 means no limit. */
+ * refills at its rate, never holds more than its burst, a charge can leave a debt that the
+ * refill pays back, and rate 0 means no limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -275,6 +276,37 @@ static void test_table_bounded(void **state)
     ratelimit_table_free(&t);
 }
 
+/* A charge for work already done may leave a debt: refused until the refill paid it back. */
+static void test_charge_makes_a_debt(void **state)
+{
+    (void)state;
+    struct ratelimit rl;
+    memset(&rl, 0, sizeof rl);
+    assert_true(ratelimit_take(&rl, 0, 10, 20)); /* 19 left */
+    ratelimit_charge(&rl, 0, 10, 20, 49);        /* 30 in debt */
+    assert_false(ratelimit_take(&rl, 0, 10, 20));
+    assert_false(ratelimit_take(&rl, 3000, 10, 20)); /* 3 s = 30 tokens: back to 0 */
+    assert_true(ratelimit_take(&rl, 3100, 10, 20));  /* one more */
+    assert_false(ratelimit_take(&rl, 3100, 10, 20));
+    /* A charge within what is left just takes it. */
+    memset(&rl, 0, sizeof rl);
+    ratelimit_charge(&rl, 0, 10, 20, 15);
+    assert_int_equal(drain(&rl, 0, 10, 20), 5);
+    /* The refill after a debt still stops at the burst. */
+    assert_int_equal(drain(&rl, 1000000, 10, 20), 20);
+    /* The deepest charge, twice, stays representable and is paid back at the rate. */
+    memset(&rl, 0, sizeof rl);
+    ratelimit_charge(&rl, 0, 10000000, 1, UINT32_MAX);
+    ratelimit_charge(&rl, 0, 10000000, 1, UINT32_MAX);
+    assert_false(ratelimit_take(&rl, 0, 10000000, 1));
+    assert_false(ratelimit_take(&rl, 429496, 10000000, 1));
+    assert_true(ratelimit_take(&rl, 429497, 10000000, 1));
+    /* Rate 0: no limit, nothing charged. */
+    memset(&rl, 0, sizeof rl);
+    ratelimit_charge(&rl, 0, 0, 1, 1000);
+    assert_true(ratelimit_take(&rl, 0, 0, 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,7 +315,7 @@ int main(void)
         cmocka_unit_test(test_never_exceeds_burst), cmocka_unit_test(test_large_burst),
         cmocka_unit_test(test_clock_backwards),     cmocka_unit_test(test_rate_zero_unlimited),
         cmocka_unit_test(test_per_period),          cmocka_unit_test(test_table_per_address),
-        cmocka_unit_test(test_table_bounded),
+        cmocka_unit_test(test_table_bounded),       cmocka_unit_test(test_charge_makes_a_debt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

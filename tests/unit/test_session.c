@@ -182,6 +182,31 @@ static void test_login_deadline(void **state)
     assert_string_equal(take(f, 0), "* BYE login-timeout\n");
 }
 
+/* A connection that says nothing has --hello-timeout (default 10 s), not the whole login
+ * timeout (30 s here); once HELLO is in, the login timeout from the connection applies. */
+static void test_hello_deadline(void **state)
+{
+    struct fx *f = *state;
+    open_conn(f, 0);
+    open_conn(f, 1);
+    feed(f, 1, "1 HELLO 1");
+    open_conn(f, 2);
+    feed(f, 2, "1 BOGUS"); /* a frame, but not HELLO */
+    take(f, 1);
+    take(f, 2);
+    session_expire(&f->srv, fake_now + 10 * 1000 - 1);
+    assert_false(f->conn[0].closed);
+    session_expire(&f->srv, fake_now + 10 * 1000);
+    assert_true(f->conn[0].closed);
+    assert_string_equal(take(f, 0), "* BYE login-timeout\n");
+    assert_true(f->conn[2].closed);
+    assert_false(f->conn[1].closed);
+    session_expire(&f->srv, fake_now + 30 * 1000 - 1);
+    assert_false(f->conn[1].closed);
+    session_expire(&f->srv, fake_now + 30 * 1000);
+    assert_true(f->conn[1].closed);
+}
+
 static void test_idle_deadline_and_activity(void **state)
 {
     struct fx *f = *state;
@@ -246,15 +271,82 @@ static void test_lockout_with_clock(void **state)
     assert_int_equal(kept.locked_until, u->lock.locked_until); /* persisted */
 }
 
+/* P2P bookkeeping: a request expires after 60 s, an accepted one becomes a session that blocks
+ * a second one both ways, and a session that ends takes its requests and sessions along. */
+static void test_p2p_requests_and_sessions(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    login(f, 1, "yoda", "wise");
+    feed(f, 1, "4 LISTEN 4000");
+    feed(f, 0, "5 P2P yoda");
+    assert_non_null(strstr(take(f, 1), "* P2PREQ hans "));
+    p2p_expire(&f->srv, fake_now + 60000 - 1);
+    assert_string_equal(take(f, 0), "* LOGIN yoda\n");
+    p2p_expire(&f->srv, fake_now + 60000);
+    assert_string_equal(take(f, 0), "5 ERR 455 private session declined\n");
+    feed(f, 1, "6 P2PACCEPT hans"); /* too late */
+    assert_string_equal(take(f, 1), "6 ERR 403 not allowed now\n");
+
+    feed(f, 0, "7 P2P yoda");
+    take(f, 1);
+    feed(f, 1, "8 P2P hans"); /* a request the other way is pending */
+    assert_string_equal(take(f, 1), "8 ERR 454 private session exists\n");
+    feed(f, 1, "9 P2PACCEPT hans");
+    assert_string_equal(take(f, 1), "9 OK\n");
+    assert_non_null(strstr(take(f, 0), "7 OK 127.0.0.1 4000 "));
+    feed(f, 0, "10 P2P yoda");
+    feed(f, 1, "11 P2P hans");
+    assert_string_equal(take(f, 0), "10 ERR 454 private session exists\n");
+    assert_string_equal(take(f, 1), "11 ERR 454 private session exists\n");
+    p2p_expire(&f->srv, fake_now + 120000); /* nothing left to expire */
+    assert_string_equal(take(f, 0), "");
+
+    feed(f, 0, "12 P2P yoda");
+    assert_string_equal(take(f, 0), "12 ERR 454 private session exists\n");
+    session_closed(f->s[1], NET_CLOSE_EOF); /* yoda goes: the session with hans ends */
+    f->s[1] = NULL;
+    take(f, 0);
+    login(f, 2, "yoda", "wise");
+    feed(f, 2, "4 LISTEN 4001");
+    feed(f, 0, "13 P2P yoda");
+    assert_non_null(strstr(take(f, 2), "* P2PREQ hans "));
+    session_closed(f->s[2], NET_CLOSE_EOF); /* the target goes: the initiator hears 410 */
+    f->s[2] = NULL;
+    assert_non_null(strstr(take(f, 0), "13 ERR 410 "));
+}
+
+/* --max-errors above 65535 trips (the counter was 16 bits wide and wrapped to 0 first). */
+static void test_max_errors_above_16_bits(void **state)
+{
+    struct fx *f = *state;
+    f->srv.cfg.max_errors = 70000;
+    open_conn(f, 0);
+    feed(f, 0, "1 HELLO 1");
+    for (unsigned i = 1; i < 70000; i++) {
+        feed(f, 0, "2 NOSUCH");
+        if (i % 1000 == 0)
+            take(f, 0);
+    }
+    assert_false(f->conn[0].closed);
+    take(f, 0);
+    feed(f, 0, "2 NOSUCH");
+    assert_true(f->conn[0].closed);
+    assert_string_equal(take(f, 0), "2 ERR 501 unknown request\n* BYE flood\n");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_login_deadline),
+        T(test_hello_deadline),
         T(test_idle_deadline_and_activity),
         T(test_failed_request_is_activity),
         T(test_receiving_is_not_activity),
         T(test_lockout_with_clock),
+        T(test_max_errors_above_16_bits),
+        T(test_p2p_requests_and_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -254,7 +255,7 @@ static void test_open_creates_dir_and_db(void **state)
     join(path, sizeof path, f->dir, "parley.db");
     assert_int_equal(stat(path, &sb), 0);
     assert_true(S_ISREG(sb.st_mode));
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name IN "
                                      "('blocks','presence','meta','lockouts')"),
                      4);
@@ -281,7 +282,7 @@ static void test_reopen_is_idempotent(void **state)
     push(f->st, "alice", "bob", 1, "kept");
     reopen(f);
     reopen(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema"), tables);
     assert_int_equal(store_queue_count(f->st, "bob"), 1);
 }
@@ -895,7 +896,7 @@ static void test_old_queue_table_imported(void **state)
     assert_int_equal(store_queue_count(f->st, "dave"), 0);
     assert_int_equal(push(f->st, "alice", "bob", 100, "new"), 10);
     assert_int_equal(store_commit(f->st), 0);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'queue'"), 0);
     reopen(f);
     assert_int_equal(store_queue_count(f->st, "bob"), 3);
@@ -994,6 +995,66 @@ static void test_recover_without_heartbeat_uses_now(void **state)
     assert_int_equal(store_presence_recover(f->st, 1000), 0);
     assert_string_equal(since(f->st, 1000, buf, sizeof buf), "alice");
     assert_string_equal(since(f->st, 1001, buf, sizeof buf), "");
+}
+
+/* Seconds of wall time since `t0`. */
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* WHOSINCE's query reads the recent logouts only (an index on the logout time), the newest
+ * first: with 200,000 old logouts, a thousand short-window look-ups stay far under a second
+ * (a full scan takes about 10 ms each: 10 s). */
+static void test_presence_since_reads_only_recent(void **state)
+{
+    struct fx *f = *state;
+    struct names nm = {0};
+    struct timespec t0;
+
+    sql_exec(f->dir, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                     " WHERE i < 200000) INSERT INTO presence (name, logged_in, last_login,"
+                     " last_logout) SELECT 'old' || i, 0, i, i FROM n");
+    assert_int_equal(store_presence_logout(f->st, "alice", 1000000), 0);
+    assert_int_equal(store_presence_logout(f->st, "bob", 1000001), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    assert_int_equal(store_presence_since(f->st, 999999, collect_name, &nm), 0);
+    assert_string_equal(nm.text, "bob,alice"); /* the latest first */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 1000; i++) {
+        memset(&nm, 0, sizeof nm);
+        assert_int_equal(store_presence_since(f->st, 1000001, collect_name, &nm), 0);
+        assert_string_equal(nm.text, "bob");
+    }
+    assert_true(seconds_since(&t0) < 1.0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema"
+                                     " WHERE name = 'presence_logout'"),
+                     1);
+}
+
+/* The history of a name can be forgotten (its account is gone), durably. */
+static void test_presence_forget(void **state)
+{
+    struct fx *f = *state;
+    char buf[256];
+
+    assert_int_equal(store_presence_logout(f->st, "alice", 100), 0);
+    assert_int_equal(store_presence_logout(f->st, "bob", 110), 0);
+    assert_int_equal(store_presence_login(f->st, "carol", 120), 0);
+    assert_int_equal(store_presence_forget(f->st, "alice"), 0);
+    assert_int_equal(store_presence_forget(f->st, "carol"), 0);
+    assert_int_equal(store_presence_forget(f->st, "nobody"), 0);
+    assert_int_equal(store_commit(f->st), 0);
+    assert_string_equal(since(f->st, 0, buf, sizeof buf), "bob");
+    reopen(f);
+    assert_int_equal(store_presence_recover(f->st, 1000), 0); /* carol is no longer online */
+    assert_string_equal(since(f->st, 0, buf, sizeof buf), "bob");
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM presence"), 1);
+    /* A name that comes back is recorded again. */
+    assert_int_equal(store_presence_logout(f->st, "alice", 300), 0);
+    assert_string_equal(since(f->st, 200, buf, sizeof buf), "alice");
 }
 
 /* ---- lock-outs ---- */
@@ -1123,6 +1184,8 @@ int main(void)
         T(test_presence_since),
         T(test_recover_uses_heartbeat),
         T(test_recover_without_heartbeat_uses_now),
+        T(test_presence_since_reads_only_recent),
+        T(test_presence_forget),
         T(test_locks),
         T(test_lock_refused_by_the_disk_written_later),
     };

@@ -57,6 +57,10 @@ static void on_pass(void *ctx, const struct link_reply *r, void *arg)
     case PROTO_E_LOCKED:
         refused(c, SAY_LOCKED);
         break;
+    case PROTO_E_ALREADY_ONLINE: /* the right password of a user online elsewhere */
+        ui_print(SAY_ONLINE);
+        ask_username(c);
+        break;
     case PROTO_E_NOT_NOW: /* the server forgot the user name: start again */
         ask_username(c);
         break;
@@ -84,10 +88,7 @@ static void on_user(void *ctx, const struct link_reply *r, void *arg)
         return;
     }
     switch (r->code) {
-    case PROTO_E_LOCKED:
-        refused(c, SAY_LOCKED);
-        break;
-    case PROTO_E_ALREADY_ONLINE:
+    case PROTO_E_ALREADY_ONLINE: /* a name being registered or in use without an account */
         ui_print(SAY_ONLINE);
         ask_username(c);
         break;

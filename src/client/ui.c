@@ -594,6 +594,8 @@ void ui_shutdown(void)
     input_off();
     ui.mode = UI_CLOSED;
     fflush(stdout);
+    if (isatty(STDIN_FILENO))
+        tcflush(STDIN_FILENO, TCIFLUSH); /* typed ahead for us, not for the shell */
 }
 
 void ui_free(void)

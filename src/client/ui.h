@@ -69,8 +69,9 @@ void ui_remember_name(const char *name);
 /* Tells readline the terminal changed size (SIGWINCH). */
 void ui_resize(void);
 
-/* Stops reading, removes the prompt and restores the terminal; prints nothing afterwards
- * except through plain stdout. Safe to call more than once. */
+/* Stops reading, removes the prompt and restores the terminal, discarding what was typed
+ * ahead and not read (it was meant for the client, not for the shell); prints nothing
+ * afterwards except through plain stdout. Safe to call more than once. */
 void ui_shutdown(void);
 
 /* Frees what the module holds; ui_shutdown() must have been called. */

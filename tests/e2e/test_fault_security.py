@@ -92,7 +92,7 @@ def _race(s, user, right, label, right_among=None):
     # Locked from anywhere, with the right password too.
     q = s.connect()
     q.hello()
-    err(q.request("USER", user), 423)
+    err(q.login_reply(user, right), 423)
     assert q.closed(5)
     for p, code in zip(conns, codes + [final]):
         if code in ("423", "424"):
@@ -191,11 +191,11 @@ def test_lockout_survives_restart(make_server, how):
         for _ in range(2):
             q = s.connect()
             q.hello()
-            err(q.request("USER", user), 423)
+            err(q.login_reply(user, right), 423)
             bounce()
         q = s.connect()
         q.hello()
-        err(q.request("USER", user), 423)
+        err(q.login_reply(user, right), 423)
 
 
 def test_lock_stored_before_the_reply(make_server):
@@ -210,7 +210,7 @@ def test_lock_stored_before_the_reply(make_server):
     s.start()
     q = s.connect()
     q.hello()
-    err(q.request("USER", "r2d2"), 423)
+    err(q.login_reply("r2d2", "beepboop"), 423)
 
 
 # ---- parleyd --hash-credentials ----

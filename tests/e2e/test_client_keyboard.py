@@ -1,0 +1,69 @@
+"""Client: a person at the keyboard (issue 10). Locked and online accounts are told only after
+a password, typed-ahead input never reaches the shell, a refused login ends a piped run, pastes
+of several lines run line by line, typed text is never lost, and each ending says what it was.
+
+Some of these run with readline's defaults (bracketed paste on), as a user's terminal has them."""
+
+import os
+import shlex
+
+import pexpect
+
+from conftest import PARLEY, client_env
+from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
+
+LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
+
+# After the client exits, the wrapper shell prints how many typed bytes wait in the terminal.
+PENDING = ("/usr/bin/python3 -c 'import array, fcntl, termios; a = array.array(\"i\", [0]); "
+           "fcntl.ioctl(0, termios.FIONREAD, a); print(\"pending\", a[0])'")
+
+
+def lock(server, user):
+    p = server.connect()
+    p.login_reply(user, "bad1")
+    p.request("PASS", "bad2")
+    r = p.request("PASS", "bad3")
+    assert r[:2] == ["ERR", "424"], r
+
+
+def spawn_in_shell(port, **kw):
+    """`parley` run by a shell which, once it exits, reports the bytes left in the terminal."""
+    cmd = f"{shlex.quote(PARLEY)} 127.0.0.1 {port}; echo status $?; {PENDING}"
+    return pexpect.spawn("/bin/sh", ["-c", cmd], encoding="utf-8", timeout=10,
+                         env=client_env(**kw), dimensions=(24, 200))
+
+
+def test_locked_account_asks_password_then_discards_typed_ahead(make_server):
+    s = make_server(block_duration=60)
+    lock(s, "hans")
+    c = spawn_in_shell(s.port)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.send("falcon\nrm -rf typed-ahead\n")
+    expect_line(c, LOCKED)
+    expect_line(c, "status 1")
+    expect_line(c, "pending 0")
+    assert "falcon" not in c.before
+    wait_exit(c)
+
+
+def test_online_user_told_after_right_password_only(server, client_factory):
+    server.login("hans")
+    c = client_factory(server.port, bracketed_paste=True)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("wrong")
+    expect_line(c, "Invalid Password. Please try again")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, "This user is already logged in")
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("yoda")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("wise")
+    expect_line(c, WELCOME)
+    prompt(c)
+    command(c, "whoelse", "hans")

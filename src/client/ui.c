@@ -481,6 +481,11 @@ bool ui_is_tty(void)
     return ui.tty;
 }
 
+bool ui_input_is_tty(void)
+{
+    return isatty(STDIN_FILENO);
+}
+
 void ui_ask(enum ui_input kind, const char *prompt)
 {
     if (ui.mode == UI_CLOSED)

@@ -31,6 +31,9 @@ int ui_init(struct event_base *base, ui_line_fn fn, void *ctx);
 /* Returns true when stdin and stdout are a terminal (interactive mode). */
 bool ui_is_tty(void);
 
+/* Returns true when the input is a terminal (a person types it; stdout may be redirected). */
+bool ui_input_is_tty(void);
+
 /* Shows `prompt` (also in pipe mode, without a newline) and reads one line of `kind`, which is
  * handed to the line callback; then reads nothing more until asked again. */
 void ui_ask(enum ui_input kind, const char *prompt);

@@ -162,6 +162,27 @@ static void rl_remove(void)
     fflush(stdout);
 }
 
+/* Runs a command line that may hold several (a bracketed paste keeps its newlines): each line
+ * in order, as if typed one after another, while commands are still being read. */
+static void deliver_commands(char *text)
+{
+    if (text[0] == '\0') {
+        deliver(text);
+        return;
+    }
+    char *next = text;
+    while (next && ui.mode == UI_COMMANDS) {
+        char *line = next;
+        size_t len = strcspn(line, "\r\n");
+        next = line[len] ? line + len + 1 : NULL;
+        line[len] = '\0';
+        if (line[0] == '\0')
+            continue;
+        add_history(line);
+        deliver(line);
+    }
+}
+
 static void rl_line_cb(char *line)
 {
     ui.in_rl_cb = true;
@@ -170,14 +191,15 @@ static void rl_line_cb(char *line)
         rl_remove();
         ui.mode = UI_OFF;
         input_off();
+        deliver(line);
     } else if (ui.mode == UI_LINE) {
         rl_remove();
         ui.mode = UI_OFF;
         input_off();
-    } else if (line[0] != '\0') {
-        add_history(line);
+        deliver(line);
+    } else {
+        deliver_commands(line);
     }
-    deliver(line);
     ui.in_rl_cb = false;
     free(line);
 }

@@ -67,3 +67,26 @@ def test_online_user_told_after_right_password_only(server, client_factory):
     expect_line(c, WELCOME)
     prompt(c)
     command(c, "whoelse", "hans")
+
+
+PASTE_BEGIN, PASTE_END = "\x1b[200~", "\x1b[201~"
+
+
+def test_multi_line_paste_runs_each_line(server, client_factory):
+    """With readline's defaults (bracketed paste on) a pasted block of lines is run line by line,
+    in order, once Enter is pressed."""
+    yoda = server.login("yoda")
+    c = client_factory(server.port, bracketed_paste=True)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    prompt(c)
+    c.send(PASTE_BEGIN + "message yoda one\nmessage yoda two\r\nwhoelse\n" + PASTE_END)
+    c.send("\r")
+    expect_line(c, "yoda")
+    assert [yoda.wait_event("MSG")[4] for _ in range(2)] == ["one", "two"]
+    # Each line is in the history on its own.
+    c.send("\x1b[A\x1b[A\r")
+    assert yoda.wait_event("MSG")[4] == "two"

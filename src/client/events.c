@@ -64,6 +64,14 @@ static void on_p2preq(struct client *c, struct proto_slice rest)
         p2p_offer(c->p2p, from, secret, !proto_slice_eq(ask, "0"));
 }
 
+/* `* P2PWAIT <name>`: our private messaging request waits for `name` to answer. */
+static void on_p2pwait(struct proto_slice rest)
+{
+    char name[PROTO_MAX_NAME + 1];
+    if (take_name(&rest, name) && rest.len == 0)
+        ui_printf("Waiting for %s to accept or decline private messaging", name);
+}
+
 /* `* BYE <reason>` */
 static void on_bye(struct client *c, struct proto_slice rest)
 {
@@ -86,6 +94,8 @@ void events_dispatch(struct client *c, struct proto_slice verb, struct proto_sli
         on_presence(rest, "logged out");
     else if (proto_slice_eq(verb, "P2PREQ"))
         on_p2preq(c, rest);
+    else if (proto_slice_eq(verb, "P2PWAIT"))
+        on_p2pwait(rest);
     else if (proto_slice_eq(verb, "BYE"))
         on_bye(c, rest);
 }

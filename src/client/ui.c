@@ -50,6 +50,9 @@ static struct {
     /* readline */
     bool rl_on;    /* a readline handler is installed */
     bool in_rl_cb; /* inside readline's line callback: readline redraws the prompt itself */
+    char *stash;   /* the line being typed when a question took the edit line, or NULL */
+    int stash_point;
+    bool stash_due; /* give the stash back when readline starts its next line */
     /* password on a terminal */
     struct termios saved_tio;
     bool tio_saved;
@@ -202,6 +205,63 @@ static void rl_line_cb(char *line)
     }
     ui.in_rl_cb = false;
     free(line);
+}
+
+/* ---- the typed line while a question is asked ---- */
+
+/* Keeps the line being typed aside so that a question's answer starts on an empty line. */
+static void stash_line(void)
+{
+    if (!ui.rl_on || ui.in_rl_cb || ui.stash || rl_end == 0)
+        return;
+    ui.stash = strdup(rl_line_buffer);
+    if (!ui.stash)
+        return;
+    ui.stash_point = rl_point;
+    rl_replace_line("", 0);
+    rl_point = 0;
+}
+
+static void stash_put_back(void)
+{
+    rl_replace_line(ui.stash, 0);
+    rl_point = ui.stash_point < rl_end ? ui.stash_point : rl_end;
+    free(ui.stash);
+    ui.stash = NULL;
+    ui.stash_due = false;
+}
+
+/* The question is over: the kept line comes back. Inside the line callback readline clears the
+ * line afterwards, so it comes back when readline starts the next one (stash_hook). */
+static void unstash_line(void)
+{
+    if (!ui.stash)
+        return;
+    if (ui.in_rl_cb || !ui.rl_on)
+        ui.stash_due = true;
+    else
+        stash_put_back();
+}
+
+/* rl_startup_hook: runs as readline starts a line. */
+static int stash_hook(void)
+{
+    if (ui.stash && ui.stash_due)
+        stash_put_back();
+    return 0;
+}
+
+/* Prints the line that was typed and not sent (`Unsent: ...`), so that it is not lost. */
+static void show_unsent(void)
+{
+    const char *text = ui.stash;
+    if (!text && ui.rl_on && !ui.in_rl_cb && rl_end > 0)
+        text = rl_line_buffer;
+    if (text)
+        ui_printf("Unsent: %s", text);
+    free(ui.stash);
+    ui.stash = NULL;
+    ui.stash_due = false;
 }
 
 /* Shows the current prompt text in place of the one readline shows. */
@@ -486,6 +546,7 @@ int ui_init(struct event_base *base, ui_line_fn fn, void *ctx)
         rl_catch_sigwinch = 0;
         rl_change_environment = 0;
         rl_attempted_completion_function = ui_complete;
+        rl_startup_hook = stash_hook;
         rl_basic_word_break_characters = " ";
         using_history();
         stifle_history(UI_HISTORY);
@@ -560,6 +621,10 @@ void ui_set_prompt(const char *prompt, bool question)
     if (strcmp(ui.prompt, prompt) == 0)
         return;
     set_prompt_text(prompt);
+    if (question)
+        stash_line();
+    else
+        unstash_line();
     rl_apply_prompt();
 }
 
@@ -568,11 +633,12 @@ void ui_stop(void)
     if (ui.mode == UI_CLOSED)
         return;
     echo_restore();
-    ui.mode = UI_OFF;
     if (ui.tty) {
+        show_unsent();
         rl_remove();
         input_off();
     }
+    ui.mode = UI_OFF;
 }
 
 void ui_hold(void)

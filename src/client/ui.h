@@ -42,10 +42,13 @@ void ui_ask(enum ui_input kind, const char *prompt);
  * the line callback, with history and completion. */
 void ui_commands(const char *prompt);
 
-/* Changes the command prompt. A `question` prompt is also printed in pipe mode. */
+/* Changes the command prompt. A `question` prompt is also printed in pipe mode; on a
+ * terminal it starts on an empty line, the line being typed is kept aside and comes back
+ * with the next prompt that is not a question. */
 void ui_set_prompt(const char *prompt, bool question);
 
-/* Stops reading input and removes the prompt; ui_ask()/ui_commands() start again. */
+/* Stops reading input and removes the prompt; ui_ask()/ui_commands() start again. A line
+ * typed and not sent (not a password) is printed first as `Unsent: <line>`. */
 void ui_stop(void);
 
 /* In pipe mode, holds back the next command line until as many ui_release() calls as

@@ -19,6 +19,18 @@ PENDING = ("/usr/bin/python3 -c 'import array, fcntl, termios; a = array.array(\
            "fcntl.ioctl(0, termios.FIONREAD, a); print(\"pending\", a[0])'")
 
 
+def login_defaults(client_factory, server, user):
+    """A client logged in with readline's defaults (bracketed paste on), at its `> ` prompt."""
+    c = client_factory(server.port, bracketed_paste=True)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline(user)
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline(server.users[user])
+    expect_line(c, WELCOME)
+    prompt(c)
+    return c
+
+
 def lock(server, user):
     p = server.connect()
     p.login_reply(user, "bad1")
@@ -76,13 +88,7 @@ def test_multi_line_paste_runs_each_line(server, client_factory):
     """With readline's defaults (bracketed paste on) a pasted block of lines is run line by line,
     in order, once Enter is pressed."""
     yoda = server.login("yoda")
-    c = client_factory(server.port, bracketed_paste=True)
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
-    expect_line(c, WELCOME)
-    prompt(c)
+    c = login_defaults(client_factory, server, "hans")
     c.send(PASTE_BEGIN + "message yoda one\nmessage yoda two\r\nwhoelse\n" + PASTE_END)
     c.send("\r")
     expect_line(c, "yoda")
@@ -90,3 +96,52 @@ def test_multi_line_paste_runs_each_line(server, client_factory):
     # Each line is in the history on its own.
     c.send("\x1b[A\x1b[A\r")
     assert yoda.wait_event("MSG")[4] == "two"
+
+
+def test_consent_question_keeps_the_typed_line(make_server, client_factory):
+    """The half-typed line is kept aside while the question is asked, not taken as the answer,
+    and comes back afterwards; the one who asked is told it waits for the answer."""
+    s = make_server(args=("--p2p-consent",))
+    hans = login_defaults(client_factory, s, "hans")
+    yoda = login_defaults(client_factory, s, "yoda")
+    expect_line(hans, "yoda logged in")
+    yoda.send("message hans half")
+    yoda.expect_exact("half", timeout=T)
+    hans.sendline("startprivate yoda")
+    expect_line(hans, "Waiting for yoda to accept or decline private messaging")
+    yoda.expect_exact("hans would like to private message, enter y or n: ", timeout=T)
+    yoda.sendline("y")
+    expect_line(hans, "yoda accepts private messaging")
+    expect_line(hans, "Start private messaging with yoda")
+    expect_line(yoda, "hans started private messaging with you")
+    yoda.expect_exact("> message hans half", timeout=T)
+    yoda.send(" typed\r")
+    expect_line(hans, "yoda: half typed")
+
+
+def test_ctrl_c_shows_the_unsent_line(server, client_factory):
+    c = login_defaults(client_factory, server, "hans")
+    c.send("message yoda not sent yet")
+    c.expect_exact("not sent yet", timeout=T)
+    c.sendcontrol("c")
+    expect_line(c, "Unsent: message yoda not sent yet")
+    assert wait_exit(c) == 0
+
+
+def test_idle_logout_shows_the_unsent_line(make_server, client_factory):
+    s = make_server(timeout=2)
+    c = login_defaults(client_factory, s, "hans")
+    c.send("message yoda slow typist")
+    expect_line(c, "You have been logged out due to inactivity", timeout=10)
+    expect_line(c, "Unsent: message yoda slow typist")
+    assert wait_exit(c) == 0
+
+
+def test_server_lost_shows_the_unsent_line(server, client_factory):
+    c = login_defaults(client_factory, server, "hans")
+    c.send("broadcast almost")
+    c.expect_exact("almost", timeout=T)
+    server.kill9()
+    expect_line(c, "Connection to server lost")
+    expect_line(c, "Unsent: broadcast almost")
+    assert wait_exit(c) == 1

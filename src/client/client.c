@@ -87,13 +87,33 @@ static void server_gone(struct client *c, int status)
     }
 }
 
-/* The server went away during login: nothing to keep running for. */
-static void lost_before_login(struct client *c)
+/* The line after `Connection to server lost` that says why the server said goodbye. */
+static void say_bye_reason(const char *reason)
 {
-    if (c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD) {
-        ui_print(SAY_LOST);
-        client_exit(c, CLIENT_EXIT_FAIL);
-    }
+    if (strcmp(reason, "shutdown") == 0)
+        ui_print("The server is shutting down");
+    else if (strcmp(reason, "login-timeout") == 0)
+        ui_print("The server ended the login: it was not finished in time");
+    else if (strcmp(reason, "flood") == 0)
+        ui_print("The server ended the session: too many invalid requests");
+    else if (strcmp(reason, "overflow") == 0)
+        ui_print("The server ended the session: this client did not read its messages in time");
+    else
+        ui_printf("The server ended the session (%s)", reason);
+}
+
+/* The line after `Connection to server lost` when the connection ended without a goodbye. */
+static void say_close_reason(int err)
+{
+    if (err)
+        ui_printf("The connection to the server failed: %s", strerror(err));
+    else
+        ui_print("The server closed the connection without notice (it may have crashed)");
+}
+
+static bool logging_in(const struct client *c)
+{
+    return c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD;
 }
 
 static void on_closed(void *ctx, int err)
@@ -110,10 +130,15 @@ static void on_closed(void *ctx, int err)
         break;
     case CLIENT_ONLINE:
         ui_print(SAY_LOST);
+        say_close_reason(err);
         server_gone(c, CLIENT_EXIT_FAIL);
         break;
     default:
-        lost_before_login(c);
+        if (logging_in(c)) {
+            ui_print(SAY_LOST);
+            say_close_reason(err);
+            client_exit(c, CLIENT_EXIT_FAIL);
+        }
         break;
     }
 }
@@ -124,13 +149,19 @@ void client_bye(struct client *c, const char *reason)
     switch (c->state) {
     case CLIENT_ONLINE:
         ui_print(idle ? SAY_IDLE : SAY_LOST);
+        if (!idle)
+            say_bye_reason(reason);
         server_gone(c, idle ? CLIENT_EXIT_OK : CLIENT_EXIT_FAIL);
         break;
     case CLIENT_QUITTING:
         client_exit(c, CLIENT_EXIT_OK);
         break;
     default:
-        lost_before_login(c);
+        if (logging_in(c)) {
+            ui_print(SAY_LOST);
+            say_bye_reason(reason);
+            client_exit(c, CLIENT_EXIT_FAIL);
+        }
         break;
     }
 }

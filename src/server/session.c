@@ -127,7 +127,8 @@ static void go_offline(struct session *s)
     directory_set_online(&srv->dir, u, NULL);
     if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record logout: %s", store_error(srv->store));
-    msg_presence(srv, u, "LOGOUT");
+    if (!srv->stopping) /* at shutdown everyone gets BYE, not each other's logout */
+        msg_presence(srv, u, "LOGOUT");
     log_info("%s logged out", u->name);
 }
 

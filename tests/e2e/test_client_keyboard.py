@@ -145,3 +145,31 @@ def test_server_lost_shows_the_unsent_line(server, client_factory):
     expect_line(c, "Connection to server lost")
     expect_line(c, "Unsent: broadcast almost")
     assert wait_exit(c) == 1
+
+
+def test_shutdown_says_so_and_nobody_logs_out_one_by_one(server, client_factory):
+    """`* BYE shutdown`: the spec's line, then why; nobody is seen logging out first."""
+    clients = [login_defaults(client_factory, server, u) for u in ("hans", "yoda", "vader")]
+    expect_line(clients[0], "vader logged in")
+    expect_line(clients[1], "vader logged in")
+    server.stop()
+    for c in clients:
+        expect_line(c, "Connection to server lost")
+        assert "logged out" not in c.before
+        expect_line(c, "The server is shutting down")
+        assert wait_exit(c) == 1
+
+
+def test_crash_and_login_deadline_say_which(make_server, client_factory):
+    s = make_server(args=("--login-timeout", "1"))
+    waiting = client_factory(s.port)
+    waiting.expect_exact("Username: ", timeout=T)
+    expect_line(waiting, "Connection to server lost", timeout=10)
+    expect_line(waiting, "The server ended the login: it was not finished in time")
+    assert wait_exit(waiting) == 1
+    c = login_defaults(client_factory, s, "hans")
+    s.kill9()
+    expect_line(c, "Connection to server lost")
+    c.expect(r"[\r\n]The (server closed the connection without notice \(it may have crashed\)|"
+             r"connection to the server failed: .*)\r\n", timeout=T)
+    assert wait_exit(c) == 1

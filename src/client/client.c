@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #define PROMPT_COMMAND "> "
+#define PROMPT_PRIVATE_ONLY "(private only) > " /* logged out, private sessions open */
 #define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
 
 #define SAY_LOST "Connection to server lost"
@@ -81,6 +82,8 @@ static void server_gone(struct client *c, int status)
         c->state = CLIENT_LOGGED_OUT;
         c->logged_out_status = status;
         link_close(c->link);
+        ui_print("Only private messaging still works (private, stopprivate); "
+                 "type logout to quit");
         client_refresh_prompt(c);
     } else {
         client_exit(c, status);
@@ -250,8 +253,10 @@ void client_p2p_ended(struct client *c, const char *name)
 {
     if (client_online(c))
         link_request(c->link, NULL, NULL, "P2PEND %s", name);
-    if (c->state == CLIENT_LOGGED_OUT && p2p_open_count(c->p2p) == 0)
+    if (c->state == CLIENT_LOGGED_OUT && p2p_open_count(c->p2p) == 0) {
+        ui_print("No private messaging session is left; exiting");
         client_exit(c, c->logged_out_status);
+    }
 }
 
 void client_refresh_prompt(struct client *c)
@@ -260,7 +265,7 @@ void client_refresh_prompt(struct client *c)
         return;
     const char *from = p2p_question(c->p2p);
     if (!from) {
-        ui_set_prompt(PROMPT_COMMAND, false);
+        ui_set_prompt(c->state == CLIENT_ONLINE ? PROMPT_COMMAND : PROMPT_PRIVATE_ONLY, false);
         return;
     }
     char q[PROTO_MAX_NAME + 64];

@@ -173,3 +173,25 @@ def test_crash_and_login_deadline_say_which(make_server, client_factory):
     c.expect(r"[\r\n]The (server closed the connection without notice \(it may have crashed\)|"
              r"connection to the server failed: .*)\r\n", timeout=T)
     assert wait_exit(c) == 1
+
+
+def test_server_lost_with_private_chat_says_what_works_and_why_it_exits(server, client_factory):
+    hans = login_defaults(client_factory, server, "hans")
+    yoda = login_defaults(client_factory, server, "yoda")
+    expect_line(hans, "yoda logged in")
+    command(hans, "startprivate yoda", "Start private messaging with yoda")
+    expect_line(yoda, "hans started private messaging with you")
+    server.kill9()
+    for c in (hans, yoda):
+        expect_line(c, "Connection to server lost")
+        expect_line(c, "Only private messaging still works (private, stopprivate); "
+                       "type logout to quit")
+        c.expect_exact("(private only) > ", timeout=T)
+    command(hans, "private yoda still here")
+    expect_line(yoda, "hans(private): still here")
+    command(hans, "whoelse", "Error. You are logged out")
+    yoda.sendline("stopprivate hans")
+    expect_line(hans, "yoda stopped private messaging")
+    for c in (hans, yoda):
+        expect_line(c, "No private messaging session is left; exiting")
+        assert wait_exit(c) == 1

@@ -53,6 +53,14 @@ static void on_winch(evutil_socket_t sig, short what, void *arg)
     ui_resize();
 }
 
+static void on_cont(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    ui_resume();
+}
+
 /* epoll cannot watch regular files or /dev/null: use poll when stdin is one of them. */
 static struct event_base *new_base(void)
 {
@@ -71,7 +79,7 @@ static struct event_base *new_base(void)
 int main(int argc, char **argv)
 {
     static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
-    struct event *sig_ev[4] = {NULL, NULL, NULL, NULL};
+    struct event *sig_ev[5] = {NULL, NULL, NULL, NULL, NULL};
     struct client c;
     int status = CLIENT_EXIT_FAIL;
 
@@ -101,14 +109,16 @@ int main(int argc, char **argv)
             evsignal_add(sig_ev[i], NULL);
     }
     sig_ev[3] = evsignal_new(base, SIGWINCH, on_winch, NULL);
-    if (sig_ev[3])
-        evsignal_add(sig_ev[3], NULL);
+    sig_ev[4] = evsignal_new(base, SIGCONT, on_cont, NULL);
+    for (size_t i = 3; i < 5; i++)
+        if (sig_ev[i])
+            evsignal_add(sig_ev[i], NULL);
     if (c.state != CLIENT_EXITING)
         event_base_dispatch(base);
     status = c.exit_status;
     client_free(&c);
 out:
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 5; i++)
         if (sig_ev[i])
             event_free(sig_ev[i]);
     event_base_free(base);

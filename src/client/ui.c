@@ -351,6 +351,17 @@ static void echo_off(void)
     ui.tio_saved = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
 }
 
+/* After a stop the shell may have reset the terminal: turns echo off again. */
+static void echo_off_again(void)
+{
+    if (!ui.tio_saved)
+        return;
+    struct termios t = ui.saved_tio;
+    t.c_lflag &= ~(tcflag_t)ECHO;
+    t.c_lflag |= ECHONL | ICANON;
+    tcsetattr(STDIN_FILENO, TCSANOW, &t);
+}
+
 static void echo_restore(void)
 {
     if (ui.tio_saved)
@@ -671,6 +682,23 @@ void ui_remember_name(const char *name)
     char *copy = strdup(name);
     if (copy)
         ui.names[ui.n_names++] = copy;
+}
+
+void ui_resume(void)
+{
+    if (!ui.tty || ui.mode == UI_CLOSED)
+        return;
+    if (ui.mode == UI_SECRET) {
+        echo_off_again();
+        fputs(ui.prompt, stdout);
+        fflush(stdout);
+        return;
+    }
+    if (!ui.rl_on)
+        return;
+    rl_deprep_term_function(); /* readline thinks the terminal is still its own */
+    rl_prep_term_function(1);
+    rl_forced_update_display();
 }
 
 void ui_resize(void)

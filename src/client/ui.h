@@ -72,6 +72,11 @@ void ui_set_completion(const char *const *commands, ui_user_arg_fn user_arg);
 /* Adds a user name to those offered by tab completion (names seen during the session). */
 void ui_remember_name(const char *name);
 
+/* After a stop (SIGCONT, e.g. Ctrl-Z then `fg`): puts the terminal back the way the current
+ * prompt needs it (readline's mode, or no echo for a password), whatever the shell did to it
+ * meanwhile, and redraws the prompt and the line being typed. */
+void ui_resume(void);
+
 /* Tells readline the terminal changed size (SIGWINCH). */
 void ui_resize(void);
 

@@ -195,3 +195,39 @@ def test_server_lost_with_private_chat_says_what_works_and_why_it_exits(server, 
     for c in (hans, yoda):
         expect_line(c, "No private messaging session is left; exiting")
         assert wait_exit(c) == 1
+
+
+def test_ctrl_z_then_fg_keeps_line_editing(server):
+    """Suspended from a job-control shell and brought back with `fg`: the terminal is readline's
+    again, so an arrow key recalls the history (no raw `^[[A`, no double echo)."""
+    sh = pexpect.spawn("/bin/bash", ["--norc", "--noprofile", "-i"], encoding="utf-8",
+                       timeout=10, dimensions=(24, 200),
+                       env=client_env({"PS1": "shell$ "}, bracketed_paste=True))
+    try:
+        sh.expect_exact("shell$ ", timeout=T)
+        sh.sendline(f"{shlex.quote(PARLEY)} 127.0.0.1 {server.port}")
+        sh.expect_exact("Username: ", timeout=T)
+        sh.sendline("hans")
+        sh.expect_exact("Password: ", timeout=T)
+        sh.sendline("falcon")
+        expect_line(sh, WELCOME)
+        prompt(sh)
+        command(sh, "whoelse", "No other users")
+        prompt(sh)
+        sh.sendcontrol("z")
+        sh.expect_exact("Stopped", timeout=T)
+        sh.expect_exact("shell$ ", timeout=T)
+        sh.sendline("fg")
+        sh.expect_exact(f"127.0.0.1 {server.port}\r\n", timeout=T)
+        prompt(sh)
+        sh.send("\x1b[A")
+        sh.expect_exact("whoelse", timeout=T)
+        sh.send("\r")
+        expect_line(sh, "No other users")
+        assert "^[[A" not in sh.before
+        sh.sendline("logout")
+        sh.expect_exact("shell$ ", timeout=T)
+        sh.sendline("exit")
+        sh.expect(pexpect.EOF, timeout=T)
+    finally:
+        sh.close(force=True)

@@ -226,7 +226,6 @@ void client_exit(struct client *c, int status)
 void client_logged_in(struct client *c)
 {
     c->state = CLIENT_ONLINE;
-    ui_remember_name(c->me);
     if (c->listen_port > 0)
         link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
     ui_commands(PROMPT_COMMAND);

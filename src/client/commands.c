@@ -119,6 +119,8 @@ static void on_reply(void *ctx, const struct link_reply *r, void *arg)
             say_error(r);
         else if (o->code >= 0 && o->say)
             ui_printf(o->say, q->user);
+        if (code == 0 && q->user[0])
+            ui_remember_name(q->user); /* a name the server took: offered by completion */
     }
     free(q);
     client_release(c);
@@ -142,7 +144,6 @@ static void do_message(struct client *c, const struct cmd_call *k)
         ui_print("Error. Cannot message self");
         return;
     }
-    ui_remember_name(k->user);
     send_req(c, on_reply, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
 }
 
@@ -296,7 +297,6 @@ static void do_startprivate(struct client *c, const struct cmd_call *k)
         return;
     }
     p2p_forget(c->p2p, k->user);
-    ui_remember_name(k->user);
     send_req(c, on_p2p, req_new(p2p_outcomes, k->user), "P2P %s", k->user);
 }
 

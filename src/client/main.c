@@ -91,6 +91,8 @@ int main(int argc, char **argv)
         puts("parley " PARLEY_VERSION);
         return CLIENT_EXIT_OK;
     }
+    if (argc == 3 && argv[1][0] != '-' && !valid_port(argv[2]))
+        fprintf(stderr, "parley: %s is not a port number (1 to 65535)\n", argv[2]);
     if (argc != 3 || argv[1][0] == '-' || !valid_port(argv[2])) {
         usage(stderr);
         return CLIENT_EXIT_USAGE;

@@ -6,10 +6,14 @@ Some of these run with readline's defaults (bracketed paste on), as a user's ter
 
 import os
 import shlex
+import signal
+import socket
+import subprocess
 
 import pexpect
+import pytest
 
-from conftest import PARLEY, client_env
+from conftest import BUILD, PARLEY, ROOT, client_env
 from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
 
 LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -231,3 +235,65 @@ def test_ctrl_z_then_fg_keeps_line_editing(server):
         sh.expect(pexpect.EOF, timeout=T)
     finally:
         sh.close(force=True)
+
+
+def test_completion_offers_only_names_the_server_took_and_not_ones_own(server, client_factory):
+    yoda = server.login("yoda")
+    c = login_defaults(client_factory, server, "hans")
+    command(c, "message yodaa hi", "Error. Invalid user")
+    command(c, "message yoda first")
+    assert yoda.wait_event("MSG")[4] == "first"
+    # `yod` + Tab: only yoda is known, so it completes with a space and the text follows.
+    c.send("message yod\t")
+    c.expect_exact("message yoda ", timeout=T)
+    c.send("second\r")
+    assert yoda.wait_event("MSG")[4] == "second"
+    # One's own name is not offered: `ha` + Tab stays `ha`.
+    c.send("block ha\t")
+    c.send("x\r")
+    expect_line(c, "Error. Invalid user")
+
+
+def test_bad_port_gives_the_reason():
+    out = subprocess.run([PARLEY, "127.0.0.1", "notaport"], capture_output=True, text=True,
+                         timeout=T, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert out.stderr.startswith("parley: notaport is not a port number (1 to 65535)\n")
+    assert "usage" in out.stderr
+
+
+def test_make_run_binds_loopback_and_says_listening_once_it_listens(tmp_path):
+    """`make run` listens on 127.0.0.1 only (the sample passwords are public) and says so."""
+    if os.path.realpath(BUILD) != os.path.realpath(os.path.join(ROOT, "build")):
+        pytest.skip("make run builds and runs the default build")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    p = subprocess.Popen(["make", "--no-print-directory", "-s", "run", f"RUN_PORT={port}"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith(f"parleyd listening on 127.0.0.1 port {port} "), line
+        assert "RUN_BIND=0.0.0.0" in p.stdout.readline()
+        local = {tuple(map(str, sk)) for sk in listening_addresses()}
+        assert ("127.0.0.1", str(port)) in local and ("0.0.0.0", str(port)) not in local, local
+        with socket.create_connection(("127.0.0.1", port), timeout=T):
+            pass
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(T)
+
+
+def listening_addresses():
+    """(address, port) of every IPv4 TCP listener on this machine."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for row in f:
+            cols = row.split()
+            if cols[3] == "0A":
+                addr, port = cols[1].split(":")
+                ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                out.append((ip, int(port, 16)))
+    return out

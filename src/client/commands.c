@@ -365,6 +365,19 @@ static const struct cmd commands[] = {
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* Other names for commands, as irssi and weechat users type them. */
+static const struct cmd_alias {
+    const char *alias;
+    const char *name;
+} aliases[] = {
+    {"/msg", "message"},
+    {"/who", "whoelse"},
+    {"/quit", "logout"},
+    {"/help", "help"},
+};
+
+#define N_ALIASES (sizeof(aliases) / sizeof(aliases[0]))
+
 static void do_help(struct client *c, const struct cmd_call *k)
 {
     (void)c;
@@ -372,14 +385,24 @@ static void do_help(struct client *c, const struct cmd_call *k)
     ui_print("Commands:");
     for (size_t i = 0; i < N_COMMANDS; i++)
         ui_printf("  %-26s %s", commands[i].usage, commands[i].help);
+    for (size_t i = 0; i < N_ALIASES; i++)
+        ui_printf("  %-26s the same as %s", aliases[i].alias, aliases[i].name);
 }
 
 /* ---- parsing ---- */
 
+static bool word_is(const char *name, const char *word, size_t len)
+{
+    return strlen(name) == len && memcmp(name, word, len) == 0;
+}
+
 static const struct cmd *find_cmd(const char *word, size_t len)
 {
+    for (size_t i = 0; i < N_ALIASES; i++)
+        if (word_is(aliases[i].alias, word, len))
+            return find_cmd(aliases[i].name, strlen(aliases[i].name));
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strlen(commands[i].name) == len && memcmp(commands[i].name, word, len) == 0)
+        if (word_is(commands[i].name, word, len))
             return &commands[i];
     return NULL;
 }
@@ -503,6 +526,8 @@ void cmd_execute(struct client *c, const char *line)
         return;
     if (rc < 0) {
         ui_print(err);
+        if (strcmp(err, SAY_INVALID_COMMAND) == 0 && ui_is_tty())
+            ui_print("Type help for the list of commands");
         return;
     }
     if (k.cmd->server && !client_online(c)) {
@@ -514,10 +539,13 @@ void cmd_execute(struct client *c, const char *line)
 
 const char *const *cmd_names(void)
 {
-    static const char *names[N_COMMANDS + 1];
-    if (!names[0])
+    static const char *names[N_COMMANDS + N_ALIASES + 1];
+    if (!names[0]) {
         for (size_t i = 0; i < N_COMMANDS; i++)
             names[i] = commands[i].name;
+        for (size_t i = 0; i < N_ALIASES; i++)
+            names[N_COMMANDS + i] = aliases[i].alias;
+    }
     return names;
 }
 

@@ -297,3 +297,18 @@ def listening_addresses():
                 ip = ".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0))
                 out.append((ip, int(port, 16)))
     return out
+
+
+# ---- comforts ----
+
+def test_irc_style_aliases_and_the_help_hint(server, client_factory):
+    yoda = server.login("yoda")
+    c = login_defaults(client_factory, server, "hans")
+    command(c, "/msg yoda hi")
+    assert yoda.wait_event("MSG")[4] == "hi"
+    command(c, "/who", "yoda")
+    command(c, "bogus", "Error. Invalid command", "Type help for the list of commands")
+    command(c, "/help", "Commands:", "  /quit                      the same as logout")
+    c.sendline("/quit")
+    assert wait_exit(c) == 0
+    yoda.wait_event("LOGOUT hans")

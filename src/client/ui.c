@@ -1,6 +1,7 @@
 /* The terminal: readline callback interface on a tty, plain lines from a pipe; see ui.h. */
 #include "client/ui.h"
 
+#include "client/histfile.h"
 #include "client/text.h"
 #include "common/linebuf.h"
 
@@ -561,6 +562,7 @@ int ui_init(struct event_base *base, ui_line_fn fn, void *ctx)
         rl_basic_word_break_characters = " ";
         using_history();
         stifle_history(UI_HISTORY);
+        histfile_load();
     } else {
         input_on();
     }
@@ -734,6 +736,8 @@ void ui_free(void)
     for (size_t i = 0; i < ui.n_names; i++)
         free(ui.names[i]);
     ui.n_names = 0;
-    if (ui.tty)
+    if (ui.tty) {
+        histfile_save(UI_HISTORY);
         clear_history();
+    }
 }

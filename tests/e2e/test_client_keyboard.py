@@ -312,3 +312,43 @@ def test_irc_style_aliases_and_the_help_hint(server, client_factory):
     c.sendline("/quit")
     assert wait_exit(c) == 0
     yoda.wait_event("LOGOUT hans")
+
+
+def login_with(client_factory, server, user, **kw):
+    c = client_factory(server.port, bracketed_paste=True, **kw)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline(user)
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline(server.users[user])
+    expect_line(c, WELCOME)
+    prompt(c)
+    return c
+
+
+def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_factory, tmp_path):
+    state = tmp_path / "state"
+    env = {"XDG_STATE_HOME": str(state)}
+    c = login_with(client_factory, server, "hans", env=env)
+    command(c, "whoelse", "No other users")
+    c.sendline("logout")
+    assert wait_exit(c) == 0
+    path = state / "parley" / "history"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+    saved = path.read_text()
+    assert "whoelse" in saved and "falcon" not in saved and "hans" not in saved, saved
+    # The next run recalls it with the arrow keys.
+    d = login_with(client_factory, server, "hans", env=env)
+    d.send("\x1b[A\x1b[A")
+    d.expect_exact("whoelse", timeout=T)
+    d.send("\r")
+    expect_line(d, "No other users")
+    d.sendline("logout")
+    assert wait_exit(d) == 0
+    # Pipe mode keeps none.
+    piped = tmp_path / "piped"
+    out = subprocess.run([PARLEY, "127.0.0.1", str(server.port)],
+                         input=b"hans\nfalcon\nwhoelse\nlogout\n", capture_output=True,
+                         timeout=T, env=client_env({"XDG_STATE_HOME": str(piped)}))
+    assert out.returncode == 0
+    assert not piped.exists()

@@ -2,9 +2,11 @@
 #include "client/client.h"
 
 #include "client/commands.h"
+#include "client/display.h"
 #include "client/events.h"
 #include "client/link.h"
 #include "client/login.h"
+#include "client/options.h"
 #include "client/p2p.h"
 #include "client/ui.h"
 
@@ -13,7 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define PROMPT_COMMAND "> "
 #define PROMPT_PRIVATE_ONLY "(private only) > " /* logged out, private sessions open */
 #define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
 
@@ -225,10 +226,13 @@ void client_exit(struct client *c, int status)
 
 void client_logged_in(struct client *c)
 {
+    char prompt[PROTO_MAX_NAME + 8];
     c->state = CLIENT_ONLINE;
+    display_logged_in();
     if (c->listen_port > 0)
         link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
-    ui_commands(PROMPT_COMMAND);
+    display_prompt(prompt, sizeof(prompt), c->me);
+    ui_commands(prompt);
 }
 
 bool client_online(const struct client *c)
@@ -264,7 +268,9 @@ void client_refresh_prompt(struct client *c)
         return;
     const char *from = p2p_question(c->p2p);
     if (!from) {
-        ui_set_prompt(c->state == CLIENT_ONLINE ? PROMPT_COMMAND : PROMPT_PRIVATE_ONLY, false);
+        char prompt[PROTO_MAX_NAME + 8];
+        display_prompt(prompt, sizeof(prompt), c->me);
+        ui_set_prompt(c->state == CLIENT_ONLINE ? prompt : PROMPT_PRIVATE_ONLY, false);
         return;
     }
     char q[PROTO_MAX_NAME + 64];
@@ -272,11 +278,13 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port)
+int client_init(struct client *c, struct event_base *base, const struct options *opts)
 {
     static const struct link_handlers handlers = {on_connected, on_event, on_closed};
+    const char *host = opts->host, *port = opts->port;
     memset(c, 0, sizeof(*c));
     c->base = base;
+    c->opts = opts;
     c->host = host;
     c->port = port;
     c->state = CLIENT_CONNECTING;
@@ -284,6 +292,7 @@ int client_init(struct client *c, struct event_base *base, const char *host, con
     c->exit_status = CLIENT_EXIT_FAIL;
     if (ui_init(base, on_line, c) < 0)
         goto fail;
+    display_init(opts);
     ui_set_completion(cmd_names(), cmd_takes_user);
     c->p2p = p2p_new(c);
     c->link = link_new(base, &handlers, c);

@@ -10,6 +10,7 @@
 struct event;
 struct event_base;
 struct link;
+struct options;
 struct p2p;
 
 /* Where the client is in its life. */
@@ -37,8 +38,9 @@ struct client {
     char me[PROTO_MAX_NAME + 1]; /* the user name being tried, then the logged-in user */
     bool new_user;               /* the server offered to register `me` */
     int exit_status;
-    int logged_out_status; /* status to exit with once the last P2P session ends */
-    int listen_port;       /* our P2P listener, or -1 */
+    int logged_out_status;      /* status to exit with once the last P2P session ends */
+    int listen_port;            /* our P2P listener, or -1 */
+    const struct options *opts; /* the command line and config file */
     const char *host;
     const char *port;
     struct link *link;
@@ -46,9 +48,9 @@ struct client {
     struct event *quit_timer;
 };
 
-/* Sets the client up and starts connecting to `host`:`port`. Prints the reason and returns -1
- * when that cannot start. */
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port);
+/* Sets the client up with `opts` (kept, not copied) and starts connecting to its host and
+ * port. Prints the reason and returns -1 when that cannot start. */
+int client_init(struct client *c, struct event_base *base, const struct options *opts);
 
 /* Frees everything; the event loop must have stopped. */
 void client_free(struct client *c);

@@ -2,6 +2,7 @@
 #include "client/events.h"
 
 #include "client/client.h"
+#include "client/display.h"
 #include "client/link.h"
 #include "client/p2p.h"
 #include "client/text.h"
@@ -26,7 +27,7 @@ static void on_msg(struct client *c, struct proto_slice rest)
     if (!proto_next_field(&rest, &id_f) || !proto_parse_u64(id_f, &id) || !take_name(&rest, from) ||
         !proto_next_field(&rest, &time_f) || !proto_parse_u64(time_f, &when) || rest.len == 0)
         return;
-    ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
+    display_direct(from, when, rest.ptr, rest.len);
     ui_remember_name(from);
     link_ack(c->link, id);
 }
@@ -37,7 +38,7 @@ static void on_bcast(struct proto_slice rest)
     char from[PROTO_MAX_NAME + 1];
     if (!take_name(&rest, from) || rest.len == 0)
         return;
-    ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
+    display_broadcast(from, rest.ptr, rest.len);
     ui_remember_name(from);
 }
 

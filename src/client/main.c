@@ -1,6 +1,7 @@
 /* parley: the Parley terminal client. Parses the command line, sets up signals and the event
  * loop, and runs the client until it logs out. See man/parley.1. */
 #include "client/client.h"
+#include "client/options.h"
 #include "client/ui.h"
 
 #include <event2/event.h>
@@ -9,29 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void usage(FILE *out)
-{
-    fputs("usage: parley <server_ip> <server_port>\n"
-          "       parley --help | --version\n"
-          "\n"
-          "Logs in to a Parley server and chats: type `help` after logging in.\n"
-          "From a pipe, runs the lines of its input as the user's answers and commands.\n",
-          out);
-}
-
-static bool valid_port(const char *s)
-{
-    unsigned long v = 0;
-    if (!*s || strlen(s) > 5)
-        return false;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        v = v * 10 + (unsigned long)(*p - '0');
-    }
-    return v > 0 && v < 65536;
-}
 
 /* SIGINT, SIGTERM, SIGHUP: log out cleanly; a second one does not wait for the server. */
 static void on_quit_signal(evutil_socket_t sig, short what, void *arg)
@@ -81,21 +59,20 @@ int main(int argc, char **argv)
     static const int quit_signals[] = {SIGINT, SIGTERM, SIGHUP};
     struct event *sig_ev[5] = {NULL, NULL, NULL, NULL, NULL};
     struct client c;
+    struct options opts;
     int status = CLIENT_EXIT_FAIL;
 
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        usage(stdout);
+    switch (options_parse(&opts, argc, argv)) {
+    case OPTIONS_HELP:
+        fputs(options_usage(), stdout);
         return CLIENT_EXIT_OK;
-    }
-    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+    case OPTIONS_VERSION:
         puts("parley " PARLEY_VERSION);
         return CLIENT_EXIT_OK;
-    }
-    if (argc == 3 && argv[1][0] != '-' && !valid_port(argv[2]))
-        fprintf(stderr, "parley: %s is not a port number (1 to 65535)\n", argv[2]);
-    if (argc != 3 || argv[1][0] == '-' || !valid_port(argv[2])) {
-        usage(stderr);
+    case OPTIONS_USAGE:
         return CLIENT_EXIT_USAGE;
+    case OPTIONS_RUN:
+        break;
     }
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = new_base();
@@ -103,7 +80,7 @@ int main(int argc, char **argv)
         fputs("parley: cannot start the event loop\n", stderr);
         return CLIENT_EXIT_FAIL;
     }
-    if (client_init(&c, base, argv[1], argv[2]) < 0)
+    if (client_init(&c, base, &opts) < 0)
         goto out;
     for (size_t i = 0; i < 3; i++) {
         sig_ev[i] = evsignal_new(base, quit_signals[i], on_quit_signal, &c);

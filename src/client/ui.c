@@ -66,6 +66,7 @@ static struct {
     size_t q_bytes;
     unsigned holds;
     bool eof, eof_sent;
+    bool error_color; /* `Error. ` lines in red */
     /* completion */
     const char *const *commands;
     ui_user_arg_fn user_arg;
@@ -98,14 +99,18 @@ static void deliver(const char *line)
 
 /* ---- printing ---- */
 
-static void write_plain(const char *s)
+/* Writes the clean `s`, in the colour of SGR code `sgr` if any. */
+static void write_line(const char *sgr, const char *s)
 {
-    fputs(s, stdout);
-    fputc('\n', stdout);
+    if (sgr)
+        printf("\033[%sm%s\033[0m\n", sgr, s);
+    else
+        printf("%s\n", s);
     fflush(stdout);
 }
 
-void ui_print(const char *line)
+/* Prints `line` above the line being typed; `sgr` colours it (NULL: no colour). */
+static void print_line(const char *sgr, const char *line)
 {
     size_t len = strlen(line);
     char small[1024];
@@ -115,42 +120,67 @@ void ui_print(const char *line)
     text_sanitize(line, len, clean, len + 1);
     if (ui.tty && ui.rl_on && !ui.in_rl_cb) {
         rl_clear_visible_line();
-        write_plain(clean);
+        write_line(sgr, clean);
         rl_on_new_line();
         rl_redisplay();
     } else if (ui.tty && ui.mode == UI_SECRET) {
         fputs("\r\033[K", stdout);
-        write_plain(clean);
+        write_line(sgr, clean);
         fputs(ui.prompt, stdout);
         fflush(stdout);
     } else {
-        write_plain(clean);
+        write_line(sgr, clean);
     }
     if (clean != small)
         free(clean);
 }
 
-void ui_printf(const char *fmt, ...)
+void ui_print(const char *line)
+{
+    bool error = ui.error_color && strncmp(line, "Error. ", 7) == 0;
+    print_line(error ? "31" : NULL, line);
+}
+
+/* print_line() of a formatted line; `sgr` NULL means as ui_print(). */
+static void vprint(const char *sgr, const char *fmt, va_list ap)
 {
     char buf[2048];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    char *line = n >= 0 && (size_t)n >= sizeof(buf) ? malloc((size_t)n + 1) : buf;
+    if (n >= 0 && line) {
+        if (line != buf)
+            vsnprintf(line, (size_t)n + 1, fmt, again);
+        if (sgr)
+            print_line(sgr, line);
+        else
+            ui_print(line);
+    }
+    if (line != buf)
+        free(line);
+    va_end(again);
+}
+
+void ui_printf(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    vprint(NULL, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof(buf)) {
-        ui_print(buf);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return;
+}
+
+void ui_printf_color(const char *sgr, const char *fmt, ...)
+{
+    va_list ap;
     va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    vprint(sgr, fmt, ap);
     va_end(ap);
-    ui_print(big);
-    free(big);
+}
+
+void ui_set_error_color(bool on)
+{
+    ui.error_color = on;
 }
 
 /* ---- readline (tty) ---- */

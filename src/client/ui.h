@@ -65,6 +65,13 @@ void ui_print(const char *line);
 /* ui_print() of a formatted line. */
 void ui_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ui_printf() in the colour of the SGR code `sgr` (e.g. "35"; NULL: as ui_printf). Only the
+ * caller's code is sent: the line itself is cleaned as always. */
+void ui_printf_color(const char *sgr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Shows lines starting `Error. ` in red from now on (`on`), or not. */
+void ui_set_error_color(bool on);
+
 /* Sets the words for tab completion: a NULL-terminated list of command names (kept, not
  * copied) and the test for commands whose next word is a user name. */
 void ui_set_completion(const char *const *commands, ui_user_arg_fn user_arg);

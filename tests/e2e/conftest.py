@@ -652,6 +652,7 @@ INPUTRC = os.path.join(_INPUTRC_DIR, "inputrc")
 with open(INPUTRC, "w") as _f:
     _f.write("set enable-bracketed-paste off\n")
 STATE_HOME = os.path.join(_INPUTRC_DIR, "state")
+CONFIG_HOME = os.path.join(_INPUTRC_DIR, "config")
 # Readline's defaults, as a user has them (bracketed paste on), without anyone's ~/.inputrc.
 INPUTRC_DEFAULTS = os.path.join(_INPUTRC_DIR, "inputrc-defaults")
 with open(INPUTRC_DEFAULTS, "w") as _f:
@@ -664,6 +665,8 @@ def client_env(extra=None, bracketed_paste=False):
     env = dict(os.environ)
     env["INPUTRC"] = INPUTRC_DEFAULTS if bracketed_paste else INPUTRC
     env["XDG_STATE_HOME"] = STATE_HOME  # the input history is kept here, not in $HOME
+    env["XDG_CONFIG_HOME"] = CONFIG_HOME  # no parley.conf but a test's own
+    env.pop("NO_COLOR", None)
     env.setdefault("TERM", "xterm")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     if extra:

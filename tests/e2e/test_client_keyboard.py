@@ -13,7 +13,7 @@ import subprocess
 import pexpect
 import pytest
 
-from conftest import BUILD, PARLEY, ROOT, client_env
+from conftest import BUILD, PARLEY, ROOT, client_env, wait_until
 from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
 
 LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -352,3 +352,83 @@ def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_fa
                          timeout=T, env=client_env({"XDG_STATE_HOME": str(piped)}))
     assert out.returncode == 0
     assert not piped.exists()
+
+
+def test_timestamps_and_waited_messages(server, client_factory):
+    import time
+    yoda = server.login("yoda")
+    assert yoda.request("MSG", "hans", "stored for later")[0] == "OK"
+    sent = time.time()
+    wait_until(lambda: time.time() > sent + 2.2, timeout=5, what="the message to be 2 s old")
+    c = client_factory(server.port, args=["--timestamps", "127.0.0.1", str(server.port)])
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    c.expect(r"[\r\n]\[\d{4}-\d\d-\d\d \d\d:\d\d, waited\] yoda: stored for later\r\n", timeout=T)
+    assert yoda.request("MSG", "hans", "live one")[0] == "OK"
+    c.expect(r"[\r\n]\[\d\d:\d\d\] yoda: live one\r\n", timeout=T)
+    assert yoda.request("BCAST", "to all")[0] == "OK"
+    c.expect(r"[\r\n]\[\d\d:\d\d\] yoda: to all\r\n", timeout=T)
+
+
+def test_config_file_marks_broadcasts_and_names_the_prompt(server, client_factory, tmp_path):
+    conf = tmp_path / "config" / "parley"
+    conf.mkdir(parents=True)
+    (conf / "parley.conf").write_text("# comforts\nmark-broadcasts = on\nname-in-prompt = yes\n")
+    yoda = server.login("yoda")
+    c = client_factory(server.port, env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    c.expect_exact("hans> ", timeout=T)
+    assert yoda.request("BCAST", "hello all")[0] == "OK"
+    expect_line(c, "[all] yoda: hello all")
+    assert yoda.request("MSG", "hans", "direct")[0] == "OK"
+    expect_line(c, "yoda: direct")
+    # A wrong line is refused with its place.
+    (conf / "parley.conf").write_text("colour = on\n")
+    out = subprocess.run([PARLEY, "127.0.0.1", str(server.port)], capture_output=True,
+                         text=True, timeout=T, stdin=subprocess.DEVNULL,
+                         env=client_env({"XDG_CONFIG_HOME": str(tmp_path / "config")}))
+    assert out.returncode == 2 and "parley.conf line 1" in out.stderr, out
+
+
+def test_bell_and_colours_at_a_terminal_only(server, client_factory):
+    yoda = login_defaults(client_factory, server, "yoda")
+    args = ["--bell", "--color", "127.0.0.1", str(server.port)]
+    c = client_factory(server.port, args=args)
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    prompt(c)
+    command(yoda, "message hans ding")
+    c.expect_exact("\x1b[1myoda: ding\x1b[0m\r\n", timeout=T)
+    c.expect_exact("\a", timeout=T)
+    c.sendline("message nobody x")
+    c.expect_exact("\x1b[31mError. Invalid user\x1b[0m\r\n", timeout=T)
+    command(yoda, "startprivate hans", "Start private messaging with hans")
+    command(yoda, "private hans psst")
+    c.expect_exact("\x1b[35myoda(private): psst\x1b[0m\r\n", timeout=T)
+    c.expect_exact("\a", timeout=T)
+    # NO_COLOR wins; from a pipe neither colours nor bells.
+    d = client_factory(server.port, args=args, env={"NO_COLOR": "1"})
+    d.expect_exact("Username: ", timeout=T)
+    d.sendline("nobody")
+    expect_line(d, "Invalid Username. Please try again")
+    d.sendline("luke")
+    d.expect_exact("Password: ", timeout=T)
+    d.sendline("skywalker")
+    expect_line(d, WELCOME)
+    d.sendline("message nobody x")
+    expect_line(d, "Error. Invalid user")
+    out = subprocess.run([PARLEY, *args], input=b"vader\nsithlord\nmessage nobody x\nlogout\n",
+                         capture_output=True, timeout=T, env=client_env())
+    assert out.returncode == 0
+    assert b"\x1b" not in out.stdout and b"\a" not in out.stdout
+    assert out.stdout.endswith(b"Error. Invalid user\n")

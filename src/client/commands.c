@@ -197,6 +197,36 @@ static void do_whoelse(struct client *c, const struct cmd_call *k)
     send_req(c, on_who, req_new(NULL, NULL), "WHO");
 }
 
+/* Prints the names of a BLOCKED reply one per line, or `Nobody is blocked`. */
+static void on_blocked(void *ctx, const struct link_reply *r, void *arg)
+{
+    struct client *c = ctx;
+    struct proto_slice rest = r->rest, f;
+    char name[PROTO_MAX_NAME + 1];
+    size_t n = 0;
+    if (r->status == LINK_OK) {
+        while (proto_next_field(&rest, &f)) {
+            if (!proto_is_name(f) || !proto_slice_copy(f, name, sizeof(name)))
+                continue;
+            ui_print(name);
+            ui_remember_name(name);
+            n++;
+        }
+        if (n == 0)
+            ui_print("Nobody is blocked");
+    } else if (r->status == LINK_ERR) {
+        say_error(r);
+    }
+    free(arg);
+    client_release(c);
+}
+
+static void do_blocked(struct client *c, const struct cmd_call *k)
+{
+    (void)k;
+    send_req(c, on_blocked, req_new(NULL, NULL), "BLOCKED");
+}
+
 static void do_whoelsesince(struct client *c, const struct cmd_call *k)
 {
     send_req(c, on_who, req_new(NULL, NULL), "WHOSINCE %llu", (unsigned long long)k->seconds);
@@ -353,6 +383,7 @@ static const struct cmd commands[] = {
      "list the users online in the last <seconds>"},
     {"block", ARGS_USER, true, do_block, "block <user>", "refuse all messages to and from <user>"},
     {"unblock", ARGS_USER, true, do_unblock, "unblock <user>", "lift a block"},
+    {"blocked", ARGS_NONE, true, do_blocked, "blocked", "list the users you have blocked"},
     {"logout", ARGS_NONE, false, do_logout, "logout", "log out and exit"},
     {"startprivate", ARGS_USER, true, do_startprivate, "startprivate <user>",
      "open a private (peer-to-peer) chat with <user>"},

@@ -117,8 +117,9 @@ static int config_read(struct options *o, const char *path, bool must_exist)
     while (rc == 0 && fgets(line, sizeof(line), f)) {
         n++;
         if (config_line(o, line) < 0) {
-            fprintf(stderr, "parley: %s line %d: expected `setting = on|off` with one of "
-                            "timestamps, mark-broadcasts, name-in-prompt, bell, color\n",
+            fprintf(stderr,
+                    "parley: %s line %d: expected `setting = on|off` with one of "
+                    "timestamps, mark-broadcasts, name-in-prompt, bell, color\n",
                     path, n);
             rc = -1;
         }

@@ -432,3 +432,10 @@ def test_bell_and_colours_at_a_terminal_only(server, client_factory):
     assert out.returncode == 0
     assert b"\x1b" not in out.stdout and b"\a" not in out.stdout
     assert out.stdout.endswith(b"Error. Invalid user\n")
+
+
+def test_blocked_command_lists_whom_one_blocks(server, client_factory):
+    c = login_defaults(client_factory, server, "hans")
+    command(c, "blocked", "Nobody is blocked")
+    command(c, "block vader", "vader is blocked")
+    command(c, "blocked", "vader")

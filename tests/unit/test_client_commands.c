@@ -397,12 +397,25 @@ static void help_and_completion_words(void **state)
     size_t n = 0;
     while (names[n])
         n++;
-    assert_int_equal(n, 15);
+    assert_int_equal(n, 16);
     assert_true(cmd_takes_user("message", 7));
     assert_true(cmd_takes_user("/msg", 4));
     assert_true(cmd_takes_user("stopprivate", 11));
     assert_false(cmd_takes_user("broadcast", 9));
     assert_false(cmd_takes_user("mess", 4));
+}
+
+static void blocked_list(void **state)
+{
+    (void)state;
+    exchange("blocked", "BLOCKED", LINK_OK, 0, "", "Nobody is blocked");
+    setup(NULL);
+    run("blocked", "BLOCKED");
+    reply(LINK_OK, 0, "vader luke");
+    assert_int_equal(n_printed, 2);
+    assert_string_equal(printed[0], "vader");
+    assert_string_equal(printed[1], "luke");
+    refused("blocked x", "Error. Usage: blocked");
 }
 
 static void aliases_and_hint(void **state)
@@ -437,6 +450,7 @@ int main(void)
         cmocka_unit_test_setup(logged_out_refuses_server_commands, setup),
         cmocka_unit_test_setup(help_and_completion_words, setup),
         cmocka_unit_test_setup(aliases_and_hint, setup),
+        cmocka_unit_test_setup(blocked_list, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

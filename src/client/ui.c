@@ -66,7 +66,8 @@ static struct {
     size_t q_bytes;
     unsigned holds;
     bool eof, eof_sent;
-    bool error_color; /* `Error. ` lines in red */
+    bool error_color;    /* `Error. ` lines in red */
+    bool history_loaded; /* the saved history was read: it is saved again at the end */
     /* completion */
     const char *const *commands;
     ui_user_arg_fn user_arg;
@@ -593,6 +594,7 @@ int ui_init(struct event_base *base, ui_line_fn fn, void *ctx)
         using_history();
         stifle_history(UI_HISTORY);
         histfile_load();
+        ui.history_loaded = true;
     } else {
         input_on();
     }
@@ -766,8 +768,9 @@ void ui_free(void)
     for (size_t i = 0; i < ui.n_names; i++)
         free(ui.names[i]);
     ui.n_names = 0;
-    if (ui.tty) {
+    if (ui.history_loaded) /* never write over the file with a history not read from it */
         histfile_save(UI_HISTORY);
+    if (ui.tty)
         clear_history();
-    }
+    ui.history_loaded = false;
 }

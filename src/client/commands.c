@@ -138,13 +138,25 @@ static const struct outcome message_outcomes[] = {
     {-1, NULL},
 };
 
+/* MSG's reply: as on_reply, and at a terminal a line when the message was kept for an
+ * offline recipient (`OK <id> 0`). */
+static void on_message(void *ctx, const struct link_reply *r, void *arg)
+{
+    struct req *q = arg;
+    struct proto_slice rest = r->rest, id, online;
+    if (r->status == LINK_OK && ui_is_tty() && proto_next_field(&rest, &id) &&
+        proto_next_field(&rest, &online) && proto_slice_eq(online, "0"))
+        ui_printf("%s is offline: the message will be delivered at their next login", q->user);
+    on_reply(ctx, r, arg);
+}
+
 static void do_message(struct client *c, const struct cmd_call *k)
 {
     if (strcmp(k->user, c->me) == 0) {
         ui_print("Error. Cannot message self");
         return;
     }
-    send_req(c, on_reply, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
+    send_req(c, on_message, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
 }
 
 static void on_bcast(void *ctx, const struct link_reply *r, void *arg)

@@ -104,6 +104,19 @@ void session_ok_number(struct session *s, const char *tag, int64_t n)
     net_send(s->conn, line, (size_t)(end - line));
 }
 
+void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b)
+{
+    char line[PROTO_MAX_TAG + 56];
+    size_t len = strlen(tag);
+    memcpy(line, tag, len);
+    memcpy(line + len, " OK ", 4);
+    char *end = proto_put_i64(line + len + 4, a);
+    *end++ = ' ';
+    end = proto_put_i64(end, b);
+    *end++ = '\n';
+    net_send(s->conn, line, (size_t)(end - line));
+}
+
 void session_err(struct session *s, const char *tag, int code)
 {
     char line[PROTO_MAX_TAG + 80];

@@ -439,3 +439,14 @@ def test_blocked_command_lists_whom_one_blocks(server, client_factory):
     command(c, "blocked", "Nobody is blocked")
     command(c, "block vader", "vader is blocked")
     command(c, "blocked", "vader")
+
+
+def test_message_to_offline_user_says_it_was_kept(server, client_factory):
+    yoda = server.login("yoda")
+    c = login_defaults(client_factory, server, "hans")
+    command(c, "message vader for later",
+            "vader is offline: the message will be delivered at their next login")
+    command(c, "message yoda now")
+    assert yoda.wait_event("MSG")[4] == "now"
+    command(c, "whoelse", "yoda")
+    assert "yoda is offline" not in c.before

@@ -405,6 +405,20 @@ static void help_and_completion_words(void **state)
     assert_false(cmd_takes_user("mess", 4));
 }
 
+static void message_kept_for_later(void **state)
+{
+    (void)state;
+    exchange("message yoda hi", "MSG yoda hi", LINK_OK, 0, "17 1", NULL);
+    exchange("message yoda hi", "MSG yoda hi", LINK_OK, 0, "17 0", NULL); /* a pipe: no line */
+    setup(NULL);
+    tty = true;
+    run("message yoda hi", "MSG yoda hi");
+    reply(LINK_OK, 0, "17 0");
+    assert_int_equal(n_printed, 1);
+    assert_string_equal(printed[0],
+                        "yoda is offline: the message will be delivered at their next login");
+}
+
 static void blocked_list(void **state)
 {
     (void)state;
@@ -451,6 +465,7 @@ int main(void)
         cmocka_unit_test_setup(help_and_completion_words, setup),
         cmocka_unit_test_setup(aliases_and_hint, setup),
         cmocka_unit_test_setup(blocked_list, setup),
+        cmocka_unit_test_setup(message_kept_for_later, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

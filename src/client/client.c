@@ -11,12 +11,16 @@
 #include "client/ui.h"
 
 #include <event2/event.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #define PROMPT_PRIVATE_ONLY "(private only) > " /* logged out, private sessions open */
-#define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
+#define PROMPT_RECONNECTING "(reconnecting) > " /* --reconnect, server lost */
+#define QUIT_WAIT_SECS 2   /* how long to wait for the server to confirm LOGOUT */
+#define RETRY_FIRST_SECS 1 /* --reconnect: the first wait, doubled after each failure */
+#define RETRY_MAX_SECS 30
 
 #define SAY_LOST "Connection to server lost"
 #define SAY_IDLE "You have been logged out due to inactivity"
@@ -47,6 +51,7 @@ static void on_line(void *ctx, const char *line)
         break;
     case CLIENT_ONLINE:
     case CLIENT_LOGGED_OUT:
+    case CLIENT_RECONNECTING:
         if (!line)
             client_quit(c);
         else if (p2p_question(c->p2p))
@@ -61,11 +66,17 @@ static void on_line(void *ctx, const char *line)
 
 /* ---- the server link ---- */
 
+static void relogin_start(struct client *c);
+
 static void on_connected(void *ctx)
 {
     struct client *c = ctx;
     struct sockaddr_storage ss;
     socklen_t len;
+    if (c->state == CLIENT_RECONNECTING) {
+        relogin_start(c); /* the P2P listener is still open */
+        return;
+    }
     if (link_local_addr(c->link, &ss, &len) == 0)
         c->listen_port = p2p_listen(c->p2p, (struct sockaddr *)&ss, len);
     login_start(c);
@@ -89,6 +100,118 @@ static void server_gone(struct client *c, int status)
     } else {
         client_exit(c, status);
     }
+}
+
+/* ---- --reconnect ---- */
+
+static void reconnect_later(struct client *c)
+{
+    struct timeval tv = {c->retry_secs, 0};
+    c->state = CLIENT_RECONNECTING;
+    link_close(c->link);
+    ui_printf("Reconnecting in %d s (type logout to quit)", c->retry_secs);
+    evtimer_add(c->retry_timer, &tv);
+    client_refresh_prompt(c);
+}
+
+/* A try failed (no connection, or the server could not take the login yet): wait longer. */
+static void reconnect_failed(struct client *c)
+{
+    c->retry_secs = c->retry_secs * 2 > RETRY_MAX_SECS ? RETRY_MAX_SECS : c->retry_secs * 2;
+    reconnect_later(c);
+}
+
+/* The login was refused for good (wrong password now, locked, no such user). */
+static void relogin_refused(struct client *c, const struct link_reply *r)
+{
+    ui_printf("Error. Could not log in again (%.*s)", (int)r->rest.len, r->rest.ptr);
+    server_gone(c, CLIENT_EXIT_FAIL);
+}
+
+static void on_relogin(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return; /* on_closed handles a drop */
+    if (r->status == LINK_OK) {
+        c->retry_secs = RETRY_FIRST_SECS;
+        ui_printf("Reconnected: logged in again as %s", c->me);
+        client_logged_in(c);
+        return;
+    }
+    if (r->code == PROTO_E_ALREADY_ONLINE || r->code == PROTO_E_STORE_UNAVAILABLE ||
+        r->code == PROTO_E_NOT_NOW)
+        reconnect_failed(c); /* the old session is not gone yet, or the server is busy */
+    else
+        relogin_refused(c, r);
+}
+
+static void on_reuser(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return;
+    if (r->status != LINK_OK) {
+        relogin_refused(c, r);
+        return;
+    }
+    link_request(c->link, on_relogin, NULL, "PASS %s", c->password);
+}
+
+static void on_rehello(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return;
+    if (r->status != LINK_OK) {
+        relogin_refused(c, r);
+        return;
+    }
+    link_request(c->link, on_reuser, NULL, "USER %s", c->me);
+}
+
+static void relogin_start(struct client *c)
+{
+    link_request(c->link, on_rehello, NULL, "HELLO %d parley/%s", PROTO_VERSION, PARLEY_VERSION);
+}
+
+static const struct link_handlers link_handlers;
+
+/* The wait is over: a fresh link (the old one's state belonged to the old connection). */
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    link_free(c->link);
+    c->link = link_new(c->base, &link_handlers, c);
+    if (!c->link) {
+        client_exit(c, CLIENT_EXIT_FAIL);
+        return;
+    }
+    int rc = link_connect(c->link, c->host, c->port);
+    if (rc != 0) {
+        ui_printf("Error. Cannot find %s: %s", c->host, evutil_gai_strerror(rc));
+        reconnect_failed(c);
+    }
+}
+
+/* The server was lost while logged in: with --reconnect try again, else as spec §9 says. */
+static void server_lost(struct client *c)
+{
+    if (c->opts->reconnect && c->password_locked)
+        reconnect_later(c);
+    else
+        server_gone(c, CLIENT_EXIT_FAIL);
+}
+
+void client_keep_password(struct client *c, const char *password)
+{
+    if (c->password_locked)
+        snprintf(c->password, sizeof(c->password), "%s", password);
 }
 
 /* The line after `Connection to server lost` that says why the server said goodbye. */
@@ -135,7 +258,12 @@ static void on_closed(void *ctx, int err)
     case CLIENT_ONLINE:
         ui_print(SAY_LOST);
         say_close_reason(err);
-        server_gone(c, CLIENT_EXIT_FAIL);
+        server_lost(c);
+        break;
+    case CLIENT_RECONNECTING:
+        if (err)
+            ui_printf("Cannot reach the server: %s", strerror(err));
+        reconnect_failed(c);
         break;
     default:
         if (logging_in(c)) {
@@ -153,9 +281,12 @@ void client_bye(struct client *c, const char *reason)
     switch (c->state) {
     case CLIENT_ONLINE:
         ui_print(idle ? SAY_IDLE : SAY_LOST);
-        if (!idle)
-            say_bye_reason(reason);
-        server_gone(c, idle ? CLIENT_EXIT_OK : CLIENT_EXIT_FAIL);
+        if (idle) {
+            server_gone(c, CLIENT_EXIT_OK);
+            break;
+        }
+        say_bye_reason(reason);
+        server_lost(c);
         break;
     case CLIENT_QUITTING:
         client_exit(c, CLIENT_EXIT_OK);
@@ -202,7 +333,9 @@ void client_quit(struct client *c)
         return;
     }
     case CLIENT_LOGGED_OUT:
+    case CLIENT_RECONNECTING:
         c->state = CLIENT_QUITTING;
+        evtimer_del(c->retry_timer);
         p2p_stop_all(c->p2p);
         client_exit(c, CLIENT_EXIT_OK);
         return;
@@ -264,8 +397,13 @@ void client_p2p_ended(struct client *c, const char *name)
 
 void client_refresh_prompt(struct client *c)
 {
-    if (c->state != CLIENT_ONLINE && c->state != CLIENT_LOGGED_OUT)
+    if (c->state != CLIENT_ONLINE && c->state != CLIENT_LOGGED_OUT &&
+        c->state != CLIENT_RECONNECTING)
         return;
+    if (c->state == CLIENT_RECONNECTING) {
+        ui_set_prompt(PROMPT_RECONNECTING, false);
+        return;
+    }
     const char *from = p2p_question(c->p2p);
     if (!from) {
         char prompt[PROTO_MAX_NAME + 8];
@@ -278,9 +416,23 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
+static const struct link_handlers link_handlers = {on_connected, on_event, on_closed};
+
+/* --reconnect keeps the password in memory that is never swapped out. */
+static int lock_password(struct client *c)
+{
+    if (!c->opts->reconnect)
+        return 0;
+    if (sodium_init() < 0 || sodium_mlock(c->password, sizeof(c->password)) != 0) {
+        fputs("parley: --reconnect: cannot lock memory for the password\n", stderr);
+        return -1;
+    }
+    c->password_locked = true;
+    return 0;
+}
+
 int client_init(struct client *c, struct event_base *base, const struct options *opts)
 {
-    static const struct link_handlers handlers = {on_connected, on_event, on_closed};
     const char *host = opts->host, *port = opts->port;
     memset(c, 0, sizeof(*c));
     c->base = base;
@@ -295,9 +447,11 @@ int client_init(struct client *c, struct event_base *base, const struct options 
     display_init(opts);
     ui_set_completion(cmd_names(), cmd_takes_user);
     c->p2p = p2p_new(c);
-    c->link = link_new(base, &handlers, c);
+    c->link = link_new(base, &link_handlers, c);
     c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
-    if (!c->p2p || !c->link || !c->quit_timer)
+    c->retry_timer = evtimer_new(base, retry_cb, c);
+    c->retry_secs = RETRY_FIRST_SECS;
+    if (!c->p2p || !c->link || !c->quit_timer || !c->retry_timer || lock_password(c) < 0)
         goto fail;
     int rc = link_connect(c->link, host, port);
     if (rc != 0) {
@@ -317,6 +471,12 @@ void client_free(struct client *c)
     if (c->quit_timer)
         event_free(c->quit_timer);
     c->quit_timer = NULL;
+    if (c->retry_timer)
+        event_free(c->retry_timer);
+    c->retry_timer = NULL;
+    if (c->password_locked)
+        sodium_munlock(c->password, sizeof(c->password)); /* zeroes it too */
+    c->password_locked = false;
     p2p_free(c->p2p);
     c->p2p = NULL;
     link_free(c->link);

@@ -15,14 +15,15 @@ struct p2p;
 
 /* Where the client is in its life. */
 enum client_state {
-    CLIENT_CONNECTING, /* TCP connect to the server in progress */
-    CLIENT_HELLO,      /* HELLO sent, waiting for its reply */
-    CLIENT_USERNAME,   /* asking for, or checking, the user name */
-    CLIENT_PASSWORD,   /* asking for, or checking, the password */
-    CLIENT_ONLINE,     /* logged in: commands go to the server */
-    CLIENT_LOGGED_OUT, /* the server session ended; open P2P sessions keep the client alive */
-    CLIENT_QUITTING,   /* LOGOUT sent; waiting for the server to confirm */
-    CLIENT_EXITING,    /* the event loop is stopping */
+    CLIENT_CONNECTING,   /* TCP connect to the server in progress */
+    CLIENT_HELLO,        /* HELLO sent, waiting for its reply */
+    CLIENT_USERNAME,     /* asking for, or checking, the user name */
+    CLIENT_PASSWORD,     /* asking for, or checking, the password */
+    CLIENT_ONLINE,       /* logged in: commands go to the server */
+    CLIENT_LOGGED_OUT,   /* the server session ended; open P2P sessions keep the client alive */
+    CLIENT_RECONNECTING, /* --reconnect: the server was lost; connecting and logging in again */
+    CLIENT_QUITTING,     /* LOGOUT sent; waiting for the server to confirm */
+    CLIENT_EXITING,      /* the event loop is stopping */
 };
 
 /* Exit statuses of `parley`. */
@@ -46,6 +47,11 @@ struct client {
     struct link *link;
     struct p2p *p2p;
     struct event *quit_timer;
+    /* --reconnect */
+    char password[PROTO_MAX_PASSWORD + 1]; /* the one that logged in, in locked memory */
+    bool password_locked;                  /* `password` is sodium_mlock()ed */
+    int retry_secs;                        /* the next wait before reconnecting */
+    struct event *retry_timer;
 };
 
 /* Sets the client up with `opts` (kept, not copied) and starts connecting to its host and
@@ -70,6 +76,10 @@ void client_exit(struct client *c, int status);
  * inactivity logout, otherwise the connection counts as lost. Keeps running while P2P sessions
  * are open (spec §7), else exits. */
 void client_bye(struct client *c, const char *reason);
+
+/* The password typed at the login prompt is about to be sent: with --reconnect it is kept
+ * (in locked memory) to log in again by itself. */
+void client_keep_password(struct client *c, const char *password);
 
 /* Login finished: the user is online. Announces the P2P listener and starts reading commands. */
 void client_logged_in(struct client *c);

@@ -157,6 +157,7 @@ static void take_password(struct client *c, const char *line)
         retry(c, c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS, RETRY_PASSWORD);
         return;
     }
+    client_keep_password(c, line);
     link_request(c->link, on_pass, NULL, "PASS %s", line);
 }
 

@@ -24,6 +24,7 @@ static const char usage_text[] =
     "  --name-in-prompt   show your name in the prompt\n"
     "  --bell             ring the bell on direct and private messages\n"
     "  --color            colours at a terminal (not when NO_COLOR is set)\n"
+    "  --reconnect        when the server goes away, log in again by itself\n"
     "  --config FILE      read FILE instead of the usual config file\n"
     "  --no-config        read no config file\n";
 
@@ -37,6 +38,7 @@ static const struct setting {
     {"name-in-prompt", offsetof(struct options, name_in_prompt)},
     {"bell", offsetof(struct options, bell)},
     {"color", offsetof(struct options, color)},
+    {"reconnect", offsetof(struct options, reconnect)},
 };
 
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -119,7 +121,7 @@ static int config_read(struct options *o, const char *path, bool must_exist)
         if (config_line(o, line) < 0) {
             fprintf(stderr,
                     "parley: %s line %d: expected `setting = on|off` with one of "
-                    "timestamps, mark-broadcasts, name-in-prompt, bell, color\n",
+                    "timestamps, mark-broadcasts, name-in-prompt, bell, color, reconnect\n",
                     path, n);
             rc = -1;
         }
@@ -196,6 +198,7 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
         {"name-in-prompt", no_argument, NULL, 0},
         {"bell", no_argument, NULL, 0},
         {"color", no_argument, NULL, 0},
+        {"reconnect", no_argument, NULL, 0},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"no-config", no_argument, NULL, OPT_NO_CONFIG},
         {"help", no_argument, NULL, OPT_HELP},

@@ -14,6 +14,7 @@ struct options {
     bool name_in_prompt;  /* `hans> ` instead of `> ` */
     bool bell;            /* a bell on direct and private messages, at a terminal */
     bool color;           /* colours at a terminal, unless NO_COLOR is set */
+    bool reconnect;       /* when the server goes away, log in again by itself */
 };
 
 /* What the command line asks for. */

@@ -13,7 +13,7 @@ import subprocess
 import pexpect
 import pytest
 
-from conftest import BUILD, PARLEY, ROOT, client_env, wait_until
+from conftest import BUILD, PARLEY, PARLEYD, ROOT, ParleyServer, client_env, ok, wait_until
 from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
 
 LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -450,3 +450,51 @@ def test_message_to_offline_user_says_it_was_kept(server, client_factory):
     assert yoda.wait_event("MSG")[4] == "now"
     command(c, "whoelse", "yoda")
     assert "yoda is offline" not in c.before
+
+
+class FixedPortServer(ParleyServer):
+    """A parleyd that comes back on the same port when restarted (the client reconnects)."""
+
+    def __init__(self, dir, port, **kw):
+        super().__init__(dir, **kw)
+        self.fixed_port = port
+
+    def command(self):
+        return [PARLEYD, "--port-file", self.port_file, *self.args,
+                str(self.fixed_port), str(self.block_duration), str(self.timeout)]
+
+
+def test_reconnect_logs_in_again_by_itself(tmp_path, client_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    s = FixedPortServer(tmp_path / "server", port)
+    s.start()
+    try:
+        c = client_factory(port, args=["--reconnect", "127.0.0.1", str(port)])
+        c.expect_exact("Username: ", timeout=T)
+        c.sendline("hans")
+        c.expect_exact("Password: ", timeout=T)
+        c.sendline("falcon")
+        expect_line(c, WELCOME)
+        prompt(c)
+        s.stop()
+        expect_line(c, "Connection to server lost")
+        expect_line(c, "The server is shutting down")
+        expect_line(c, "Reconnecting in 1 s (type logout to quit)")
+        c.expect_exact("(reconnecting) > ", timeout=T)
+        s.start()
+        expect_line(c, "Reconnected: logged in again as hans", timeout=45)
+        yoda = s.login("yoda")
+        assert sorted(ok(yoda.request("WHO"))) == ["hans"]
+        assert yoda.request("MSG", "hans", "welcome back")[0] == "OK"
+        expect_line(c, "yoda: welcome back")
+        command(c, "whoelse", "yoda")
+        # The P2P listener was announced again: a private session can be asked for.
+        assert ok(yoda.request("P2P", "hans"))[0] == "127.0.0.1"
+        c.sendline("logout")
+        assert wait_exit(c) == 0
+        yoda.wait_event("LOGOUT hans")
+    finally:
+        msg = s.check_and_cleanup()
+        assert msg is None, msg

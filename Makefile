@@ -66,12 +66,22 @@ deps:
 	@scripts/deps.sh test
 
 # Starts parleyd on port 5000 with the sample credentials, in ./run (its own data directory).
+# It listens on the loopback address only, as the sample passwords are public: RUN_BIND=0.0.0.0
+# opens it to other machines. It says "listening" once the server has written its port file.
+RUN_BIND ?= 127.0.0.1
+RUN_PORT ?= 5000
 run:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory all
 	@mkdir -p run && cp -n examples/credentials.txt run/ 2>/dev/null || true
-	@echo "parleyd listening on port 5000 (data in run/parley-data); connect with: $(BUILD)/parley 127.0.0.1 5000"
-	cd run && exec ../$(BUILD)/parleyd 5000 60 300
+	@rm -f run/parleyd.port
+	@(for i in $$(seq 100); do \
+	    if [ -s run/parleyd.port ]; then \
+	      echo "parleyd listening on $(RUN_BIND) port $(RUN_PORT) (data in run/parley-data); connect with: $(BUILD)/parley 127.0.0.1 $(RUN_PORT)"; \
+	      [ "$(RUN_BIND)" = 127.0.0.1 ] && echo "only this machine can connect; RUN_BIND=0.0.0.0 opens it to others (with the sample passwords)"; \
+	      exit 0; \
+	    fi; sleep 0.1; done) &
+	cd run && exec $(abspath $(BUILD))/parleyd --bind $(RUN_BIND) --port-file parleyd.port $(RUN_PORT) 60 300
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

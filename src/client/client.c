@@ -2,21 +2,27 @@
 #include "client/client.h"
 
 #include "client/commands.h"
+#include "client/display.h"
 #include "client/events.h"
 #include "client/link.h"
 #include "client/login.h"
+#include "client/options.h"
 #include "client/p2p.h"
 #include "client/seen.h"
 #include "client/ui.h"
 
 #include <errno.h>
 #include <event2/event.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#define PROMPT_COMMAND "> "
-#define QUIT_WAIT_SECS 2 /* how long to wait for the server to confirm LOGOUT */
+#define PROMPT_PRIVATE_ONLY "(private only) > " /* logged out, private sessions open */
+#define PROMPT_RECONNECTING "(reconnecting) > " /* --reconnect, server lost */
+#define QUIT_WAIT_SECS 2   /* how long to wait for the server to confirm LOGOUT */
+#define RETRY_FIRST_SECS 1 /* --reconnect: the first wait, doubled after each failure */
+#define RETRY_MAX_SECS 30
 
 #define SAY_LOST "Connection to server lost"
 #define SAY_NOT_ANSWERING "Error. The server is not answering"
@@ -48,6 +54,7 @@ static void on_line(void *ctx, const char *line)
         break;
     case CLIENT_ONLINE:
     case CLIENT_LOGGED_OUT:
+    case CLIENT_RECONNECTING:
         if (!line)
             client_quit(c);
         else if (p2p_question(c->p2p))
@@ -62,11 +69,17 @@ static void on_line(void *ctx, const char *line)
 
 /* ---- the server link ---- */
 
+static void relogin_start(struct client *c);
+
 static void on_connected(void *ctx)
 {
     struct client *c = ctx;
     struct sockaddr_storage ss;
     socklen_t len;
+    if (c->state == CLIENT_RECONNECTING) {
+        relogin_start(c); /* the P2P listener is still open */
+        return;
+    }
     if (link_local_addr(c->link, &ss, &len) == 0)
         c->listen_port = p2p_listen(c->p2p, (struct sockaddr *)&ss, len);
     login_start(c);
@@ -84,27 +97,155 @@ static void server_gone(struct client *c, int status)
         c->state = CLIENT_LOGGED_OUT;
         c->logged_out_status = status;
         link_close(c->link);
+        ui_print("Only private messaging still works (private, stopprivate); "
+                 "type logout to quit");
         client_refresh_prompt(c);
     } else {
         client_exit(c, status);
     }
 }
 
-/* Says that the connection is lost, and first why when the server stopped answering. */
-static void say_lost(int err)
+/* ---- --reconnect ---- */
+
+static void reconnect_later(struct client *c)
+{
+    struct timeval tv = {c->retry_secs, 0};
+    c->state = CLIENT_RECONNECTING;
+    link_close(c->link);
+    ui_printf("Reconnecting in %d s (type logout to quit)", c->retry_secs);
+    evtimer_add(c->retry_timer, &tv);
+    client_refresh_prompt(c);
+}
+
+/* A try failed (no connection, or the server could not take the login yet): wait longer. */
+static void reconnect_failed(struct client *c)
+{
+    c->retry_secs = c->retry_secs * 2 > RETRY_MAX_SECS ? RETRY_MAX_SECS : c->retry_secs * 2;
+    reconnect_later(c);
+}
+
+/* The login was refused for good (wrong password now, locked, no such user). */
+static void relogin_refused(struct client *c, const struct link_reply *r)
+{
+    ui_printf("Error. Could not log in again (%.*s)", (int)r->rest.len, r->rest.ptr);
+    server_gone(c, CLIENT_EXIT_FAIL);
+}
+
+static void on_relogin(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return; /* on_closed handles a drop */
+    if (r->status == LINK_OK) {
+        c->retry_secs = RETRY_FIRST_SECS;
+        ui_printf("Reconnected: logged in again as %s", c->me);
+        client_logged_in(c);
+        return;
+    }
+    if (r->code == PROTO_E_ALREADY_ONLINE || r->code == PROTO_E_STORE_UNAVAILABLE ||
+        r->code == PROTO_E_NOT_NOW)
+        reconnect_failed(c); /* the old session is not gone yet, or the server is busy */
+    else
+        relogin_refused(c, r);
+}
+
+static void on_reuser(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return;
+    if (r->status != LINK_OK) {
+        relogin_refused(c, r);
+        return;
+    }
+    link_request(c->link, on_relogin, NULL, "PASS %s", c->password);
+}
+
+static void on_rehello(void *ctx, const struct link_reply *r, void *arg)
+{
+    (void)arg;
+    struct client *c = ctx;
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return;
+    if (r->status != LINK_OK) {
+        relogin_refused(c, r);
+        return;
+    }
+    link_request(c->link, on_reuser, NULL, "USER %s", c->me);
+}
+
+static void relogin_start(struct client *c)
+{
+    link_request(c->link, on_rehello, NULL, "HELLO %d parley/%s", PROTO_VERSION, PARLEY_VERSION);
+}
+
+static const struct link_handlers link_handlers;
+
+/* The wait is over: a fresh link (the old one's state belonged to the old connection). */
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct client *c = arg;
+    link_free(c->link);
+    c->link = link_new(c->base, &link_handlers, c, c->opts->reply_timeout);
+    if (!c->link) {
+        client_exit(c, CLIENT_EXIT_FAIL);
+        return;
+    }
+    int rc = link_connect(c->link, c->host, c->port);
+    if (rc != 0) {
+        ui_printf("Error. Cannot find %s: %s", c->host, evutil_gai_strerror(rc));
+        reconnect_failed(c);
+    }
+}
+
+/* The server was lost while logged in: with --reconnect try again, else as spec §9 says. */
+static void server_lost(struct client *c)
+{
+    if (c->opts->reconnect && c->password_locked)
+        reconnect_later(c);
+    else
+        server_gone(c, CLIENT_EXIT_FAIL);
+}
+
+void client_keep_password(struct client *c, const char *password)
+{
+    if (c->password_locked)
+        snprintf(c->password, sizeof(c->password), "%s", password);
+}
+
+/* The line after `Connection to server lost` that says why the server said goodbye. */
+static void say_bye_reason(const char *reason)
+{
+    if (strcmp(reason, "shutdown") == 0)
+        ui_print("The server is shutting down");
+    else if (strcmp(reason, "login-timeout") == 0)
+        ui_print("The server ended the login: it was not finished in time");
+    else if (strcmp(reason, "flood") == 0)
+        ui_print("The server ended the session: too many invalid requests");
+    else if (strcmp(reason, "overflow") == 0)
+        ui_print("The server ended the session: this client did not read its messages in time");
+    else
+        ui_printf("The server ended the session (%s)", reason);
+}
+
+/* The line after `Connection to server lost` when the connection ended without a goodbye. */
+static void say_close_reason(int err)
 {
     if (err == ETIMEDOUT)
         ui_print(SAY_NOT_ANSWERING);
-    ui_print(SAY_LOST);
+    else if (err)
+        ui_printf("The connection to the server failed: %s", strerror(err));
+    else
+        ui_print("The server closed the connection without notice (it may have crashed)");
 }
 
-/* The server went away during login: nothing to keep running for. */
-static void lost_before_login(struct client *c, int err)
+static bool logging_in(const struct client *c)
 {
-    if (c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD) {
-        say_lost(err);
-        client_exit(c, CLIENT_EXIT_FAIL);
-    }
+    return c->state == CLIENT_HELLO || c->state == CLIENT_USERNAME || c->state == CLIENT_PASSWORD;
 }
 
 static void on_closed(void *ctx, int err)
@@ -120,11 +261,21 @@ static void on_closed(void *ctx, int err)
         client_exit(c, CLIENT_EXIT_OK);
         break;
     case CLIENT_ONLINE:
-        say_lost(err);
-        server_gone(c, CLIENT_EXIT_FAIL);
+        ui_print(SAY_LOST);
+        say_close_reason(err);
+        server_lost(c);
+        break;
+    case CLIENT_RECONNECTING:
+        if (err)
+            ui_printf("Cannot reach the server: %s", strerror(err));
+        reconnect_failed(c);
         break;
     default:
-        lost_before_login(c, err);
+        if (logging_in(c)) {
+            ui_print(SAY_LOST);
+            say_close_reason(err);
+            client_exit(c, CLIENT_EXIT_FAIL);
+        }
         break;
     }
 }
@@ -135,13 +286,22 @@ void client_bye(struct client *c, const char *reason)
     switch (c->state) {
     case CLIENT_ONLINE:
         ui_print(idle ? SAY_IDLE : SAY_LOST);
-        server_gone(c, idle ? CLIENT_EXIT_OK : CLIENT_EXIT_FAIL);
+        if (idle) {
+            server_gone(c, CLIENT_EXIT_OK);
+            break;
+        }
+        say_bye_reason(reason);
+        server_lost(c);
         break;
     case CLIENT_QUITTING:
         client_exit(c, CLIENT_EXIT_OK);
         break;
     default:
-        lost_before_login(c, 0);
+        if (logging_in(c)) {
+            ui_print(SAY_LOST);
+            say_bye_reason(reason);
+            client_exit(c, CLIENT_EXIT_FAIL);
+        }
         break;
     }
 }
@@ -178,7 +338,9 @@ void client_quit(struct client *c)
         return;
     }
     case CLIENT_LOGGED_OUT:
+    case CLIENT_RECONNECTING:
         c->state = CLIENT_QUITTING;
+        evtimer_del(c->retry_timer);
         p2p_stop_all(c->p2p);
         client_exit(c, CLIENT_EXIT_OK);
         return;
@@ -202,13 +364,15 @@ void client_exit(struct client *c, int status)
 
 void client_logged_in(struct client *c)
 {
+    char prompt[PROTO_MAX_NAME + 8];
     c->state = CLIENT_ONLINE;
     if (!c->seen)
         c->seen = seen_open(c->base, c->host, c->port, c->me);
-    ui_remember_name(c->me);
+    display_logged_in();
     if (c->listen_port > 0)
         link_request(c->link, NULL, NULL, "LISTEN %d", c->listen_port);
-    ui_commands(PROMPT_COMMAND);
+    display_prompt(prompt, sizeof(prompt), c->me);
+    ui_commands(prompt);
 }
 
 bool client_online(const struct client *c)
@@ -232,17 +396,26 @@ void client_p2p_ended(struct client *c, const char *name)
 {
     if (client_online(c))
         link_request(c->link, NULL, NULL, "P2PEND %s", name);
-    if (c->state == CLIENT_LOGGED_OUT && p2p_open_count(c->p2p) == 0)
+    if (c->state == CLIENT_LOGGED_OUT && p2p_open_count(c->p2p) == 0) {
+        ui_print("No private messaging session is left; exiting");
         client_exit(c, c->logged_out_status);
+    }
 }
 
 void client_refresh_prompt(struct client *c)
 {
-    if (c->state != CLIENT_ONLINE && c->state != CLIENT_LOGGED_OUT)
+    if (c->state != CLIENT_ONLINE && c->state != CLIENT_LOGGED_OUT &&
+        c->state != CLIENT_RECONNECTING)
         return;
+    if (c->state == CLIENT_RECONNECTING) {
+        ui_set_prompt(PROMPT_RECONNECTING, false);
+        return;
+    }
     const char *from = p2p_question(c->p2p);
     if (!from) {
-        ui_set_prompt(PROMPT_COMMAND, false);
+        char prompt[PROTO_MAX_NAME + 8];
+        display_prompt(prompt, sizeof(prompt), c->me);
+        ui_set_prompt(c->state == CLIENT_ONLINE ? prompt : PROMPT_PRIVATE_ONLY, false);
         return;
     }
     char q[PROTO_MAX_NAME + 64];
@@ -250,13 +423,27 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port,
-                const struct client_limits *lim)
+static const struct link_handlers link_handlers = {on_connected, on_event, on_closed};
+
+/* --reconnect keeps the password in memory that is never swapped out. */
+static int lock_password(struct client *c)
 {
-    static const struct link_handlers handlers = {on_connected, on_event, on_closed};
+    if (!c->opts->reconnect)
+        return 0;
+    if (sodium_init() < 0 || sodium_mlock(c->password, sizeof(c->password)) != 0) {
+        fputs("parley: --reconnect: cannot lock memory for the password\n", stderr);
+        return -1;
+    }
+    c->password_locked = true;
+    return 0;
+}
+
+int client_init(struct client *c, struct event_base *base, const struct options *opts)
+{
+    const char *host = opts->host, *port = opts->port;
     memset(c, 0, sizeof(*c));
     c->base = base;
-    c->limits = *lim;
+    c->opts = opts;
     c->host = host;
     c->port = port;
     c->state = CLIENT_CONNECTING;
@@ -264,11 +451,14 @@ int client_init(struct client *c, struct event_base *base, const char *host, con
     c->exit_status = CLIENT_EXIT_FAIL;
     if (ui_init(base, on_line, c) < 0)
         goto fail;
+    display_init(opts);
     ui_set_completion(cmd_names(), cmd_takes_user);
-    c->p2p = p2p_new(c, lim->p2p_handshakes, lim->p2p_per_source);
-    c->link = link_new(base, &handlers, c, lim->reply_timeout);
+    c->p2p = p2p_new(c, opts->p2p_handshakes, opts->p2p_per_source);
+    c->link = link_new(base, &link_handlers, c, opts->reply_timeout);
     c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
-    if (!c->p2p || !c->link || !c->quit_timer)
+    c->retry_timer = evtimer_new(base, retry_cb, c);
+    c->retry_secs = RETRY_FIRST_SECS;
+    if (!c->p2p || !c->link || !c->quit_timer || !c->retry_timer || lock_password(c) < 0)
         goto fail;
     int rc = link_connect(c->link, host, port);
     if (rc != 0) {
@@ -288,6 +478,12 @@ void client_free(struct client *c)
     if (c->quit_timer)
         event_free(c->quit_timer);
     c->quit_timer = NULL;
+    if (c->retry_timer)
+        event_free(c->retry_timer);
+    c->retry_timer = NULL;
+    if (c->password_locked)
+        sodium_munlock(c->password, sizeof(c->password)); /* zeroes it too */
+    c->password_locked = false;
     p2p_free(c->p2p);
     c->p2p = NULL;
     seen_close(c->seen);

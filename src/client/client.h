@@ -10,19 +10,21 @@
 struct event;
 struct event_base;
 struct link;
+struct options;
 struct p2p;
 struct seen;
 
 /* Where the client is in its life. */
 enum client_state {
-    CLIENT_CONNECTING, /* TCP connect to the server in progress */
-    CLIENT_HELLO,      /* HELLO sent, waiting for its reply */
-    CLIENT_USERNAME,   /* asking for, or checking, the user name */
-    CLIENT_PASSWORD,   /* asking for, or checking, the password */
-    CLIENT_ONLINE,     /* logged in: commands go to the server */
-    CLIENT_LOGGED_OUT, /* the server session ended; open P2P sessions keep the client alive */
-    CLIENT_QUITTING,   /* LOGOUT sent; waiting for the server to confirm */
-    CLIENT_EXITING,    /* the event loop is stopping */
+    CLIENT_CONNECTING,   /* TCP connect to the server in progress */
+    CLIENT_HELLO,        /* HELLO sent, waiting for its reply */
+    CLIENT_USERNAME,     /* asking for, or checking, the user name */
+    CLIENT_PASSWORD,     /* asking for, or checking, the password */
+    CLIENT_ONLINE,       /* logged in: commands go to the server */
+    CLIENT_LOGGED_OUT,   /* the server session ended; open P2P sessions keep the client alive */
+    CLIENT_RECONNECTING, /* --reconnect: the server was lost; connecting and logging in again */
+    CLIENT_QUITTING,     /* LOGOUT sent; waiting for the server to confirm */
+    CLIENT_EXITING,      /* the event loop is stopping */
 };
 
 /* Exit statuses of `parley`. */
@@ -32,34 +34,31 @@ enum client_exit {
     CLIENT_EXIT_USAGE = 2, /* bad command line */
 };
 
-/* Limits set on the command line (see man/parley.1). */
-struct client_limits {
-    unsigned reply_timeout;  /* seconds a request may wait for its reply (and a connect) */
-    unsigned p2p_handshakes; /* incoming P2P connections waiting for their HELLO, at most */
-    unsigned p2p_per_source; /* of which from one source address */
-};
-
 struct client {
     struct event_base *base;
-    struct client_limits limits;
     enum client_state state;
     char me[PROTO_MAX_NAME + 1]; /* the user name being tried, then the logged-in user */
     bool new_user;               /* the server offered to register `me` */
     int exit_status;
-    int logged_out_status; /* status to exit with once the last P2P session ends */
-    int listen_port;       /* our P2P listener, or -1 */
+    int logged_out_status;      /* status to exit with once the last P2P session ends */
+    int listen_port;            /* our P2P listener, or -1 */
+    const struct options *opts; /* the command line and config file */
     const char *host;
     const char *port;
     struct link *link;
     struct p2p *p2p;
     struct seen *seen; /* the messages shown in earlier runs; NULL until logged in */
     struct event *quit_timer;
+    /* --reconnect */
+    char password[PROTO_MAX_PASSWORD + 1]; /* the one that logged in, in locked memory */
+    bool password_locked;                  /* `password` is sodium_mlock()ed */
+    int retry_secs;                        /* the next wait before reconnecting */
+    struct event *retry_timer;
 };
 
-/* Sets the client up with the limits `lim` and starts connecting to `host`:`port`. Prints the
- * reason and returns -1 when that cannot start. */
-int client_init(struct client *c, struct event_base *base, const char *host, const char *port,
-                const struct client_limits *lim);
+/* Sets the client up with `opts` (kept, not copied) and starts connecting to its host and
+ * port. Prints the reason and returns -1 when that cannot start. */
+int client_init(struct client *c, struct event_base *base, const struct options *opts);
 
 /* Frees everything; the event loop must have stopped. */
 void client_free(struct client *c);
@@ -79,6 +78,10 @@ void client_exit(struct client *c, int status);
  * inactivity logout, otherwise the connection counts as lost. Keeps running while P2P sessions
  * are open (spec §7), else exits. */
 void client_bye(struct client *c, const char *reason);
+
+/* The password typed at the login prompt is about to be sent: with --reconnect it is kept
+ * (in locked memory) to log in again by itself. */
+void client_keep_password(struct client *c, const char *password);
 
 /* Login finished: the user is online. Announces the P2P listener and starts reading commands. */
 void client_logged_in(struct client *c);

@@ -121,6 +121,8 @@ static void on_reply(void *ctx, const struct link_reply *r, void *arg)
             say_error(r);
         else if (o->code >= 0 && o->say)
             ui_printf(o->say, q->user);
+        if (code == 0 && q->user[0])
+            ui_remember_name(q->user); /* a name the server took: offered by completion */
     }
     free(q);
     client_release(c);
@@ -138,14 +140,25 @@ static const struct outcome message_outcomes[] = {
     {-1, NULL},
 };
 
+/* MSG's reply: as on_reply, and at a terminal a line when the message was kept for an
+ * offline recipient (`OK <id> 0`). */
+static void on_message(void *ctx, const struct link_reply *r, void *arg)
+{
+    struct req *q = arg;
+    struct proto_slice rest = r->rest, id, online;
+    if (r->status == LINK_OK && ui_is_tty() && proto_next_field(&rest, &id) &&
+        proto_next_field(&rest, &online) && proto_slice_eq(online, "0"))
+        ui_printf("%s is offline: the message will be delivered at their next login", q->user);
+    on_reply(ctx, r, arg);
+}
+
 static void do_message(struct client *c, const struct cmd_call *k)
 {
     if (strcmp(k->user, c->me) == 0) {
         ui_print("Error. Cannot message self");
         return;
     }
-    ui_remember_name(k->user);
-    send_req(c, 0, on_reply, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
+    send_req(c, 0, on_message, req_new(message_outcomes, k->user), "MSG %s %s", k->user, k->text);
 }
 
 static void on_bcast(void *ctx, const struct link_reply *r, void *arg)
@@ -196,6 +209,36 @@ static void do_whoelse(struct client *c, const struct cmd_call *k)
 {
     (void)k;
     send_req(c, 0, on_who, req_new(NULL, NULL), "WHO");
+}
+
+/* Prints the names of a BLOCKED reply one per line, or `Nobody is blocked`. */
+static void on_blocked(void *ctx, const struct link_reply *r, void *arg)
+{
+    struct client *c = ctx;
+    struct proto_slice rest = r->rest, f;
+    char name[PROTO_MAX_NAME + 1];
+    size_t n = 0;
+    if (r->status == LINK_OK) {
+        while (proto_next_field(&rest, &f)) {
+            if (!proto_is_name(f) || !proto_slice_copy(f, name, sizeof(name)))
+                continue;
+            ui_print(name);
+            ui_remember_name(name);
+            n++;
+        }
+        if (n == 0)
+            ui_print("Nobody is blocked");
+    } else if (r->status == LINK_ERR) {
+        say_error(r);
+    }
+    free(arg);
+    client_release(c);
+}
+
+static void do_blocked(struct client *c, const struct cmd_call *k)
+{
+    (void)k;
+    send_req(c, 0, on_blocked, req_new(NULL, NULL), "BLOCKED");
 }
 
 static void do_whoelsesince(struct client *c, const struct cmd_call *k)
@@ -298,7 +341,6 @@ static void do_startprivate(struct client *c, const struct cmd_call *k)
         return;
     }
     p2p_forget(c->p2p, k->user);
-    ui_remember_name(k->user);
     /* The server answers once the peer has (it may ask its user first). */
     send_req(c, P2P_ANSWER_SECS, on_p2p, req_new(p2p_outcomes, k->user), "P2P %s", k->user);
 }
@@ -356,6 +398,7 @@ static const struct cmd commands[] = {
      "list the users online in the last <seconds>"},
     {"block", ARGS_USER, true, do_block, "block <user>", "refuse all messages to and from <user>"},
     {"unblock", ARGS_USER, true, do_unblock, "unblock <user>", "lift a block"},
+    {"blocked", ARGS_NONE, true, do_blocked, "blocked", "list the users you have blocked"},
     {"logout", ARGS_NONE, false, do_logout, "logout", "log out and exit"},
     {"startprivate", ARGS_USER, true, do_startprivate, "startprivate <user>",
      "open a private (peer-to-peer) chat with <user>"},
@@ -368,6 +411,19 @@ static const struct cmd commands[] = {
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* Other names for commands, as irssi and weechat users type them. */
+static const struct cmd_alias {
+    const char *alias;
+    const char *name;
+} aliases[] = {
+    {"/msg", "message"},
+    {"/who", "whoelse"},
+    {"/quit", "logout"},
+    {"/help", "help"},
+};
+
+#define N_ALIASES (sizeof(aliases) / sizeof(aliases[0]))
+
 static void do_help(struct client *c, const struct cmd_call *k)
 {
     (void)c;
@@ -375,14 +431,24 @@ static void do_help(struct client *c, const struct cmd_call *k)
     ui_print("Commands:");
     for (size_t i = 0; i < N_COMMANDS; i++)
         ui_printf("  %-26s %s", commands[i].usage, commands[i].help);
+    for (size_t i = 0; i < N_ALIASES; i++)
+        ui_printf("  %-26s the same as %s", aliases[i].alias, aliases[i].name);
 }
 
 /* ---- parsing ---- */
 
+static bool word_is(const char *name, const char *word, size_t len)
+{
+    return strlen(name) == len && memcmp(name, word, len) == 0;
+}
+
 static const struct cmd *find_cmd(const char *word, size_t len)
 {
+    for (size_t i = 0; i < N_ALIASES; i++)
+        if (word_is(aliases[i].alias, word, len))
+            return find_cmd(aliases[i].name, strlen(aliases[i].name));
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strlen(commands[i].name) == len && memcmp(commands[i].name, word, len) == 0)
+        if (word_is(commands[i].name, word, len))
             return &commands[i];
     return NULL;
 }
@@ -506,6 +572,8 @@ void cmd_execute(struct client *c, const char *line)
         return;
     if (rc < 0) {
         ui_print(err);
+        if (strcmp(err, SAY_INVALID_COMMAND) == 0 && ui_is_tty())
+            ui_print("Type help for the list of commands");
         return;
     }
     if (k.cmd->server && !client_online(c)) {
@@ -517,10 +585,13 @@ void cmd_execute(struct client *c, const char *line)
 
 const char *const *cmd_names(void)
 {
-    static const char *names[N_COMMANDS + 1];
-    if (!names[0])
+    static const char *names[N_COMMANDS + N_ALIASES + 1];
+    if (!names[0]) {
         for (size_t i = 0; i < N_COMMANDS; i++)
             names[i] = commands[i].name;
+        for (size_t i = 0; i < N_ALIASES; i++)
+            names[N_COMMANDS + i] = aliases[i].alias;
+    }
     return names;
 }
 

@@ -36,7 +36,8 @@ const char *cmd_name(const struct cmd *cmd);
  * sending what the server must do; prints the outcome when the reply comes. */
 void cmd_execute(struct client *c, const char *line);
 
-/* Returns the NULL-terminated list of command names (for completion and help). */
+/* Returns the NULL-terminated list of command names and their aliases (`/msg`, `/who`,
+ * `/quit`, `/help`), for completion. */
 const char *const *cmd_names(void);
 
 /* Returns true when the command `word` (`len` bytes) takes a user name as first argument. */

@@ -2,6 +2,7 @@
 #include "client/events.h"
 
 #include "client/client.h"
+#include "client/display.h"
 #include "client/link.h"
 #include "client/p2p.h"
 #include "client/seen.h"
@@ -29,7 +30,7 @@ static void on_msg(struct client *c, struct proto_slice rest)
         !proto_next_field(&rest, &time_f) || !proto_parse_u64(time_f, &when) || rest.len == 0)
         return;
     if (!seen_already(c->seen, id, when)) {
-        ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
+        display_direct(from, when, rest.ptr, rest.len);
         ui_remember_name(from);
         seen_note(c->seen, id, when);
     }
@@ -42,7 +43,7 @@ static void on_bcast(struct proto_slice rest)
     char from[PROTO_MAX_NAME + 1];
     if (!take_name(&rest, from) || rest.len == 0)
         return;
-    ui_printf("%s: %.*s", from, (int)rest.len, rest.ptr);
+    display_broadcast(from, rest.ptr, rest.len);
     ui_remember_name(from);
 }
 
@@ -69,6 +70,14 @@ static void on_p2preq(struct client *c, struct proto_slice rest)
         p2p_offer(c->p2p, from, secret, !proto_slice_eq(ask, "0"));
 }
 
+/* `* P2PWAIT <name>`: our private messaging request waits for `name` to answer. */
+static void on_p2pwait(struct proto_slice rest)
+{
+    char name[PROTO_MAX_NAME + 1];
+    if (take_name(&rest, name) && rest.len == 0)
+        ui_printf("Waiting for %s to accept or decline private messaging", name);
+}
+
 /* `* BYE <reason>` */
 static void on_bye(struct client *c, struct proto_slice rest)
 {
@@ -91,6 +100,8 @@ void events_dispatch(struct client *c, struct proto_slice verb, struct proto_sli
         on_presence(rest, "logged out");
     else if (proto_slice_eq(verb, "P2PREQ"))
         on_p2preq(c, rest);
+    else if (proto_slice_eq(verb, "P2PWAIT"))
+        on_p2pwait(rest);
     else if (proto_slice_eq(verb, "BYE"))
         on_bye(c, rest);
 }

@@ -41,6 +41,29 @@ static void refused(struct client *c, const char *why)
     client_exit(c, CLIENT_EXIT_FAIL);
 }
 
+/* What a refusal the user may retry asks next. */
+enum login_retry {
+    RETRY_USERNAME,
+    RETRY_PASSWORD,
+};
+
+/* Says `why` (if any) and asks again. From a pipe the lines that follow were written as the
+ * answers to this attempt (they would count as passwords or user names), so the run ends. */
+static void retry(struct client *c, const char *why, enum login_retry next)
+{
+    if (why)
+        ui_print(why);
+    if (!ui_input_is_tty()) {
+        fputs("parley: login refused; stopping, as the input is not a terminal\n", stderr);
+        client_exit(c, CLIENT_EXIT_FAIL);
+        return;
+    }
+    if (next == RETRY_USERNAME)
+        ask_username(c);
+    else
+        ask_password(c);
+}
+
 static void on_pass(void *ctx, const struct link_reply *r, void *arg)
 {
     (void)arg;
@@ -59,12 +82,14 @@ static void on_pass(void *ctx, const struct link_reply *r, void *arg)
     case PROTO_E_LOCKED:
         refused(c, SAY_LOCKED);
         break;
+    case PROTO_E_ALREADY_ONLINE: /* the right password of a user online elsewhere */
+        retry(c, SAY_ONLINE, RETRY_USERNAME);
+        break;
     case PROTO_E_NOT_NOW: /* the server forgot the user name: start again */
-        ask_username(c);
+        retry(c, NULL, RETRY_USERNAME);
         break;
     case PROTO_E_BAD_REQUEST:
-        ui_print(c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS);
-        ask_password(c);
+        retry(c, c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS, RETRY_PASSWORD);
         break;
     case PROTO_E_BUSY: /* nothing was checked: the same password may be sent again */
         ui_print(SAY_BUSY);
@@ -75,8 +100,7 @@ static void on_pass(void *ctx, const struct link_reply *r, void *arg)
         ask_username(c);
         break;
     default:
-        ui_print(SAY_BAD_PASS);
-        ask_password(c);
+        retry(c, SAY_BAD_PASS, RETRY_PASSWORD);
         break;
     }
 }
@@ -94,16 +118,11 @@ static void on_user(void *ctx, const struct link_reply *r, void *arg)
         return;
     }
     switch (r->code) {
-    case PROTO_E_LOCKED:
-        refused(c, SAY_LOCKED);
-        break;
-    case PROTO_E_ALREADY_ONLINE:
-        ui_print(SAY_ONLINE);
-        ask_username(c);
+    case PROTO_E_ALREADY_ONLINE: /* a name being registered or in use without an account */
+        retry(c, SAY_ONLINE, RETRY_USERNAME);
         break;
     default: /* 404, or a name the server will not take */
-        ui_print(SAY_BAD_USER);
-        ask_username(c);
+        retry(c, SAY_BAD_USER, RETRY_USERNAME);
         break;
     }
 }
@@ -134,8 +153,7 @@ static void take_username(struct client *c, const char *line)
 {
     struct proto_slice name = {line, strlen(line)};
     if (!proto_is_name(name)) {
-        ui_print(SAY_BAD_USER);
-        ask_username(c);
+        retry(c, SAY_BAD_USER, RETRY_USERNAME);
         return;
     }
     snprintf(c->me, sizeof(c->me), "%s", line);
@@ -146,10 +164,10 @@ static void take_password(struct client *c, const char *line)
 {
     struct proto_slice pass = {line, strlen(line)};
     if (!proto_is_password(pass)) {
-        ui_print(c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS);
-        ask_password(c);
+        retry(c, c->new_user ? SAY_BAD_NEW_PASS : SAY_BAD_PASS, RETRY_PASSWORD);
         return;
     }
+    client_keep_password(c, line);
     link_request(c->link, on_pass, NULL, "PASS %s", line);
 }
 

@@ -2,6 +2,7 @@
 #include "client/p2p.h"
 
 #include "client/client.h"
+#include "client/display.h"
 #include "client/link.h"
 #include "client/sock.h"
 #include "client/text.h"
@@ -451,7 +452,7 @@ static void on_session(struct peer *pe, const char *line, size_t len)
     if (!within_rate(pe)) {
         peer_end(pe, END_FLOOD);
     } else if (len > 4 && memcmp(line, "MSG ", 4) == 0) {
-        ui_printf("%s(private): %.*s", pe->name, (int)(len - 4), line + 4);
+        display_private(pe->name, line + 4, len - 4);
     } else if (len == 4 && memcmp(line, "STOP", 4) == 0) {
         peer_end(pe, END_PEER_STOP);
     } else {

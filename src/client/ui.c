@@ -1,6 +1,7 @@
 /* The terminal: readline callback interface on a tty, plain lines from a pipe; see ui.h. */
 #include "client/ui.h"
 
+#include "client/histfile.h"
 #include "client/text.h"
 #include "common/linebuf.h"
 
@@ -50,6 +51,9 @@ static struct {
     /* readline */
     bool rl_on;    /* a readline handler is installed */
     bool in_rl_cb; /* inside readline's line callback: readline redraws the prompt itself */
+    char *stash;   /* the line being typed when a question took the edit line, or NULL */
+    int stash_point;
+    bool stash_due; /* give the stash back when readline starts its next line */
     /* password on a terminal */
     struct termios saved_tio;
     bool tio_saved;
@@ -62,6 +66,8 @@ static struct {
     size_t q_bytes;
     unsigned holds;
     bool eof, eof_sent;
+    bool error_color;    /* `Error. ` lines in red */
+    bool history_loaded; /* the saved history was read: it is saved again at the end */
     /* completion */
     const char *const *commands;
     ui_user_arg_fn user_arg;
@@ -94,14 +100,18 @@ static void deliver(const char *line)
 
 /* ---- printing ---- */
 
-static void write_plain(const char *s)
+/* Writes the clean `s`, in the colour of SGR code `sgr` if any. */
+static void write_line(const char *sgr, const char *s)
 {
-    fputs(s, stdout);
-    fputc('\n', stdout);
+    if (sgr)
+        printf("\033[%sm%s\033[0m\n", sgr, s);
+    else
+        printf("%s\n", s);
     fflush(stdout);
 }
 
-void ui_print(const char *line)
+/* Prints `line` above the line being typed; `sgr` colours it (NULL: no colour). */
+static void print_line(const char *sgr, const char *line)
 {
     size_t len = strlen(line);
     char small[1024];
@@ -111,42 +121,67 @@ void ui_print(const char *line)
     text_sanitize(line, len, clean, len + 1);
     if (ui.tty && ui.rl_on && !ui.in_rl_cb) {
         rl_clear_visible_line();
-        write_plain(clean);
+        write_line(sgr, clean);
         rl_on_new_line();
         rl_redisplay();
     } else if (ui.tty && ui.mode == UI_SECRET) {
         fputs("\r\033[K", stdout);
-        write_plain(clean);
+        write_line(sgr, clean);
         fputs(ui.prompt, stdout);
         fflush(stdout);
     } else {
-        write_plain(clean);
+        write_line(sgr, clean);
     }
     if (clean != small)
         free(clean);
 }
 
-void ui_printf(const char *fmt, ...)
+void ui_print(const char *line)
+{
+    bool error = ui.error_color && strncmp(line, "Error. ", 7) == 0;
+    print_line(error ? "31" : NULL, line);
+}
+
+/* print_line() of a formatted line; `sgr` NULL means as ui_print(). */
+static void vprint(const char *sgr, const char *fmt, va_list ap)
 {
     char buf[2048];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    char *line = n >= 0 && (size_t)n >= sizeof(buf) ? malloc((size_t)n + 1) : buf;
+    if (n >= 0 && line) {
+        if (line != buf)
+            vsnprintf(line, (size_t)n + 1, fmt, again);
+        if (sgr)
+            print_line(sgr, line);
+        else
+            ui_print(line);
+    }
+    if (line != buf)
+        free(line);
+    va_end(again);
+}
+
+void ui_printf(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    vprint(NULL, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof(buf)) {
-        ui_print(buf);
-        return;
-    }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return;
+}
+
+void ui_printf_color(const char *sgr, const char *fmt, ...)
+{
+    va_list ap;
     va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    vprint(sgr, fmt, ap);
     va_end(ap);
-    ui_print(big);
-    free(big);
+}
+
+void ui_set_error_color(bool on)
+{
+    ui.error_color = on;
 }
 
 /* ---- readline (tty) ---- */
@@ -162,6 +197,27 @@ static void rl_remove(void)
     fflush(stdout);
 }
 
+/* Runs a command line that may hold several (a bracketed paste keeps its newlines): each line
+ * in order, as if typed one after another, while commands are still being read. */
+static void deliver_commands(char *text)
+{
+    if (text[0] == '\0') {
+        deliver(text);
+        return;
+    }
+    char *next = text;
+    while (next && ui.mode == UI_COMMANDS) {
+        char *line = next;
+        size_t len = strcspn(line, "\r\n");
+        next = line[len] ? line + len + 1 : NULL;
+        line[len] = '\0';
+        if (line[0] == '\0')
+            continue;
+        add_history(line);
+        deliver(line);
+    }
+}
+
 static void rl_line_cb(char *line)
 {
     ui.in_rl_cb = true;
@@ -170,16 +226,74 @@ static void rl_line_cb(char *line)
         rl_remove();
         ui.mode = UI_OFF;
         input_off();
+        deliver(line);
     } else if (ui.mode == UI_LINE) {
         rl_remove();
         ui.mode = UI_OFF;
         input_off();
-    } else if (line[0] != '\0') {
-        add_history(line);
+        deliver(line);
+    } else {
+        deliver_commands(line);
     }
-    deliver(line);
     ui.in_rl_cb = false;
     free(line);
+}
+
+/* ---- the typed line while a question is asked ---- */
+
+/* Keeps the line being typed aside so that a question's answer starts on an empty line. */
+static void stash_line(void)
+{
+    if (!ui.rl_on || ui.in_rl_cb || ui.stash || rl_end == 0)
+        return;
+    ui.stash = strdup(rl_line_buffer);
+    if (!ui.stash)
+        return;
+    ui.stash_point = rl_point;
+    rl_replace_line("", 0);
+    rl_point = 0;
+}
+
+static void stash_put_back(void)
+{
+    rl_replace_line(ui.stash, 0);
+    rl_point = ui.stash_point < rl_end ? ui.stash_point : rl_end;
+    free(ui.stash);
+    ui.stash = NULL;
+    ui.stash_due = false;
+}
+
+/* The question is over: the kept line comes back. Inside the line callback readline clears the
+ * line afterwards, so it comes back when readline starts the next one (stash_hook). */
+static void unstash_line(void)
+{
+    if (!ui.stash)
+        return;
+    if (ui.in_rl_cb || !ui.rl_on)
+        ui.stash_due = true;
+    else
+        stash_put_back();
+}
+
+/* rl_startup_hook: runs as readline starts a line. */
+static int stash_hook(void)
+{
+    if (ui.stash && ui.stash_due)
+        stash_put_back();
+    return 0;
+}
+
+/* Prints the line that was typed and not sent (`Unsent: ...`), so that it is not lost. */
+static void show_unsent(void)
+{
+    const char *text = ui.stash;
+    if (!text && ui.rl_on && !ui.in_rl_cb && rl_end > 0)
+        text = rl_line_buffer;
+    if (text)
+        ui_printf("Unsent: %s", text);
+    free(ui.stash);
+    ui.stash = NULL;
+    ui.stash_due = false;
 }
 
 /* Shows the current prompt text in place of the one readline shows. */
@@ -267,6 +381,17 @@ static void echo_off(void)
     t.c_lflag &= ~(tcflag_t)ECHO;
     t.c_lflag |= ECHONL | ICANON;
     ui.tio_saved = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+}
+
+/* After a stop the shell may have reset the terminal: turns echo off again. */
+static void echo_off_again(void)
+{
+    if (!ui.tio_saved)
+        return;
+    struct termios t = ui.saved_tio;
+    t.c_lflag &= ~(tcflag_t)ECHO;
+    t.c_lflag |= ECHONL | ICANON;
+    tcsetattr(STDIN_FILENO, TCSANOW, &t);
 }
 
 static void echo_restore(void)
@@ -464,9 +589,12 @@ int ui_init(struct event_base *base, ui_line_fn fn, void *ctx)
         rl_catch_sigwinch = 0;
         rl_change_environment = 0;
         rl_attempted_completion_function = ui_complete;
+        rl_startup_hook = stash_hook;
         rl_basic_word_break_characters = " ";
         using_history();
         stifle_history(UI_HISTORY);
+        histfile_load();
+        ui.history_loaded = true;
     } else {
         input_on();
     }
@@ -479,6 +607,11 @@ fail:
 bool ui_is_tty(void)
 {
     return ui.tty;
+}
+
+bool ui_input_is_tty(void)
+{
+    return isatty(STDIN_FILENO);
 }
 
 void ui_ask(enum ui_input kind, const char *prompt)
@@ -533,6 +666,10 @@ void ui_set_prompt(const char *prompt, bool question)
     if (strcmp(ui.prompt, prompt) == 0)
         return;
     set_prompt_text(prompt);
+    if (question)
+        stash_line();
+    else
+        unstash_line();
     rl_apply_prompt();
 }
 
@@ -541,11 +678,12 @@ void ui_stop(void)
     if (ui.mode == UI_CLOSED)
         return;
     echo_restore();
-    ui.mode = UI_OFF;
     if (ui.tty) {
+        show_unsent();
         rl_remove();
         input_off();
     }
+    ui.mode = UI_OFF;
 }
 
 void ui_hold(void)
@@ -580,6 +718,23 @@ void ui_remember_name(const char *name)
         ui.names[ui.n_names++] = copy;
 }
 
+void ui_resume(void)
+{
+    if (!ui.tty || ui.mode == UI_CLOSED)
+        return;
+    if (ui.mode == UI_SECRET) {
+        echo_off_again();
+        fputs(ui.prompt, stdout);
+        fflush(stdout);
+        return;
+    }
+    if (!ui.rl_on)
+        return;
+    rl_deprep_term_function(); /* readline thinks the terminal is still its own */
+    rl_prep_term_function(1);
+    rl_forced_update_display();
+}
+
 void ui_resize(void)
 {
     if (ui.tty && ui.rl_on)
@@ -594,6 +749,8 @@ void ui_shutdown(void)
     input_off();
     ui.mode = UI_CLOSED;
     fflush(stdout);
+    if (isatty(STDIN_FILENO))
+        tcflush(STDIN_FILENO, TCIFLUSH); /* typed ahead for us, not for the shell */
 }
 
 void ui_free(void)
@@ -611,6 +768,9 @@ void ui_free(void)
     for (size_t i = 0; i < ui.n_names; i++)
         free(ui.names[i]);
     ui.n_names = 0;
+    if (ui.history_loaded) /* never write over the file with a history not read from it */
+        histfile_save(UI_HISTORY);
     if (ui.tty)
         clear_history();
+    ui.history_loaded = false;
 }

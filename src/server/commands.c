@@ -61,6 +61,7 @@ static void cmd_who(struct session *s, const struct request *r);
 static void cmd_whosince(struct session *s, const struct request *r);
 static void cmd_block(struct session *s, const struct request *r);
 static void cmd_unblock(struct session *s, const struct request *r);
+static void cmd_blocked(struct session *s, const struct request *r);
 static void cmd_touch(struct session *s, const struct request *r);
 static void cmd_logout(struct session *s, const struct request *r);
 
@@ -74,6 +75,7 @@ static const struct command commands[] = {
     {"WHOSINCE", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, BUDGET_REQUEST, cmd_whosince},
     {"BLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, cmd_block},
     {"UNBLOCK", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, cmd_unblock},
+    {"BLOCKED", IN_ONLINE, SHAPE_NONE, ARG_ANY, true, BUDGET_REQUEST, cmd_blocked},
     {"LISTEN", IN_ONLINE, SHAPE_ONE, ARG_NUMBER, true, BUDGET_REQUEST, p2p_listen},
     {"P2P", IN_ONLINE, SHAPE_ONE, ARG_NAME, true, BUDGET_REQUEST, p2p_start},
     {"P2PACCEPT", IN_ONLINE, SHAPE_ONE, ARG_NAME, false, BUDGET_NONE, p2p_accept},
@@ -322,6 +324,20 @@ static void cmd_who(struct session *s, const struct request *r)
     list_start(&l, s, tag);
     for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
         list_add(&l, u);
+    list_send(&l, tag);
+}
+
+/* `BLOCKED`: the users this one blocks. */
+static void cmd_blocked(struct session *s, const struct request *r)
+{
+    const char *tag = r->tag;
+    struct name_list l;
+    list_start(&l, s, tag);
+    for (uint32_t i = 0; i < s->user->n_blocked; i++) {
+        struct user *u = directory_by_id(&s->srv->dir, s->user->blocked[i]);
+        if (u)
+            list_add(&l, u);
+    }
     list_send(&l, tag);
 }
 

@@ -120,14 +120,7 @@ void login_user(struct session *s, const struct request *r)
         session_ok(s, tag, "new");
         return;
     }
-    if (is_locked(srv, u)) {
-        refuse_locked(s, tag, PROTO_E_LOCKED);
-        return;
-    }
-    if (u->online) {
-        session_err(s, tag, PROTO_E_ALREADY_ONLINE);
-        return;
-    }
+    /* Locked or online is told only after a password (spec §3.5, §3.8): see login_pass. */
     s->user = u;
     s->state = SESSION_PASSWORD;
     session_ok(s, tag, NULL);
@@ -418,6 +411,11 @@ void login_pass(struct session *s, const struct request *r)
     if (!u->has_account) {
         s->state = SESSION_USERNAME;
         session_err(s, tag, PROTO_E_NO_SUCH_USER);
+        return;
+    }
+    if (is_locked(s->srv, u)) {
+        /* Not checked and not counted: the answer says nothing about the password. */
+        refuse_locked(s, tag, PROTO_E_LOCKED);
         return;
     }
     struct auth_entry e = {.kind = u->kind, .secret = u->secret};

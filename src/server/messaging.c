@@ -204,7 +204,7 @@ void msg_direct(struct session *s, const struct request *r)
         peer->sent_id = id;
     }
     size_t pos = net_pending_output(s->conn);
-    session_ok_number(s, tag, id);
+    session_ok_numbers(s, tag, id, peer && peer->state == SESSION_ONLINE); /* 0: kept for later */
     server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 

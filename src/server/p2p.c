@@ -246,6 +246,8 @@ void p2p_start(struct session *s, const struct request *r)
     }
     session_event(to->online, "P2PREQ %s %s %d", s->user->name, req->secret,
                   srv->cfg.p2p_consent ? 1 : 0);
+    if (srv->cfg.p2p_consent)
+        session_event(s, "P2PWAIT %s", to->name); /* the reply waits for a person */
     log_info("%s asks %s for a private session", s->user->name, to->name);
 }
 

@@ -174,6 +174,9 @@ void session_send(struct session *s, const char *data, size_t len);
 /* Queues `<tag> OK <n>`. */
 void session_ok_number(struct session *s, const char *tag, int64_t n);
 
+/* Queues `<tag> OK <a> <b>` (written by hand, like session_ok_number). */
+void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b);
+
 /* Queues `<tag> OK` followed by the printf-formatted fields (fmt may be NULL). */
 void session_ok(struct session *s, const char *tag, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

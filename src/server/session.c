@@ -116,6 +116,19 @@ void session_ok_number(struct session *s, const char *tag, int64_t n)
     net_send(s->conn, line, (size_t)(end - line));
 }
 
+void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b)
+{
+    char line[PROTO_MAX_TAG + 56];
+    size_t len = strlen(tag);
+    memcpy(line, tag, len);
+    memcpy(line + len, " OK ", 4);
+    char *end = proto_put_i64(line + len + 4, a);
+    *end++ = ' ';
+    end = proto_put_i64(end, b);
+    *end++ = '\n';
+    net_send(s->conn, line, (size_t)(end - line));
+}
+
 void session_err(struct session *s, const char *tag, int code)
 {
     char line[PROTO_MAX_TAG + 80];
@@ -139,7 +152,8 @@ static void go_offline(struct session *s)
     directory_set_online(&srv->dir, u, NULL);
     if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record logout: %s", store_error(srv->store));
-    msg_presence(srv, u, "LOGOUT");
+    if (!srv->stopping) /* at shutdown everyone gets BYE, not each other's logout */
+        msg_presence(srv, u, "LOGOUT");
     log_info("%s logged out", u->name);
 }
 

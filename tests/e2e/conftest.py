@@ -22,14 +22,16 @@ What is here:
   Also: `.send_request(*fields) -> tag` and `.get_reply(tag)` (pipelining, the deferred P2P
   reply), `.get_reply_any(('7', '-'))`, `.send_bad(raw_bytes)` (a tagged frame that may be
   answered with '-'), `.send_line`, `.send_raw`, `.recv_line(timeout)` (raw), `.pump(seconds)`,
-  `.closed(timeout)`, `.ack(id)`, `.hello()`, `.login(user, pw)`, `.open_listener()` (a real
+  `.closed(timeout)`, `.ack(id)`, `.hello()`, `.login(user, pw)`, `.login_reply(user, pw)` (the
+  reply to PASS, for refusals), `.open_listener()` (a real
   P2P listener + LISTEN), `.msgs()`; `.frames` (every frame received), `.all_events`, `.eof`,
   `.reset`. `Proto(port, source='127.0.0.2')` binds the client side; `rcvbuf=4096` makes a
   small receive window (a slow reader). `ok(reply)` / `err(reply, code)` assert a reply.
 - `spawn_client(port, ...)` and fixture `client_factory(port, ...)`: the `parley` client in a pty
   (`client_env()` gives its environment: INPUTRC without bracketed paste, and a fresh empty
-  XDG_STATE_HOME for each client, so no run remembers the messages another one was shown; pass
-  `env={"XDG_STATE_HOME": dir}` to let several runs share one).
+  XDG_STATE_HOME for each client, so no run remembers the messages another one was shown or
+  its input history; pass `env={"XDG_STATE_HOME": dir}` to let several runs share one; with
+  `bracketed_paste=True`, to either, readline's defaults as a user has them).
 - `wait_until(pred, timeout)`: poll with a deadline.
 
 Every read has a deadline: no test can hang.
@@ -608,6 +610,15 @@ class Proto:
         self.user = user
         return self
 
+    def login_reply(self, user, pw):
+        """HELLO (unless done already), USER (asserted OK: whether an account is locked or its
+        user online is told only after a password, spec §3.8), PASS; returns PASS's reply."""
+        if not getattr(self, "greeted", False):
+            self.hello()
+        r = self.request("USER", user)
+        assert r == ["OK"], f"USER {user}: {r}"
+        return self.request("PASS", pw)
+
     def open_listener(self):
         """Opens a real TCP listener (the P2P side of a client), tells the server with LISTEN
         and returns its port. The socket is closed with this connection."""
@@ -645,12 +656,21 @@ _INPUTRC_DIR = tempfile.mkdtemp(prefix="parley-e2e-")
 INPUTRC = os.path.join(_INPUTRC_DIR, "inputrc")
 with open(INPUTRC, "w") as _f:
     _f.write("set enable-bracketed-paste off\n")
+CONFIG_HOME = os.path.join(_INPUTRC_DIR, "config")
+# Readline's defaults, as a user has them (bracketed paste on), without anyone's ~/.inputrc.
+INPUTRC_DEFAULTS = os.path.join(_INPUTRC_DIR, "inputrc-defaults")
+with open(INPUTRC_DEFAULTS, "w") as _f:
+    _f.write("")
 
 
-def client_env(extra=None):
+def client_env(extra=None, bracketed_paste=False):
+    """The client's environment: INPUTRC turns bracketed paste off unless `bracketed_paste`,
+    which leaves readline's defaults (what a user has in a terminal)."""
     env = dict(os.environ)
-    env["INPUTRC"] = INPUTRC
+    env["INPUTRC"] = INPUTRC_DEFAULTS if bracketed_paste else INPUTRC
     env["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="state-", dir=_INPUTRC_DIR)
+    env["XDG_CONFIG_HOME"] = CONFIG_HOME  # no parley.conf but a test's own
+    env.pop("NO_COLOR", None)
     env.setdefault("TERM", "xterm")
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     if extra:
@@ -659,13 +679,15 @@ def client_env(extra=None):
 
 
 def spawn_client(port, *, host="127.0.0.1", env=None, args=None, timeout=10, cwd=None,
-                 dimensions=(24, 200), **spawn_kw):
-    """Starts `parley <host> <port>` in a pty (pexpect, utf-8, timeout 10 s)."""
+                 dimensions=(24, 200), bracketed_paste=False, **spawn_kw):
+    """Starts `parley <host> <port>` in a pty (pexpect, utf-8, timeout 10 s); with
+    `bracketed_paste` readline keeps its defaults (see client_env)."""
     import pexpect
     _need(PARLEY)
     argv = list(args) if args is not None else [host, str(port)]
-    return pexpect.spawn(PARLEY, argv, encoding="utf-8", timeout=timeout, env=client_env(env),
-                         cwd=cwd, dimensions=dimensions, **spawn_kw)
+    return pexpect.spawn(PARLEY, argv, encoding="utf-8", timeout=timeout,
+                         env=client_env(env, bracketed_paste=bracketed_paste), cwd=cwd,
+                         dimensions=dimensions, **spawn_kw)
 
 
 @pytest.fixture

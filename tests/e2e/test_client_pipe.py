@@ -68,24 +68,42 @@ def test_incoming_messages_printed(server):
     assert out == f"Username: Password: {WELCOME}\nyoda: stored for you\nyoda\n"
 
 
-def test_login_failures_in_pipe(make_server):
+REFUSED = "parley: login refused; stopping, as the input is not a terminal\n"
+
+
+def test_wrong_password_in_pipe_ends_the_run(make_server):
+    """One wrong password ends the run (exit 1): the lines after it are not tried as passwords,
+    so a script cannot lock the account (issue 10, defect 2)."""
     s = make_server(block_duration=60)
-    rc, out, _ = run_pipe(s.port, "nobody\nhans\nwrong\nfalcon\nlogout\n")
-    assert rc == 0
-    assert out == ("Username: Invalid Username. Please try again\n"
-                   "Username: Password: Invalid Password. Please try again\n"
-                   f"Password: {WELCOME}\n")
-    rc, out, _ = run_pipe(s.port, "yoda\na\nb\nc\nwise\n")
+    rc, out, err = run_pipe(s.port, "yoda\na\nb\nc\nwise\nlogout\n")
     assert rc == 1
-    assert out == ("Username: Password: Invalid Password. Please try again\n"
-                   "Password: Invalid Password. Please try again\n"
-                   "Password: Invalid Password. Your account has been blocked. "
+    assert out == "Username: Password: Invalid Password. Please try again\n"
+    assert err == REFUSED
+    s.login("yoda")  # one failure counted, not locked
+
+
+def test_unknown_and_online_user_in_pipe_end_the_run(server):
+    watcher = server.login("hans")
+    rc, out, err = run_pipe(server.port, "nobody\nyoda\nwise\nlogout\n")
+    assert (rc, out, err) == (1, "Username: Invalid Username. Please try again\n", REFUSED)
+    rc, out, err = run_pipe(server.port, "hans\nfalcon\nyoda\nwise\nlogout\n")
+    assert (rc, out, err) == (1, "Username: Password: This user is already logged in\n", REFUSED)
+    watcher.no_event("LOGIN", within=0.3)
+
+
+def test_locked_account_in_pipe(make_server):
+    s = make_server(block_duration=60)
+    p = s.connect()
+    assert p.login_reply("yoda", "a")[:2] == ["ERR", "401"]
+    assert p.request("PASS", "b")[:2] == ["ERR", "401"]
+    rc, out, _ = run_pipe(s.port, "yoda\nc\nwise\n")
+    assert rc == 1
+    assert out == ("Username: Password: Invalid Password. Your account has been blocked. "
                    "Please try again later\n")
     rc, out, _ = run_pipe(s.port, "yoda\nwise\n")
     assert rc == 1
-    assert out.startswith("Username: ")
-    assert out.endswith("Your account is blocked due to multiple login failures. "
-                        "Please try again later\n")
+    assert out == ("Username: Password: Your account is blocked due to multiple login failures. "
+                   "Please try again later\n")
 
 
 def test_end_of_input_before_login(server):

@@ -92,7 +92,7 @@ def _race(s, user, right, label, right_among=None):
     # Locked from anywhere, with the right password too.
     q = s.connect()
     q.hello()
-    err(q.request("USER", user), 423)
+    err(q.login_reply(user, right), 423)
     assert q.closed(5)
     for p, code in zip(conns, codes + [final]):
         if code in ("423", "424"):
@@ -192,11 +192,11 @@ def test_lockout_survives_restart(make_server, how):
         for _ in range(2):
             q = s.connect()
             q.hello()
-            err(q.request("USER", user), 423)
+            err(q.login_reply(user, right), 423)
             bounce()
         q = s.connect()
         q.hello()
-        err(q.request("USER", user), 423)
+        err(q.login_reply(user, right), 423)
 
 
 def test_lock_stored_before_the_reply(make_server):
@@ -211,7 +211,7 @@ def test_lock_stored_before_the_reply(make_server):
     s.start()
     q = s.connect()
     q.hello()
-    err(q.request("USER", "r2d2"), 423)
+    err(q.login_reply("r2d2", "beepboop"), 423)
 
 
 # ---- parleyd --hash-credentials ----
@@ -416,11 +416,16 @@ def test_smuggling_rejected_400(server):
 
 def test_client_refuses_control_characters(server):
     """The terminal client (from a pipe) does not send what the server would refuse: a user
-    name with ESC is an invalid user name, a password with NUL a wrong one (asked again), and
-    texts with ESC, BEL, CR or NUL are refused locally; nothing of them reaches the recipient."""
+    name with ESC is an invalid user name, a password with NUL a wrong one (each ends a piped
+    run), and texts with ESC, BEL, CR or NUL are refused locally; nothing of them reaches the
+    recipient."""
     from test_client_kit import run_pipe
     yoda = server.login("yoda")
-    text = ("h\x1b[2Jans\nhans\nfalc\x00on\nfalcon\n"
+    for login_lines, said in (("h\x1b[2Jans\nhans\n", "Invalid Username"),
+                              ("hans\nfalc\x00on\nfalcon\n", "Invalid Password")):
+        rc, out, errout = run_pipe(server.port, login_lines)
+        assert rc == 1 and said in out and "\x1b" not in out, (out, errout)
+    text = ("hans\nfalcon\n"
             "message yoda a\x1b[31mred\nmessage yoda b\x07bell\nmessage yoda c\rcr\n"
             "message yoda d\x00nul\nbroadcast e\x1b]0;title\x07x\nmessage yoda clean\nlogout\n")
     rc, out, errout = run_pipe(server.port, text)

@@ -210,3 +210,18 @@ def test_later_block_does_not_cut_open_p2p_session(server):
     assert a.request("P2PEND", "yoda") == ["OK"]
     assert b.request("P2PEND", "hans") == ["OK"]
     err(b.request("P2P", "hans"), 451)
+
+
+def test_blocked_lists_whom_one_blocks(server):
+    a = server.login("hans")
+    assert ok(a.request("BLOCKED")) == []
+    for name in ("vader", "luke"):
+        assert a.request("BLOCK", name) == ["OK"]
+    assert sorted(ok(a.request("BLOCKED"))) == ["luke", "vader"]
+    assert a.request("UNBLOCK", "luke") == ["OK"]
+    assert ok(a.request("BLOCKED")) == ["vader"]
+    server.restart()
+    a = server.login("hans")
+    assert ok(a.request("BLOCKED")) == ["vader"]
+    b = server.login("vader")
+    assert ok(b.request("BLOCKED")) == []  # being blocked is not blocking

@@ -135,7 +135,10 @@ def test_already_online_409_and_existing_session_not_kicked(server):
     a = server.login("hans")
     b = server.connect()
     b.hello()
-    err(b.request("USER", "hans"), 409)
+    # Online is told only after the right password (spec §3.8); a wrong one is just wrong.
+    assert b.request("USER", "hans") == ["OK"]
+    err(b.request("PASS", "wrong"), 401)
+    err(b.request("PASS", "falcon"), 409)
     # Ask again with another name on the same connection.
     assert b.request("USER", "yoda") == ["OK"]
     assert b.request("PASS", "wise") == ["OK"]
@@ -176,14 +179,31 @@ def test_locked_user_gets_423_from_other_connection_even_with_right_password(ser
     err(p.request("PASS", "bad"), 424)
     q = server.connect()
     q.hello()
-    err(q.request("USER", "vader"), 423)
+    err(q.login_reply("vader", "sithlord"), 423)
     assert q.closed(5), "server must close after 423"
     # From every address.
     r = server.connect(source="127.0.0.3")
     r.hello()
-    err(r.request("USER", "vader"), 423)
+    err(r.login_reply("vader", "sithlord"), 423)
     # Other users are not affected.
     server.login("yoda")
+
+
+def test_locked_pass_is_not_checked_nor_counted(make_server):
+    """A PASS to a locked account is 423 whatever the password, and is no failure: once the
+    lock expires, two wrong passwords are still 401."""
+    s = make_server(block_duration=2)
+    p = s.connect()
+    err(p.login_reply("r2d2", "bad"), 401)
+    err(p.request("PASS", "bad"), 401)
+    err(p.request("PASS", "bad"), 424)
+    for pw in ("wrong", "beepboop", "wrong"):
+        q = s.connect()
+        err(q.login_reply("r2d2", pw), 423)
+        assert q.closed(5)
+    p = _wait_unlocked(s, "r2d2", "bad", timeout=6)
+    err(p.request("PASS", "bad"), 401)
+    assert p.request("PASS", "beepboop") == ["OK"]
 
 
 def test_locked_meanwhile_pass_gets_423(server):
@@ -236,13 +256,13 @@ def test_counter_resets_on_success(server):
         assert p.closed(5)
 
 
-def _wait_unlocked(server, user, timeout):
-    """Polls new connections until USER is accepted again; returns the connection."""
+def _wait_unlocked(server, user, wrong, timeout):
+    """Polls new connections with a wrong password until it is answered 401 (the lock expired:
+    that is the first failure of a fresh count) instead of 423; returns the connection."""
     def attempt():
         p = server.connect()
-        p.hello()
-        r = p.request("USER", user)
-        if r == ["OK"]:
+        r = p.login_reply(user, wrong)
+        if r[:2] == ["ERR", "401"]:
             return p
         err(r, 423)
         p.close()
@@ -262,12 +282,11 @@ def test_lock_expires_then_right_password_works_and_counter_reset(make_server):
     # Still locked right away.
     q = s.connect()
     q.hello()
-    err(q.request("USER", "luke"), 423)
-    p = _wait_unlocked(s, "luke", timeout=6)
+    err(q.login_reply("luke", "skywalker"), 423)
+    p = _wait_unlocked(s, "luke", "a", timeout=6)
     elapsed = time.monotonic() - t0
     assert elapsed >= 1.0, f"lock of 2 s lifted after {elapsed:.2f}s"
     # The counter reset when the lock expired: two wrong ones are 401, not 424.
-    err(p.request("PASS", "a"), 401)
     err(p.request("PASS", "b"), 401)
     assert p.request("PASS", "skywalker") == ["OK"]
 
@@ -283,13 +302,13 @@ def test_lock_survives_sigterm_restart_and_kill9(make_server):
     s.restart()
     q = s.connect()
     q.hello()
-    err(q.request("USER", "vader"), 423)
+    err(q.login_reply("vader", "sithlord"), 423)
     assert q.closed(5)
     s.kill9()
     s.start()
     q = s.connect()
     q.hello()
-    err(q.request("USER", "vader"), 423)
+    err(q.login_reply("vader", "sithlord"), 423)
 
 
 def test_failure_count_survives_restart(make_server):
@@ -337,7 +356,7 @@ def test_login_prompt_blocks_nobody(make_server):
     half.send_raw(b"R hans\n")
     assert half.get_reply("1")[0] == "OK"
     assert half.get_reply("2") == ["OK"]
-    err(idle.request("USER", "u00"), 409)
+    err(idle.login_reply("u00", "pw0"), 409)
     assert idle.request("USER", "hans") == ["OK"]
     assert idle.request("PASS", "falcon") == ["OK"]
     silent.pump(0)

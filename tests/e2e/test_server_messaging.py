@@ -10,7 +10,7 @@ def test_message_to_online_user(server):
     b = server.login("yoda")
     before = int(time.time())
     r = ok(a.request("MSG", "yoda", "Hello there"))
-    assert len(r) == 1 and r[0].isdigit(), r
+    assert len(r) == 2 and r[0].isdigit() and r[1] == "1", r  # <id> <online>
     ev = b.wait_event("MSG")
     assert ev[0] == "MSG" and ev[1] == r[0] and ev[2] == "hans", ev
     assert before - 5 <= int(ev[3]) <= time.time() + 5, ev
@@ -135,3 +135,12 @@ def test_messages_from_several_senders_arrive_in_id_order(server):
     got = [int(e[1]) for e in evs]
     assert got == sorted(got)
     assert sorted(got) == sorted(ids)
+
+
+def test_msg_reply_says_whether_the_recipient_was_online(server):
+    a = server.login("hans")
+    server.login("yoda")
+    r = ok(a.request("MSG", "yoda", "online now"))
+    assert len(r) == 2 and r[1] == "1", r
+    r = ok(a.request("MSG", "vader", "kept"))
+    assert len(r) == 2 and r[1] == "0", r

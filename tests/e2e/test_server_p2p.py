@@ -164,6 +164,7 @@ def test_consent_ask_flag_and_decline_455(make_server):
     tag = pa.send_request("P2P", "yoda")
     ev = pb.wait_event("P2PREQ")
     assert ev[3] == "1", ev
+    pa.wait_event("P2PWAIT yoda")  # the asker is told a person is being asked
     assert pb.request("P2PDECLINE", "hans") == ["OK"]
     err(pa.get_reply(tag), 455)
     # Declining leaves no session behind; accepting works.
@@ -176,6 +177,7 @@ def test_decline_without_consent_option(server):
     pb.wait_event("P2PREQ")
     assert pb.request("P2PDECLINE", "hans") == ["OK"]
     err(pa.get_reply(tag), 455)
+    assert not [e for e in pa.all_events if e[0] == "P2PWAIT"]  # nobody was asked
 
 
 def test_p2p_before_login_403(server):

@@ -57,7 +57,7 @@ def test_everything_survives_a_crash(server):
     assert v.wait_event("MSG")[4] == "queued"
     l = server.connect()
     l.hello()
-    err(l.request("USER", "luke"), 423)
+    err(l.login_reply("luke", "skywalker"), 423)
 
 
 def test_server_starts_in_fresh_directory_copy_of_credentials(tmp_path, make_server):

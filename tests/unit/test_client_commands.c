@@ -54,6 +54,13 @@ void ui_remember_name(const char *name)
     (void)name;
 }
 
+static bool tty; /* what ui_is_tty() says */
+
+bool ui_is_tty(void)
+{
+    return tty;
+}
+
 void client_hold(struct client *c)
 {
     (void)c;
@@ -152,6 +159,7 @@ static int setup(void **state)
     last_fn = NULL;
     last_arg = NULL;
     online = true;
+    tty = false;
     quit_called = false;
     session = P2P_NONE;
     p2p_sent[0] = connected[0] = '\0';
@@ -417,11 +425,57 @@ static void help_and_completion_words(void **state)
     size_t n = 0;
     while (names[n])
         n++;
-    assert_int_equal(n, 11);
+    assert_int_equal(n, 16);
     assert_true(cmd_takes_user("message", 7));
+    assert_true(cmd_takes_user("/msg", 4));
     assert_true(cmd_takes_user("stopprivate", 11));
     assert_false(cmd_takes_user("broadcast", 9));
     assert_false(cmd_takes_user("mess", 4));
+}
+
+static void message_kept_for_later(void **state)
+{
+    (void)state;
+    exchange("message yoda hi", "MSG yoda hi", LINK_OK, 0, "17 1", NULL);
+    exchange("message yoda hi", "MSG yoda hi", LINK_OK, 0, "17 0", NULL); /* a pipe: no line */
+    setup(NULL);
+    tty = true;
+    run("message yoda hi", "MSG yoda hi");
+    reply(LINK_OK, 0, "17 0");
+    assert_int_equal(n_printed, 1);
+    assert_string_equal(printed[0],
+                        "yoda is offline: the message will be delivered at their next login");
+}
+
+static void blocked_list(void **state)
+{
+    (void)state;
+    exchange("blocked", "BLOCKED", LINK_OK, 0, "", "Nobody is blocked");
+    setup(NULL);
+    run("blocked", "BLOCKED");
+    reply(LINK_OK, 0, "vader luke");
+    assert_int_equal(n_printed, 2);
+    assert_string_equal(printed[0], "vader");
+    assert_string_equal(printed[1], "luke");
+    refused("blocked x", "Error. Usage: blocked");
+}
+
+static void aliases_and_hint(void **state)
+{
+    (void)state;
+    exchange("/msg yoda hi", "MSG yoda hi", LINK_OK, 0, "17", NULL);
+    exchange("/who", "WHO", LINK_OK, 0, "", "No other users");
+    setup(NULL);
+    cmd_execute(&me, "/quit");
+    assert_true(quit_called);
+    refused("/msg", "Error. Usage: message <user> <message>");
+    refused("/nick", "Error. Invalid command"); /* from a pipe: the exact line alone */
+    setup(NULL);
+    tty = true;
+    cmd_execute(&me, "bogus");
+    assert_int_equal(n_printed, 2);
+    assert_string_equal(printed[0], "Error. Invalid command");
+    assert_string_equal(printed[1], "Type help for the list of commands");
 }
 
 int main(void)
@@ -437,6 +491,9 @@ int main(void)
         cmocka_unit_test_setup(private_commands, setup),
         cmocka_unit_test_setup(logged_out_refuses_server_commands, setup),
         cmocka_unit_test_setup(help_and_completion_words, setup),
+        cmocka_unit_test_setup(aliases_and_hint, setup),
+        cmocka_unit_test_setup(blocked_list, setup),
+        cmocka_unit_test_setup(message_kept_for_later, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,13 @@ void ui_remember_name(const char *name)
     (void)name;
 }
 
+void display_private(const char *from, const char *text, size_t len)
+{
+    (void)from;
+    (void)text;
+    (void)len;
+}
+
 void client_release(struct client *c)
 {
     (void)c;

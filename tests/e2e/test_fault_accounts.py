@@ -266,7 +266,13 @@ def test_lockout_lasts_at_least_block_duration(make_server):
     err(p.request("PASS", "x3"), 424)
 
     def unlocked():
-        return _user_reply(s, "vader") == ["OK"]
+        # USER answers OK for a locked account too (issue 10): the right password tells.
+        q = s.connect()
+        q.hello()
+        q.request("USER", "vader")
+        r = q.request("PASS", "sithlord")
+        q.close()
+        return r == ["OK"]
     wait_until(unlocked, timeout=5, interval=0.02, what="the lock to expire")
     took = time.monotonic() - t0
     assert took >= 1.0, f"the 1 s lock ended after {took:.2f} s"

@@ -144,7 +144,7 @@ static void on_relogin(void *ctx, const struct link_reply *r, void *arg)
         return;
     }
     if (r->code == PROTO_E_ALREADY_ONLINE || r->code == PROTO_E_STORE_UNAVAILABLE ||
-        r->code == PROTO_E_NOT_NOW)
+        r->code == PROTO_E_NOT_NOW || r->code == PROTO_E_BUSY)
         reconnect_failed(c); /* the old session is not gone yet, or the server is busy */
     else
         relogin_refused(c, r);

@@ -180,27 +180,36 @@ static void do_broadcast(struct client *c, const struct cmd_call *k)
     send_req(c, 0, on_bcast, req_new(NULL, NULL), "BCAST %s", k->text);
 }
 
-/* Prints the names of a WHO/WHOSINCE reply one per line, or `No other users`. */
-static void on_who(void *ctx, const struct link_reply *r, void *arg)
+/* Prints the names of a listing reply one per line (never one's own), or `empty` when there
+ * are none; remembers them for completion. */
+static void print_names(struct client *c, const struct link_reply *r, const char *empty)
 {
-    struct client *c = ctx;
     struct proto_slice rest = r->rest, f;
     char name[PROTO_MAX_NAME + 1];
     size_t n = 0;
-    if (r->status == LINK_OK) {
-        while (proto_next_field(&rest, &f)) {
-            if (!proto_is_name(f) || !proto_slice_copy(f, name, sizeof(name)) ||
-                strcmp(name, c->me) == 0)
-                continue;
-            ui_print(name);
-            ui_remember_name(name);
-            n++;
-        }
-        if (n == 0)
-            ui_print("No other users");
-    } else if (r->status == LINK_ERR) {
+    if (r->status == LINK_ERR) {
         say_error(r);
+        return;
     }
+    if (r->status != LINK_OK)
+        return;
+    while (proto_next_field(&rest, &f)) {
+        if (!proto_is_name(f) || !proto_slice_copy(f, name, sizeof(name)) ||
+            strcmp(name, c->me) == 0)
+            continue;
+        ui_print(name);
+        ui_remember_name(name);
+        n++;
+    }
+    if (n == 0)
+        ui_print(empty);
+}
+
+/* A WHO or WHOSINCE reply. */
+static void on_who(void *ctx, const struct link_reply *r, void *arg)
+{
+    struct client *c = ctx;
+    print_names(c, r, "No other users");
     free(arg);
     client_release(c);
 }
@@ -211,26 +220,11 @@ static void do_whoelse(struct client *c, const struct cmd_call *k)
     send_req(c, 0, on_who, req_new(NULL, NULL), "WHO");
 }
 
-/* Prints the names of a BLOCKED reply one per line, or `Nobody is blocked`. */
+/* A BLOCKED reply. */
 static void on_blocked(void *ctx, const struct link_reply *r, void *arg)
 {
     struct client *c = ctx;
-    struct proto_slice rest = r->rest, f;
-    char name[PROTO_MAX_NAME + 1];
-    size_t n = 0;
-    if (r->status == LINK_OK) {
-        while (proto_next_field(&rest, &f)) {
-            if (!proto_is_name(f) || !proto_slice_copy(f, name, sizeof(name)))
-                continue;
-            ui_print(name);
-            ui_remember_name(name);
-            n++;
-        }
-        if (n == 0)
-            ui_print("Nobody is blocked");
-    } else if (r->status == LINK_ERR) {
-        say_error(r);
-    }
+    print_names(c, r, "Nobody is blocked");
     free(arg);
     client_release(c);
 }

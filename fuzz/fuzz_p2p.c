@@ -64,6 +64,14 @@ void ui_remember_name(const char *name)
     (void)name;
 }
 
+/* A private message is never the "started" notice, whatever its text. */
+void display_private(const char *from, const char *text, size_t len)
+{
+    (void)from;
+    (void)text;
+    (void)len;
+}
+
 void client_release(struct client *c)
 {
     (void)c;

@@ -59,6 +59,7 @@ $(BUILD)/tests/test_config: $(call obj,src/server/config.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)
+$(BUILD)/tests/test_p2p_channel: $(call obj,src/client/p2p_channel.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 

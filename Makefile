@@ -60,6 +60,9 @@ $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)
 $(BUILD)/tests/test_p2p_channel: $(call obj,src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_identity: $(call obj,src/client/identity.c src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_p2p: $(call obj,src/client/identity.c src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_commands: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 
@@ -114,7 +117,7 @@ FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c 
 build/fuzz/fuzz_frame: fuzz/fuzz_frame.c $(COMMON_SRC)
 build/fuzz/fuzz_credentials: fuzz/fuzz_credentials.c src/server/auth.c $(COMMON_SRC)
 build/fuzz/fuzz_server: fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) $(COMMON_SRC)
-build/fuzz/fuzz_p2p: fuzz/fuzz_p2p.c $(COMMON_SRC)
+build/fuzz/fuzz_p2p: fuzz/fuzz_p2p.c src/client/identity.c src/client/p2p_channel.c $(COMMON_SRC)
 build/fuzz/fuzz_qlog: fuzz/fuzz_qlog.c src/server/qlog.c src/server/mqueue.c fuzz/log_stub.c \
                       $(COMMON_SRC)
 build/fuzz/fuzz_%:

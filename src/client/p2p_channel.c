@@ -118,8 +118,8 @@ static enum pch_result decrypt(struct pch_cipher *c, const uint8_t *ad, size_t a
 }
 
 /* EncryptAndHash: `out` gets `len` bytes, plus the tag once there is a key. */
-static enum pch_result encrypt_and_hash(struct pch *ch, const uint8_t *pt, size_t len,
-                                        uint8_t *out, size_t *n)
+static enum pch_result encrypt_and_hash(struct pch *ch, const uint8_t *pt, size_t len, uint8_t *out,
+                                        size_t *n)
 {
     *n = len + (ch->cs.has_key ? PCH_TAG_LEN : 0);
     if (!ch->cs.has_key)
@@ -130,8 +130,8 @@ static enum pch_result encrypt_and_hash(struct pch *ch, const uint8_t *pt, size_
     return PCH_OK;
 }
 
-static enum pch_result decrypt_and_hash(struct pch *ch, const uint8_t *ct, size_t len,
-                                        uint8_t *out, size_t *n)
+static enum pch_result decrypt_and_hash(struct pch *ch, const uint8_t *ct, size_t len, uint8_t *out,
+                                        size_t *n)
 {
     if (!ch->cs.has_key) {
         memmove(out, ct, len);
@@ -330,8 +330,8 @@ static enum pch_result read_tokens(struct pch *ch, const uint8_t *msg, size_t le
     return decrypt_and_hash(ch, msg + at, body, out, n);
 }
 
-enum pch_result pch_read_handshake(struct pch *ch, const uint8_t *msg, size_t len,
-                                   uint8_t *out, size_t cap, size_t *n)
+enum pch_result pch_read_handshake(struct pch *ch, const uint8_t *msg, size_t len, uint8_t *out,
+                                   size_t cap, size_t *n)
 {
     *n = 0;
     if (ch->state >= PCH_OPEN || pch_my_turn(ch))

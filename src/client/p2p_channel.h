@@ -78,8 +78,8 @@ enum pch_result pch_write_handshake(struct pch *ch, const uint8_t *payload, size
 
 /* Reads the peer's next handshake message `msg`; its payload goes to `out` (`cap` bytes),
  * its size to `*n`. Any error (a wrong PSK shows at message 3) fails the channel. */
-enum pch_result pch_read_handshake(struct pch *ch, const uint8_t *msg, size_t len,
-                                   uint8_t *out, size_t cap, size_t *n);
+enum pch_result pch_read_handshake(struct pch *ch, const uint8_t *msg, size_t len, uint8_t *out,
+                                   size_t cap, size_t *n);
 
 /* The peer's static public key: meaningful once we have read it (the initiator after message
  * 2, the responder after message 3). */

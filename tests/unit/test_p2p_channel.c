@@ -51,9 +51,9 @@ static void load_vector(struct vector *v)
             const char *name;
             struct vec_bytes *into;
         } fields[] = {
-            {"prologue", &v->prologue}, {"psk", &v->psk},
-            {"init_static", &v->init_s}, {"init_ephemeral", &v->init_e},
-            {"resp_static", &v->resp_s}, {"resp_ephemeral", &v->resp_e},
+            {"prologue", &v->prologue},   {"psk", &v->psk},
+            {"init_static", &v->init_s},  {"init_ephemeral", &v->init_e},
+            {"resp_static", &v->resp_s},  {"resp_ephemeral", &v->resp_e},
             {"handshake_hash", &v->hash},
         };
         for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
@@ -236,8 +236,7 @@ static void a_flipped_bit_in_any_handshake_message_is_refused(void **state)
             /* Message 1 is `e` in clear plus an empty payload: a changed e shows as soon as
              * the responder's message 2 is read by the initiator. */
             if (k == 0 && got == PCH_OK) {
-                assert_int_equal(pch_write_handshake(&b, NULL, 0, wire, sizeof(wire), &n),
-                                 PCH_OK);
+                assert_int_equal(pch_write_handshake(&b, NULL, 0, wire, sizeof(wire), &n), PCH_OK);
                 got = pch_read_handshake(&a, wire, n, out, sizeof(out), &m);
             }
             assert_int_not_equal(got, PCH_OK);

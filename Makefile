@@ -25,9 +25,11 @@ SERVER_OBJ := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench)
+PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench) \
+         $(BUILD)/parley-p2p-bench
 
-.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak
+.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak \
+        bench-p2p
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -42,6 +44,10 @@ $(BUILD)/parley: $(BUILD)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_OBJ)
 
 $(BUILD)/parley-bench: $(call obj,$(BENCH_SRC)) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
+
+# The cost of end-to-end encryption on a P2P session (docs/PERFORMANCE.md §10).
+$(BUILD)/parley-p2p-bench: bench/p2p_bench.c $(call obj,src/client/p2p_channel.c) $(COMMON_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
 
 # Unit tests: each links the common modules plus the modules it names below. Those that
 # include a module's source whole are rebuilt when it changes (-MMD, build/tests/*.d).
@@ -138,7 +144,7 @@ fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-15}
 
 format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h')
+	clang-format -i $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h')
 
 lint:
 	@$(MAKE) --no-print-directory lint-check
@@ -155,6 +161,10 @@ BENCH_ARGS ?= --quick
 bench: all
 	@scripts/deps.sh bench
 	BUILD=$(abspath $(BUILD)) bench/compare $(BENCH_ARGS)
+
+# Plain against encrypted P2P sessions on loopback, and the handshake time.
+bench-p2p: $(BUILD)/parley-p2p-bench
+	$(BUILD)/parley-p2p-bench $(BENCH_P2P_ARGS)
 
 # A few seconds of the benchmark tool against parleyd alone, to prove it still works.
 bench-smoke: all

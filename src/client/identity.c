@@ -241,8 +241,8 @@ int ident_forget(const struct ident *id, const char *peer)
         goto fail;
     }
     struct copy_arg a = {peer, f, false, false};
-    bool ok = each_pin(id, copy_fn, &a) == 0 && !a.failed && fflush(f) == 0 &&
-              fsync(fileno(f)) == 0;
+    bool ok =
+        each_pin(id, copy_fn, &a) == 0 && !a.failed && fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0 || !ok)
         goto fail;
     if (!a.dropped) {
@@ -310,8 +310,7 @@ void ident_safety_number(const char *a, const uint8_t apub[PCH_KEY_LEN], const c
     grouped(both, 2 * IDENT_NUMBER_DIGITS, out);
 }
 
-void ident_own_number(const char *name, const uint8_t pub[PCH_KEY_LEN],
-                      char out[IDENT_OWN_LEN + 1])
+void ident_own_number(const char *name, const uint8_t pub[PCH_KEY_LEN], char out[IDENT_OWN_LEN + 1])
 {
     char d[IDENT_NUMBER_DIGITS + 1];
     half_digits(name, pub, d);

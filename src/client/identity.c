@@ -99,12 +99,26 @@ static int read_key(struct ident *id, const char *path, char *err, size_t cap)
     return rc;
 }
 
+/* The directory name for user `me`: the name itself when it is made of letters, digits, `-`
+ * and `_` only, else `x-` and its bytes in hex (a name may hold `/` or be `..`). */
+static void dir_name(const char *me, char out[2 * PROTO_MAX_NAME + 3])
+{
+    if (me[0] && strspn(me, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+                     strlen(me)) {
+        snprintf(out, 2 * PROTO_MAX_NAME + 3, "%s", me);
+        return;
+    }
+    memcpy(out, "x-", 2);
+    sodium_bin2hex(out + 2, 2 * PROTO_MAX_NAME + 1, (const uint8_t *)me, strlen(me));
+}
+
 int ident_load(struct ident *id, const char *base, const char *me, char *err, size_t cap)
 {
-    char path[IDENT_PATH_MAX];
+    char path[IDENT_PATH_MAX], name[2 * PROTO_MAX_NAME + 3];
     memset(id, 0, sizeof(*id));
     snprintf(id->me, sizeof(id->me), "%s", me);
-    int n = snprintf(id->dir, sizeof(id->dir), "%s/%s", base, me);
+    dir_name(id->me, name);
+    int n = snprintf(id->dir, sizeof(id->dir), "%s/%s", base, name);
     if (n < 0 || (size_t)n >= sizeof(id->dir) || !path_in(id, "identity", path, sizeof(path)))
         return fail_with(err, cap, "path too long", base);
     if (!make_dirs(id->dir))

@@ -1,8 +1,9 @@
 /* A user's long-term X25519 identity key and the peers' keys pinned on first contact, kept
- * under $XDG_CONFIG_HOME/parley/<user>/ (default ~/.config/parley/<user>/; directories 0700,
- * files 0600): `identity` holds the private key (64 hex digits; only its public half ever
- * leaves the machine), `known_peers` one `<peer> <64 hex digits>` line per pinned peer. Also
- * the safety numbers two users compare out of band. docs/PROTOCOL.md §7. */
+ * under $XDG_CONFIG_HOME/parley/<user>/ (default ~/.config/parley/<user>/, where a name with
+ * anything but letters, digits, `-` and `_` is written `x-<hex>`; directories 0700, files 0600):
+ * `identity` holds the private key (64 hex digits; only its public half ever leaves the machine),
+ * `known_peers` one `<peer> <64 hex digits>` line per pinned peer. Also the safety numbers two
+ * users compare out of band. docs/PROTOCOL.md §7. */
 #ifndef PARLEY_CLIENT_IDENTITY_H
 #define PARLEY_CLIENT_IDENTITY_H
 

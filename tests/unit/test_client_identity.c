@@ -48,6 +48,14 @@ static void the_key_is_made_once_and_kept_private(void **state)
     assert_memory_equal(a.pub, b.pub, PCH_KEY_LEN);
     assert_int_equal(ident_load(&b, base, "yoda", err, sizeof(err)), 0);
     assert_memory_not_equal(a.pub, b.pub, PCH_KEY_LEN);
+    /* A name that is not a safe file name gets a hex directory: nothing outside `base`. */
+    assert_int_equal(ident_load(&b, base, "..", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/x-2e2e/identity", base);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(ident_load(&b, base, "a/b", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/x-612f62/identity", base);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(path, sizeof(path), "%s/hans/identity", base);
     assert_int_equal(chmod(path, 0644), 0);
     assert_int_equal(ident_load(&b, base, "hans", err, sizeof(err)), -1);
     assert_non_null(strstr(err, "readable by others"));

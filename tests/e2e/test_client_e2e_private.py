@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import ok
+from conftest import CONFIG_HOME, ok
 from noise_peer import NoisePeer, Refused, new_static
 from test_client_kit import (T, absent, command, expect_line, listening_ports, login,
                              wait_exit)
@@ -140,6 +140,10 @@ def test_recorder_between_two_clients_sees_no_plaintext(server, client_factory, 
         for secret in (b"eagle", b"midnight", b"owl", b"dawn", b"MSG", b"STOP", b"OK yoda"):
             assert secret not in wire, secret
         assert len(wire) > 3 * 96  # the handshake and the records did pass
+        for user in ("hans", "yoda"):  # the identity keys' private halves never travel
+            priv = bytes.fromhex(open(os.path.join(CONFIG_HOME, "parley", user,
+                                                   "identity")).read().strip())
+            assert priv not in wire and priv.hex().encode() not in wire
     finally:
         proxy.close()
 

@@ -25,9 +25,11 @@ SERVER_OBJ := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ := $(call obj,$(CLIENT_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench)
+PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench) \
+         $(BUILD)/parley-p2p-bench
 
-.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak
+.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak \
+        bench-p2p
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -42,6 +44,10 @@ $(BUILD)/parley: $(BUILD)/obj/client/main.o $(CLIENT_OBJ) $(COMMON_OBJ)
 
 $(BUILD)/parley-bench: $(call obj,$(BENCH_SRC)) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
+
+# The cost of end-to-end encryption on a P2P session (docs/PERFORMANCE.md §10).
+$(BUILD)/parley-p2p-bench: bench/p2p_bench.c $(call obj,src/client/p2p_channel.c) $(COMMON_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(PKG_LIBS)
 
 # Unit tests: each links the common modules plus the modules it names below. Those that
 # include a module's source whole are rebuilt when it changes (-MMD, build/tests/*.d).
@@ -59,6 +65,10 @@ $(BUILD)/tests/test_config: $(call obj,src/server/config.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)
+$(BUILD)/tests/test_p2p_channel: $(call obj,src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_identity: $(call obj,src/client/identity.c src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_p2p: $(call obj,src/client/identity.c src/client/p2p_channel.c)
+$(BUILD)/tests/test_client_commands: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 
@@ -113,7 +123,7 @@ FUZZ_SERVER_SRC := $(filter-out src/server/net.c,$(SERVER_SRC)) fuzz/net_stub.c 
 build/fuzz/fuzz_frame: fuzz/fuzz_frame.c $(COMMON_SRC)
 build/fuzz/fuzz_credentials: fuzz/fuzz_credentials.c src/server/auth.c $(COMMON_SRC)
 build/fuzz/fuzz_server: fuzz/fuzz_server.c $(FUZZ_SERVER_SRC) $(COMMON_SRC)
-build/fuzz/fuzz_p2p: fuzz/fuzz_p2p.c $(COMMON_SRC)
+build/fuzz/fuzz_p2p: fuzz/fuzz_p2p.c src/client/identity.c src/client/p2p_channel.c $(COMMON_SRC)
 build/fuzz/fuzz_qlog: fuzz/fuzz_qlog.c src/server/qlog.c src/server/mqueue.c fuzz/log_stub.c \
                       $(COMMON_SRC)
 build/fuzz/fuzz_%:
@@ -134,14 +144,14 @@ fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-15}
 
 format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h')
+	clang-format -i $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h')
 
 lint:
 	@$(MAKE) --no-print-directory lint-check
 
 .PHONY: lint-check
 lint-check:
-	@clang-format --dry-run -Werror $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h' 2>/dev/null)
+	@clang-format --dry-run -Werror $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h' 2>/dev/null)
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -Isrc src
 	@echo "lint: clean"
@@ -151,6 +161,10 @@ BENCH_ARGS ?= --quick
 bench: all
 	@scripts/deps.sh bench
 	BUILD=$(abspath $(BUILD)) bench/compare $(BENCH_ARGS)
+
+# Plain against encrypted P2P sessions on loopback, and the handshake time.
+bench-p2p: $(BUILD)/parley-p2p-bench
+	$(BUILD)/parley-p2p-bench $(BENCH_P2P_ARGS)
 
 # A few seconds of the benchmark tool against parleyd alone, to prove it still works.
 bench-smoke: all

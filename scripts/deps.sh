@@ -6,8 +6,8 @@ set -euo pipefail
 
 what=${1:-test}
 build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev)
-test_pkgs=(libcmocka-dev python3-pytest python3-pexpect python3-pytest-timeout clang libclang-rt-14-dev
-           iproute2)
+test_pkgs=(libcmocka-dev python3-pytest python3-pexpect python3-pytest-timeout python3-cryptography clang
+           libclang-rt-14-dev iproute2)
 bench_pkgs=(redis-server mosquitto)
 
 pkgs=("${build_pkgs[@]}")

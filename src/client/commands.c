@@ -2,6 +2,7 @@
 #include "client/commands.h"
 
 #include "client/client.h"
+#include "client/identity.h"
 #include "client/link.h"
 #include "client/p2p.h"
 #include "client/text.h"
@@ -20,6 +21,7 @@
 enum cmd_args {
     ARGS_NONE,      /* nothing */
     ARGS_USER,      /* <user> */
+    ARGS_OPT_USER,  /* [<user>] */
     ARGS_SECONDS,   /* <seconds> */
     ARGS_TEXT,      /* <message>: the rest of the line */
     ARGS_USER_TEXT, /* <user> <message> */
@@ -378,6 +380,50 @@ static void do_stopprivate(struct client *c, const struct cmd_call *k)
     }
 }
 
+/* ---- keys (local) ---- */
+
+static void do_fingerprint(struct client *c, const struct cmd_call *k)
+{
+    const struct ident *id = p2p_identity(c->p2p);
+    if (!id)
+        return;
+    if (k->user[0] == '\0' || strcmp(k->user, id->me) == 0) {
+        char own[IDENT_OWN_LEN + 1];
+        ident_own_number(id->me, id->pub, own);
+        ui_printf("Your fingerprint: %s", own);
+        return;
+    }
+    uint8_t pub[PCH_KEY_LEN];
+    int rc = ident_peer_key(id, k->user, pub);
+    if (rc <= 0) {
+        ui_printf(rc < 0 ? "Error. The known_peers file cannot be read"
+                         : "Error. No key known for %s (start private messaging first)",
+                  k->user);
+        return;
+    }
+    char number[IDENT_SAFETY_LEN + 1];
+    ident_safety_number(id->me, id->pub, k->user, pub, number);
+    ui_printf("Safety number with %s: %s", k->user, number);
+}
+
+static void do_forget(struct client *c, const struct cmd_call *k)
+{
+    const struct ident *id = p2p_identity(c->p2p);
+    if (!id)
+        return;
+    switch (ident_forget(id, k->user)) {
+    case 1:
+        ui_printf("Forgot the key of %s", k->user);
+        break;
+    case 0:
+        ui_printf("Error. No key known for %s", k->user);
+        break;
+    default:
+        ui_print("Error. The known_peers file cannot be rewritten");
+        break;
+    }
+}
+
 /* ---- local ---- */
 
 static void do_help(struct client *c, const struct cmd_call *k);
@@ -400,6 +446,10 @@ static const struct cmd commands[] = {
      "send a private message"},
     {"stopprivate", ARGS_USER, false, do_stopprivate, "stopprivate <user>",
      "close the private chat with <user>"},
+    {"fingerprint", ARGS_OPT_USER, false, do_fingerprint, "fingerprint [<user>]",
+     "the safety number to compare with <user> (yours alone without)"},
+    {"forget", ARGS_USER, false, do_forget, "forget <user>",
+     "forget the identity key pinned for <user>"},
     {"help", ARGS_NONE, false, do_help, "help", "show this list"},
 };
 
@@ -548,6 +598,12 @@ int cmd_parse(const char *line, struct cmd_call *out, char *err, size_t cap)
         if (parse_user(&s, out, err, cap) < 0)
             return -1;
         return parse_text(s, out, err, cap);
+    case ARGS_OPT_USER:
+        if (*skip_spaces(s) == '\0')
+            return 0;
+        if (parse_user(&s, out, err, cap) < 0)
+            return -1;
+        return parse_end(s, out, err, cap);
     }
     return parse_fail(err, cap, SAY_INVALID_COMMAND);
 }
@@ -592,5 +648,6 @@ const char *const *cmd_names(void)
 bool cmd_takes_user(const char *word, size_t len)
 {
     const struct cmd *cmd = find_cmd(word, len);
-    return cmd && (cmd->args == ARGS_USER || cmd->args == ARGS_USER_TEXT);
+    return cmd &&
+           (cmd->args == ARGS_USER || cmd->args == ARGS_OPT_USER || cmd->args == ARGS_USER_TEXT);
 }

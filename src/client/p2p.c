@@ -3,11 +3,12 @@
 
 #include "client/client.h"
 #include "client/display.h"
+#include "client/identity.h"
 #include "client/link.h"
+#include "client/p2p_channel.h"
 #include "client/sock.h"
 #include "client/text.h"
 #include "client/ui.h"
-#include "common/linebuf.h"
 #include "common/proto.h"
 #include "common/strmap.h"
 
@@ -19,14 +20,19 @@
 #include <assert.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define P2P_MAX_LINE 4096            /* frame limit on P2P connections, LF included */
-#define P2P_HANDSHAKE_SECS 10        /* to connect and finish HELLO/OK */
+#define P2P_MAX_LINE 4096 /* the HELLO line, LF included, and a frame inside a record */
+#define P2P_MAX_RECORD (P2P_MAX_LINE + PCH_TAG_LEN) /* a record body on the wire, at most */
+#define P2P_VERSION "2"                             /* of HELLO: 1 was plain text */
+#define P2P_PROLOGUE "parley-p2p-2"                 /* then "\n<initiator>\n<responder>" */
+#define P2P_PSK_CONTEXT "parley-p2p-psk-2"
+#define P2P_HANDSHAKE_SECS 10        /* to connect and finish HELLO, the handshake and OK */
 #define P2P_SECRET_SECS 60           /* a secret is good this long after the server's offer */
 #define P2P_MAX_OUTPUT (1024 * 1024) /* queued output before a peer counts as not reading */
 #define P2P_RATE 50.0                /* frames per second a peer may send, sustained */
@@ -34,23 +40,26 @@
 
 enum peer_state {
     PEER_CONNECTING,  /* outgoing: TCP connect in progress */
-    PEER_AWAIT_OK,    /* outgoing: HELLO sent */
-    PEER_AWAIT_HELLO, /* incoming: waiting for HELLO */
+    PEER_AWAIT_HELLO, /* incoming: waiting for the HELLO line */
+    PEER_HANDSHAKE,   /* the Noise handshake (the channel knows whose turn it is) */
+    PEER_AWAIT_OK,    /* outgoing: handshake done, waiting for the sealed `OK <name>` */
     PEER_OPEN,        /* session open */
 };
 
 /* Why a peer connection ends. */
 enum peer_end {
-    END_LOCAL_STOP, /* stopprivate */
-    END_QUIT,       /* the client is quitting */
-    END_PEER_STOP,  /* the peer sent STOP */
-    END_VANISHED,   /* the connection dropped */
-    END_JUNK,       /* invalid frames */
-    END_FLOOD,      /* too many frames */
-    END_SLOW,       /* not reading what we send */
-    END_FAILED,     /* outgoing handshake failed */
-    END_REFUSED,    /* incoming handshake refused */
-    END_EVICTED,    /* incoming handshake dropped to make room for a newer one */
+    END_LOCAL_STOP,  /* stopprivate */
+    END_QUIT,        /* the client is quitting */
+    END_PEER_STOP,   /* the peer sent STOP */
+    END_VANISHED,    /* the connection dropped */
+    END_JUNK,        /* invalid frames */
+    END_FLOOD,       /* too many frames */
+    END_SLOW,        /* not reading what we send */
+    END_FAILED,      /* outgoing handshake failed */
+    END_REFUSED,     /* incoming handshake refused */
+    END_EVICTED,     /* incoming handshake dropped to make room for a newer one */
+    END_OLD_PEER,    /* outgoing: the peer speaks only the plain-text version 1 */
+    END_KEY_CHANGED, /* the peer proved another identity key than the pinned one */
 };
 
 /* A node of an intrusive doubly-linked list. */
@@ -80,10 +89,10 @@ struct peer {
     bool named;         /* in p2p.by_name under `name` */
     bool in_handshakes; /* in p2p.handshakes */
     char name[PROTO_MAX_NAME + 1];
-    char secret[PROTO_SECRET_HEX + 1];
-    struct sockaddr_storage source; /* incoming: the address it comes from */
+    char secret[PROTO_SECRET_HEX + 1]; /* until the PSK is made (incoming: until spent) */
+    struct sockaddr_storage source;    /* incoming: the address it comes from */
     struct bufferevent *bev;
-    struct linebuf lb;
+    struct pch ch;
     struct event *timer;
     double tokens;
     double last;
@@ -127,6 +136,8 @@ struct p2p {
     struct strmap expect_by_name; /* the same, by name (one live secret per name) */
     struct dlist questions;       /* y/n questions, oldest first */
     struct gone *gone;
+    struct ident id; /* ours, once loaded */
+    bool have_id;
 };
 
 static double now(void)
@@ -178,7 +189,8 @@ static struct peer *find_peer(const struct p2p *p, const char *name)
 /* Gives `pe` its peer's name and indexes it; false when out of memory. */
 static bool name_peer(struct peer *pe, const char *name)
 {
-    copy_name(pe->name, name);
+    if (name != pe->name)
+        copy_name(pe->name, name);
     if (strmap_put(&pe->p2p->by_name, pe->name, pe) != 0)
         return false;
     pe->named = true;
@@ -293,7 +305,7 @@ static void peer_free(struct peer *pe)
         event_free(pe->timer);
     if (pe->bev)
         bufferevent_free(pe->bev);
-    linebuf_free(&pe->lb);
+    pch_wipe(&pe->ch);
     explicit_bzero(pe->secret, sizeof(pe->secret));
     free(pe);
 }
@@ -301,6 +313,38 @@ static void peer_free(struct peer *pe)
 static void peer_write(struct peer *pe, const char *frame)
 {
     bufferevent_write(pe->bev, frame, strlen(frame));
+}
+
+/* Queues one record: its 16-bit length, then `body`. */
+static void peer_write_record(struct peer *pe, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[PCH_HDR_LEN];
+    pch_record_header(hdr, len);
+    bufferevent_write(pe->bev, hdr, sizeof(hdr));
+    bufferevent_write(pe->bev, body, len);
+}
+
+/* Queues our next handshake message; false when the channel refuses. */
+static bool peer_send_handshake(struct peer *pe)
+{
+    uint8_t msg[PCH_HANDSHAKE_MAX];
+    size_t n;
+    if (pch_write_handshake(&pe->ch, NULL, 0, msg, sizeof(msg), &n) != PCH_OK)
+        return false;
+    peer_write_record(pe, msg, n);
+    return true;
+}
+
+/* Seals the frame `text` (`len` bytes, no LF) into one record and queues it. */
+static bool peer_send_frame(struct peer *pe, const char *text, size_t len)
+{
+    uint8_t rec[P2P_MAX_RECORD];
+    size_t n;
+    if (len > P2P_MAX_LINE ||
+        pch_seal(&pe->ch, (const uint8_t *)text, len, rec, sizeof(rec), &n) != PCH_OK)
+        return false;
+    peer_write_record(pe, rec, n);
+    return true;
 }
 
 /* Writes what is queued for the peer now, as far as the socket takes it (before closing). */
@@ -342,12 +386,14 @@ static void peer_end(struct peer *pe, enum peer_end why)
     if (was_open)
         p->n_open--;
     if (was_open && (why == END_LOCAL_STOP || why == END_QUIT))
-        peer_write(pe, "STOP\n");
+        peer_send_frame(pe, "STOP", 4);
     peer_flush(pe); /* what is queued (an OK, a STOP) leaves before the connection closes */
     if (was_open)
         say_end(pe, why);
     if (was_open && why == END_VANISHED)
         add_gone(p, pe->name);
+    if (why == END_OLD_PEER)
+        ui_printf("Error. %s's client is too old for encrypted private messaging", pe->name);
     if (pe->outgoing && !was_open && why != END_QUIT)
         ui_printf("Error. Could not connect to %s for private messaging", pe->name);
     if (pe->holds_input) {
@@ -358,6 +404,12 @@ static void peer_end(struct peer *pe, enum peer_end why)
         client_p2p_ended(p->c, pe->name);
     if (!pe->in_cb)
         peer_free(pe);
+}
+
+/* How a connection that has not opened fails. */
+static enum peer_end failed(const struct peer *pe)
+{
+    return pe->outgoing ? END_FAILED : END_REFUSED;
 }
 
 /* Answers `frame` (an ERR) and ends the connection; peer_end() flushes it, once. */
@@ -379,50 +431,198 @@ static void peer_opened(struct peer *pe)
     pe->last = now();
 }
 
-/* Incoming `HELLO 1 <name> <secret>`, exactly (no trailing space): opens the session only for
- * the secret the server announced for that name, once. */
+/* ---- keys ---- */
+
+const struct ident *p2p_identity(struct p2p *p)
+{
+    char base[IDENT_PATH_MAX], err[IDENT_PATH_MAX + 128];
+    if (p->have_id)
+        return &p->id;
+    if (!ident_base_dir(base, sizeof(base))) {
+        ui_print("Error. No configuration directory (set HOME or XDG_CONFIG_HOME); "
+                 "private messaging is not available");
+        return NULL;
+    }
+    if (ident_load(&p->id, base, p->c->me, err, sizeof(err)) != 0) {
+        ui_printf("Error. %s; private messaging is not available", err);
+        return NULL;
+    }
+    p->have_id = true;
+    return &p->id;
+}
+
+/* Starts the channel of `pe` as `role` for the session `initiator` -> `responder` brokered
+ * with `secret`: the PSK is keyed BLAKE2b of both names under the secret, the prologue names
+ * both sides, so neither a secret nor a handshake fits another pair. */
+static bool peer_start_channel(struct peer *pe, enum pch_role role, const char *initiator,
+                               const char *responder)
+{
+    const struct ident *id = p2p_identity(pe->p2p);
+    if (!id)
+        return false;
+    uint8_t psk[PCH_KEY_LEN];
+    char info[sizeof(P2P_PSK_CONTEXT) + 2 * PROTO_MAX_NAME + 2];
+    char prologue[sizeof(P2P_PROLOGUE) + 2 * PROTO_MAX_NAME + 2];
+    int ni = snprintf(info, sizeof(info), P2P_PSK_CONTEXT "\n%s\n%s", initiator, responder);
+    int np = snprintf(prologue, sizeof(prologue), P2P_PROLOGUE "\n%s\n%s", initiator, responder);
+    assert(ni > 0 && (size_t)ni < sizeof(info) && np > 0 && (size_t)np < sizeof(prologue));
+    crypto_generichash(psk, sizeof(psk), (const uint8_t *)info, (size_t)ni,
+                       (const uint8_t *)pe->secret, PROTO_SECRET_HEX);
+    pch_init(&pe->ch, role, id->priv, psk, (const uint8_t *)prologue, (size_t)np, NULL);
+    sodium_memzero(psk, sizeof(psk));
+    return true;
+}
+
+/* Checks the identity key the peer proved against its pin: true to go on. A changed key ends
+ * the connection with the warning. */
+static bool pin_ok(struct peer *pe)
+{
+    uint8_t pinned[PCH_KEY_LEN];
+    int rc = ident_peer_key(&pe->p2p->id, pe->name, pinned);
+    if (rc > 0 && sodium_memcmp(pinned, pch_remote_static(&pe->ch), PCH_KEY_LEN) != 0) {
+        ui_printf("Warning: %s proved another identity key than the one pinned for them; "
+                  "private messaging refused. The server may be lying, or %s changed devices: "
+                  "check with them, then `forget %s` to accept the new key",
+                  pe->name, pe->name, pe->name);
+        peer_end(pe, END_KEY_CHANGED);
+        return false;
+    }
+    if (rc < 0) {
+        ui_print("Error. The known_peers file cannot be read; private messaging refused");
+        peer_end(pe, failed(pe));
+    }
+    return rc >= 0;
+}
+
+/* Pins the peer's key on first contact, once the session is confirmed: true to go on. */
+static bool pin_commit(struct peer *pe)
+{
+    enum ident_pin r = ident_check_peer(&pe->p2p->id, pe->name, pch_remote_static(&pe->ch));
+    if (r == IDENT_PIN_NEW || r == IDENT_PIN_SAME)
+        return true;
+    if (r == IDENT_PIN_ERROR)
+        ui_print("Error. The known_peers file cannot be written; private messaging refused");
+    peer_end(pe, failed(pe));
+    return false;
+}
+
+/* ---- the HELLO line ---- */
+
+/* Incoming `HELLO 2 <name> Noise_XXpsk3_25519_ChaChaPoly_SHA256`, exactly (no trailing
+ * space): starts the handshake when the server announced a secret for that name. */
 static void on_hello(struct peer *pe, struct proto_slice rest)
 {
     struct proto_slice f[4];
-    char name[PROTO_MAX_NAME + 1], secret[PROTO_SECRET_HEX + 1];
     const char *end = rest.ptr + rest.len;
     for (int i = 0; i < 4; i++)
         if (!proto_next_field(&rest, &f[i]))
             goto refuse;
-    if (f[3].ptr + f[3].len != end || !proto_slice_eq(f[0], "HELLO"))
+    if (f[3].ptr + f[3].len != end || !proto_slice_eq(f[0], "HELLO") || !proto_is_name(f[2]))
         goto refuse;
-    if (!proto_slice_eq(f[1], "1")) {
+    proto_slice_copy(f[2], pe->name, sizeof(pe->name));
+    struct p2p *p = pe->p2p;
+    drop_expired(p);
+    struct expect *e = find_expect(p, pe->name);
+    if (!proto_slice_eq(f[1], P2P_VERSION) || !proto_slice_eq(f[3], PCH_PROTOCOL_NAME)) {
+        if (e && proto_slice_eq(f[1], "1"))
+            ui_printf("Error. %s's client is too old for encrypted private messaging", pe->name);
         peer_refuse(pe, "ERR 505 unsupported version\n");
         return;
     }
-    if (!proto_is_name(f[2]) || !text_is_secret(f[3].ptr, f[3].len))
+    if (!e || find_peer(p, pe->name))
         goto refuse;
-    proto_slice_copy(f[2], name, sizeof(name));
-    proto_slice_copy(f[3], secret, sizeof(secret));
-    struct p2p *p = pe->p2p;
-    if (find_peer(p, name) || !take_expect(p, name, secret) || !name_peer(pe, name))
+    snprintf(pe->secret, sizeof(pe->secret), "%s", e->secret);
+    if (!peer_start_channel(pe, PCH_RESPONDER, pe->name, p->c->me))
         goto refuse;
-    explicit_bzero(secret, sizeof(secret));
-    peer_opened(pe);
-    char ok[PROTO_MAX_NAME + 8];
-    snprintf(ok, sizeof(ok), "OK %s\n", p->c->me);
-    peer_write(pe, ok);
-    ui_printf("%s started private messaging with you", pe->name);
+    pe->state = PEER_HANDSHAKE;
     return;
 refuse:
-    explicit_bzero(secret, sizeof(secret));
     peer_refuse(pe, "ERR 403 refused\n");
 }
 
-/* Outgoing: the peer's answer to our HELLO. */
-static void on_ok(struct peer *pe, struct proto_slice rest)
+/* A line where one is expected: the HELLO, or (outgoing) a refusal in plain text. */
+static void on_line(struct peer *pe, const char *line, size_t len, bool too_long)
 {
-    struct proto_slice status, name;
-    if (!proto_next_field(&rest, &status) || !proto_slice_eq(status, "OK") ||
-        !proto_next_field(&rest, &name) || !proto_slice_eq(name, pe->name)) {
+    bool bad = too_long || proto_validate(line, len) != PROTO_OK;
+    if (!bad && len == 0)
+        return;
+    if (pe->state != PEER_AWAIT_HELLO)
+        peer_end(pe, len >= 7 && memcmp(line, "ERR 505", 7) == 0 ? END_OLD_PEER : END_FAILED);
+    else if (bad)
+        peer_refuse(pe, "ERR 400 bad request\n");
+    else
+        on_hello(pe, (struct proto_slice){line, len});
+}
+
+/* ---- records ---- */
+
+/* The responder after message 3: the PSK is proven; opens when the key fits its pin and the
+ * secret is still the one announced (then spent; a refused attempt spends nothing). */
+static void responder_done(struct peer *pe)
+{
+    struct p2p *p = pe->p2p;
+    if (!pin_ok(pe))
+        return;
+    if (find_peer(p, pe->name) || !take_expect(p, pe->name, pe->secret)) {
+        peer_end(pe, END_REFUSED);
+        return;
+    }
+    explicit_bzero(pe->secret, sizeof(pe->secret));
+    if (!pin_commit(pe))
+        return;
+    if (!name_peer(pe, pe->name)) {
+        peer_end(pe, END_REFUSED);
+        return;
+    }
+    peer_opened(pe);
+    char ok[PROTO_MAX_NAME + 8];
+    int n = snprintf(ok, sizeof(ok), "OK %s", p->c->me);
+    peer_send_frame(pe, ok, (size_t)n);
+    ui_printf("%s started private messaging with you", pe->name);
+}
+
+static void on_handshake(struct peer *pe, const uint8_t *rec, size_t len)
+{
+    uint8_t payload[PCH_TAG_LEN];
+    size_t n;
+    if (pch_read_handshake(&pe->ch, rec, len, payload, sizeof(payload), &n) != PCH_OK || n) {
+        peer_end(pe, failed(pe));
+        return;
+    }
+    if (pe->ch.state == PCH_OPEN) {
+        responder_done(pe);
+        return;
+    }
+    if (pe->outgoing && !pin_ok(pe)) /* message 2 named the responder's key */
+        return;
+    if (!peer_send_handshake(pe)) {
+        peer_end(pe, failed(pe));
+        return;
+    }
+    if (pe->ch.state == PCH_OPEN)
+        pe->state = PEER_AWAIT_OK;
+}
+
+/* Decrypts the record `rec` into `out` (P2P_MAX_LINE bytes); false when it is refused. */
+static bool peer_unseal(struct peer *pe, const uint8_t *rec, size_t len, char *out, size_t *n)
+{
+    return pch_open(&pe->ch, rec, len, (uint8_t *)out, P2P_MAX_LINE, n) == PCH_OK &&
+           proto_validate(out, *n) == PROTO_OK;
+}
+
+/* Outgoing: the sealed `OK <name>` that confirms the session. */
+static void on_ok(struct peer *pe, const uint8_t *rec, size_t len)
+{
+    char text[P2P_MAX_LINE];
+    char want[PROTO_MAX_NAME + 8];
+    size_t n;
+    int w = snprintf(want, sizeof(want), "OK %s", pe->name);
+    if (!peer_unseal(pe, rec, len, text, &n) || n != (size_t)w || memcmp(text, want, n) != 0) {
         peer_end(pe, END_FAILED);
         return;
     }
+    if (!pin_commit(pe))
+        return;
     peer_opened(pe);
     if (pe->say_accepted)
         ui_printf("%s accepts private messaging", pe->name);
@@ -446,76 +646,136 @@ static bool within_rate(struct peer *pe)
     return true;
 }
 
-/* A frame of an open session: `MSG <text>` or `STOP`. */
-static void on_session(struct peer *pe, const char *line, size_t len)
+/* A record of an open session: `MSG <text>` or `STOP`. */
+static void on_session(struct peer *pe, const uint8_t *rec, size_t len)
 {
+    char line[P2P_MAX_LINE];
+    size_t n;
     if (!within_rate(pe)) {
         peer_end(pe, END_FLOOD);
-    } else if (len > 4 && memcmp(line, "MSG ", 4) == 0) {
-        display_private(pe->name, line + 4, len - 4);
-    } else if (len == 4 && memcmp(line, "STOP", 4) == 0) {
+    } else if (!peer_unseal(pe, rec, len, line, &n)) {
+        peer_end(pe, END_JUNK);
+    } else if (n > 4 && memcmp(line, "MSG ", 4) == 0) {
+        display_private(pe->name, line + 4, n - 4);
+    } else if (n == 4 && memcmp(line, "STOP", 4) == 0) {
         peer_end(pe, END_PEER_STOP);
     } else {
         peer_end(pe, END_JUNK);
     }
+    sodium_memzero(line, sizeof(line));
 }
 
-static int on_frame(void *arg, enum linebuf_kind kind, const char *line, size_t len)
+static void on_record(struct peer *pe, const uint8_t *rec, size_t len)
 {
-    struct peer *pe = arg;
-    if (pe->dead)
-        return 1;
-    bool bad = kind == LINEBUF_TOO_LONG || proto_validate(line, len) != PROTO_OK;
-    if (!bad && len == 0)
-        return 0;
-    struct proto_slice rest = {line, len};
-    if (bad && pe->state == PEER_AWAIT_HELLO)
-        peer_refuse(pe, "ERR 400 bad request\n");
-    else if (bad)
-        peer_end(pe, pe->state == PEER_OPEN ? END_JUNK : END_FAILED);
-    else if (pe->state == PEER_AWAIT_HELLO)
-        on_hello(pe, rest);
-    else if (pe->state == PEER_AWAIT_OK)
-        on_ok(pe, rest);
-    else if (pe->state == PEER_OPEN)
-        on_session(pe, line, len);
-    else
-        peer_end(pe, END_FAILED);
-    return pe->dead ? 1 : 0;
+    switch (pe->state) {
+    case PEER_HANDSHAKE:
+        on_handshake(pe, rec, len);
+        break;
+    case PEER_AWAIT_OK:
+        on_ok(pe, rec, len);
+        break;
+    case PEER_OPEN:
+        on_session(pe, rec, len);
+        break;
+    default:
+        peer_end(pe, failed(pe));
+        break;
+    }
+}
+
+/* ---- input ---- */
+
+/* Takes one line from `in`; false when none is complete yet (or the peer ended). */
+static bool take_line(struct peer *pe, struct evbuffer *in)
+{
+    size_t eol = 0;
+    struct evbuffer_ptr at = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
+    if (at.pos < 0 || (size_t)at.pos >= P2P_MAX_LINE) {
+        if (at.pos >= 0 || evbuffer_get_length(in) >= P2P_MAX_LINE)
+            on_line(pe, "", 0, true);
+        return false;
+    }
+    char line[P2P_MAX_LINE];
+    evbuffer_remove(in, line, (size_t)at.pos);
+    evbuffer_drain(in, eol);
+    on_line(pe, line, (size_t)at.pos, false);
+    return !pe->dead;
+}
+
+/* Takes one record from `in`; false when none is complete yet (or the peer ended). */
+static bool take_record(struct peer *pe, struct evbuffer *in)
+{
+    uint8_t hdr[PCH_HDR_LEN], rec[P2P_MAX_RECORD];
+    size_t body;
+    if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+        return false;
+    if (pch_record_len(hdr, sizeof(hdr), P2P_MAX_RECORD, &body) < 0) {
+        peer_end(pe, pe->state == PEER_OPEN ? END_JUNK : failed(pe));
+        return false;
+    }
+    if (evbuffer_get_length(in) < sizeof(hdr) + body)
+        return false;
+    evbuffer_drain(in, sizeof(hdr));
+    evbuffer_remove(in, rec, body);
+    on_record(pe, rec, body);
+    return !pe->dead;
+}
+
+/* Lines come before the handshake: the HELLO, or a refusal (which starts with a letter, where
+ * a record starts with the high byte of a length under 256). */
+static bool take_input(struct peer *pe, struct evbuffer *in)
+{
+    uint8_t first;
+    if (evbuffer_copyout(in, &first, 1) < 1)
+        return false;
+    bool line = pe->state == PEER_AWAIT_HELLO ||
+                (pe->outgoing && pe->state == PEER_HANDSHAKE && first != 0);
+    return line ? take_line(pe, in) : take_record(pe, in);
 }
 
 static void peer_read_cb(struct bufferevent *bev, void *arg)
 {
     struct peer *pe = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    char buf[4096];
-    int n;
     pe->in_cb = true;
-    while (!pe->dead && (n = evbuffer_remove(in, buf, sizeof(buf))) > 0)
-        if (linebuf_feed(&pe->lb, buf, (size_t)n, on_frame, pe) < 0 && !pe->dead)
-            peer_end(pe, END_JUNK);
+    while (!pe->dead && take_input(pe, bufferevent_get_input(bev)))
+        ;
     pe->in_cb = false;
     if (pe->dead)
         peer_free(pe);
 }
 
+/* Outgoing, connected: the HELLO line and handshake message 1 go at once. */
+static void peer_connected(struct peer *pe)
+{
+    struct p2p *p = pe->p2p;
+    char hello[PROTO_MAX_NAME + sizeof(PCH_PROTOCOL_NAME) + 16];
+    sock_nodelay(pe->bev);
+    bufferevent_enable(pe->bev, EV_READ);
+    bool started = peer_start_channel(pe, PCH_INITIATOR, p->c->me, pe->name);
+    explicit_bzero(pe->secret, sizeof(pe->secret));
+    if (!started) {
+        peer_end(pe, END_FAILED);
+        return;
+    }
+    pe->state = PEER_HANDSHAKE;
+    snprintf(hello, sizeof(hello), "HELLO " P2P_VERSION " %s " PCH_PROTOCOL_NAME "\n", p->c->me);
+    peer_write(pe, hello);
+    if (!peer_send_handshake(pe))
+        peer_end(pe, END_FAILED);
+}
+
 static void peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
+    (void)bev;
     struct peer *pe = arg;
     pe->in_cb = true;
     if ((what & BEV_EVENT_CONNECTED) && pe->state == PEER_CONNECTING) {
-        char hello[PROTO_MAX_NAME + PROTO_SECRET_HEX + 16];
-        sock_nodelay(bev);
-        bufferevent_enable(bev, EV_READ);
-        pe->state = PEER_AWAIT_OK;
-        snprintf(hello, sizeof(hello), "HELLO 1 %s %s\n", pe->p2p->c->me, pe->secret);
-        peer_write(pe, hello);
-        explicit_bzero(hello, sizeof(hello));
+        peer_connected(pe);
     } else if (!(what & BEV_EVENT_CONNECTED)) {
         if (pe->state == PEER_OPEN)
             peer_end(pe, END_VANISHED);
         else
-            peer_end(pe, pe->outgoing ? END_FAILED : END_REFUSED);
+            peer_end(pe, failed(pe));
     }
     pe->in_cb = false;
     if (pe->dead)
@@ -537,7 +797,6 @@ static struct peer *peer_new(struct p2p *p, struct bufferevent *bev)
         goto fail;
     pe->p2p = p;
     pe->bev = bev;
-    linebuf_init(&pe->lb, P2P_MAX_LINE);
     pe->timer = evtimer_new(bufferevent_get_base(bev), peer_timeout_cb, pe);
     if (!pe->timer)
         goto fail;
@@ -802,9 +1061,11 @@ int p2p_send(struct p2p *p, const char *name, const char *text)
         peer_end(pe, END_SLOW);
         return -1;
     }
-    struct evbuffer *out = bufferevent_get_output(pe->bev);
-    evbuffer_add_printf(out, "MSG %s\n", text);
-    return 0;
+    char frame[P2P_MAX_LINE];
+    int n = snprintf(frame, sizeof(frame), "MSG %s", text);
+    bool sent = n > 0 && (size_t)n < sizeof(frame) && peer_send_frame(pe, frame, (size_t)n);
+    sodium_memzero(frame, sizeof(frame));
+    return sent ? 0 : -1;
 }
 
 void p2p_stop(struct p2p *p, const char *name)
@@ -864,6 +1125,7 @@ void p2p_free(struct p2p *p)
     }
     if (p->listener)
         evconnlistener_free(p->listener);
+    ident_wipe(&p->id);
     strmap_free(&p->by_name);
     strmap_free(&p->expect_by_name);
     free(p);

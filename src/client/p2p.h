@@ -1,6 +1,8 @@
 /* Peer-to-peer private sessions: the listening socket announced to the server, the one-time
- * secrets the server hands out, the handshake, `MSG`/`STOP` frames, the consent question, and
- * cutting off peers that send junk, flood, or stop reading. See docs/PROTOCOL.md §7. */
+ * secrets the server hands out (the PSK of the Noise handshake, p2p_channel.h), the identity
+ * keys and their pins (identity.h), `MSG`/`STOP` frames sealed in records, the consent
+ * question, and cutting off peers that send junk, flood, or stop reading. See
+ * docs/PROTOCOL.md §7. */
 #ifndef PARLEY_CLIENT_P2P_H
 #define PARLEY_CLIENT_P2P_H
 
@@ -9,6 +11,7 @@
 #include <sys/socket.h>
 
 struct client;
+struct ident;
 struct p2p;
 
 /* The server waits this long for the peer's answer to a P2P request, then counts it as
@@ -68,6 +71,10 @@ void p2p_forget(struct p2p *p, const char *name);
 
 /* Ends every session (sending `STOP`), and drops pending questions and secrets. */
 void p2p_stop_all(struct p2p *p);
+
+/* Returns our identity (loaded, or made, on first use), or NULL after printing why it cannot
+ * be loaded. */
+const struct ident *p2p_identity(struct p2p *p);
 
 /* Returns the number of open sessions. */
 size_t p2p_open_count(const struct p2p *p);

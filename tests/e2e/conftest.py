@@ -33,6 +33,11 @@ What is here:
   its input history; pass `env={"XDG_STATE_HOME": dir}` to let several runs share one; with
   `bracketed_paste=True`, to either, readline's defaults as a user has them).
 - `wait_until(pred, timeout)`: poll with a deadline.
+- Every client gets XDG_CONFIG_HOME = one directory shared by the whole run (`CONFIG_HOME`), so
+  each user's identity key is made once and pins made in one test hold in the next; a test
+  that changes keys passes `env={"XDG_CONFIG_HOME": its own dir}`. Raw P2P peers speak the
+  encrypted handshake through `noise_peer.py` (`NoisePeer.connect/accept`), whose default key
+  for a user is that user's key in `CONFIG_HOME` (`static_for`).
 
 Every read has a deadline: no test can hang.
 """

@@ -30,6 +30,7 @@ import time
 import pytest
 
 from conftest import PARLEY, client_env, ok
+from noise_peer import NoisePeer, record
 from test_client_kit import (T, WELCOME, absent, command, expect_line, listening_ports, login,
                              start_login, wait_exit)
 
@@ -372,12 +373,9 @@ def _raw_session(server, hans):
     vader = server.login("vader")
     vader.open_listener()
     secret = ok(vader.request("P2P", "hans"))[2]
-    sk = socket.create_connection(("127.0.0.1", port), timeout=T)
-    sk.sendall(f"HELLO 1 vader {secret}\n".encode())
-    f = sk.makefile("rb")
-    assert f.readline() == b"OK hans\n"
+    peer = NoisePeer.connect(port, "vader", "hans", secret)
     expect_line(hans, "vader started private messaging with you")
-    return sk, vader
+    return peer, vader
 
 
 def _still_works(server, client_factory, hans):
@@ -394,12 +392,13 @@ def _still_works(server, client_factory, hans):
 
 def test_p2p_peer_killed_mid_message(server, client_factory):
     hans = login(client_factory, server, "hans")
-    sk, _ = _raw_session(server, hans)
-    sk.sendall(b"MSG first whole one\n")
+    peer, _ = _raw_session(server, hans)
+    peer.send_frame(b"MSG first whole one")
     expect_line(hans, "vader(private): first whole one")
-    sk.sendall(b"MSG this message is cut in the mid")
+    cut = record(peer.noise.seal(b"MSG this message is cut in the mid"))
+    peer.send_raw(cut[:len(cut) // 2])
     time.sleep(0.2)
-    _rst(sk)
+    _rst(peer.sock)
     time.sleep(0.3)
     hans.sendline("private vader are you there")
     i = hans.expect([r"Error\. vader is no longer online\r\n",
@@ -432,29 +431,59 @@ def test_p2p_real_peer_killed_while_both_stream(server, client_factory):
     command(hans, "whoelse", "No other users")
 
 
+def _sealed(frame):
+    return lambda peer: record(peer.noise.seal(frame))
+
+
+def _flipped(peer):
+    r = bytearray(record(peer.noise.seal(b"MSG pwned by a flipped bit")))
+    r[10] ^= 0x04
+    return bytes(r)
+
+
+def _replayed(peer):
+    r = record(peer.noise.seal(b"MSG once"))
+    return r + r
+
+
+def _reordered(peer):
+    a, b = record(peer.noise.seal(b"MSG pwned first")), record(peer.noise.seal(b"MSG second"))
+    return b + a
+
+
+# What a peer in an open session may send that ends it as invalid data: frames sealed
+# properly but not allowed, and records that are not what the channel sealed.
 JUNK = {
-    "nul": b"MSG nul\x00byte\n",
-    "bad-utf8": b"MSG bad \xff\xfe utf8\n",
-    "cr": b"MSG carriage\rreturn\n",
-    "escape": b"MSG \x1b]0;pwned\x07 title\n",
-    "unknown-verb": b"HELLO 1 vader again\n",
-    "tls-hello": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\n",
-    "overlong": b"MSG " + b"x" * 20000 + b"\n",
-    "empty-msg": b"MSG \n",
+    "nul": _sealed(b"MSG nul\x00byte"),
+    "bad-utf8": _sealed(b"MSG bad \xff\xfe utf8"),
+    "cr": _sealed(b"MSG carriage\rreturn"),
+    "escape": _sealed(b"MSG \x1b]0;pwned\x07 title"),
+    "unknown-verb": _sealed(b"HELLO 2 vader again"),
+    "lf-inside": _sealed(b"MSG two\nlines"),
+    "empty-msg": _sealed(b"MSG "),
+    "overlong": _sealed(b"MSG " + b"x" * 20000),
+    "plain-text": lambda peer: b"MSG pwned in plain text\n",
+    "tls-hello": lambda peer: (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" +
+                               bytes(range(32)) + b"\n"),
+    "empty-record": lambda peer: b"\x00\x00",
+    "flipped-bit": _flipped,
+    "replayed": _replayed,
+    "reordered": _reordered,
+    "reflected": lambda peer: record(peer.noise.tx.__class__(peer.noise.rx.k).enc(b"", b"MSG pwned")),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(JUNK))
 def test_p2p_junk_from_connecting_peer(server, client_factory, kind):
     hans = login(client_factory, server, "hans")
-    sk, _ = _raw_session(server, hans)
+    peer, _ = _raw_session(server, hans)
     try:
-        sk.sendall(JUNK[kind])
+        peer.send_raw(JUNK[kind](peer))
     except OSError:
         pass
     expect_line(hans, "Error. vader sent invalid data; private messaging stopped")
-    rest = _read_until_closed(sk)
-    assert rest in (b"", b"STOP\n"), rest
+    rest = _read_until_closed(peer.sock)
+    assert rest == b"", rest
     absent(hans, "pwned", within=0.2)
     command(hans, "private vader more?", "Error. Private messaging to vader not enabled")
     _still_works(server, client_factory, hans)
@@ -472,7 +501,7 @@ def test_p2p_junk_from_accepting_peer(server, client_factory):
     conn, _ = vader.listener.accept()
     conn.settimeout(T)
     hello = conn.makefile("rb").readline()
-    assert hello.startswith(b"HELLO 1 hans "), hello
+    assert hello == b"HELLO 2 hans Noise_XXpsk3_25519_ChaChaPoly_SHA256\n", hello
     conn.sendall(b"\x1b[2J\x00 junk \xff\n")
     expect_line(hans, "Error. Could not connect to vader for private messaging")
     absent(hans, "Start private messaging with vader", within=0.3)

@@ -33,6 +33,7 @@ import time
 import pytest
 
 from conftest import PARLEYD, err, ok, wait_until
+from noise_peer import NoisePeer, Refused
 from test_client_kit import expect_line, listening_ports, login
 from test_fault_kit import figures
 
@@ -300,25 +301,6 @@ def _p2p_port(child):
     return ports[0]
 
 
-def _hello(port, line):
-    sk = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sk.sendall(line.encode() + b"\n")
-    sk.settimeout(5)
-    data = b""
-    while True:
-        try:
-            chunk = sk.recv(4096)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk or b"\n" in data + chunk and not data.startswith(b"OK"):
-            data += chunk
-            break
-        data += chunk
-        if data.startswith(b"OK") and data.endswith(b"\n"):
-            break
-    return sk, data
-
-
 def test_p2p_secrets_refused(server, client_factory):
     hans = login(client_factory, server, "hans")
     port = _p2p_port(hans)
@@ -329,39 +311,33 @@ def test_p2p_secrets_refused(server, client_factory):
     secret = ok(vader.request("P2P", "hans"))[2]
     assert len(secret) == 32 and all(c in "0123456789abcdef" for c in secret.lower())
     refused = 0
-    # Guesses: random-looking secrets, the real secret with another name, a flipped digit.
-    tries = [f"HELLO 1 vader {os.urandom(16).hex()}" for _ in range(30)]
-    tries += [f"HELLO 1 yoda {secret}", f"HELLO 1 vader {secret[:-1]}",
-              f"HELLO 1 vader {secret}0", f"HELLO 1 vader {secret.upper()}"
-              if secret.upper() != secret else f"HELLO 1 vader {secret[::-1]}"]
-    for line in tries:
-        sk, data = _hello(port, line)
-        sk.close()
-        assert data.startswith(b"ERR"), (line, data)
+    # Guesses: random-looking secrets, the real secret with another name, a changed digit.
+    # Each gets as far as handshake message 3, whose PSK does not fit (or an ERR before).
+    tries = [("vader", os.urandom(16).hex()) for _ in range(30)]
+    tries += [("yoda", secret), ("vader", secret[:-1]), ("vader", secret + "0"),
+              ("vader", secret.upper() if secret.upper() != secret else secret[::-1])]
+    for name, guess in tries:
+        with pytest.raises(Refused):
+            NoisePeer.connect(port, name, "hans", guess)
         refused += 1
     # The genuine one still works, once.
-    sk, data = _hello(port, f"HELLO 1 vader {secret}")
-    assert data == b"OK hans\n", data
+    peer = NoisePeer.connect(port, "vader", "hans", secret)
     expect_line(hans, "vader started private messaging with you")
-    sk.sendall(b"STOP\n")
+    peer.send_frame(b"STOP")
     expect_line(hans, "vader stopped private messaging")
-    sk.close()
+    peer.close()
     # Replayed after its session ended: refused.
-    sk, data = _hello(port, f"HELLO 1 vader {secret}")
-    sk.close()
-    assert data.startswith(b"ERR"), data
+    with pytest.raises(Refused):
+        NoisePeer.connect(port, "vader", "hans", secret)
     refused += 1
     # A secret the server gave yoda cannot be used by vader, nor twice by yoda.
     s2 = ok(yoda.request("P2P", "hans"))[2]
-    sk, data = _hello(port, f"HELLO 1 vader {s2}")
-    sk.close()
-    assert data.startswith(b"ERR"), data
-    sk, data = _hello(port, f"HELLO 1 yoda {s2}")
-    assert data == b"OK hans\n", data
-    sk2, data2 = _hello(port, f"HELLO 1 yoda {s2}")
-    sk2.close()
-    assert data2.startswith(b"ERR"), data2
-    sk.close()
+    with pytest.raises(Refused):
+        NoisePeer.connect(port, "vader", "hans", s2)
+    first = NoisePeer.connect(port, "yoda", "hans", s2)
+    with pytest.raises(Refused):
+        NoisePeer.connect(port, "yoda", "hans", s2)
+    first.close()
     figures("p2p_secrets", refused=refused + 2, accepted=2)
 
 

@@ -16,7 +16,6 @@ Exit status 0 when all hold.
 
 import argparse
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ def main():
     import pexpect
     from conftest import ParleyServer, spawn_client
     from test_client_kit import listening_ports
+    from noise_peer import NoisePeer, Refused
 
     s = ParleyServer(tempfile.mkdtemp(prefix="parley-p2p-expiry-"), timeout=600)
     s.start()
@@ -64,19 +64,19 @@ def main():
             vader.pump(0)
             yoda.pump(0)
             if luke_used is None and time.monotonic() - t0 >= 50:
-                sk = socket.create_connection(("127.0.0.1", port), timeout=5)
-                sk.sendall(f"HELLO 1 luke {secret_l}\n".encode())
-                sk.settimeout(5)
-                luke_used = sk.recv(4096)
-                sk.close()
-                print(f"secret used after {time.monotonic() - t0:.0f} s -> {luke_used!r}")
-                if luke_used != b"OK hans\n":
-                    failures.append(f"a secret 50 s old was refused: {luke_used!r}")
-        sk = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sk.sendall(f"HELLO 1 vader {secret}\n".encode())
-        sk.settimeout(5)
-        reply = sk.recv(4096)
-        sk.close()
+                try:
+                    NoisePeer.connect(port, "luke", "hans", secret_l).close()
+                    luke_used = "open"
+                except Refused as e:
+                    luke_used = f"refused {e.data!r}"
+                print(f"secret used after {time.monotonic() - t0:.0f} s -> {luke_used}")
+                if luke_used != "open":
+                    failures.append(f"a secret 50 s old was refused: {luke_used}")
+        try:
+            NoisePeer.connect(port, "vader", "hans", secret).close()
+            reply = b"open"
+        except Refused as e:
+            reply = e.data
         print(f"expired secret -> {reply!r}")
         if not reply.startswith(b"ERR"):
             failures.append(f"an expired secret was accepted: {reply!r}")
@@ -92,14 +92,14 @@ def main():
         # control: a fresh secret works at once
         vader.request("P2PEND", "hans")
         secret2 = vader.request("P2P", "hans")[3]
-        sk = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sk.sendall(f"HELLO 1 vader {secret2}\n".encode())
-        sk.settimeout(5)
-        reply = sk.recv(4096)
+        try:
+            NoisePeer.connect(port, "vader", "hans", secret2).close()
+            reply = b"open"
+        except Refused as e:
+            reply = e.data
         print(f"fresh secret -> {reply!r}")
-        if reply != b"OK hans\n":
+        if reply != b"open":
             failures.append(f"a fresh secret was refused: {reply!r}")
-        sk.close()
     finally:
         hans.terminate(force=True)
         s.close_protos()

@@ -9,7 +9,9 @@
 
 #include <cmocka.h>
 
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "client/commands.c"
@@ -133,6 +135,14 @@ void p2p_stop(struct p2p *p, const char *name)
     snprintf(p2p_sent, sizeof(p2p_sent), "stop:%s", name);
 }
 
+static struct ident fake_id; /* loaded under a temporary directory by key_commands */
+
+const struct ident *p2p_identity(struct p2p *p)
+{
+    (void)p;
+    return fake_id.me[0] ? &fake_id : NULL;
+}
+
 void p2p_forget(struct p2p *p, const char *name)
 {
     (void)p;
@@ -216,6 +226,42 @@ static void refused(const char *line, const char *want)
     assert_int_equal(holds, 0);
     assert_int_equal(n_printed, 1);
     assert_string_equal(printed[0], want);
+}
+
+/* ---- keys ---- */
+
+/* `fingerprint` alone, with a pinned user, with an unknown one; `forget` once and twice. */
+static void key_commands(void **state)
+{
+    (void)state;
+    char base[64], err[256], cmd[128];
+    snprintf(base, sizeof(base), "/tmp/parley-cmd-test-XXXXXX");
+    assert_non_null(mkdtemp(base));
+    assert_int_equal(ident_load(&fake_id, base, "hans", err, sizeof(err)), 0);
+    uint8_t yoda[PCH_KEY_LEN];
+    randombytes_buf(yoda, sizeof(yoda));
+    assert_int_equal(ident_check_peer(&fake_id, "yoda", yoda), IDENT_PIN_NEW);
+    refused("fingerprint luke", "Error. No key known for luke (start private messaging first)");
+    refused("fingerprint a b", "Error. Usage: fingerprint [<user>]");
+    refused("forget", "Error. Usage: forget <user>");
+    setup(NULL);
+    cmd_execute(&me, "fingerprint");
+    assert_int_equal(n_printed, 1);
+    assert_int_equal(strncmp(printed[0], "Your fingerprint: ", 18), 0);
+    assert_int_equal(strlen(printed[0]), 18 + IDENT_OWN_LEN);
+    setup(NULL);
+    cmd_execute(&me, "fingerprint yoda");
+    char want[128], number[IDENT_SAFETY_LEN + 1];
+    ident_safety_number("yoda", yoda, "hans", fake_id.pub, number);
+    snprintf(want, sizeof(want), "Safety number with yoda: %s", number);
+    assert_int_equal(n_printed, 1);
+    assert_string_equal(printed[0], want);
+    refused("forget yoda", "Forgot the key of yoda");
+    refused("forget yoda", "Error. No key known for yoda");
+    refused("fingerprint yoda", "Error. No key known for yoda (start private messaging first)");
+    memset(&fake_id, 0, sizeof(fake_id));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* ---- parsing ---- */
@@ -425,10 +471,11 @@ static void help_and_completion_words(void **state)
     size_t n = 0;
     while (names[n])
         n++;
-    assert_int_equal(n, 16);
+    assert_int_equal(n, 18);
     assert_true(cmd_takes_user("message", 7));
     assert_true(cmd_takes_user("/msg", 4));
     assert_true(cmd_takes_user("stopprivate", 11));
+    assert_true(cmd_takes_user("fingerprint", 11) && cmd_takes_user("forget", 6));
     assert_false(cmd_takes_user("broadcast", 9));
     assert_false(cmd_takes_user("mess", 4));
 }
@@ -494,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup(aliases_and_hint, setup),
         cmocka_unit_test_setup(blocked_list, setup),
         cmocka_unit_test_setup(message_kept_for_later, setup),
+        cmocka_unit_test(key_commands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,14 +48,16 @@ $(BUILD)/parley-bench: $(call obj,$(BENCH_SRC)) $(COMMON_OBJ)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
-$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/qlog.c src/server/mqueue.c src/server/log.c)
+$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c \
+                           src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
 $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
-$(BUILD)/tests/test_config: $(call obj,src/server/config.c)
+$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/store.c src/server/store_local.c \
+                            src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)

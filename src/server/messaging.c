@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "server/log.h"
+#include "server/presence.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -194,8 +195,8 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
-    struct session *peer = to->online;
-    if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
+    struct session *peer = presence_session(to);
+    if (peer && !peer->draining) {
         size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);
         assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
         size_t pos = net_pending_output(peer->conn);
@@ -204,7 +205,7 @@ void msg_direct(struct session *s, const struct request *r)
         peer->sent_id = id;
     }
     size_t pos = net_pending_output(s->conn);
-    session_ok_numbers(s, tag, id, peer && peer->state == SESSION_ONLINE); /* 0: kept for later */
+    session_ok_numbers(s, tag, id, peer != NULL); /* 0: kept for later */
     server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 

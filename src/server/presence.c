@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <time.h>
 
+#include "server/broker.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -16,7 +17,7 @@ void presence_online(struct session *s)
     directory_set_online(&srv->dir, u, s);
     if (store_presence_login(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record login: %s", store_error(srv->store));
-    msg_presence(srv, u, "LOGIN");
+    broker_presence(srv, u, BROKER_LOGIN);
 }
 
 void presence_offline(struct session *s)
@@ -28,7 +29,7 @@ void presence_offline(struct session *s)
     if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record logout: %s", store_error(srv->store));
     if (!srv->stopping) /* at shutdown everyone gets BYE, not each other's logout */
-        msg_presence(srv, u, "LOGOUT");
+        broker_presence(srv, u, BROKER_LOGOUT);
 }
 
 bool presence_is_online(const struct user *u)

@@ -19,7 +19,7 @@ typedef void (*presence_user_fn)(void *ctx, struct user *u);
 typedef void (*presence_session_fn)(void *ctx, struct session *s);
 
 /* Logs the user of `s` (just ONLINE) in: online from now on, recorded in the login history,
- * and the others told. */
+ * and the others told (broker_presence). */
 void presence_online(struct session *s);
 
 /* Logs the user of `s` (leaving) out: offline from now on, recorded in the login history, and

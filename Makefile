@@ -5,7 +5,7 @@
 VERSION   := 0.1.0
 CC        ?= cc
 BUILD     ?= build
-PKGS      := libevent sqlite3 libsodium
+PKGS      := libevent sqlite3 libsodium hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 OPT       ?= -O2
@@ -54,14 +54,16 @@ $(BUILD)/parley-p2p-bench: bench/p2p_bench.c $(call obj,src/client/p2p_channel.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
-$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/qlog.c src/server/mqueue.c src/server/log.c)
+$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c \
+                           src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
 $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
-$(BUILD)/tests/test_config: $(call obj,src/server/config.c)
+$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/store.c src/server/store_local.c \
+                            src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)
@@ -69,6 +71,7 @@ $(BUILD)/tests/test_p2p_channel: $(call obj,src/client/p2p_channel.c)
 $(BUILD)/tests/test_client_identity: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_client_p2p: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_client_commands: $(call obj,src/client/identity.c src/client/p2p_channel.c)
+$(BUILD)/tests/test_redis_event: $(call obj,src/server/redis_event.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "server/log.h"
+#include "server/presence.h"
 #include "server/server.h"
 #include "server/store.h"
 
@@ -317,13 +318,17 @@ static void list_send(struct name_list *l, const char *tag)
                      (uint32_t)(l->names / LIST_NAMES_PER_TOKEN));
 }
 
+static void list_add_user(void *ctx, struct user *u)
+{
+    list_add(ctx, u);
+}
+
 static void cmd_who(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
     struct name_list l;
     list_start(&l, s, tag);
-    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
-        list_add(&l, u);
+    presence_each_user(s->srv, list_add_user, &l);
     list_send(&l, tag);
 }
 
@@ -360,13 +365,11 @@ static int add_seen(void *ctx, const char *name)
 }
 
 /* Forgets the history of accounts that no longer exist: no window can list them again. */
-static void forget_gone(struct store *st, const struct seen_list *seen)
+static void forget_gone(struct server *srv, const struct seen_list *seen)
 {
     for (size_t i = 0; i < seen->n_gone; i++)
-        if (store_presence_forget(st, seen->gone[i]) < 0) {
-            log_error("store: cannot prune login history: %s", store_error(st));
+        if (presence_forget(srv, seen->gone[i]) < 0)
             return;
-        }
 }
 
 static void cmd_whosince(struct session *s, const struct request *r)
@@ -386,14 +389,11 @@ static void cmd_whosince(struct session *s, const struct request *r)
     }
     seen->n_gone = 0;
     list_start(&seen->list, s, tag);
-    for (struct user *u = s->srv->dir.online_head; u; u = u->online_next)
-        list_add(&seen->list, u);
-    if (store_presence_since(s->srv->store, since, add_seen, seen) < 0) {
-        log_error("store: cannot read login history: %s", store_error(s->srv->store));
+    presence_each_user(s->srv, list_add_user, &seen->list);
+    if (presence_seen_since(s->srv, since, add_seen, seen) < 0)
         seen->list.failed = true;
-    }
     list_send(&seen->list, tag);
-    forget_gone(s->srv->store, seen);
+    forget_gone(s->srv, seen);
     free(seen);
 }
 

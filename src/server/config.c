@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/proto.h"
+#include "server/store.h"
 
 static const char usage_text[] =
     "usage: parleyd [options] <port> <block_duration> <timeout>\n"
@@ -25,6 +26,7 @@ static const char usage_text[] =
     "  --port N --block-duration S --timeout S\n"
     "  --credentials FILE     accounts file (default credentials.txt)\n"
     "  --data-dir DIR         store directory (default parley-data)\n"
+    "  --store NAME           store backend (default local: the data directory)\n"
     "  --bind ADDR            listen address (default 0.0.0.0)\n"
     "  --port-file FILE       write the bound port to FILE once listening\n"
     "  --allow-register       unknown user names become new accounts\n"
@@ -67,6 +69,7 @@ enum {
     OPT_TIMEOUT,
     OPT_CREDENTIALS,
     OPT_DATA_DIR,
+    OPT_STORE,
     OPT_BIND,
     OPT_PORT_FILE,
     OPT_REGISTER,
@@ -108,6 +111,7 @@ static const struct option long_options[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"credentials", required_argument, NULL, OPT_CREDENTIALS},
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"store", required_argument, NULL, OPT_STORE},
     {"bind", required_argument, NULL, OPT_BIND},
     {"port-file", required_argument, NULL, OPT_PORT_FILE},
     {"allow-register", no_argument, NULL, OPT_REGISTER},
@@ -152,6 +156,7 @@ static void set_defaults(struct config *cfg)
     cfg->timeout = -1;
     cfg->credentials = "credentials.txt";
     cfg->data_dir = "parley-data";
+    cfg->store = &store_local_ops;
     cfg->hash_ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
     cfg->hash_mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
     cfg->hash_threads = 2;
@@ -311,6 +316,18 @@ static bool set_number(struct config *cfg, int opt, const char *arg)
     return false;
 }
 
+/* --store NAME: a backend store.h knows, else a usage error naming those it knows. */
+static enum config_result set_store(struct config *cfg, const char *name)
+{
+    cfg->store = store_backend(name);
+    if (cfg->store)
+        return CONFIG_RUN;
+    char names[256];
+    store_backend_names(names, sizeof names);
+    fprintf(stderr, "parleyd: unknown store '%s' (known: %s)\n%s", name, names, usage_text);
+    return CONFIG_ERROR;
+}
+
 static enum config_result set_option(struct config *cfg, int opt, const char *arg)
 {
     switch (opt) {
@@ -320,6 +337,8 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
     case OPT_DATA_DIR:
         cfg->data_dir = arg;
         break;
+    case OPT_STORE:
+        return set_store(cfg, arg);
     case OPT_BIND:
         cfg->bind_addr = arg;
         break;

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct store_ops;
+
 /* Everything parleyd can be told at start-up. */
 struct config {
     int port;
@@ -12,6 +14,7 @@ struct config {
     long timeout;        /* idle seconds before logout */
     const char *credentials;
     const char *data_dir;
+    const struct store_ops *store; /* --store NAME: the backend of the store (store.h) */
     const char *bind_addr;
     const char *port_file;
     const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */

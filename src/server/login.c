@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "server/log.h"
+#include "server/presence.h"
 #include "server/server.h"
 #include "server/store.h"
 #include "server/worker.h"
@@ -109,7 +110,7 @@ void login_user(struct session *s, const struct request *r)
             session_err(s, tag, PROTO_E_NO_SUCH_USER);
             return;
         }
-        if (u && (u->registering || u->online)) {
+        if (u && (u->registering || presence_is_online(u))) {
             session_err(s, tag, PROTO_E_ALREADY_ONLINE);
             return;
         }
@@ -135,13 +136,10 @@ static void login_success(struct session *s, const char *tag)
         lock_save(srv, u);
     }
     s->state = SESSION_ONLINE;
-    directory_set_online(&srv->dir, u, s);
-    if (store_presence_login(srv->store, u->name, (int64_t)time(NULL)) < 0)
-        log_error("store: cannot record login: %s", store_error(srv->store));
     session_touch(s);
     session_ok(s, tag, NULL);
     log_info("%s logged in from %s", u->name, net_peer_addr(s->conn));
-    msg_presence(srv, u, "LOGIN");
+    presence_online(s);
     msg_deliver_backlog(s);
 }
 
@@ -156,7 +154,7 @@ static void finish_check(struct session *s, const char *tag, bool ok)
         return;
     }
     if (ok) {
-        if (u->online) {
+        if (presence_is_online(u)) {
             s->state = SESSION_USERNAME;
             session_err(s, tag, PROTO_E_ALREADY_ONLINE);
             return;
@@ -194,7 +192,7 @@ static void finish_create(struct server *srv, struct session *s, struct login_jo
         return;
     }
     s->new_account = false;
-    if (u->online) {
+    if (presence_is_online(u)) {
         s->state = SESSION_USERNAME;
         session_err(s, s->tag, PROTO_E_ALREADY_ONLINE);
         return;
@@ -371,7 +369,7 @@ static void start_registration(struct session *s, const struct request *r)
 {
     struct server *srv = s->srv;
     struct user *u = directory_find(&srv->dir, s->new_name, strlen(s->new_name));
-    if (u && (u->has_account || u->registering || u->online)) {
+    if (u && (u->has_account || u->registering || presence_is_online(u))) {
         s->state = SESSION_USERNAME;
         session_err(s, r->tag, PROTO_E_ALREADY_ONLINE);
         return;

@@ -1,4 +1,5 @@
-/* Direct messages, broadcasts, acknowledgements, backlog delivery and presence notices.
+/* Direct messages, broadcasts, acknowledgements and backlog delivery: what may be sent and
+ * what the store keeps; the broker (broker.h) gets it to the recipients.
  * A direct message is stored before its sender or its recipient can read about it (the store
  * commits once per loop iteration, before output is written), and leaves the store only when
  * the recipient acknowledges it. */
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/broker.h"
 #include "server/log.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -17,45 +19,6 @@
  * stops once a quarter of --max-output is queued, so a backlog of long messages never reaches
  * the output limit. */
 #define MSG_BACKLOG_PAGE 2048
-
-/* Makes the scratch buffer hold at least `need` bytes: a stored message may be longer than
- * this run's limits allow (it was accepted under larger ones). Returns false when memory ran
- * out. */
-static bool fmt_reserve(struct server *srv, size_t need)
-{
-    if (need <= srv->fmt_cap)
-        return true;
-    char *p = realloc(srv->fmt, need);
-    if (!p)
-        return false;
-    srv->fmt = p;
-    srv->fmt_cap = need;
-    return true;
-}
-
-/* Formats `* MSG <id> <from> <time> <text>` into the scratch buffer; returns its length, or 0
- * when memory ran out. */
-static size_t format_msg(struct server *srv, int64_t id, const char *from, int64_t sent_at,
-                         const char *body, size_t body_len)
-{
-    size_t from_len = strlen(from);
-    /* "* MSG " + two numbers of at most 20 characters + three separators + LF */
-    if (!fmt_reserve(srv, 6 + 20 + 1 + from_len + 1 + 20 + 1 + body_len + 1))
-        return 0;
-    char *p = srv->fmt;
-    memcpy(p, "* MSG ", 6);
-    p = proto_put_i64(p + 6, id);
-    *p++ = ' ';
-    memcpy(p, from, from_len);
-    p += from_len;
-    *p++ = ' ';
-    p = proto_put_i64(p, sent_at);
-    *p++ = ' ';
-    memcpy(p, body, body_len);
-    p += body_len;
-    *p++ = '\n';
-    return (size_t)(p - srv->fmt);
-}
 
 /* A batch of the backlog being sent. */
 struct backlog_page {
@@ -69,7 +32,7 @@ static int send_queued(void *ctx, const struct store_msg *m)
 {
     struct backlog_page *page = ctx;
     struct session *s = page->s;
-    size_t n = format_msg(s->srv, m->id, m->sender, m->sent_at, m->body, m->body_len);
+    size_t n = broker_msg_frame(s->srv, m);
     if (n == 0) {
         log_error("out of memory for message %lld to %s; left queued", (long long)m->id,
                   s->user->name);
@@ -194,17 +157,10 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
-    struct session *peer = to->online;
-    if (peer && !peer->draining && peer->state == SESSION_ONLINE) {
-        size_t n = format_msg(srv, id, s->user->name, now, r->text.ptr, r->text.len);
-        assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
-        size_t pos = net_pending_output(peer->conn);
-        session_send(peer, srv->fmt, n);
-        server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);
-        peer->sent_id = id;
-    }
+    struct store_msg m = {id, s->user->name, to->name, now, r->text.ptr, r->text.len};
+    bool online = broker_direct(srv, to, &m);
     size_t pos = net_pending_output(s->conn);
-    session_ok_numbers(s, tag, id, peer && peer->state == SESSION_ONLINE); /* 0: kept for later */
+    session_ok_numbers(s, tag, id, online); /* 0: kept for later */
     server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 
@@ -214,28 +170,5 @@ void msg_broadcast(struct session *s, const struct request *r)
     const char *tag = r->tag;
     if (!text_fits(s, tag, r) || !rate_ok(s, tag))
         return;
-    struct user *me = s->user;
-    int n = snprintf(srv->fmt, srv->fmt_cap, "* BCAST %s ", me->name);
-    memcpy(srv->fmt + n, r->text.ptr, r->text.len);
-    size_t len = (size_t)n + r->text.len;
-    srv->fmt[len++] = '\n';
-    unsigned skipped = 0;
-    for (struct user *u = srv->dir.online_head; u; u = u->online_next) {
-        if (u == me || u->online->state != SESSION_ONLINE)
-            continue;
-        if (directory_blocks(u, me))
-            skipped++;
-        else if (!directory_blocks(me, u))
-            session_send(u->online, srv->fmt, len);
-    }
-    session_ok_number(s, tag, skipped);
-}
-
-void msg_presence(struct server *srv, struct user *u, const char *event)
-{
-    char line[PROTO_MAX_NAME + 32];
-    int n = snprintf(line, sizeof(line), "* %s %s\n", event, u->name);
-    for (struct user *v = srv->dir.online_head; v; v = v->online_next)
-        if (v != u && v->online->state == SESSION_ONLINE && !directory_related(u, v))
-            session_send(v->online, line, (size_t)n);
+    session_ok_number(s, tag, broker_broadcast(srv, s->user, r->text.ptr, r->text.len));
 }

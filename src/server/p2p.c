@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "server/log.h"
+#include "server/presence.h"
 #include "server/server.h"
 
 /* How long the target may take to answer a request. */
@@ -216,7 +217,8 @@ static int start_refusal(struct server *srv, const struct user *me, const struct
         return PROTO_E_NO_SUCH_USER;
     if (to == me)
         return PROTO_E_SELF;
-    if (!to->online || to->online->state != SESSION_ONLINE)
+    struct session *peer = presence_session(to);
+    if (!peer)
         return PROTO_E_OFFLINE;
     if (directory_blocks(to, me))
         return PROTO_E_BLOCKED_BY_PEER;
@@ -224,7 +226,7 @@ static int start_refusal(struct server *srv, const struct user *me, const struct
         return PROTO_E_BLOCKING_PEER;
     if (pair_find(srv, me, to) || request_find(srv, me, to) || request_find(srv, to, me))
         return PROTO_E_P2P_EXISTS;
-    if (to->online->p2p_port == 0)
+    if (peer->p2p_port == 0)
         return PROTO_E_P2P_UNAVAILABLE;
     return PROTO_OK;
 }
@@ -239,12 +241,13 @@ void p2p_start(struct session *s, const struct request *r)
         session_err(s, tag, refusal);
         return;
     }
-    struct p2p_request *req = request_new(s, to->online, tag);
+    struct session *peer = presence_session(to);
+    struct p2p_request *req = request_new(s, peer, tag);
     if (!req) {
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
-    session_event(to->online, "P2PREQ %s %s %d", s->user->name, req->secret,
+    session_event(peer, "P2PREQ %s %s %d", s->user->name, req->secret,
                   srv->cfg.p2p_consent ? 1 : 0);
     if (srv->cfg.p2p_consent)
         session_event(s, "P2PWAIT %s", to->name); /* the reply waits for a person */

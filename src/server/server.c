@@ -1,4 +1,5 @@
 /* The server's set-up, event loop, signals, housekeeping and shutdown; see server.h. */
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <malloc.h>
@@ -158,8 +159,9 @@ static int open_store(struct server *srv)
 {
     char err[512];
     int rc = srv->cfg.accept_store_loss
-                 ? store_open_accepting_loss(&srv->store, srv->cfg.data_dir, err, sizeof(err))
-                 : store_open(&srv->store, srv->cfg.data_dir, err, sizeof(err));
+                 ? store_open_accepting_loss(&srv->store, srv->cfg.store, srv->cfg.data_dir, err,
+                                             sizeof(err))
+                 : store_open(&srv->store, srv->cfg.store, srv->cfg.data_dir, err, sizeof(err));
     if (rc < 0) {
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
@@ -237,15 +239,24 @@ static void undo_output(struct server *srv)
     }
 }
 
-/* Group commit: makes this iteration's queue writes durable before any output is written. */
-static void commit_store(struct server *srv)
+/* The group commit's answer: on failure, the output that counted on it is withdrawn. */
+static void on_committed(void *arg, int rc)
 {
-    if (store_commit(srv->store) < 0) {
+    struct server *srv = arg;
+    if (rc < 0) {
         log_error("store: commit failed (%s); %zu replies and deliveries withdrawn",
                   store_error(srv->store), srv->n_undo);
         undo_output(srv);
     }
     srv->n_undo = 0;
+}
+
+/* Group commit: makes this iteration's queue writes durable before any output is written. The
+ * local backend answers before store_commit returns, so net_flush follows the answer. */
+static void commit_store(struct server *srv)
+{
+    store_commit(srv->store, on_committed, srv);
+    assert(srv->n_undo == 0);
 }
 
 /* Once traffic pauses for a tick after a burst, gives the memory the burst freed back to the

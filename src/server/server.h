@@ -213,9 +213,6 @@ void msg_ack(struct session *s, struct proto_slice id);
 /* Sends queued messages to a session that just logged in. */
 void msg_deliver_backlog(struct session *s);
 
-/* Tells every online user without a block relation that `u` logged in or out. */
-void msg_presence(struct server *srv, struct user *u, const char *event);
-
 /* p2p.c */
 
 /* LISTEN, P2P, P2PACCEPT, P2PDECLINE, P2PEND. */

@@ -3,11 +3,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "server/log.h"
+#include "server/presence.h"
 #include "server/server.h"
-#include "server/store.h"
 
 static void list_remove(struct session *s, enum session_due which)
 {
@@ -144,19 +143,6 @@ void session_event(struct session *s, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Logs a user out: presence, history and notices. */
-static void go_offline(struct session *s)
-{
-    struct server *srv = s->srv;
-    struct user *u = s->user;
-    directory_set_online(&srv->dir, u, NULL);
-    if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
-        log_error("store: cannot record logout: %s", store_error(srv->store));
-    if (!srv->stopping) /* at shutdown everyone gets BYE, not each other's logout */
-        msg_presence(srv, u, "LOGOUT");
-    log_info("%s logged out", u->name);
-}
-
 /* The one way out of a session: from here on it is not logged in, has no P2P business and no
  * deadline, and ignores requests. Idempotent. */
 static void session_leave(struct session *s)
@@ -169,8 +155,10 @@ static void session_leave(struct session *s)
     p2p_session_gone(s);
     list_remove(s, SESSION_DUE_HELLO);
     list_remove(s, SESSION_DUE_MAIN);
-    if (was_online)
-        go_offline(s);
+    if (was_online) {
+        presence_offline(s);
+        log_info("%s logged out", s->user->name);
+    }
 }
 
 void session_close(struct session *s)

@@ -1,1222 +1,191 @@
-/* The store: blocks, login history and lock-outs in one SQLite database, parley.db, in WAL
- * mode with synchronous=NORMAL, so a write that returned 0 survives a crash of the process
- * (blocks and lock-outs a power loss too, with store_set_fsync); each such call is its own
- * transaction, except login history, which joins one transaction per store_commit. Every statement
- * is prepared once. The message queue is the append-only log of qlog.c, parley.queue, next to it.
- * Callbacks of the walking functions must not call back into the store. */
+/* The store chosen by name: every call goes to the operations table of the open store's
+ * backend (see store.h). Nothing else lives here, so each backend stays whole in its file. */
 #include "server/store.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdbool.h>
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <sqlite3.h>
-
-#include "server/log.h"
-#include "server/qlog.h"
-
-#define STORE_DB_NAME "parley.db"
-#define STORE_QUEUE_NAME "parley.queue"
-/* Held (flock) by the one server using the directory; holds its process id. */
-#define STORE_LOCK_NAME "parley.lock"
-/* Disk space held back for lock-outs (store_set_reserve), released STORE_RESERVE_STEP at a time
- * when one finds the disk full. */
-#define STORE_RESERVE_NAME "parley.reserve"
-#define STORE_RESERVE_STEP (64 << 10)
-/* Message ids are reserved in parley.db this many at a time, before the log gives them out: a
- * lost or damaged log never makes ids go back. */
-#define STORE_ID_BLOCK 65536
-#define STORE_BUSY_MS 5000
-
-/* Schema migrations: entry i takes the schema from version i to version i + 1. */
-static const char *const migrations[] = {
-    /* 1: the first schema. */
-    "CREATE TABLE queue ("
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    "  sender TEXT NOT NULL,"
-    "  recipient TEXT NOT NULL,"
-    "  sent_at INTEGER NOT NULL,"
-    "  body BLOB NOT NULL);"
-    "CREATE INDEX queue_recipient ON queue (recipient, id);"
-    "CREATE TABLE blocks ("
-    "  blocker TEXT NOT NULL,"
-    "  blocked TEXT NOT NULL,"
-    "  PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;"
-    "CREATE TABLE presence ("
-    "  name TEXT PRIMARY KEY,"
-    "  logged_in INTEGER NOT NULL DEFAULT 0,"
-    "  last_login INTEGER,"
-    "  last_logout INTEGER);"
-    "CREATE TABLE meta ("
-    "  key TEXT PRIMARY KEY,"
-    "  value);"
-    "CREATE TABLE lockouts ("
-    "  name TEXT PRIMARY KEY,"
-    "  failures INTEGER NOT NULL,"
-    "  locked_until INTEGER NOT NULL);",
-    /* 2: the queue moved to parley.queue (its rows were imported before this runs). */
-    "DROP TABLE queue;",
-    /* 3: WHOSINCE reads the recent logouts only, not the whole history. */
-    "CREATE INDEX presence_logout ON presence (last_logout);",
-};
-
-/* The schema version whose queue table is imported into the queue log. */
-#define SCHEMA_WITH_QUEUE_TABLE 1
-
-#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-
-enum stmt_id {
-    B_ADD,
-    B_REMOVE,
-    B_EACH,
-    P_LOGIN,
-    P_LOGOUT,
-    P_HEARTBEAT,
-    P_RECOVER,
-    P_SINCE,
-    P_FORGET,
-    L_GET,
-    L_PUT,
-    L_DELETE,
-    L_EACH,
-    M_GET,
-    M_PUT,
-    STMT_COUNT
-};
-
-static const char *const stmt_sql[STMT_COUNT] = {
-    [B_ADD] = "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)",
-    [B_REMOVE] = "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
-    [B_EACH] = "SELECT blocker, blocked FROM blocks ORDER BY blocker, blocked",
-    [P_LOGIN] = "INSERT INTO presence (name, logged_in, last_login) VALUES (?1, 1, ?2)"
-                " ON CONFLICT (name) DO UPDATE SET logged_in = 1, last_login = excluded.last_login",
-    [P_LOGOUT] = "INSERT INTO presence (name, logged_in, last_logout) VALUES (?1, 0, ?2)"
-                 " ON CONFLICT (name) DO UPDATE SET logged_in = 0,"
-                 " last_logout = excluded.last_logout",
-    [P_HEARTBEAT] = "INSERT INTO meta (key, value) VALUES ('heartbeat', ?1)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    /* A user who logged in after the last heartbeat was still online at login time. */
-    [P_RECOVER] = "UPDATE presence SET logged_in = 0, last_logout = max(coalesce(last_login, 0),"
-                  " coalesce((SELECT value FROM meta WHERE key = 'heartbeat'), ?1))"
-                  " WHERE logged_in = 1",
-    /* The newest first, straight from the index: no sort, no look at older logouts. */
-    [P_SINCE] = "SELECT name FROM presence INDEXED BY presence_logout WHERE last_logout >= ?1"
-                " ORDER BY last_logout DESC",
-    [P_FORGET] = "DELETE FROM presence WHERE name = ?1",
-    [L_GET] = "SELECT failures, locked_until FROM lockouts WHERE name = ?1",
-    [L_PUT] = "INSERT INTO lockouts (name, failures, locked_until) VALUES (?1, ?2, ?3)"
-              " ON CONFLICT (name) DO UPDATE SET failures = excluded.failures,"
-              " locked_until = excluded.locked_until",
-    [L_DELETE] = "DELETE FROM lockouts WHERE name = ?1",
-    [L_EACH] = "SELECT name, failures, locked_until FROM lockouts ORDER BY name",
-    [M_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [M_PUT] = "INSERT INTO meta (key, value) VALUES (?1, ?2)"
-              " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-};
-
-/* A lock-out record the disk refused, written again at each heartbeat until it is stored. */
-struct pending_lock {
-    struct pending_lock *next;
-    struct store_lock lock;
-    char name[];
-};
-
+/* An open store: its backend and the backend's state. */
 struct store {
-    int lock_fd;          /* the data directory's lock file, locked while the store is open */
-    int reserve_fd;       /* parley.reserve: space a lock-out may take when the disk is full */
-    size_t reserve_bytes; /* the size it is kept at */
-    sqlite3 *db;
-    sqlite3_stmt *stmt[STMT_COUNT];
-    struct qlog *queue;
-    struct pending_lock *pending; /* lock-outs not yet stored */
-    int last_rc;                  /* SQLite's result of the last statement run */
-    int64_t id_reserved;          /* ids below it may have been given; the log stays below */
-    int walking;                  /* non-zero while a walk's callback runs */
-    bool in_batch; /* login-history writes wait in an open transaction for store_commit */
-    bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
-    char err[512];
+    const struct store_ops *ops;
+    void *be;
 };
 
-/* Records a formatted failure message and returns -1. */
-static int fail(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Every backend --store can name; the first is the default. */
+static const struct store_ops *const store_backends[] = {
+    &store_local_ops,
+};
 
-static int fail(struct store *st, const char *fmt, ...)
+#define STORE_BACKEND_COUNT (sizeof store_backends / sizeof store_backends[0])
+
+const struct store_ops *store_backend(const char *name)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->err, sizeof st->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* Records `what` and SQLite's description of the last failure; returns -1. */
-static int fail_db(struct store *st, const char *what)
-{
-    return fail(st, "%s: %s", what, st->db ? sqlite3_errmsg(st->db) : "no database");
-}
-
-/* Refuses a call made from inside a walk's callback (it could reuse a running statement). */
-static int guard(struct store *st)
-{
-    if (st->walking)
-        return fail(st, "store called from inside a store callback");
-    return 0;
-}
-
-/* Returns statement `id`, ready to bind (every use ends with stmt_done). */
-static sqlite3_stmt *stmt_get(struct store *st, enum stmt_id id)
-{
-    return st->stmt[id];
-}
-
-/* Resets `s` so it holds no lock and no reference to the caller's bound buffers. */
-static void stmt_done(sqlite3_stmt *s)
-{
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
-}
-
-/* Binds a NUL-terminated string (SQLite copies it). */
-static int bind_str(sqlite3_stmt *s, int i, const char *v)
-{
-    return sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
-}
-
-/* Records a failed bind of `s` (which is reset) and returns -1. */
-static int bind_fail(struct store *st, sqlite3_stmt *s, const char *what)
-{
-    fail_db(st, what);
-    stmt_done(s);
-    return -1;
-}
-
-/* Runs statement `s` (already bound) that returns no rows; `what` names it in errors. */
-static int exec_stmt(struct store *st, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    st->last_rc = rc;
-    stmt_done(s);
-    if (rc != SQLITE_DONE)
-        return fail_db(st, what);
-    return 0;
-}
-
-/* Runs `sql` (one or more statements, no rows wanted). */
-static int exec_sql(struct store *st, const char *sql, const char *what)
-{
-    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-        return fail_db(st, what);
-    return 0;
-}
-
-/* Runs statement `s` (bound, no rows) as its own transaction; with store_set_fsync, that
- * commit is flushed to the disk (synchronous=FULL for it alone). */
-static int exec_durable(struct store *st, sqlite3_stmt *s, const char *what)
-{
-    if (!st->fsync)
-        return exec_stmt(st, s, what);
-    if (exec_sql(st, "PRAGMA synchronous = FULL", "setting synchronous") != 0) {
-        stmt_done(s);
-        return -1;
-    }
-    int rc = exec_stmt(st, s, what);
-    sqlite3_exec(st->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-    return rc;
-}
-
-/* Opens the transaction that login-history writes join until store_commit (so a login costs
- * no commit, and no disk flush, of its own). */
-static int batch_join(struct store *st)
-{
-    if (st->in_batch)
-        return 0;
-    if (exec_sql(st, "BEGIN IMMEDIATE", "starting a batch") != 0)
-        return -1;
-    st->in_batch = true;
-    return 0;
-}
-
-/* Commits the open batch, if any; a lost batch is logged (login history is best effort). */
-static void batch_end(struct store *st)
-{
-    if (!st->in_batch)
-        return;
-    st->in_batch = false;
-    if (exec_sql(st, "COMMIT", "committing login history") == 0)
-        return;
-    log_error("store: %s", st->err);
-    if (!sqlite3_get_autocommit(st->db))
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-/* Checks a write that must be durable when it returns: commits the batch first. */
-static int write_guard(struct store *st)
-{
-    if (guard(st) != 0)
-        return -1;
-    batch_end(st);
-    return 0;
-}
-
-/* Creates directory `dir` and its missing parents with mode 0700; an existing directory is
- * fine. */
-static int make_dirs(struct store *st, const char *dir)
-{
-    char path[PATH_MAX];
-    struct stat sb;
-    size_t len = strlen(dir);
-
-    if (len == 0 || len >= sizeof path)
-        return fail(st, "invalid data directory \"%s\"", dir);
-    memcpy(path, dir, len + 1);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return fail(st, "cannot create %s: %s", path, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-        return fail(st, "cannot create %s: %s", path, strerror(errno));
-    if (stat(path, &sb) != 0)
-        return fail(st, "cannot use %s: %s", path, strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return fail(st, "cannot use %s: not a directory", path);
-    return 0;
-}
-
-/* Writes "dir/name" into `out` (PATH_MAX bytes). */
-static int store_path(struct store *st, char *out, const char *dir, const char *name)
-{
-    if ((size_t)snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
-        return fail(st, "data directory path too long");
-    return 0;
-}
-
-/* Refuses a data directory whose lock file `fd` another process holds, naming it by the process
- * id it wrote there (when it did). Returns -1. */
-static int fail_in_use(struct store *st, int fd)
-{
-    char pid[24] = "";
-    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
-    long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
-
-    if (holder > 0)
-        return fail(st,
-                    "in use by another parleyd (pid %ld); one data directory serves one "
-                    "server",
-                    holder);
-    return fail(st, "in use by another parleyd; one data directory serves one server");
-}
-
-/* Takes the lock of data directory `dir` for the life of the store and writes this process's
- * id in the lock file; refuses, changing nothing, when another process holds it. */
-static int take_lock(struct store *st, const char *dir)
-{
-    char path[PATH_MAX], pid[24];
-
-    if (store_path(st, path, dir, STORE_LOCK_NAME) != 0)
-        return -1;
-    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->lock_fd < 0)
-        return fail(st, "cannot open %s: %s", path, strerror(errno));
-    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            return fail_in_use(st, st->lock_fd);
-        return fail(st, "cannot lock %s: %s", path, strerror(errno));
-    }
-    /* The process id is only for the message above: a full disk must not stop the server. */
-    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(st->lock_fd, 0) != 0 || pwrite(st->lock_fd, pid, (size_t)n, 0) != n)
-        log_error("store: cannot write the process id into %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* Opens parley.reserve in `dir` (store_set_reserve gives it its size). */
-static void reserve_open(struct store *st, const char *dir)
-{
-    char path[PATH_MAX];
-
-    if (store_path(st, path, dir, STORE_RESERVE_NAME) != 0)
-        return;
-    st->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->reserve_fd < 0)
-        log_error("store: cannot open %s: %s", path, strerror(errno));
-}
-
-/* Gives the reserve its full size when the disk has room for it; returns true when it has. */
-static bool reserve_refill(struct store *st)
-{
-    struct stat sb;
-
-    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
-        return false;
-    if ((uint64_t)sb.st_size >= st->reserve_bytes)
-        return true;
-    return posix_fallocate(st->reserve_fd, 0, (off_t)st->reserve_bytes) == 0;
-}
-
-/* Frees STORE_RESERVE_STEP bytes of the reserve for a write the full disk refused. Returns 0,
- * or -1 when the reserve is used up. */
-static int reserve_release(struct store *st)
-{
-    struct stat sb;
-
-    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0 || sb.st_blocks == 0)
-        return -1;
-    off_t left = sb.st_size > STORE_RESERVE_STEP ? sb.st_size - STORE_RESERVE_STEP : 0;
-    /* The flush makes the freed blocks usable at once (ext4 frees them at its next commit). */
-    if (ftruncate(st->reserve_fd, left) != 0 || fsync(st->reserve_fd) != 0)
-        return -1;
-    log_error("store: disk full; %lld bytes of the reserve left for lock-outs", (long long)left);
-    return 0;
-}
-
-/* Writes the lock-out record of `name` in the database; a record of zeroes is deleted. */
-static int lock_write(struct store *st, const char *name, const struct store_lock *lock)
-{
-    sqlite3_stmt *s;
-
-    if (lock->failures == 0 && lock->locked_until == 0) {
-        s = stmt_get(st, L_DELETE);
-        if (bind_str(s, 1, name))
-            return bind_fail(st, s, "deleting lock-out");
-        return exec_durable(st, s, "deleting lock-out");
-    }
-    s = stmt_get(st, L_PUT);
-    if (bind_str(s, 1, name) || sqlite3_bind_int(s, 2, lock->failures) ||
-        sqlite3_bind_int64(s, 3, lock->locked_until))
-        return bind_fail(st, s, "writing lock-out");
-    return exec_durable(st, s, "writing lock-out");
-}
-
-/* Unlinks and returns the pending record of `name`, or NULL. */
-static struct pending_lock *pending_take(struct store *st, const char *name)
-{
-    for (struct pending_lock **pp = &st->pending; *pp; pp = &(*pp)->next) {
-        struct pending_lock *p = *pp;
-        if (strcmp(p->name, name) == 0) {
-            *pp = p->next;
-            return p;
-        }
-    }
+    for (size_t i = 0; i < STORE_BACKEND_COUNT; i++)
+        if (strcmp(store_backends[i]->name, name) == 0)
+            return store_backends[i];
     return NULL;
 }
 
-/* Keeps the newest record of `name` for pending_retry. */
-static void pending_keep(struct store *st, const char *name, const struct store_lock *lock)
+void store_backend_names(char *out, size_t len)
 {
-    struct pending_lock *p = pending_take(st, name);
-    size_t len = strlen(name);
-
-    if (!p) {
-        p = malloc(sizeof *p + len + 1);
-        if (!p) {
-            log_error("store: out of memory: the lock-out of %s is not kept", name);
+    size_t used = 0;
+    assert(len > 0);
+    out[0] = '\0';
+    for (size_t i = 0; i < STORE_BACKEND_COUNT && used < len; i++) {
+        int n = snprintf(out + used, len - used, "%s%s", i ? ", " : "", store_backends[i]->name);
+        if (n < 0)
             return;
-        }
-        memcpy(p->name, name, len + 1);
-    }
-    p->lock = *lock;
-    p->next = st->pending;
-    st->pending = p;
-}
-
-/* Writes the records the disk refused before; those it refuses again stay pending. */
-static void pending_retry(struct store *st)
-{
-    struct pending_lock *p = st->pending, *keep = NULL;
-
-    st->pending = NULL;
-    while (p) {
-        struct pending_lock *next = p->next;
-        if (lock_write(st, p->name, &p->lock) == 0) {
-            log_error("store: lock-out of %s recorded now", p->name);
-            free(p);
-        } else {
-            p->next = keep;
-            keep = p;
-        }
-        p = next;
-    }
-    st->pending = keep;
-}
-
-static void pending_free(struct store *st)
-{
-    while (st->pending) {
-        struct pending_lock *next = st->pending->next;
-        if (st->db)
-            log_error("store: lock-out of %s lost: %s", st->pending->name, st->err);
-        free(st->pending);
-        st->pending = next;
+        used += (size_t)n;
     }
 }
 
-/* Reads PRAGMA user_version into `*version`. */
-static int schema_version(struct store *st, int *version)
+/* Opens a store on backend `ops`; `accept` lets it start after a loss. */
+static int open_with(struct store **out, const struct store_ops *ops, const char *dir, bool accept,
+                     char *err, size_t errlen)
 {
-    sqlite3_stmt *s = NULL;
-    int rc;
-
-    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
-        return fail_db(st, "reading schema version");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *version = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_ROW)
-        return fail_db(st, "reading schema version");
-    return 0;
-}
-
-/* Applies the migrations after `version` and records the new version; the caller holds the
- * write transaction. */
-static int migrate_from(struct store *st, int version)
-{
-    char sql[64];
-
-    if (version > SCHEMA_VERSION)
-        return fail(st, "database schema version %d is newer than this program's (%d)", version,
-                    SCHEMA_VERSION);
-    for (; version < SCHEMA_VERSION; version++)
-        if (exec_sql(st, migrations[version], "migrating schema") != 0)
-            return -1;
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-    return exec_sql(st, sql, "setting schema version");
-}
-
-/* Brings the schema up to SCHEMA_VERSION in one transaction; the version is read again under
- * the write lock so two processes opening a new store at once do not both migrate it. */
-static int migrate(struct store *st)
-{
-    int version = 0;
-
-    if (schema_version(st, &version) != 0)
-        return -1;
-    if (version == SCHEMA_VERSION)
-        return 0;
-    if (exec_sql(st, "BEGIN IMMEDIATE", "starting migration") != 0)
-        return -1;
-    if (schema_version(st, &version) != 0 || migrate_from(st, version) != 0 ||
-        exec_sql(st, "COMMIT", "committing migration") != 0) {
-        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    return 0;
-}
-
-/* Switches the database to WAL and checks that SQLite accepted it. */
-static int enable_wal(struct store *st)
-{
-    sqlite3_stmt *s = NULL;
-    int ok = 0;
-
-    if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &s, NULL) != SQLITE_OK)
-        return fail_db(st, "enabling WAL");
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(s, 0);
-        ok = mode && strcmp(mode, "wal") == 0;
-    }
-    sqlite3_finalize(s);
-    if (!ok)
-        return fail_db(st, "enabling WAL");
-    return 0;
-}
-
-/* Prepares every statement of stmt_sql once, for the store's lifetime. */
-static int prepare_all(struct store *st)
-{
-    for (int i = 0; i < STMT_COUNT; i++) {
-        if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
-                               NULL) != SQLITE_OK)
-            return fail_db(st, "preparing statement");
-    }
-    return 0;
-}
-
-/* Copies the queue log's last failure into the store's. Returns -1. */
-static int fail_queue(struct store *st)
-{
-    return fail(st, "%s", qlog_error(st->queue));
-}
-
-/* Opens the queue log in `dir`. */
-static int open_queue(struct store *st, const char *dir)
-{
-    char path[PATH_MAX];
-
-    if (store_path(st, path, dir, STORE_QUEUE_NAME) != 0)
-        return -1;
-    return qlog_open(&st->queue, path, st->err, sizeof st->err);
-}
-
-/* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */
-static int walk(struct store *st, sqlite3_stmt *s, const char *what,
-                int (*row)(sqlite3_stmt *s, void *arg), void *arg)
-{
-    int rc;
-
-    st->walking = 1;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        if (row(s, arg) != 0)
-            break;
-    st->walking = 0;
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return fail_db(st, what);
-    return 0;
-}
-
-/* Copies one row of the old queue table into the log, unless an earlier, interrupted import
- * copied it already. */
-static int import_row(sqlite3_stmt *s, void *arg)
-{
-    struct store *st = arg;
-    int64_t id = sqlite3_column_int64(s, 0);
-    const char *sender = (const char *)sqlite3_column_text(s, 1);
-    const char *recipient = (const char *)sqlite3_column_text(s, 2);
-    const char *body = (const char *)sqlite3_column_blob(s, 4);
-
-    if (id < qlog_next_id(st->queue) || !sender || !recipient)
-        return 0;
-    return qlog_push_with_id(st->queue, id, sender, recipient, sqlite3_column_int64(s, 3),
-                             body ? body : "", (size_t)sqlite3_column_bytes(s, 4));
-}
-
-/* Moves the messages of a version-1 database's queue table into the queue log (the migration
- * to version 2 then drops the table). */
-static int import_queue_table(struct store *st)
-{
-    sqlite3_stmt *s = NULL;
-    int version = 0;
-    int rc;
-
-    if (schema_version(st, &version) != 0)
-        return -1;
-    if (version != SCHEMA_WITH_QUEUE_TABLE)
-        return 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, sender, recipient, sent_at, body FROM queue ORDER BY id", -1,
-                           &s, NULL) != SQLITE_OK)
-        return fail_db(st, "reading the old queue");
-    rc = walk(st, s, "reading the old queue", import_row, st);
-    sqlite3_finalize(s);
-    if (rc != 0)
-        return -1;
-    /* Ids of acknowledged messages are gone from the table but not from sqlite_sequence. */
-    if (sqlite3_prepare_v2(st->db, "SELECT seq FROM sqlite_sequence WHERE name = 'queue'", -1, &s,
-                           NULL) != SQLITE_OK)
-        return fail_db(st, "reading the old queue");
-    rc = sqlite3_step(s) == SQLITE_ROW
-             ? qlog_raise_next_id(st->queue, sqlite3_column_int64(s, 0) + 1)
-             : 0;
-    sqlite3_finalize(s);
-    if (rc != 0)
-        return fail_queue(st);
-    if (qlog_commit(st->queue) != 0)
-        return fail_queue(st);
-    return 0;
-}
-
-/* What store_open learns of the two files of a data directory. */
-struct found {
-    bool accept;   /* go on after a loss (--accept-store-loss) */
-    bool db_had;   /* parley.db existed with data before it was opened */
-    bool log_had;  /* parley.queue existed with data before it was opened */
-    bool lost_log; /* the log is not the one this store had: ids jump to the reservation */
-    char db_id[QLOG_STORE_ID_LEN + 1]; /* the store id parley.db records, or "" */
-};
-
-/* True when `path` is a file with data. */
-static bool has_data(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0 && sb.st_size > 0;
-}
-
-/* Opens (creating when missing) parley.db at `path`, in WAL mode. */
-static int open_db(struct store *st, const char *path)
-{
-    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK)
-        return fail(st, "opening %s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
-    if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
-        exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
-        return -1;
-    return 0;
-}
-
-/* Reads the store id of parley.db into `id` ("" when it records none), before migrations. */
-static int read_db_id(struct store *st, char *id)
-{
-    sqlite3_stmt *s = NULL;
-    int version = 0;
-
-    id[0] = '\0';
-    if (schema_version(st, &version) != 0)
-        return -1;
-    if (version < 1)
-        return 0; /* a new database: no meta table yet */
-    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE key = 'store_id'", -1, &s, NULL) !=
-        SQLITE_OK)
-        return fail_db(st, "reading the store id");
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_bytes(s, 0) == QLOG_STORE_ID_LEN)
-        memcpy(id, sqlite3_column_text(s, 0), QLOG_STORE_ID_LEN + 1);
-    sqlite3_finalize(s);
-    return 0;
-}
-
-/* Returns what the data directory lost, judging by the two files, or NULL. */
-static const char *loss_of(const struct found *f, const char *log_id)
-{
-    if (f->log_had && !f->db_had)
-        return STORE_DB_NAME " is missing or empty, but " STORE_QUEUE_NAME
-                             " shows this store had one: its blocks, lock-outs and login "
-                             "history are gone";
-    if (f->db_id[0] && !f->log_had)
-        return STORE_QUEUE_NAME " is missing or empty, but " STORE_DB_NAME
-                                " shows this store had one: the messages waiting in it are gone";
-    if (f->db_id[0] && !log_id)
-        return STORE_QUEUE_NAME " is not this store's log (it records no store id): the messages "
-                                "waiting in this store's log are gone";
-    if (f->db_id[0] && strcmp(f->db_id, log_id) != 0)
-        return STORE_QUEUE_NAME " belongs to another store than " STORE_DB_NAME;
-    /* A database with data but no id takes the log's: that is also what a crash between the
-     * two writes of adopt_store_id leaves. */
-    return NULL;
-}
-
-/* Refuses the loss `what` unless told to accept it; then says so loudly. */
-static int refuse_loss(struct store *st, const char *what, bool accept)
-{
-    if (!accept)
-        return fail(st,
-                    "%s. Put the file back from a backup, or start once with "
-                    "--accept-store-loss to go on without it",
-                    what);
-    log_error("store: %s; going on without it, as --accept-store-loss says", what);
-    return 0;
-}
-
-/* The checks before any file is opened: a lost parley.db is refused before one is created. */
-static int check_before_open(struct store *st, struct found *f, const char *db_path,
-                             const char *log_path)
-{
-    f->db_had = has_data(db_path);
-    f->log_had = has_data(log_path);
-    if (f->log_had && !f->db_had && !f->accept)
-        return refuse_loss(st, loss_of(f, NULL), false);
-    return 0;
-}
-
-/* The checks once parley.db is open: a lost log is refused before a new one is created. */
-static int check_db(struct store *st, struct found *f)
-{
-    if (read_db_id(st, f->db_id) != 0)
-        return -1;
-    if (f->db_id[0] && !f->log_had && !f->accept)
-        return refuse_loss(st, loss_of(f, NULL), false);
-    return 0;
-}
-
-/* The checks once both files are open: each must be the other's. A log that is not the
- * store's, or lost records, cannot vouch for its ids. */
-static int check_pair(struct store *st, struct found *f)
-{
-    const char *what = loss_of(f, qlog_store_id(st->queue));
-    f->lost_log = qlog_damaged(st->queue) || (what && f->db_id[0]);
-    return what ? refuse_loss(st, what, f->accept) : 0;
-}
-
-/* Writes meta `key` = the text `text`, or the number `n` when `text` is NULL. */
-static int meta_put(struct store *st, const char *key, const char *text, int64_t n)
-{
-    sqlite3_stmt *s = stmt_get(st, M_PUT);
-
-    if (bind_str(s, 1, key) || (text ? bind_str(s, 2, text) : sqlite3_bind_int64(s, 2, n)))
-        return bind_fail(st, s, "writing the store's meta data");
-    return exec_durable(st, s, "writing the store's meta data");
-}
-
-/* Reads the number in meta `key` (0 when there is none). */
-static int meta_get_int(struct store *st, const char *key, int64_t *n)
-{
-    sqlite3_stmt *s = stmt_get(st, M_GET);
-    int rc;
-
-    *n = 0;
-    if (bind_str(s, 1, key))
-        return bind_fail(st, s, "reading the store's meta data");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *n = sqlite3_column_int64(s, 0);
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return fail_db(st, "reading the store's meta data");
-    return 0;
-}
-
-/* Draws a new store id: QLOG_STORE_ID_LEN lower-case hex digits. */
-static void new_store_id(char *id)
-{
-    unsigned char raw[QLOG_STORE_ID_LEN / 2];
-
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
-        uint64_t mix = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)id;
-        for (size_t i = 0; i < sizeof raw; i++, mix = mix * 6364136223846793005ull + 1)
-            raw[i] = (unsigned char)(mix >> 56);
-    }
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(id + 2 * i, 3, "%02x", raw[i]);
-}
-
-/* Makes both files record one store id (the database's, else the log's, else a new one): the
- * log first, so a database with an id always has a log with it. */
-static int adopt_store_id(struct store *st, const struct found *f)
-{
-    const char *log_id = qlog_store_id(st->queue);
-    char id[QLOG_STORE_ID_LEN + 1];
-
-    if (f->db_id[0])
-        memcpy(id, f->db_id, sizeof id);
-    else if (log_id)
-        memcpy(id, log_id, sizeof id);
-    else
-        new_store_id(id);
-    if (!log_id || strcmp(log_id, id) != 0) {
-        if (qlog_set_store_id(st->queue, id) != 0 || qlog_commit(st->queue) != 0)
-            return fail_queue(st);
-    }
-    if (strcmp(f->db_id, id) != 0 && meta_put(st, "store_id", id, 0) != 0)
-        return -1;
-    return 0;
-}
-
-/* Reads the id reservation; a log that lost ids goes on above every id ever reserved. */
-static int load_reservation(struct store *st, const struct found *f)
-{
-    if (meta_get_int(st, "id_reserved", &st->id_reserved) != 0)
-        return -1;
-    if (!f->lost_log || st->id_reserved <= qlog_next_id(st->queue))
-        return 0;
-    log_error("store: message ids go on from %lld, above every id given before",
-              (long long)st->id_reserved);
-    if (qlog_raise_next_id(st->queue, st->id_reserved) != 0 || qlog_commit(st->queue) != 0)
-        return fail_queue(st);
-    return 0;
-}
-
-/* Reserves the next block of ids in parley.db before the log gives one above the reservation. */
-static int reserve_ids(struct store *st)
-{
-    int64_t upto = qlog_next_id(st->queue) + STORE_ID_BLOCK;
-
-    if (write_guard(st) != 0 || meta_put(st, "id_reserved", NULL, upto) != 0)
-        return -1;
-    st->id_reserved = upto;
-    return 0;
-}
-
-/* Opens parley.db and parley.queue of `dir` and checks that they belong together. */
-static int open_files(struct store *st, const char *dir, struct found *f)
-{
-    char db_path[PATH_MAX], log_path[PATH_MAX];
-
-    if (store_path(st, db_path, dir, STORE_DB_NAME) != 0 ||
-        store_path(st, log_path, dir, STORE_QUEUE_NAME) != 0 ||
-        check_before_open(st, f, db_path, log_path) != 0 || open_db(st, db_path) != 0 ||
-        check_db(st, f) != 0 || open_queue(st, dir) != 0 || check_pair(st, f) != 0)
-        return -1;
-    return 0;
-}
-
-/* Opens the store in `dir`; `accept` lets it start after a loss. */
-static int open_store(struct store **out, const char *dir, bool accept, char *err, size_t errlen)
-{
-    struct store *st;
-    struct found f = {.accept = accept};
-
+    assert(ops);
     *out = NULL;
-    st = calloc(1, sizeof *st);
+    struct store *st = calloc(1, sizeof *st);
     if (!st) {
         if (err && errlen)
             snprintf(err, errlen, "out of memory");
         return -1;
     }
-    st->lock_fd = -1;
-    st->reserve_fd = -1;
-    if (make_dirs(st, dir) != 0 || take_lock(st, dir) != 0)
-        goto fail;
-    reserve_open(st, dir);
-    if (open_files(st, dir, &f) != 0 || import_queue_table(st) != 0 || migrate(st) != 0 ||
-        prepare_all(st) != 0 || adopt_store_id(st, &f) != 0 || load_reservation(st, &f) != 0)
+    st->ops = ops;
+    if (ops->open(&st->be, dir, accept, err, errlen) != 0)
         goto fail;
     *out = st;
     return 0;
 
 fail:
-    if (err && errlen)
-        snprintf(err, errlen, "%s", st->err[0] ? st->err : "cannot open the store");
-    store_close(st);
+    free(st);
     return -1;
 }
 
-/* Opens (creating when missing) the store in directory `dir`; refuses a lost file. */
-int store_open(struct store **out, const char *dir, char *err, size_t errlen)
+int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
+               size_t errlen)
 {
-    return open_store(out, dir, false, err, errlen);
+    return open_with(out, ops, dir, false, err, errlen);
 }
 
-/* Opens the store in `dir` like store_open, but goes on after a lost or foreign file. */
-int store_open_accepting_loss(struct store **out, const char *dir, char *err, size_t errlen)
+int store_open_accepting_loss(struct store **out, const struct store_ops *ops, const char *dir,
+                              char *err, size_t errlen)
 {
-    return open_store(out, dir, true, err, errlen);
+    return open_with(out, ops, dir, true, err, errlen);
 }
 
-/* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st)
 {
     if (!st)
         return;
-    if (st->db)
-        batch_end(st);
-    if (st->db && st->stmt[L_PUT])
-        pending_retry(st);
-    pending_free(st);
-    if (st->reserve_fd >= 0)
-        close(st->reserve_fd);
-    qlog_close(st->queue);
-    for (int i = 0; i < STMT_COUNT; i++)
-        sqlite3_finalize(st->stmt[i]);
-    sqlite3_close(st->db);
-    if (st->lock_fd >= 0)
-        close(st->lock_fd); /* releases the lock */
+    st->ops->close(st->be);
     free(st);
 }
 
-/* Makes later messages, blocks and lock-outs survive a power loss, not only a crash. */
 int store_set_fsync(struct store *st, bool on)
 {
-    qlog_set_fsync(st->queue, on);
-    st->fsync = on;
-    return 0;
+    return st->ops->set_fsync(st->be, on);
 }
 
-/* Commits every queue write since the last call. Returns -1 when any of them was lost. */
-int store_commit(struct store *st)
+int store_set_reserve(struct store *st, size_t bytes)
 {
-    if (!st)
-        return 0;
-    int rc = qlog_commit(st->queue) == 0 ? 0 : fail_queue(st);
-    batch_end(st);
-    return rc;
+    return st->ops->set_reserve(st->be, bytes);
 }
 
-/* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st)
 {
-    if (!st)
-        return "no store";
-    return st->err[0] ? st->err : "no error";
+    return st ? st->ops->error(st->be) : "no store";
 }
 
-/* Queues a direct message and returns its id in `*id`; durable at the next store_commit. */
+void store_commit(struct store *st, store_commit_fn done, void *arg)
+{
+    if (!st) {
+        done(arg, 0);
+        return;
+    }
+    st->ops->commit(st->be, done, arg);
+}
+
 int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
                      const char *body, size_t body_len, int64_t *id)
 {
-    if (guard(st) != 0)
-        return -1;
-    if (qlog_next_id(st->queue) >= st->id_reserved && reserve_ids(st) != 0)
-        return -1;
-    if (qlog_push(st->queue, sender, recipient, sent_at, body, body_len, id) != 0)
-        return fail(st, "queueing message: %s", qlog_error(st->queue));
-    return 0;
+    return st->ops->queue_push(st->be, sender, recipient, sent_at, body, body_len, id);
 }
 
-/* Calls `fn` for each message queued for `recipient` with an id above `after_id`, in id order,
- * at most `limit` of them (0: no limit). */
 int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
                      store_msg_fn fn, void *ctx)
 {
-    int rc;
-
-    if (guard(st) != 0)
-        return -1;
-    st->walking = 1;
-    rc = qlog_load(st->queue, recipient, after_id, limit, fn, ctx);
-    st->walking = 0;
-    if (rc != 0)
-        return fail(st, "loading messages: %s", qlog_error(st->queue));
-    return 0;
+    return st->ops->queue_load(st->be, recipient, after_id, limit, fn, ctx);
 }
 
-/* Removes every message queued for `recipient` with id <= `up_to_id`. */
 int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
 {
-    if (guard(st) != 0)
-        return -1;
-    if (qlog_ack(st->queue, recipient, up_to_id) != 0)
-        return fail(st, "acknowledging messages: %s", qlog_error(st->queue));
-    return 0;
+    return st->ops->queue_ack(st->be, recipient, up_to_id);
 }
 
-/* Returns the number of messages queued for `recipient`, or -1 on failure. */
 int64_t store_queue_count(struct store *st, const char *recipient)
 {
-    if (guard(st) != 0)
-        return -1;
-    return qlog_count(st->queue, recipient);
+    return st->ops->queue_count(st->be, recipient);
 }
 
-/* Records that `blocker` blocks `blocked`. Idempotent. */
 int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
-    sqlite3_stmt *s;
-
-    if (write_guard(st) != 0)
-        return -1;
-    s = stmt_get(st, B_ADD);
-    if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
-        return bind_fail(st, s, "adding block");
-    return exec_durable(st, s, "adding block");
+    return st->ops->block_add(st->be, blocker, blocked);
 }
 
-/* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
 int store_block_remove(struct store *st, const char *blocker, const char *blocked)
 {
-    sqlite3_stmt *s;
-
-    if (write_guard(st) != 0)
-        return -1;
-    s = stmt_get(st, B_REMOVE);
-    if (bind_str(s, 1, blocker) || bind_str(s, 2, blocked))
-        return bind_fail(st, s, "removing block");
-    if (exec_durable(st, s, "removing block") != 0)
-        return -1;
-    return sqlite3_changes(st->db) > 0;
+    return st->ops->block_remove(st->be, blocker, blocked);
 }
 
-struct pair_walk {
-    store_pair_fn fn;
-    void *ctx;
-};
-
-static int pair_row(sqlite3_stmt *s, void *arg)
-{
-    const struct pair_walk *w = arg;
-
-    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0),
-                 (const char *)sqlite3_column_text(s, 1));
-}
-
-/* Calls `fn(ctx, blocker, blocked)` for every block. */
 int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
 {
-    struct pair_walk w = {fn, ctx};
-
-    if (guard(st) != 0)
-        return -1;
-    return walk(st, stmt_get(st, B_EACH), "listing blocks", pair_row, &w);
+    return st->ops->block_each(st->be, fn, ctx);
 }
 
-/* Runs the bound login-history statement `s` in the batch. */
-static int exec_batched(struct store *st, sqlite3_stmt *s, const char *what)
-{
-    if (exec_stmt(st, s, what) == 0)
-        return 0;
-    if (sqlite3_get_autocommit(st->db))
-        st->in_batch = false; /* SQLite rolled the batch back */
-    return -1;
-}
-
-/* Runs a presence statement `id` binding (text, int64) in the batch. */
-static int exec_name_time(struct store *st, enum stmt_id id, const char *name, int64_t t,
-                          const char *what)
-{
-    sqlite3_stmt *s;
-
-    if (guard(st) != 0 || batch_join(st) != 0)
-        return -1;
-    s = stmt_get(st, id);
-    if (bind_str(s, 1, name) || sqlite3_bind_int64(s, 2, t))
-        return bind_fail(st, s, what);
-    return exec_batched(st, s, what);
-}
-
-/* Records that `name` logged in at `now`. */
 int store_presence_login(struct store *st, const char *name, int64_t now)
 {
-    return exec_name_time(st, P_LOGIN, name, now, "recording login");
+    return st->ops->presence_login(st->be, name, now);
 }
 
-/* Records that `name` logged out at `now`. */
 int store_presence_logout(struct store *st, const char *name, int64_t now)
 {
-    return exec_name_time(st, P_LOGOUT, name, now, "recording logout");
+    return st->ops->presence_logout(st->be, name, now);
 }
 
-/* Forgets the login history of `name`. */
-int store_presence_forget(struct store *st, const char *name)
-{
-    sqlite3_stmt *s;
-
-    if (guard(st) != 0 || batch_join(st) != 0)
-        return -1;
-    s = stmt_get(st, P_FORGET);
-    if (bind_str(s, 1, name))
-        return bind_fail(st, s, "forgetting login history");
-    return exec_batched(st, s, "forgetting login history");
-}
-
-/* Runs a statement `id` whose only parameter is a time. */
-static int exec_time(struct store *st, enum stmt_id id, int64_t t, const char *what)
-{
-    sqlite3_stmt *s;
-
-    if (write_guard(st) != 0)
-        return -1;
-    s = stmt_get(st, id);
-    if (sqlite3_bind_int64(s, 1, t))
-        return bind_fail(st, s, what);
-    return exec_stmt(st, s, what);
-}
-
-/* Records that the server was alive at `now`; writes the lock-outs the disk refused before and
- * refills the reserve when the disk has room again. */
 int store_heartbeat(struct store *st, int64_t now)
 {
-    if (write_guard(st) != 0)
-        return -1;
-    pending_retry(st);
-    reserve_refill(st);
-    return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
+    return st->ops->heartbeat(st->be, now);
 }
 
-/* Keeps `bytes` of disk in parley.reserve for lock-outs on a full disk (0: none). */
-int store_set_reserve(struct store *st, size_t bytes)
-{
-    struct stat sb;
-
-    st->reserve_bytes = bytes;
-    if (st->reserve_fd < 0 || fstat(st->reserve_fd, &sb) != 0)
-        return 0;
-    if ((uint64_t)sb.st_size > bytes && ftruncate(st->reserve_fd, (off_t)bytes) != 0)
-        return fail(st, "shrinking %s: %s", STORE_RESERVE_NAME, strerror(errno));
-    if (!reserve_refill(st))
-        log_error("store: no room on the disk for the %zu bytes of %s yet", bytes,
-                  STORE_RESERVE_NAME);
-    return 0;
-}
-
-/* Records users still marked as logged in as logged out at the last heartbeat (or `now`), but
- * never before their last login. */
 int store_presence_recover(struct store *st, int64_t now)
 {
-    return exec_time(st, P_RECOVER, now, "recovering presence");
+    return st->ops->presence_recover(st->be, now);
 }
 
-struct name_walk {
-    store_name_fn fn;
-    void *ctx;
-};
-
-static int name_row(sqlite3_stmt *s, void *arg)
-{
-    const struct name_walk *w = arg;
-
-    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0));
-}
-
-/* Calls `fn` for every user whose last logout was at or after `since`. */
 int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx)
 {
-    struct name_walk w = {fn, ctx};
-    sqlite3_stmt *s;
-
-    if (guard(st) != 0)
-        return -1;
-    s = stmt_get(st, P_SINCE);
-    if (sqlite3_bind_int64(s, 1, since))
-        return bind_fail(st, s, "listing logouts");
-    return walk(st, s, "listing logouts", name_row, &w);
+    return st->ops->presence_since(st->be, since, fn, ctx);
 }
 
-/* Reads the lock-out record of `name` (zeroes when there is none). */
+int store_presence_forget(struct store *st, const char *name)
+{
+    return st->ops->presence_forget(st->be, name);
+}
+
 int store_lock_get(struct store *st, const char *name, struct store_lock *lock)
 {
-    sqlite3_stmt *s;
-    int rc;
-
-    if (guard(st) != 0)
-        return -1;
-    s = stmt_get(st, L_GET);
-    lock->failures = 0;
-    lock->locked_until = 0;
-    if (bind_str(s, 1, name))
-        return bind_fail(st, s, "reading lock-out");
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        lock->failures = sqlite3_column_int(s, 0);
-        lock->locked_until = sqlite3_column_int64(s, 1);
-    }
-    stmt_done(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return fail_db(st, "reading lock-out");
-    return 0;
+    return st->ops->lock_get(st->be, name, lock);
 }
 
-/* Writes the lock-out record of `name`: on a full disk into the space of the reserve; when even
- * that fails, it is kept and written again at each heartbeat and at close. */
 int store_lock_put(struct store *st, const char *name, const struct store_lock *lock)
 {
-    if (write_guard(st) != 0)
-        return -1;
-    free(pending_take(st, name)); /* this record replaces it */
-    while (lock_write(st, name, lock) != 0) {
-        if (st->last_rc != SQLITE_FULL || reserve_release(st) != 0) {
-            char why[sizeof st->err];
-            snprintf(why, sizeof why, "%s", st->err);
-            pending_keep(st, name, lock);
-            return fail(st, "%s; kept, to be written when the store can", why);
-        }
-    }
-    return 0;
+    return st->ops->lock_put(st->be, name, lock);
 }
 
-struct lock_walk {
-    store_lock_fn fn;
-    void *ctx;
-};
-
-static int lock_row(sqlite3_stmt *s, void *arg)
-{
-    const struct lock_walk *w = arg;
-    struct store_lock lock = {
-        .failures = sqlite3_column_int(s, 1),
-        .locked_until = sqlite3_column_int64(s, 2),
-    };
-
-    return w->fn(w->ctx, (const char *)sqlite3_column_text(s, 0), &lock);
-}
-
-/* Calls `fn` for every stored lock-out record. */
 int store_lock_each(struct store *st, store_lock_fn fn, void *ctx)
 {
-    struct lock_walk w = {fn, ctx};
-
-    if (guard(st) != 0)
-        return -1;
-    return walk(st, stmt_get(st, L_EACH), "listing lock-outs", lock_row, &w);
+    return st->ops->lock_each(st->be, fn, ctx);
 }

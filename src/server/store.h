@@ -1,8 +1,21 @@
 /* The server's durable state behind one small interface: offline messages, blocks, login
- * history and lock-outs. Messages go to an append-only log with the queues in memory
- * (qlog.c); the rest to SQLite (WAL); both in the data directory. Another backend can implement
- * these same functions. Every function returns 0 on success and -1 on a
- * store failure (then store_error() says why), unless it says otherwise. */
+ * history and lock-outs. The backend is chosen by name when the server starts (--store NAME,
+ * OpenSMTPD's queue_backend style): each is a table of operations (struct store_ops, at the
+ * end), and the functions below only pass each call to the table of the open store. Today's
+ * one backend is "local" (store_local.c): messages in an append-only log with the queues in
+ * memory (qlog.c), the rest in SQLite (WAL), both in the data directory. Every function
+ * returns 0 on success and -1 on a store failure (then store_error() says why), unless it says
+ * otherwise; tests/unit/test_store.c is the suite every backend must pass.
+ *
+ * Asynchronous backends. Only store_commit reports through a callback: the writes of one batch
+ * (one event-loop iteration: queued messages, acknowledgements, login history) are confirmed
+ * together, as the local backend's group commit is. A backend on a network engine (Redis: one
+ * pipelined script per batch) returns from store_commit at once and calls `done` when the
+ * engine answered; the server holds the batch's output until then, and the undo list it keeps
+ * for the local backend (server_undo_on_failure) is what `done(-1)` corrects. A value a reply
+ * carries (a message id) is given at push time; a backend that learns it only from the
+ * engine's answer gives a provisional one, and the server rewrites the held replies that carry
+ * it before they are flushed, as the undo does (docs/ARCHITECTURE.md, "Seams"). */
 #ifndef PARLEY_STORE_H
 #define PARLEY_STORE_H
 
@@ -32,6 +45,16 @@ typedef int (*store_msg_fn)(void *ctx, const struct store_msg *msg);
 typedef int (*store_pair_fn)(void *ctx, const char *a, const char *b);
 typedef int (*store_name_fn)(void *ctx, const char *name);
 typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_lock *lock);
+/* Told once whether a batch of writes was confirmed (rc 0) or lost (rc -1). */
+typedef void (*store_commit_fn)(void *arg, int rc);
+
+struct store_ops;
+
+/* Returns the backend called `name` ("local"), or NULL when there is none. */
+const struct store_ops *store_backend(const char *name);
+
+/* Writes the names of the backends, separated by ", ", into `out` (for a usage message). */
+void store_backend_names(char *out, size_t len);
 
 /* Opens (creating when missing) the store in directory `dir`, creating the directory too.
  * The store holds the directory's lock (parley.lock) until store_close: while one process has
@@ -42,21 +65,25 @@ typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_loc
  * store had it, or a log of another store) is refused, naming the file, before that file is
  * created again; so is a log whose copy for a damaged file cannot be written. On failure
  * returns -1 and, when `err` is given, a message in it. */
-int store_open(struct store **out, const char *dir, char *err, size_t errlen);
+int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
+               size_t errlen);
 
 /* Like store_open, but a lost or foreign file is logged and replaced by an empty one. Message
  * ids still go on above every id given before (the reservation in parley.db, or the ids in the
  * log when the database was lost). */
-int store_open_accepting_loss(struct store **out, const char *dir, char *err, size_t errlen);
+int store_open_accepting_loss(struct store **out, const struct store_ops *ops, const char *dir,
+                              char *err, size_t errlen);
 
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st);
 
 /* Commits the queue writes made since the last call (group commit: the server calls it once
- * per event-loop iteration, before any reply is written). Returns 0, or -1 when any of them
- * was lost (then they are undone, and the callers that were told "accepted" must not be told
- * so). Other writes are durable when they return, except login history. */
-int store_commit(struct store *st);
+ * per event-loop iteration, before any reply is written) and calls `done(arg, rc)` exactly
+ * once: rc 0, or -1 when any of them was lost (then they are undone, and the callers that were
+ * told "accepted" must not be told so). The local backend calls it before returning; another
+ * may call it later, from the event loop. Other writes are durable when they return, except
+ * login history. A NULL store calls done(arg, 0). */
+void store_commit(struct store *st, store_commit_fn done, void *arg);
 
 /* With `on`, queued messages, blocks and lock-outs are flushed to the disk before they count
  * as done, so they survive a power loss; without, a crash of the process (the default).
@@ -130,5 +157,38 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 
 /* Calls `fn` for every stored lock-out record. */
 int store_lock_each(struct store *st, store_lock_fn fn, void *ctx);
+
+/* What a backend implements: one function per operation above, with the same contract, on
+ * the backend's own state `be` (made by `open`). */
+struct store_ops {
+    const char *name; /* what --store calls it */
+    int (*open)(void **be, const char *dir, bool accept_loss, char *err, size_t errlen);
+    void (*close)(void *be);
+    int (*set_fsync)(void *be, bool on);
+    int (*set_reserve)(void *be, size_t bytes);
+    const char *(*error)(const void *be);
+    void (*commit)(void *be, store_commit_fn done, void *arg);
+    int (*queue_push)(void *be, const char *sender, const char *recipient, int64_t sent_at,
+                      const char *body, size_t body_len, int64_t *id);
+    int (*queue_load)(void *be, const char *recipient, int64_t after_id, size_t limit,
+                      store_msg_fn fn, void *ctx);
+    int (*queue_ack)(void *be, const char *recipient, int64_t up_to_id);
+    int64_t (*queue_count)(void *be, const char *recipient);
+    int (*block_add)(void *be, const char *blocker, const char *blocked);
+    int (*block_remove)(void *be, const char *blocker, const char *blocked);
+    int (*block_each)(void *be, store_pair_fn fn, void *ctx);
+    int (*presence_login)(void *be, const char *name, int64_t now);
+    int (*presence_logout)(void *be, const char *name, int64_t now);
+    int (*heartbeat)(void *be, int64_t now);
+    int (*presence_recover)(void *be, int64_t now);
+    int (*presence_since)(void *be, int64_t since, store_name_fn fn, void *ctx);
+    int (*presence_forget)(void *be, const char *name);
+    int (*lock_get)(void *be, const char *name, struct store_lock *lock);
+    int (*lock_put)(void *be, const char *name, const struct store_lock *lock);
+    int (*lock_each)(void *be, store_lock_fn fn, void *ctx);
+};
+
+/* The backend of store_local.c: this process's data directory. */
+extern const struct store_ops store_local_ops;
 
 #endif

@@ -38,6 +38,13 @@ What is here:
   that changes keys passes `env={"XDG_CONFIG_HOME": its own dir}`. Raw P2P peers speak the
   encrypted handshake through `noise_peer.py` (`NoisePeer.connect/accept`), whose default key
   for a user is that user's key in `CONFIG_HOME` (`static_for`).
+- `RedisServer(appendfsync="always")` and fixture `make_redis(**kwargs)` (a factory; each is
+  stopped at teardown): a redis-server of the tests' own, on a Unix socket in a fresh short
+  temporary directory (no TCP port: never a fixed port, never a system instance), its
+  append-only file there too. `.start()`, `.stop()` (SIGTERM by its PID, then SIGKILL),
+  `.kill9()`, `.restart()`, `.path` (the socket), `.addr` (`unix:<path>`, for `--redis`),
+  `.pid`, `.command(*args)` (one command over the socket; the reply as Python values, an error
+  as `RedisError`).
 
 Every read has a deadline: no test can hang.
 """
@@ -45,6 +52,7 @@ Every read has a deadline: no test can hang.
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -305,6 +313,141 @@ def make_server(tmp_path):
 @pytest.fixture
 def server(make_server, tmp_path):
     return make_server(dir=tmp_path / "server")
+
+
+# --------------------------------------------------------------------------------------------
+# Redis, for the cluster tests
+
+REDIS_SERVER = "redis-server"
+# How long redis-server may take to answer its first PING, and to exit on SIGTERM.
+REDIS_START_SEC = 5.0
+REDIS_STOP_SEC = 5.0
+
+
+class RedisError(Exception):
+    """An error reply (`-ERR ...`) from Redis."""
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise ConnectionError(f"unexpected reply from redis: {line!r}")
+
+
+class RedisServer:
+    def __init__(self, appendfsync="always"):
+        # A short directory of its own: a Unix socket path must fit in 108 bytes.
+        self.dir = tempfile.mkdtemp(prefix="parley-redis-")
+        self.path = os.path.join(self.dir, "redis.sock")
+        self.addr = f"unix:{self.path}"
+        self.appendfsync = appendfsync
+        self.log_path = os.path.join(self.dir, "redis.log")
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self):
+        _need_program(REDIS_SERVER)
+        argv = [REDIS_SERVER, "--port", "0", "--unixsocket", self.path, "--unixsocketperm", "700",
+                "--dir", self.dir, "--save", "", "--appendonly", "yes",
+                "--appendfsync", self.appendfsync, "--logfile", self.log_path,
+                "--daemonize", "no"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(self._answers, REDIS_START_SEC, what=f"redis-server on {self.path}")
+        return self
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.proc.returncode}:\n"
+                                 f"{self.log_text()}")
+        try:
+            return self.command("PING") == "PONG"
+        except (OSError, ConnectionError, RedisError):
+            return False
+
+    def command(self, *args, timeout=DEFAULT_READ_TIMEOUT):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(self.path)
+            sock.sendall(_resp_encode(args))
+            with sock.makefile("rb") as f:
+                return _resp_read(f)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if not self.running():
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(REDIS_STOP_SEC)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(REDIS_STOP_SEC)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _need_program(name):
+    if shutil.which(name) is None:
+        pytest.skip(f"{name} is not installed (scripts/deps.sh test)")
+
+
+@pytest.fixture
+def make_redis():
+    servers = []
+
+    def factory(**kw):
+        r = RedisServer(**kw)
+        servers.append(r)
+        return r.start()
+
+    yield factory
+    for r in servers:
+        r.cleanup()
 
 
 # --------------------------------------------------------------------------------------------

@@ -293,6 +293,17 @@ def test_bad_arguments_fail_with_message(tmp_path, args):
     assert r.stderr.strip(), f"parleyd {args} printed no error"
 
 
+def test_store_chosen_by_name(tmp_path, make_server):
+    (tmp_path / "credentials.txt").write_text("hans falcon\n")
+    r = _run(["--store", "nosuch", "0", "10", "60"], tmp_path)
+    assert r.returncode == 2, r
+    assert "unknown store 'nosuch' (known: local)" in r.stderr.decode()
+    assert not (tmp_path / "parley-data").exists()  # refused before the store is touched
+    s = make_server(args=["--store", "local"])
+    ok(s.login("hans").request("WHO"))
+    assert os.path.exists(os.path.join(s.dir, "parley-data", "parley.db"))
+
+
 def test_classic_positional_interface(tmp_path):
     if not os.access(PARLEYD, os.X_OK):
         pytest.skip("parleyd not built")

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "server/config.h"
+#include "server/store.h"
 
 /* One numeric option, its range and where its value lands. */
 struct case_ {
@@ -140,12 +141,33 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.req_burst, 200);
 }
 
+/* --store picks a backend by name; a name no backend has is a usage error. */
+static void test_store_backend_by_name(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *dflt[] = {"parleyd", "0", "60", "10", NULL};
+    assert_int_equal(config_parse(&cfg, 4, dflt), CONFIG_RUN);
+    assert_ptr_equal(cfg.store, &store_local_ops);
+    char *local[] = {"parleyd", "--store", "local", "0", "60", "10", NULL};
+    cfg.store = NULL;
+    assert_int_equal(config_parse(&cfg, 6, local), CONFIG_RUN);
+    assert_ptr_equal(cfg.store, &store_local_ops);
+    char *unknown[] = {"parleyd", "--store", "Local", "0", "60", "10", NULL};
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w");
+    assert_int_equal(config_parse(&cfg, 6, unknown), CONFIG_ERROR);
+    fclose(stderr);
+    stderr = saved;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_option_takes_exactly_its_range),
         cmocka_unit_test(test_positionals_keep_their_ranges),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_store_backend_by_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

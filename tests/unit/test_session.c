@@ -101,7 +101,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/parley-test-session-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     char err[256];
-    assert_int_equal(store_open(&f->srv.store, f->dir, err, sizeof(err)), 0);
+    assert_int_equal(store_open(&f->srv.store, &store_local_ops, f->dir, err, sizeof(err)), 0);
     f->srv.fmt_cap = f->srv.cfg.max_line + 256;
     f->srv.fmt = malloc(f->srv.fmt_cap);
     f->srv.base = event_base_new();

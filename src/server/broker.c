@@ -1,0 +1,120 @@
+/* Delivery, locally: every recipient is a session of this process; see broker.h. */
+#include "server/broker.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/presence.h"
+#include "server/server.h"
+
+/* The event word of each presence notice. */
+static const char *const broker_event_words[BROKER_EVENT_COUNT] = {
+    [BROKER_LOGIN] = "LOGIN",
+    [BROKER_LOGOUT] = "LOGOUT",
+};
+
+/* Makes the scratch buffer hold at least `need` bytes. Returns false when memory ran out. */
+static bool fmt_reserve(struct server *srv, size_t need)
+{
+    if (need <= srv->fmt_cap)
+        return true;
+    char *p = realloc(srv->fmt, need);
+    if (!p)
+        return false;
+    srv->fmt = p;
+    srv->fmt_cap = need;
+    return true;
+}
+
+size_t broker_msg_frame(struct server *srv, const struct store_msg *m)
+{
+    size_t from_len = strlen(m->sender);
+    /* "* MSG " + two numbers of at most 20 characters + three separators + LF */
+    if (!fmt_reserve(srv, 6 + 20 + 1 + from_len + 1 + 20 + 1 + m->body_len + 1))
+        return 0;
+    char *p = srv->fmt;
+    memcpy(p, "* MSG ", 6);
+    p = proto_put_i64(p + 6, m->id);
+    *p++ = ' ';
+    memcpy(p, m->sender, from_len);
+    p += from_len;
+    *p++ = ' ';
+    p = proto_put_i64(p, m->sent_at);
+    *p++ = ' ';
+    memcpy(p, m->body, m->body_len);
+    p += m->body_len;
+    *p++ = '\n';
+    return (size_t)(p - srv->fmt);
+}
+
+bool broker_direct(struct server *srv, struct user *to, const struct store_msg *m)
+{
+    struct session *peer = presence_session(to);
+    if (!peer)
+        return false;
+    if (peer->draining)
+        return true;
+    size_t n = broker_msg_frame(srv, m);
+    assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
+    size_t pos = net_pending_output(peer->conn);
+    session_send(peer, srv->fmt, n);
+    server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);
+    peer->sent_id = m->id;
+    return true;
+}
+
+/* A broadcast being fanned out. */
+struct broadcast {
+    struct user *from;
+    const char *frame;
+    size_t len;
+    unsigned skipped;
+};
+
+static void broadcast_to(void *ctx, struct session *s)
+{
+    struct broadcast *b = ctx;
+    struct user *u = s->user;
+    if (u == b->from)
+        return;
+    if (directory_blocks(u, b->from))
+        b->skipped++;
+    else if (!directory_blocks(b->from, u))
+        session_send(s, b->frame, b->len);
+}
+
+unsigned broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len)
+{
+    int n = snprintf(srv->fmt, srv->fmt_cap, "* BCAST %s ", from->name);
+    assert(n > 0 && (size_t)n + len + 1 <= srv->fmt_cap); /* --max-line bounds the text */
+    memcpy(srv->fmt + n, text, len);
+    struct broadcast b = {from, srv->fmt, (size_t)n + len, 0};
+    srv->fmt[b.len++] = '\n';
+    presence_each_session(srv, broadcast_to, &b);
+    return b.skipped;
+}
+
+/* A presence notice being fanned out. */
+struct notice {
+    struct user *about;
+    const char *line;
+    size_t len;
+};
+
+static void notice_to(void *ctx, struct session *s)
+{
+    struct notice *nt = ctx;
+    if (s->user != nt->about && !directory_related(nt->about, s->user))
+        session_send(s, nt->line, nt->len);
+}
+
+void broker_presence(struct server *srv, struct user *u, enum broker_event ev)
+{
+    assert(ev >= 0 && ev < BROKER_EVENT_COUNT);
+    char line[PROTO_MAX_NAME + 32];
+    int n = snprintf(line, sizeof(line), "* %s %s\n", broker_event_words[ev], u->name);
+    struct notice nt = {u, line, (size_t)n};
+    presence_each_session(srv, notice_to, &nt);
+}

@@ -406,8 +406,9 @@ void link_close(struct link *l)
         return;
     if (l->state == LINK_UP)
         send_ack(l);
-    if (l->bev) /* push out what is queued (a LOGOUT, an ACK) before closing */
-        sock_flush_now(l->bev);
+    if (l->bev) /* what is queued (a LOGOUT, an ACK) goes out before the connection closes */
+        sock_close_flushed(l->bev);
+    l->bev = NULL;
     drop_socket(l);
     free_addresses(l);
     fail_pending(l);

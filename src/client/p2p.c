@@ -303,10 +303,11 @@ static void peer_write(struct peer *pe, const char *frame)
     bufferevent_write(pe->bev, frame, strlen(frame));
 }
 
-/* Writes what is queued for the peer now, as far as the socket takes it (before closing). */
+/* Gives the connection up: what is queued for the peer leaves once, then it closes. */
 static void peer_flush(struct peer *pe)
 {
-    sock_flush_now(pe->bev);
+    sock_close_flushed(pe->bev);
+    pe->bev = NULL;
 }
 
 static void say_end(const struct peer *pe, enum peer_end why)

@@ -46,6 +46,7 @@ static const char usage_text[] =
     "                         (default 256)\n"
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
     "  --hello-timeout S      time allowed to send HELLO after connecting (default 10)\n"
+    "  --handshake-timeout S  time allowed for a TLS handshake (default 10)\n"
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --req-rate N           other requests per second per user, 0 = unlimited (default 50;\n"
@@ -86,6 +87,7 @@ enum {
     OPT_MAX_PER_ADDRESS,
     OPT_LOGIN_TIMEOUT,
     OPT_HELLO_TIMEOUT,
+    OPT_HANDSHAKE_TIMEOUT,
     OPT_MSG_RATE,
     OPT_MSG_BURST,
     OPT_REQ_RATE,
@@ -127,6 +129,7 @@ static const struct option long_options[] = {
     {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
     {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
     {"req-rate", required_argument, NULL, OPT_REQ_RATE},
@@ -162,6 +165,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_per_address = 256;
     cfg->login_timeout = 120;
     cfg->hello_timeout = 10;
+    cfg->handshake_timeout = 10;
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
     cfg->req_rate = 50;
@@ -213,6 +217,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
     NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
     NUM(OPT_HELLO_TIMEOUT, "--hello-timeout", 1, 100000000, NUM_LONG, hello_timeout),
+    NUM(OPT_HANDSHAKE_TIMEOUT, "--handshake-timeout", 1, 100000000, NUM_LONG, handshake_timeout),
     NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
     NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
     NUM(OPT_REQ_RATE, "--req-rate", 0, 10000000, NUM_UNSIGNED, req_rate),

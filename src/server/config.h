@@ -34,7 +34,8 @@ struct config {
     size_t max_connections;
     size_t max_per_address; /* connections at once from one source address (0: no limit) */
     long login_timeout;
-    long hello_timeout; /* seconds a new connection has to send HELLO */
+    long hello_timeout;     /* seconds a new connection has to send HELLO */
+    long handshake_timeout; /* seconds a TLS handshake may take */
     unsigned msg_rate;
     unsigned msg_burst;
     unsigned req_rate; /* requests other than messages, per second and user (0: no limit) */

@@ -38,6 +38,7 @@ struct net_limits {
     size_t max_output;      /* bytes queued for one connection before it is cut off */
     size_t max_connections; /* accepted connections at once */
     size_t max_per_address; /* of those, from one source address (peerlimit.h); 0: no limit */
+    long handshake_secs;    /* a transport handshake (TLS) must end within this */
 };
 
 /* Counters for diagnostics and the benchmark. */

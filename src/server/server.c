@@ -326,7 +326,7 @@ static int start_events(struct server *srv)
 static int start_network(struct server *srv)
 {
     struct net_limits limits = {srv->cfg.max_line, srv->cfg.max_output, srv->cfg.max_connections,
-                                srv->cfg.max_per_address};
+                                srv->cfg.max_per_address, srv->cfg.handshake_timeout};
     struct net_handlers handlers = {session_open, session_frame, session_closed};
     srv->net = net_new(srv->base, &limits, &handlers, srv);
     if (!srv->net)

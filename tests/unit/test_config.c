@@ -40,6 +40,7 @@ GETTER(max_connections)
 GETTER(max_per_address)
 GETTER(login_timeout)
 GETTER(hello_timeout)
+GETTER(handshake_timeout)
 GETTER(msg_rate)
 GETTER(msg_burst)
 GETTER(req_rate)
@@ -62,6 +63,7 @@ static const struct case_ cases[] = {
     {"--max-per-address", 0, 10000000, get_max_per_address},
     {"--login-timeout", 1, 100000000, get_login_timeout},
     {"--hello-timeout", 1, 100000000, get_hello_timeout},
+    {"--handshake-timeout", 1, 100000000, get_handshake_timeout},
     {"--msg-rate", 0, 10000000, get_msg_rate},
     {"--msg-burst", 1, 10000000, get_msg_burst},
     {"--req-rate", 0, 10000000, get_req_rate},
@@ -136,6 +138,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_errors, 100);
     assert_int_equal(cfg.max_per_address, 256);
     assert_int_equal(cfg.hello_timeout, 10);
+    assert_int_equal(cfg.handshake_timeout, 10);
     assert_int_equal(cfg.req_rate, 50);
     assert_int_equal(cfg.req_burst, 200);
 }

@@ -5,9 +5,9 @@
 set -euo pipefail
 
 what=${1:-test}
-build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev)
+build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev libssl-dev)
 test_pkgs=(libcmocka-dev python3-pytest python3-pexpect python3-pytest-timeout clang libclang-rt-14-dev
-           iproute2)
+           iproute2 python3-cryptography openssl)
 bench_pkgs=(redis-server mosquitto)
 
 pkgs=("${build_pkgs[@]}")

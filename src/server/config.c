@@ -37,6 +37,13 @@ static const char usage_text[] =
     "  --hash-threads N       password-hashing threads (default 2)\n"
     "  --max-hash-ops N --max-hash-mem BYTES  refuse credentials lines whose hash costs more\n"
     "                         (default: libsodium moderate, 3 / 268435456, or the hash cost)\n"
+    "TLS (TLS 1.2 and 1.3):\n"
+    "  --tls                  the port speaks TLS only; without --tls-cert, a key and a\n"
+    "                         self-signed certificate are made in the data directory\n"
+    "  --tls-cert FILE --tls-key FILE  the certificate (chain) and its key (PEM); alone they\n"
+    "                         imply --tls\n"
+    "  --tls-port N           serve TLS on port N beside the plain port\n"
+    "  --tls-fingerprint      print the SHA-256 fingerprint of the TLS key and exit\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -99,6 +106,11 @@ enum {
     OPT_REGISTER_RATE,
     OPT_MAX_RELOAD_LOSS,
     OPT_STORE_RESERVE,
+    OPT_TLS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PORT,
+    OPT_TLS_FINGERPRINT,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -141,6 +153,11 @@ static const struct option long_options[] = {
     {"register-rate", required_argument, NULL, OPT_REGISTER_RATE},
     {"max-reload-loss", required_argument, NULL, OPT_MAX_RELOAD_LOSS},
     {"store-reserve", required_argument, NULL, OPT_STORE_RESERVE},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+    {"tls-fingerprint", no_argument, NULL, OPT_TLS_FINGERPRINT},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -151,6 +168,7 @@ static void set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->port = -1;
+    cfg->tls_port = -1;
     cfg->block_duration = -1;
     cfg->timeout = -1;
     cfg->credentials = "credentials.txt";
@@ -207,6 +225,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_PORT, "port", 0, 65535, NUM_INT, port),
     NUM(OPT_BLOCK, "block_duration", 0, 100000000, NUM_LONG, block_duration),
     NUM(OPT_TIMEOUT, "timeout", 1, 100000000, NUM_LONG, timeout),
+    NUM(OPT_TLS_PORT, "--tls-port", 0, 65535, NUM_INT, tls_port),
     NUM(OPT_HASH_OPS, "--hash-ops", 1, 1000, NUM_ULL, hash_ops),
     NUM(OPT_HASH_MEM, "--hash-mem", 8192, 1LL << 32, NUM_SIZE, hash_mem),
     NUM(OPT_HASH_THREADS, "--hash-threads", 1, 64, NUM_INT, hash_threads),
@@ -346,6 +365,18 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
     case OPT_ACCEPT_STORE_LOSS:
         cfg->accept_store_loss = true;
         break;
+    case OPT_TLS:
+        cfg->tls = true;
+        break;
+    case OPT_TLS_CERT:
+        cfg->tls_cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        cfg->tls_key = arg;
+        break;
+    case OPT_TLS_FINGERPRINT:
+        cfg->tls_fingerprint = true;
+        break;
     case OPT_VERBOSE:
         cfg->verbose = true;
         break;
@@ -373,6 +404,24 @@ static enum config_result take_positionals(struct config *cfg, int argc, char **
     for (int i = 0; i < n; i++)
         if (!set_number(cfg, order[i], argv[optind + i]))
             return CONFIG_ERROR;
+    return CONFIG_RUN;
+}
+
+/* Decides which port speaks TLS: the main one with --tls, or with a certificate and no
+ * --tls-port. A certificate needs its key and the other way round. */
+static enum config_result resolve_tls(struct config *cfg)
+{
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "parleyd: --tls-cert and --tls-key go together\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->tls && cfg->tls_port >= 0) {
+        fprintf(stderr, "parleyd: --tls makes the port TLS only; --tls-port adds a TLS port "
+                        "beside a plain one: give one of them\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->tls_cert && cfg->tls_port < 0)
+        cfg->tls = true;
     return CONFIG_RUN;
 }
 
@@ -411,9 +460,10 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         if (r != CONFIG_RUN)
             return r;
     }
-    if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN)
+    if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN ||
+        resolve_tls(cfg) != CONFIG_RUN)
         return CONFIG_ERROR;
-    if (cfg->hash_credentials)
+    if (cfg->hash_credentials || cfg->tls_fingerprint)
         return CONFIG_RUN;
     if (cfg->port < 0 || cfg->block_duration < 0 || cfg->timeout < 0) {
         fprintf(stderr, "parleyd: need <port> <block_duration> <timeout>\n%s", usage_text);

@@ -15,6 +15,11 @@ struct config {
     const char *bind_addr;
     const char *port_file;
     const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */
+    bool tls;                     /* the main port speaks TLS only */
+    const char *tls_cert;         /* NULL: the generated one in data_dir (tlscert.h) */
+    const char *tls_key;
+    int tls_port;         /* a TLS port beside the plain one; -1: none */
+    bool tls_fingerprint; /* --tls-fingerprint: print it and exit */
     bool allow_register;
     bool p2p_consent;
     bool fsync;             /* every store write reaches the disk before it counts */

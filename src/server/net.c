@@ -697,7 +697,8 @@ static int add_listener(struct net *n, int fd, const struct net_transport *tp, v
     return 0;
 }
 
-int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
+int net_listen(struct net *n, const char *addr, int port, struct net_tls *tls, int *bound,
+               char *err, size_t errlen)
 {
     int fd = bind_listener(addr, port, err, errlen);
     if (fd < 0)
@@ -706,7 +707,7 @@ int net_listen(struct net *n, const char *addr, int port, int *bound, char *err,
     socklen_t salen = sizeof(sa);
     getsockname(fd, (struct sockaddr *)&sa, &salen);
     *bound = ntohs(sa.sin6_port); /* sin_port and sin6_port share their offset */
-    if (add_listener(n, fd, &net_io_plain, NULL) < 0) {
+    if (add_listener(n, fd, tls ? &net_io_tls : &net_io_plain, tls) < 0) {
         snprintf(err, errlen, "cannot watch the listener");
         close(fd);
         return -1;

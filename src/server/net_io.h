@@ -48,4 +48,7 @@ struct net_transport {
 /* Plain TCP (net.c). */
 extern const struct net_transport net_io_plain;
 
+/* TLS (net_tls.c); its listener's context is a struct net_tls. */
+extern const struct net_transport net_io_tls;
+
 #endif

@@ -4,9 +4,11 @@
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 void sock_nodelay(struct bufferevent *bev)
@@ -40,8 +42,11 @@ static unsigned sock_lingering; /* bufferevents given to sock_close_flushed, not
 
 static void linger_done(struct bufferevent *bev)
 {
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
     assert(sock_lingering > 0);
     sock_lingering--;
+    if (ssl && SSL_is_init_finished(ssl)) /* a TLS close_notify: the stream ends cleanly */
+        SSL_shutdown(ssl);
     bufferevent_free(bev);
 }
 

@@ -147,8 +147,7 @@ static int tls_configure(SSL_CTX *ctx)
     return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 ? 0 : -1;
 }
 
-struct net_tls *net_tls_new(const char *cert_file, const char *key_file, char *err,
-                            size_t errlen)
+struct net_tls *net_tls_new(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     struct net_tls *t = calloc(1, sizeof(*t));
     if (!t)

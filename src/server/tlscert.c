@@ -39,8 +39,8 @@ static int add_names(X509 *x)
 {
     X509_NAME *name = X509_get_subject_name(x);
     X509V3_CTX ctx;
-    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"parleyd",
-                                    -1, -1, 0) ||
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"parleyd", -1,
+                                    -1, 0) ||
         !X509_set_issuer_name(x, name))
         return -1;
     X509V3_set_ctx_nodb(&ctx);
@@ -78,8 +78,8 @@ static int write_pem(const char *path, EVP_PKEY *key, X509 *cert)
             close(fd);
         return -1;
     }
-    int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
-                 : PEM_write_X509(f, cert);
+    int ok =
+        key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
         unlink(tmp);
@@ -121,8 +121,7 @@ int tlscert_ensure(const char *dir, char *cert, char *key, size_t len, char *err
     return generate(cert, key, err, errlen); /* the certificate is written last */
 }
 
-int tlscert_fingerprint(const char *cert_file, char out[TLSFP_LEN + 1], char *err,
-                        size_t errlen)
+int tlscert_fingerprint(const char *cert_file, char out[TLSFP_LEN + 1], char *err, size_t errlen)
 {
     FILE *f = fopen(cert_file, "r");
     if (!f) {

@@ -19,7 +19,6 @@ int tlscert_ensure(const char *dir, char *cert, char *key, size_t len, char *err
 
 /* Writes the fingerprint of the key in the PEM certificate `cert_file` into `out`. Returns 0,
  * or -1 with `err`. */
-int tlscert_fingerprint(const char *cert_file, char out[TLSFP_LEN + 1], char *err,
-                        size_t errlen);
+int tlscert_fingerprint(const char *cert_file, char out[TLSFP_LEN + 1], char *err, size_t errlen);
 
 #endif

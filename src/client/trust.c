@@ -30,8 +30,9 @@ int trust_init(struct trust *t, const struct options *o, const char *host, const
     t->ca = o->ca;
     t->accept_new = o->accept_new;
     if (o->pin && !tlsfp_parse(o->pin, t->pin)) {
-        fprintf(stderr, "parley: --pin must be sha256: and 64 hex digits (parleyd "
-                        "--tls-fingerprint prints it), not '%s'\n",
+        fprintf(stderr,
+                "parley: --pin must be sha256: and 64 hex digits (parleyd "
+                "--tls-fingerprint prints it), not '%s'\n",
                 o->pin);
         return -1;
     }
@@ -82,8 +83,9 @@ static enum link_verdict first_use(struct trust *t, bool can_ask)
     }
     if (can_ask)
         return LINK_UNDECIDED;
-    fprintf(stderr, "parley: refusing an unknown server key without a terminal to ask; check "
-                    "the fingerprint and pass --pin %s, or --accept-new\n",
+    fprintf(stderr,
+            "parley: refusing an unknown server key without a terminal to ask; check "
+            "the fingerprint and pass --pin %s, or --accept-new\n",
             t->seen);
     return LINK_DISTRUSTED;
 }
@@ -107,8 +109,7 @@ enum link_verdict trust_check(struct trust *t, struct ssl_st *ssl, bool can_ask)
     }
     char on_file[TLSFP_LEN + 1], where[4200];
     int line = 0;
-    switch (t->path[0] ? known_lookup(t->path, t->name, t->seen, on_file, &line)
-                       : KNOWN_UNKNOWN) {
+    switch (t->path[0] ? known_lookup(t->path, t->name, t->seen, on_file, &line) : KNOWN_UNKNOWN) {
     case KNOWN_MATCH:
         return LINK_TRUSTED;
     case KNOWN_MISMATCH:

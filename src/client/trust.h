@@ -16,11 +16,11 @@ struct options;
 /* The client's TLS settings and what it saw of the server. */
 struct trust {
     struct ssl_ctx_st *ctx;
-    const char *ca;       /* --ca FILE or "system"; NULL: pinning */
+    const char *ca;          /* --ca FILE or "system"; NULL: pinning */
     char pin[TLSFP_LEN + 1]; /* --pin, normalised; empty: none */
     bool accept_new;
-    char path[4096];       /* the known_servers file */
-    char name[300];        /* host:port as the file has it */
+    char path[4096];          /* the known_servers file */
+    char name[300];           /* host:port as the file has it */
     char seen[TLSFP_LEN + 1]; /* the key the server presented */
 };
 

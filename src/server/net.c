@@ -183,20 +183,9 @@ static void step_handshake(struct net_conn *c)
     }
 }
 
-/* Reads once and feeds the frames to the owner. Bytes the transport holds already decrypted
- * wake the connection again in the next loop iteration (the socket will not). */
-static void read_some(struct net_conn *c)
+/* A read returned `r` (0 or -1): the end, an error, or wait (for a write first, over TLS). */
+static void read_failed(struct net_conn *c, ssize_t r)
 {
-    ssize_t r = c->tp->read(&c->io, read_chunk, sizeof(read_chunk));
-    if (r > 0) {
-        c->net->stats.reads++;
-        c->net->stats.bytes_in += (unsigned long long)r;
-        if (linebuf_feed(&c->in, read_chunk, (size_t)r, frame_cb, c) < 0)
-            mark_dead(c, NET_CLOSE_ERROR);
-        else if (c->state == CONN_OPEN && c->tp->pending(&c->io))
-            event_active(c->rev, EV_READ, 1);
-        return;
-    }
     if (r == 0)
         mark_dead(c, NET_CLOSE_EOF);
     else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -204,6 +193,34 @@ static void read_some(struct net_conn *c)
     else if (c->io.want == NET_WANT_WRITE) {
         c->read_wants_write = true;
         arm_write(c);
+    }
+}
+
+/* Reads and feeds the frames to the owner: once, or over TLS on while the transport holds
+ * more bytes, up to NET_READ_CHUNK in all. Bytes still held then wake the connection again in
+ * the next loop iteration (the socket will not). */
+static void read_some(struct net_conn *c)
+{
+    size_t budget = NET_READ_CHUNK;
+    for (;;) {
+        ssize_t r = c->tp->read(&c->io, read_chunk, sizeof(read_chunk));
+        if (r <= 0) {
+            read_failed(c, r);
+            return;
+        }
+        c->net->stats.reads++;
+        c->net->stats.bytes_in += (unsigned long long)r;
+        if (linebuf_feed(&c->in, read_chunk, (size_t)r, frame_cb, c) < 0) {
+            mark_dead(c, NET_CLOSE_ERROR);
+            return;
+        }
+        if (c->state != CONN_OPEN || !c->tp->pending(&c->io))
+            return;
+        budget = (size_t)r < budget ? budget - (size_t)r : 0;
+        if (budget == 0) {
+            event_active(c->rev, EV_READ, 1);
+            return;
+        }
     }
 }
 
@@ -525,6 +542,8 @@ static void open_conn(struct net_conn *c)
     c->owner = c->net->handlers.on_open(c->net->ctx, c);
     if (!c->owner)
         mark_dead(c, NET_CLOSE_LOCAL);
+    else if (c->tp->pending(&c->io)) /* bytes that came with the handshake's last flight */
+        event_active(c->rev, EV_READ, 1);
 }
 
 static void link_conn(struct net *n, struct net_conn *c)

@@ -18,6 +18,8 @@
 
 #include "server/net_io.h"
 
+#define NET_TLS_READ_AHEAD 65536
+
 struct net_tls {
     SSL_CTX *ctx;
 };
@@ -107,7 +109,7 @@ static ssize_t tls_write(struct net_io *io, const void *buf, size_t n)
 
 static bool tls_pending(const struct net_io *io)
 {
-    return SSL_pending(io->tls) > 0;
+    return SSL_has_pending(io->tls) == 1;
 }
 
 /* Sends a close_notify once, without waiting for the peer's (the socket closes next). */
@@ -142,8 +144,11 @@ static int tls_configure(SSL_CTX *ctx)
 {
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read up to NET_TLS_READ_AHEAD bytes from the socket at once, not one record's header and
+     * body in two system calls; what is buffered is seen by SSL_has_pending. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, NET_TLS_READ_AHEAD);
     return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 ? 0 : -1;
 }
 

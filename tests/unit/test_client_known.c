@@ -53,9 +53,11 @@ static void malformed_keys_are_skipped(void **state)
     assert_int_equal(known_find("host:1 md5:" FP_A "\n", "host:1", FP_A, on_file, &line),
                      KNOWN_UNKNOWN);
     /* upper-case hex on file is the same key */
-    assert_int_equal(known_find("host:1 sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
-                                "host:1", FP_A, on_file, &line),
-                     KNOWN_MATCH);
+    assert_int_equal(
+        known_find(
+            "host:1 sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+            "host:1", FP_A, on_file, &line),
+        KNOWN_MATCH);
 }
 
 static void fingerprint_parser(void **state)
@@ -66,7 +68,8 @@ static void fingerprint_parser(void **state)
     assert_string_equal(norm, FP_A);
     assert_false(tlsfp_parse("sha256:", norm));
     assert_false(tlsfp_parse(FP_A "0", norm));
-    assert_false(tlsfp_parse("sha256:gaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", norm));
+    assert_false(tlsfp_parse(
+        "sha256:gaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", norm));
 }
 
 static void add_then_lookup_in_a_new_directory(void **state)

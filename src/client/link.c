@@ -228,18 +228,21 @@ static void read_cb(struct bufferevent *bev, void *arg)
 }
 
 /* Notes why a TLS handshake failed, if it did; returns true then. */
-static bool note_tls_error(struct link *l, struct bufferevent *bev)
+static bool note_tls_error(struct link *l, struct bufferevent *bev, bool eof)
 {
     unsigned long e, last = 0;
     while ((e = bufferevent_get_openssl_error(bev)) != 0)
         last = e;
     SSL *ssl = bufferevent_openssl_get_ssl(bev);
     long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const char *why = last ? ERR_reason_error_string(last) : NULL;
     if (vr != X509_V_OK)
-        snprintf(l->tls_error, sizeof(l->tls_error), "TLS: %s", X509_verify_cert_error_string(vr));
-    else if (last)
-        snprintf(l->tls_error, sizeof(l->tls_error), "TLS: %s", ERR_reason_error_string(last));
-    return vr != X509_V_OK || last != 0;
+        why = X509_verify_cert_error_string(vr);
+    else if (!why && (last || eof))
+        why = "the handshake failed (is it a TLS port?)";
+    if (why)
+        snprintf(l->tls_error, sizeof(l->tls_error), "TLS: %s", why);
+    return why != NULL;
 }
 
 /* A new bufferevent for one connect attempt: plain, or TLS with the host's name and, when
@@ -280,7 +283,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
             link_decide(l, v == LINK_TRUSTED);
         return;
     }
-    if (l->state == LINK_CONNECTING && l->tls && note_tls_error(l, bev)) {
+    if (l->state == LINK_CONNECTING && l->tls && note_tls_error(l, bev, what & BEV_EVENT_EOF)) {
         try_next_address(l, EPROTO);
         return;
     }

@@ -11,6 +11,10 @@ What is here:
   `.stdout_text()`, `.add_user(name, pw)`, `.connect()` (a `Proto`), `.login(user, pw=None)`.
   Set `.listen_port = s.port` before a restart to come back on the same port (clients key
   what they remember by server address).
+- TLS: `ParleyServer(..., tls=True)` also serves TLS on a second port (`--tls-port 0`,
+  `.tls_port`), and then `.connect()` / `.login()` use it (pass `tls=False` for the plain
+  port). `Proto(port, tls=True)` speaks TLS without checking the key. The files in
+  `TLS_SUITE` run twice, `transport` = "plain" and "tls": `server` and `make_server` follow it.
 - fixtures `server` (started, defaults, in tmp_path) and `make_server(**kwargs)` (a factory;
   every server is checked and stopped at teardown: an unexpected death, a non-zero exit on
   SIGTERM or a sanitizer report in stderr fails the test and shows stderr).

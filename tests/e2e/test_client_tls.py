@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import PARLEY, client_env
+from conftest import PARLEY, SANITIZER_MARKS, client_env
 from test_client_kit import WELCOME, expect_line, prompt, wait_exit
 
 T = 5
@@ -24,8 +24,10 @@ SESSION = "hans\nfalcon\nwhoelse\nlogout\n"
 
 
 def _run(args, config_home, input_text=SESSION):
-    return subprocess.run([PARLEY, *args], input=input_text, capture_output=True, text=True,
-                          timeout=10, env=client_env({"XDG_CONFIG_HOME": str(config_home)}))
+    r = subprocess.run([PARLEY, *args], input=input_text, capture_output=True, text=True,
+                       timeout=10, env=client_env({"XDG_CONFIG_HOME": str(config_home)}))
+    assert not any(m in r.stderr for m in SANITIZER_MARKS), r.stderr
+    return r
 
 
 def _known(config_home):

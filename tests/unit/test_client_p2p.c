@@ -94,6 +94,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     p2p_free(f->p);
+    sock_finish(f->base); /* as main() does: closing connections write what they queued */
     event_base_free(f->base);
     return 0;
 }

@@ -301,7 +301,7 @@ static void on_closed(void *ctx, int err)
         if (logging_in(c)) {
             ui_print(SAY_LOST);
             say_close_reason(err);
-            if (c->state == CLIENT_HELLO && !c->opts->tls)
+            if (c->state == CLIENT_HELLO && !c->opts->tls && err != ETIMEDOUT) /* hung up */
                 ui_print("The server did not answer HELLO: if it speaks TLS, connect with --tls");
             client_exit(c, CLIENT_EXIT_FAIL);
         }

@@ -5,7 +5,7 @@
 VERSION   := 0.1.0
 CC        ?= cc
 BUILD     ?= build
-PKGS      := libevent sqlite3 libsodium hiredis
+PKGS      := libevent libevent_openssl sqlite3 libsodium openssl hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 OPT       ?= -O2
@@ -78,23 +78,28 @@ $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ
 deps:
 	@scripts/deps.sh test
 
-# Starts parleyd on port 5000 with the sample credentials, in ./run (its own data directory).
-# It listens on the loopback address only, as the sample passwords are public: RUN_BIND=0.0.0.0
-# opens it to other machines. It says "listening" once the server has written its port file.
+# Starts parleyd on port 5000 (plain) and 5001 (TLS, with a key and self-signed certificate made
+# in run/parley-data on first start) with the sample credentials, in ./run (its own data
+# directory). It listens on the loopback address only, as the sample passwords are public:
+# RUN_BIND=0.0.0.0 opens it to other machines. It says how to connect to each port once the
+# server has written its port file.
 RUN_BIND ?= 127.0.0.1
 RUN_PORT ?= 5000
+RUN_TLS_PORT ?= 5001
 run:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory all
 	@mkdir -p run && cp -n examples/credentials.txt run/ 2>/dev/null || true
 	@rm -f run/parleyd.port
 	@(for i in $$(seq 100); do \
-	    if [ -s run/parleyd.port ]; then \
-	      echo "parleyd listening on $(RUN_BIND) port $(RUN_PORT) (data in run/parley-data); connect with: $(BUILD)/parley 127.0.0.1 $(RUN_PORT)"; \
+	    if [ "$$(cat run/parleyd.port 2>/dev/null | wc -l)" = 2 ]; then \
+	      echo "parleyd listening on $(RUN_BIND) (data in run/parley-data):"; \
+	      echo "  plain on port $(RUN_PORT): $(BUILD)/parley 127.0.0.1 $(RUN_PORT)"; \
+	      echo "  TLS on port $(RUN_TLS_PORT): $(BUILD)/parley --pin $$(cd run && $(abspath $(BUILD))/parleyd --tls-fingerprint) 127.0.0.1 $(RUN_TLS_PORT)"; \
 	      [ "$(RUN_BIND)" = 127.0.0.1 ] && echo "only this machine can connect; RUN_BIND=0.0.0.0 opens it to others (with the sample passwords)"; \
 	      exit 0; \
 	    fi; sleep 0.1; done) &
-	cd run && exec $(abspath $(BUILD))/parleyd --bind $(RUN_BIND) --port-file parleyd.port $(RUN_PORT) 60 300
+	cd run && exec $(abspath $(BUILD))/parleyd --bind $(RUN_BIND) --port-file parleyd.port --tls-port $(RUN_TLS_PORT) $(RUN_PORT) 60 300
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

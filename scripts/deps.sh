@@ -5,9 +5,10 @@
 set -euo pipefail
 
 what=${1:-test}
-build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev libhiredis-dev)
+build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev libssl-dev
+            libhiredis-dev)
 test_pkgs=(libcmocka-dev python3-pytest python3-pexpect python3-pytest-timeout python3-cryptography clang
-           libclang-rt-14-dev iproute2 redis-server)
+           libclang-rt-14-dev iproute2 redis-server openssl)
 bench_pkgs=(mosquitto)
 
 pkgs=("${build_pkgs[@]}")

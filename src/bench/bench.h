@@ -26,6 +26,7 @@ enum target {
 enum conn_state {
     CS_UNUSED,     /* not started */
     CS_CONNECTING, /* TCP connect under way */
+    CS_TLS,        /* --tls: the TLS handshake under way */
     CS_HANDSHAKE,  /* login / subscribe sent, waiting for the answer */
     CS_READY,      /* logged in (or subscribed) */
     CS_CLOSED,     /* gone */
@@ -75,6 +76,7 @@ struct bconn {
     uint32_t pend_head, pend_tail, pend_cap;
     uint64_t connect_ns;
     struct resp_state resp;
+    struct ssl_st *ssl; /* --tls */
 };
 
 /* Options of one run. */
@@ -102,6 +104,7 @@ struct opts {
     long concurrency; /* connections being set up at once */
     double timeout;   /* hard limit on the whole run, seconds */
     bool quiet;
+    bool tls; /* speak TLS (the server's key is not checked: loopback only) */
 };
 
 /* The one benchmark context. */
@@ -126,7 +129,8 @@ struct bench {
     uint64_t ring_mask;
     uint64_t bc_sent, bc_done, bc_fanout;
     struct hist *hist;
-    char *payload; /* template text of o.size bytes */
+    char *payload;              /* template text of o.size bytes */
+    struct ssl_ctx_st *tls_ctx; /* --tls */
 };
 
 extern struct bench B;

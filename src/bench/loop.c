@@ -5,6 +5,8 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +55,18 @@ int loop_init(void)
         return -1;
     /* Open loop: a one-shot timer at the next message's intended send time. */
     pace = evtimer_new(B.base, on_wake, NULL);
-    return pace ? 0 : -1;
+    if (!pace)
+        return -1;
+    if (B.o.tls) {
+        B.tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (!B.tls_ctx)
+            return -1;
+        SSL_CTX_set_mode(B.tls_ctx,
+                         SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_read_ahead(B.tls_ctx, 1); /* as parleyd: fewer, larger socket reads */
+        SSL_CTX_set_default_read_buffer_len(B.tls_ctx, READ_CHUNK);
+    }
+    return 0;
 }
 
 void loop_free(void)
@@ -70,6 +83,8 @@ void loop_free(void)
         event_base_free(B.base);
     wake = NULL;
     B.base = NULL;
+    SSL_CTX_free(B.tls_ctx);
+    B.tls_ctx = NULL;
 }
 
 static void mark_dirty(struct bconn *c)
@@ -90,6 +105,8 @@ void conn_close(struct bconn *c)
     if (c->wev)
         event_free(c->wev);
     c->rev = c->wev = NULL;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -120,10 +137,41 @@ static void arm_write(struct bconn *c, bool on)
     c->writing = on;
 }
 
+/* Like recv/send, over TLS when the connection has it: -1 with EAGAIN when it must wait. */
+static ssize_t io_result(struct bconn *c, int rc)
+{
+    if (rc > 0)
+        return rc;
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    ERR_clear_error();
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = EPIPE;
+    return -1;
+}
+
+static ssize_t io_send(struct bconn *c, const char *p, size_t n)
+{
+    if (!c->ssl)
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    return io_result(c, SSL_write(c->ssl, p, (int)(n > INT32_MAX ? INT32_MAX : n)));
+}
+
+static ssize_t io_recv(struct bconn *c, char *p, size_t n)
+{
+    if (!c->ssl)
+        return recv(c->fd, p, n, 0);
+    return io_result(c, SSL_read(c->ssl, p, (int)n));
+}
+
 static void conn_write(struct bconn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
             c->out_off += (size_t)w;
             B.bytes_out += (uint64_t)w;
@@ -187,42 +235,43 @@ void conn_flush_all(void)
     }
 }
 
-static void on_read(evutil_socket_t fd, short what, void *arg)
+static void tls_step(struct bconn *c);
+
+/* Reads once and parses every complete frame. Returns false when nothing more can be read. */
+static bool read_once(struct bconn *c)
 {
-    (void)what;
-    struct bconn *c = arg;
     size_t have = c->in_len;
     if (have)
         memcpy(rbuf, c->in, have);
-    ssize_t r = recv(fd, rbuf + have, READ_CHUNK, 0);
+    ssize_t r = io_recv(c, rbuf + have, READ_CHUNK);
     if (r <= 0) {
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return;
+            return false;
         if (r < 0)
             B.conn_errors++;
         conn_lost(c, r == 0);
-        return;
+        return false;
     }
     B.now = now_ns();
     B.bytes_in += (uint64_t)r;
     size_t total = have + (size_t)r;
     size_t used = ad_parse(c, rbuf, total);
     if (c->state == CS_CLOSED)
-        return;
+        return false;
     size_t rest = total - used;
     if (rest > MAX_PARTIAL) {
         fprintf(stderr, "parley-bench: connection %u: frame over %d bytes; closing\n", c->id,
                 MAX_PARTIAL);
         B.conn_errors++;
         conn_lost(c, false);
-        return;
+        return false;
     }
     if (rest) {
         if (rest > c->in_len || !c->in) {
             char *p = realloc(c->in, rest);
             if (!p) {
                 conn_lost(c, false);
-                return;
+                return false;
             }
             c->in = p;
         }
@@ -233,6 +282,67 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     c->in_len = rest;
     ad_batch_end(c);
+    return true;
+}
+
+/* Reads; over TLS, again while decrypted bytes wait inside OpenSSL (the socket will not say). */
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct bconn *c = arg;
+    if (c->state == CS_TLS) {
+        tls_step(c);
+        return;
+    }
+    while (read_once(c) && c->ssl && SSL_has_pending(c->ssl) == 1)
+        ;
+}
+
+/* Runs the TLS handshake one step; once done, the protocol's own handshake starts. */
+static void tls_step(struct bconn *c)
+{
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        arm_write(c, false);
+        c->state = CS_HANDSHAKE;
+        B.now = now_ns();
+        ad_handshake(c);
+        if (c->state != CS_CLOSED && SSL_has_pending(c->ssl) == 1)
+            on_read(c->fd, EV_READ, c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        arm_write(c, e == SSL_ERROR_WANT_WRITE);
+        return;
+    }
+    if (B.conn_errors < 3)
+        fprintf(stderr, "parley-bench: TLS handshake: %s\n",
+                ERR_reason_error_string(ERR_get_error()));
+    ERR_clear_error();
+    B.conn_errors++;
+    conn_lost(c, false);
+}
+
+/* The TCP connection is up: over TLS, the TLS handshake first. */
+static void connected(struct bconn *c)
+{
+    if (!B.o.tls) {
+        arm_write(c, false);
+        c->state = CS_HANDSHAKE;
+        B.now = now_ns();
+        ad_handshake(c);
+        return;
+    }
+    c->ssl = SSL_new(B.tls_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+        conn_lost(c, false);
+        return;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->state = CS_TLS;
+    tls_step(c);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -251,14 +361,15 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
             conn_lost(c, false);
             return;
         }
-        arm_write(c, false);
-        c->state = CS_HANDSHAKE;
-        B.now = now_ns();
         if (event_add(c->rev, NULL) < 0) {
             conn_lost(c, false);
             return;
         }
-        ad_handshake(c);
+        connected(c);
+        return;
+    }
+    if (c->state == CS_TLS) {
+        tls_step(c);
         return;
     }
     conn_write(c);

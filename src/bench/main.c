@@ -828,8 +828,8 @@ static double finish(void)
         struct bconn *c = &B.conns[i];
         if (c->state == CS_READY && !c->logout_sent)
             ad_logout(c);
-        else if (c->state == CS_CONNECTING)
-            conn_close(c); /* the server has sent nothing yet */
+        else if (c->state == CS_CONNECTING || c->state == CS_TLS)
+            conn_close(c); /* the server has no session for it yet */
         /* A session still logging in logs out once it is in (hook_ready). */
     }
     conn_flush_all();
@@ -868,7 +868,8 @@ static void usage(FILE *f)
             "  --concurrency C     connections logging in at once (256)\n"
             "  --timeout S         hard limit for the whole run (120)\n"
             "  --label TEXT        copied to the RESULT line\n"
-            "  --quiet             only the RESULT line\n");
+            "  --quiet             only the RESULT line\n"
+            "  --tls               speak TLS to the server (its key is not checked)\n");
 }
 
 enum {
@@ -899,6 +900,7 @@ enum {
     O_TIMEOUT,
     O_LABEL,
     O_QUIET,
+    O_TLS,
     O_HELP,
 };
 
@@ -930,6 +932,7 @@ static const struct option longopts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"label", required_argument, NULL, O_LABEL},
     {"quiet", no_argument, NULL, O_QUIET},
+    {"tls", no_argument, NULL, O_TLS},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1083,6 +1086,9 @@ int main(int argc, char **argv)
             break;
         case O_QUIET:
             o->quiet = true;
+            break;
+        case O_TLS:
+            o->tls = true;
             break;
         case O_HELP:
             usage(stdout);

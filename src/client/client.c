@@ -44,10 +44,27 @@ static void answer_question(struct client *c, const char *line)
     }
 }
 
+/* The user's answer to TRUST_QUESTION: yes pins the key and goes on; anything else quits. */
+static void answer_trust(struct client *c, const char *line)
+{
+    bool yes = line && (strcmp(line, "yes") == 0 || strcmp(line, "y") == 0);
+    if (!yes) {
+        fputs("parley: the server's key was not trusted; nothing was sent\n", stderr);
+        client_exit(c, CLIENT_EXIT_FAIL);
+        return;
+    }
+    trust_accept(&c->trust);
+    c->state = CLIENT_CONNECTING;
+    link_decide(c->link, true);
+}
+
 static void on_line(void *ctx, const char *line)
 {
     struct client *c = ctx;
     switch (c->state) {
+    case CLIENT_TRUSTING:
+        answer_trust(c, line);
+        break;
     case CLIENT_USERNAME:
     case CLIENT_PASSWORD:
         login_input(c, line);
@@ -183,6 +200,15 @@ static void relogin_start(struct client *c)
 
 static const struct link_handlers link_handlers;
 
+/* A new link to the server, speaking TLS with --tls. */
+static struct link *new_link(struct client *c)
+{
+    struct link *l = link_new(c->base, &link_handlers, c, c->opts->reply_timeout);
+    if (l && c->opts->tls)
+        link_use_tls(l, c->trust.ctx, c->host);
+    return l;
+}
+
 /* The wait is over: a fresh link (the old one's state belonged to the old connection). */
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -190,7 +216,7 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct client *c = arg;
     link_free(c->link);
-    c->link = link_new(c->base, &link_handlers, c, c->opts->reply_timeout);
+    c->link = new_link(c);
     if (!c->link) {
         client_exit(c, CLIENT_EXIT_FAIL);
         return;
@@ -253,8 +279,9 @@ static void on_closed(void *ctx, int err)
     struct client *c = ctx;
     switch (c->state) {
     case CLIENT_CONNECTING:
+    case CLIENT_TRUSTING:
         fprintf(stderr, "parley: cannot connect to %s port %s: %s\n", c->host, c->port,
-                strerror(err));
+                link_tls_error(c->link) ? link_tls_error(c->link) : strerror(err));
         client_exit(c, CLIENT_EXIT_FAIL);
         break;
     case CLIENT_QUITTING:
@@ -274,6 +301,8 @@ static void on_closed(void *ctx, int err)
         if (logging_in(c)) {
             ui_print(SAY_LOST);
             say_close_reason(err);
+            if (c->state == CLIENT_HELLO && !c->opts->tls && err != ETIMEDOUT) /* hung up */
+                ui_print("The server did not answer HELLO: if it speaks TLS, connect with --tls");
             client_exit(c, CLIENT_EXIT_FAIL);
         }
         break;
@@ -423,7 +452,21 @@ void client_refresh_prompt(struct client *c)
     ui_set_prompt(q, true);
 }
 
-static const struct link_handlers link_handlers = {on_connected, on_event, on_closed};
+/* TLS: decides on the server's key before anything is sent. */
+static enum link_verdict on_verify(void *ctx, struct ssl_st *ssl)
+{
+    struct client *c = ctx;
+    enum link_verdict v = trust_check(&c->trust, ssl, ui_input_is_tty());
+    if (v == LINK_DISTRUSTED) {
+        client_exit(c, CLIENT_EXIT_FAIL);
+    } else if (v == LINK_UNDECIDED) {
+        c->state = CLIENT_TRUSTING;
+        ui_ask(UI_INPUT_LINE, TRUST_QUESTION);
+    }
+    return v;
+}
+
+static const struct link_handlers link_handlers = {on_connected, on_event, on_closed, on_verify};
 
 /* --reconnect keeps the password in memory that is never swapped out. */
 static int lock_password(struct client *c)
@@ -453,8 +496,10 @@ int client_init(struct client *c, struct event_base *base, const struct options 
         goto fail;
     display_init(opts);
     ui_set_completion(cmd_names(), cmd_takes_user);
+    if (opts->tls && trust_init(&c->trust, opts, host, port) < 0)
+        goto fail;
     c->p2p = p2p_new(c, opts->p2p_handshakes, opts->p2p_per_source);
-    c->link = link_new(base, &link_handlers, c, opts->reply_timeout);
+    c->link = new_link(c);
     c->quit_timer = evtimer_new(base, quit_timeout_cb, c);
     c->retry_timer = evtimer_new(base, retry_cb, c);
     c->retry_secs = RETRY_FIRST_SECS;
@@ -490,5 +535,6 @@ void client_free(struct client *c)
     c->seen = NULL;
     link_free(c->link);
     c->link = NULL;
+    trust_free(&c->trust);
     ui_free();
 }

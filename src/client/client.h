@@ -3,6 +3,7 @@
 #ifndef PARLEY_CLIENT_CLIENT_H
 #define PARLEY_CLIENT_CLIENT_H
 
+#include "client/trust.h"
 #include "common/proto.h"
 
 #include <stdbool.h>
@@ -16,7 +17,8 @@ struct seen;
 
 /* Where the client is in its life. */
 enum client_state {
-    CLIENT_CONNECTING,   /* TCP connect to the server in progress */
+    CLIENT_CONNECTING,   /* TCP connect (and TLS handshake) to the server in progress */
+    CLIENT_TRUSTING,     /* TLS: asking the user whether to trust an unknown server key */
     CLIENT_HELLO,        /* HELLO sent, waiting for its reply */
     CLIENT_USERNAME,     /* asking for, or checking, the user name */
     CLIENT_PASSWORD,     /* asking for, or checking, the password */
@@ -46,6 +48,7 @@ struct client {
     const char *host;
     const char *port;
     struct link *link;
+    struct trust trust; /* --tls: the settings and the key seen */
     struct p2p *p2p;
     struct seen *seen; /* the messages shown in earlier runs; NULL until logged in */
     struct event *quit_timer;

@@ -8,11 +8,16 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +26,8 @@
 /* Server frames can be long (a WHO reply lists every user online). */
 #define LINK_MAX_LINE (4 * 1024 * 1024)
 
-enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_UP, LINK_DOWN };
+/* LINK_VERIFYING: TLS is up and the owner has not decided on the server's key yet. */
+enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_VERIFYING, LINK_UP, LINK_DOWN };
 
 /* A request waiting for its reply. */
 struct pending {
@@ -48,6 +54,10 @@ struct link {
     struct event *deadline; /* fires when a reply or a connect may be overdue */
     double deadline_at;     /* when `deadline` fires, if pending */
     double last_rx;         /* when the server last sent something */
+    SSL_CTX *tls;           /* NULL: plain TCP */
+    char *tls_host;         /* the name for SNI, or NULL for an address */
+    char tls_error[256];    /* why the last handshake failed; empty: it did not */
+    char host_text[256];    /* the host as given (an address is checked as such) */
 };
 
 static void try_next_address(struct link *l, int err);
@@ -217,19 +227,64 @@ static void read_cb(struct bufferevent *bev, void *arg)
     send_ack(l);
 }
 
+/* Notes why a TLS handshake failed, if it did; returns true then. */
+static bool note_tls_error(struct link *l, struct bufferevent *bev, bool eof)
+{
+    unsigned long e, last = 0;
+    while ((e = bufferevent_get_openssl_error(bev)) != 0)
+        last = e;
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const char *why = last ? ERR_reason_error_string(last) : NULL;
+    if (vr != X509_V_OK)
+        why = X509_verify_cert_error_string(vr);
+    else if (!why && (last || eof))
+        why = "the handshake failed (is it a TLS port?)";
+    if (why)
+        snprintf(l->tls_error, sizeof(l->tls_error), "TLS: %s", why);
+    return why != NULL;
+}
+
+/* A new bufferevent for one connect attempt: plain, or TLS with the host's name and, when
+ * the context verifies, the name or address checked against the certificate. */
+static struct bufferevent *new_stream(struct link *l)
+{
+    if (!l->tls)
+        return bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(l->tls);
+    if (!ssl)
+        return NULL;
+    if (l->tls_host) {
+        SSL_set_tlsext_host_name(ssl, l->tls_host);
+        SSL_set1_host(ssl, l->tls_host);
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), l->host_text);
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        l->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    return bev;
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct link *l = arg;
     int err = EVUTIL_SOCKET_ERROR();
     if (what & BEV_EVENT_CONNECTED) {
-        l->state = LINK_UP;
         evtimer_del(l->deadline);
-        l->last_rx = now();
         sock_nodelay(bev);
         sock_keepalive(bev, l->reply_secs);
-        bufferevent_enable(bev, EV_READ);
         free_addresses(l);
-        l->h.connected(l->ctx);
+        l->state = LINK_VERIFYING;
+        enum link_verdict v =
+            l->tls ? l->h.verify(l->ctx, bufferevent_openssl_get_ssl(bev)) : LINK_TRUSTED;
+        if (v != LINK_UNDECIDED && l->state == LINK_VERIFYING)
+            link_decide(l, v == LINK_TRUSTED);
+        return;
+    }
+    if (l->state == LINK_CONNECTING && l->tls && note_tls_error(l, bev, what & BEV_EVENT_EOF)) {
+        try_next_address(l, EPROTO);
         return;
     }
     if (l->state == LINK_CONNECTING) {
@@ -258,7 +313,7 @@ static void try_next_address(struct link *l, int err)
     while (l->ai_next) {
         struct evutil_addrinfo *ai = l->ai_next;
         l->ai_next = ai->ai_next;
-        l->bev = bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        l->bev = new_stream(l);
         if (!l->bev)
             break;
         bufferevent_setcb(l->bev, read_cb, NULL, event_cb, l);
@@ -406,11 +461,41 @@ void link_close(struct link *l)
         return;
     if (l->state == LINK_UP)
         send_ack(l);
-    if (l->bev) /* push out what is queued (a LOGOUT, an ACK) before closing */
-        sock_flush_now(l->bev);
+    if (l->bev) /* what is queued (a LOGOUT, an ACK) goes out before the connection closes */
+        sock_close_flushed(l->bev);
+    l->bev = NULL;
     drop_socket(l);
     free_addresses(l);
     fail_pending(l);
+}
+
+void link_use_tls(struct link *l, SSL_CTX *ctx, const char *host)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    bool address = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+    l->tls = ctx;
+    free(l->tls_host);
+    l->tls_host = address ? NULL : strdup(host);
+    snprintf(l->host_text, sizeof(l->host_text), "%s", host);
+}
+
+void link_decide(struct link *l, bool trusted)
+{
+    assert(l->state == LINK_VERIFYING);
+    if (!trusted) {
+        drop_socket(l);
+        return;
+    }
+    l->state = LINK_UP;
+    l->last_rx = now();
+    bufferevent_enable(l->bev, EV_READ);
+    l->h.connected(l->ctx);
+}
+
+const char *link_tls_error(const struct link *l)
+{
+    return l->tls_error[0] ? l->tls_error : NULL;
 }
 
 void link_free(struct link *l)
@@ -418,6 +503,7 @@ void link_free(struct link *l)
     if (!l)
         return;
     link_close(l);
+    free(l->tls_host);
     linebuf_free(&l->lb);
     event_free(l->deadline);
     free(l);

@@ -14,6 +14,15 @@
 
 struct event_base;
 struct link;
+struct ssl_st;
+struct ssl_ctx_st;
+
+/* What the owner decides of the key a TLS server presented. */
+enum link_verdict {
+    LINK_TRUSTED,    /* go on: the connection is up */
+    LINK_DISTRUSTED, /* close it; nothing was sent (the owner has said why) */
+    LINK_UNDECIDED,  /* wait: the owner calls link_decide() later (it asks the user) */
+};
 
 /* How a request ended. */
 enum link_status {
@@ -42,6 +51,8 @@ struct link_handlers {
      * than the reply timeout (the server is not answering) or keep-alive found the server
      * gone. Requests still waiting get LINK_GONE afterwards. */
     void (*closed)(void *ctx, int err);
+    /* TLS only: the handshake is done and nothing was sent yet; decides on the server's key. */
+    enum link_verdict (*verify)(void *ctx, struct ssl_st *ssl);
 };
 
 /* The default reply timeout, in seconds. */
@@ -57,6 +68,18 @@ struct link *link_new(struct event_base *base, const struct link_handlers *h, vo
 /* Resolves `host` and `port` (this blocks for a name lookup) and starts connecting; the
  * connected or closed handler follows. Returns 0, or an EAI_* code (getaddrinfo) on failure. */
 int link_connect(struct link *l, const char *host, const char *port);
+
+/* Makes every later connection speak TLS with `ctx` (its verification settings), naming
+ * `host` to the server (SNI) unless it is an address. The handlers' verify runs after each
+ * handshake; a failed handshake closes with EPROTO (link_tls_error says why). */
+void link_use_tls(struct link *l, struct ssl_ctx_st *ctx, const char *host);
+
+/* Ends an LINK_UNDECIDED verdict: `trusted` brings the connection up, else closes it (no
+ * closed handler). */
+void link_decide(struct link *l, bool trusted);
+
+/* Returns why the last TLS handshake failed (OpenSSL's words), or NULL. */
+const char *link_tls_error(const struct link *l);
 
 /* Returns true while the connection is established and not closed. */
 bool link_is_up(const struct link *l);

@@ -2,6 +2,7 @@
  * loop, and runs the client until it logs out. See man/parley.1. */
 #include "client/client.h"
 #include "client/options.h"
+#include "client/sock.h"
 #include "client/ui.h"
 
 #include <event2/event.h>
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
         event_base_dispatch(base);
     status = c.exit_status;
     client_free(&c);
+    sock_finish(base);
 out:
     for (size_t i = 0; i < 5; i++)
         if (sig_ev[i])

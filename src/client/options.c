@@ -33,6 +33,12 @@ static const char usage_text[] =
     "  --p2p-handshakes N incoming private-session connections waiting for their\n"
     "                     handshake, at most (default 16; the oldest goes first)\n"
     "  --p2p-per-source N of which from one address (default 4)\n"
+    "  --tls              speak TLS to the server; its key is pinned on first use in\n"
+    "                     ~/.config/parley/known_servers and a changed key is refused\n"
+    "  --ca FILE|system   check the server's certificate chain and name against FILE\n"
+    "                     or the system's CA store instead (implies --tls)\n"
+    "  --pin sha256:HEX   the server's key must have this fingerprint (implies --tls)\n"
+    "  --accept-new       pin an unknown server key without asking (implies --tls)\n"
     "  --config FILE      read FILE instead of the usual config file\n"
     "  --no-config        read no config file\n";
 
@@ -57,6 +63,10 @@ enum {
     OPT_P2P_HANDSHAKES,
     OPT_P2P_PER_SOURCE,
     OPT_NO_CONFIG,
+    OPT_TLS,
+    OPT_CA,
+    OPT_PIN,
+    OPT_ACCEPT_NEW,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -218,10 +228,24 @@ static bool parse_limit(const char *name, const char *s, unsigned lo, unsigned h
     return true;
 }
 
-/* Stores a numeric option's value; false for a bad value (the reason is printed). */
+/* Stores a numeric or TLS option's value; false for a bad value (the reason is printed). */
 static bool set_limit(struct options *o, int opt, const char *arg)
 {
     switch (opt) {
+    case OPT_TLS:
+        o->tls = true;
+        return true;
+    case OPT_CA:
+        o->ca = arg;
+        o->tls = true;
+        return true;
+    case OPT_PIN:
+        o->pin = arg;
+        o->tls = true;
+        return true;
+    case OPT_ACCEPT_NEW:
+        o->accept_new = o->tls = true;
+        return true;
     case OPT_REPLY_TIMEOUT:
         return parse_limit("reply-timeout", arg, 1, OPTIONS_MAX_REPLY_TIMEOUT, &o->reply_timeout);
     case OPT_P2P_HANDSHAKES:
@@ -247,6 +271,10 @@ enum options_result options_parse(struct options *o, int argc, char **argv)
         {"reply-timeout", required_argument, NULL, OPT_REPLY_TIMEOUT},
         {"p2p-handshakes", required_argument, NULL, OPT_P2P_HANDSHAKES},
         {"p2p-per-source", required_argument, NULL, OPT_P2P_PER_SOURCE},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"ca", required_argument, NULL, OPT_CA},
+        {"pin", required_argument, NULL, OPT_PIN},
+        {"accept-new", no_argument, NULL, OPT_ACCEPT_NEW},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"no-config", no_argument, NULL, OPT_NO_CONFIG},
         {"help", no_argument, NULL, OPT_HELP},

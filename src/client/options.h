@@ -23,6 +23,10 @@ struct options {
     unsigned reply_timeout;  /* seconds a request may wait for its reply (and a connect) */
     unsigned p2p_handshakes; /* incoming P2P connections waiting for their HELLO, at most */
     unsigned p2p_per_source; /* of which from one source address */
+    bool tls;                /* --tls (also implied by --ca, --pin, --accept-new) */
+    const char *ca;          /* --ca FILE|system: verify the chain and the name */
+    const char *pin;         /* --pin sha256:...: the server's key must be this one */
+    bool accept_new;         /* --accept-new: pin an unknown key without asking */
 };
 
 /* What the command line asks for. */

@@ -347,10 +347,11 @@ static bool peer_send_frame(struct peer *pe, const char *text, size_t len)
     return true;
 }
 
-/* Writes what is queued for the peer now, as far as the socket takes it (before closing). */
+/* Gives the connection up: what is queued for the peer leaves once, then it closes. */
 static void peer_flush(struct peer *pe)
 {
-    sock_flush_now(pe->bev);
+    sock_close_flushed(pe->bev);
+    pe->bev = NULL;
 }
 
 static void say_end(const struct peer *pe, enum peer_end why)

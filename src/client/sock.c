@@ -1,10 +1,14 @@
 /* Socket helpers; see sock.h. */
 #include "client/sock.h"
 
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 void sock_nodelay(struct bufferevent *bev)
@@ -31,25 +35,54 @@ void sock_keepalive(struct bufferevent *bev, unsigned idle_secs)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
 }
 
-void sock_flush_now(struct bufferevent *bev)
+/* How long a closing connection may take to write what is queued. */
+#define SOCK_LINGER_SECS 2
+
+static unsigned sock_lingering; /* bufferevents given to sock_close_flushed, not yet freed */
+
+static void linger_done(struct bufferevent *bev)
 {
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    struct evbuffer_iovec vec[16];
-    size_t sent = 0;
-    if (fd < 0)
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    assert(sock_lingering > 0);
+    sock_lingering--;
+    if (ssl && SSL_is_init_finished(ssl)) /* a TLS close_notify: the stream ends cleanly */
+        SSL_shutdown(ssl);
+    bufferevent_free(bev);
+}
+
+static void linger_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        linger_done(bev);
+}
+
+static void linger_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* closed while connecting: what is queued goes out now */
+    linger_done(bev);
+}
+
+void sock_close_flushed(struct bufferevent *bev)
+{
+    struct timeval tv = {SOCK_LINGER_SECS, 0};
+    sock_lingering++;
+    bufferevent_disable(bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        linger_done(bev);
         return;
-    int n = evbuffer_peek(out, -1, NULL, vec, 16);
-    for (int i = 0; i < n && i < 16; i++) {
-        ssize_t w = send(fd, vec[i].iov_base, vec[i].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0)
-            sent += (size_t)w;
-        if (w < 0 || (size_t)w < vec[i].iov_len)
-            break;
     }
-    /* The socket bufferevent keeps its output's front frozen (only it drains it): thaw it to
-     * drop what went out, so that a second flush or the bufferevent does not send it again. */
-    evbuffer_unfreeze(out, 1);
-    evbuffer_drain(out, sent);
-    evbuffer_freeze(out, 1);
+    bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+    bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, NULL);
+    bufferevent_set_timeouts(bev, NULL, &tv);
+    bufferevent_enable(bev, EV_WRITE);
+}
+
+void sock_finish(struct event_base *base)
+{
+    while (sock_lingering > 0)
+        if (event_base_loop(base, EVLOOP_ONCE) < 0)
+            break;
 }

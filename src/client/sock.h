@@ -3,6 +3,7 @@
 #define PARLEY_CLIENT_SOCK_H
 
 struct bufferevent;
+struct event_base;
 
 /* Turns off Nagle's algorithm on the bufferevent's socket (chat lines go out at once). */
 void sock_nodelay(struct bufferevent *bev);
@@ -12,10 +13,14 @@ void sock_nodelay(struct bufferevent *bev);
  * server host that vanished is noticed within about twice `idle_secs`. */
 void sock_keepalive(struct bufferevent *bev, unsigned idle_secs);
 
-/* Writes what is queued on `bev` (a socket bufferevent) to its socket now, as far as the socket
- * takes it without blocking, and removes what was written from the queue, so that calling it
- * twice never sends anything twice (used just before closing, when the event loop will not
- * write any more). */
-void sock_flush_now(struct bufferevent *bev);
+/* Closes `bev` once what is queued on it has gone out through the bufferevent itself (so a TLS
+ * link stays encrypted), or after SOCK_LINGER_SECS, or at once on an error; then frees it.
+ * The caller gives `bev` up: its callbacks are replaced and nothing is read any more. Each
+ * queued byte is sent at most once. */
+void sock_close_flushed(struct bufferevent *bev);
+
+/* Runs the event loop of `base` until every bufferevent given to sock_close_flushed is closed
+ * (each within SOCK_LINGER_SECS). Called once, when the program leaves its own loop. */
+void sock_finish(struct event_base *base);
 
 #endif

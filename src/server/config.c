@@ -39,6 +39,13 @@ static const char usage_text[] =
     "  --hash-threads N       password-hashing threads (default 2)\n"
     "  --max-hash-ops N --max-hash-mem BYTES  refuse credentials lines whose hash costs more\n"
     "                         (default: libsodium moderate, 3 / 268435456, or the hash cost)\n"
+    "TLS (TLS 1.2 and 1.3):\n"
+    "  --tls                  the port speaks TLS only; without --tls-cert, a key and a\n"
+    "                         self-signed certificate are made in the data directory\n"
+    "  --tls-cert FILE --tls-key FILE  the certificate (chain) and its key (PEM); alone they\n"
+    "                         imply --tls\n"
+    "  --tls-port N           serve TLS on port N beside the plain port\n"
+    "  --tls-fingerprint      print the SHA-256 fingerprint of the TLS key and exit\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -48,6 +55,7 @@ static const char usage_text[] =
     "                         (default 256)\n"
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
     "  --hello-timeout S      time allowed to send HELLO after connecting (default 10)\n"
+    "  --handshake-timeout S  time allowed for a TLS handshake (default 10)\n"
     "  --msg-rate N           messages per second per user, 0 = unlimited (default 50)\n"
     "  --msg-burst N          messages a user may send at once (default 200)\n"
     "  --req-rate N           other requests per second per user, 0 = unlimited (default 50;\n"
@@ -89,6 +97,7 @@ enum {
     OPT_MAX_PER_ADDRESS,
     OPT_LOGIN_TIMEOUT,
     OPT_HELLO_TIMEOUT,
+    OPT_HANDSHAKE_TIMEOUT,
     OPT_MSG_RATE,
     OPT_MSG_BURST,
     OPT_REQ_RATE,
@@ -100,6 +109,11 @@ enum {
     OPT_REGISTER_RATE,
     OPT_MAX_RELOAD_LOSS,
     OPT_STORE_RESERVE,
+    OPT_TLS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_PORT,
+    OPT_TLS_FINGERPRINT,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -131,6 +145,7 @@ static const struct option long_options[] = {
     {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
     {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
     {"msg-rate", required_argument, NULL, OPT_MSG_RATE},
     {"msg-burst", required_argument, NULL, OPT_MSG_BURST},
     {"req-rate", required_argument, NULL, OPT_REQ_RATE},
@@ -142,6 +157,11 @@ static const struct option long_options[] = {
     {"register-rate", required_argument, NULL, OPT_REGISTER_RATE},
     {"max-reload-loss", required_argument, NULL, OPT_MAX_RELOAD_LOSS},
     {"store-reserve", required_argument, NULL, OPT_STORE_RESERVE},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+    {"tls-fingerprint", no_argument, NULL, OPT_TLS_FINGERPRINT},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -152,6 +172,7 @@ static void set_defaults(struct config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->port = -1;
+    cfg->tls_port = -1;
     cfg->block_duration = -1;
     cfg->timeout = -1;
     cfg->credentials = "credentials.txt";
@@ -167,6 +188,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_per_address = 256;
     cfg->login_timeout = 120;
     cfg->hello_timeout = 10;
+    cfg->handshake_timeout = 10;
     cfg->msg_rate = 50;
     cfg->msg_burst = 200;
     cfg->req_rate = 50;
@@ -208,6 +230,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_PORT, "port", 0, 65535, NUM_INT, port),
     NUM(OPT_BLOCK, "block_duration", 0, 100000000, NUM_LONG, block_duration),
     NUM(OPT_TIMEOUT, "timeout", 1, 100000000, NUM_LONG, timeout),
+    NUM(OPT_TLS_PORT, "--tls-port", 0, 65535, NUM_INT, tls_port),
     NUM(OPT_HASH_OPS, "--hash-ops", 1, 1000, NUM_ULL, hash_ops),
     NUM(OPT_HASH_MEM, "--hash-mem", 8192, 1LL << 32, NUM_SIZE, hash_mem),
     NUM(OPT_HASH_THREADS, "--hash-threads", 1, 64, NUM_INT, hash_threads),
@@ -218,6 +241,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
     NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
     NUM(OPT_HELLO_TIMEOUT, "--hello-timeout", 1, 100000000, NUM_LONG, hello_timeout),
+    NUM(OPT_HANDSHAKE_TIMEOUT, "--handshake-timeout", 1, 100000000, NUM_LONG, handshake_timeout),
     NUM(OPT_MSG_RATE, "--msg-rate", 0, 10000000, NUM_UNSIGNED, msg_rate),
     NUM(OPT_MSG_BURST, "--msg-burst", 1, 10000000, NUM_UNSIGNED, msg_burst),
     NUM(OPT_REQ_RATE, "--req-rate", 0, 10000000, NUM_UNSIGNED, req_rate),
@@ -360,6 +384,18 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
     case OPT_ACCEPT_STORE_LOSS:
         cfg->accept_store_loss = true;
         break;
+    case OPT_TLS:
+        cfg->tls = true;
+        break;
+    case OPT_TLS_CERT:
+        cfg->tls_cert = arg;
+        break;
+    case OPT_TLS_KEY:
+        cfg->tls_key = arg;
+        break;
+    case OPT_TLS_FINGERPRINT:
+        cfg->tls_fingerprint = true;
+        break;
     case OPT_VERBOSE:
         cfg->verbose = true;
         break;
@@ -387,6 +423,24 @@ static enum config_result take_positionals(struct config *cfg, int argc, char **
     for (int i = 0; i < n; i++)
         if (!set_number(cfg, order[i], argv[optind + i]))
             return CONFIG_ERROR;
+    return CONFIG_RUN;
+}
+
+/* Decides which port speaks TLS: the main one with --tls, or with a certificate and no
+ * --tls-port. A certificate needs its key and the other way round. */
+static enum config_result resolve_tls(struct config *cfg)
+{
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "parleyd: --tls-cert and --tls-key go together\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->tls && cfg->tls_port >= 0) {
+        fprintf(stderr, "parleyd: --tls makes the port TLS only; --tls-port adds a TLS port "
+                        "beside a plain one: give one of them\n");
+        return CONFIG_ERROR;
+    }
+    if (cfg->tls_cert && cfg->tls_port < 0)
+        cfg->tls = true;
     return CONFIG_RUN;
 }
 
@@ -425,9 +479,10 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         if (r != CONFIG_RUN)
             return r;
     }
-    if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN)
+    if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN ||
+        resolve_tls(cfg) != CONFIG_RUN)
         return CONFIG_ERROR;
-    if (cfg->hash_credentials)
+    if (cfg->hash_credentials || cfg->tls_fingerprint)
         return CONFIG_RUN;
     if (cfg->port < 0 || cfg->block_duration < 0 || cfg->timeout < 0) {
         fprintf(stderr, "parleyd: need <port> <block_duration> <timeout>\n%s", usage_text);

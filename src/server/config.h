@@ -18,6 +18,11 @@ struct config {
     const char *bind_addr;
     const char *port_file;
     const char *hash_credentials; /* --hash-credentials FILE: rewrite it and exit */
+    bool tls;                     /* the main port speaks TLS only */
+    const char *tls_cert;         /* NULL: the generated one in data_dir (tlscert.h) */
+    const char *tls_key;
+    int tls_port;         /* a TLS port beside the plain one; -1: none */
+    bool tls_fingerprint; /* --tls-fingerprint: print it and exit */
     bool allow_register;
     bool p2p_consent;
     bool fsync;             /* every store write reaches the disk before it counts */
@@ -37,7 +42,8 @@ struct config {
     size_t max_connections;
     size_t max_per_address; /* connections at once from one source address (0: no limit) */
     long login_timeout;
-    long hello_timeout; /* seconds a new connection has to send HELLO */
+    long hello_timeout;     /* seconds a new connection has to send HELLO */
+    long handshake_timeout; /* seconds a TLS handshake may take */
     unsigned msg_rate;
     unsigned msg_burst;
     unsigned req_rate; /* requests other than messages, per second and user (0: no limit) */

@@ -1,9 +1,11 @@
 /* parleyd: the Parley instant-messaging server. See man/parleyd.8. */
+#include <limits.h>
 #include <stdio.h>
 
 #include "server/auth.h"
 #include "server/config.h"
 #include "server/server.h"
+#include "server/tlscert.h"
 
 /* `parleyd --hash-credentials FILE`: rewrites plain passwords as argon2id hashes. */
 static int hash_credentials(const struct config *cfg)
@@ -21,6 +23,19 @@ static int hash_credentials(const struct config *cfg)
     return 0;
 }
 
+/* `parleyd --tls-fingerprint`: prints the fingerprint of the TLS key (made first if needed). */
+static int print_fingerprint(const struct config *cfg)
+{
+    char cert[PATH_MAX], key[PATH_MAX], fp[TLSFP_LEN + 1], err[512];
+    if (server_tls_files(cfg, cert, key, sizeof(cert), err, sizeof(err)) < 0 ||
+        tlscert_fingerprint(cert, fp, err, sizeof(err)) < 0) {
+        fprintf(stderr, "parleyd: %s\n", err);
+        return 1;
+    }
+    puts(fp);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -34,6 +49,8 @@ int main(int argc, char **argv)
     }
     if (cfg.hash_credentials)
         return hash_credentials(&cfg);
+    if (cfg.tls_fingerprint)
+        return print_fingerprint(&cfg);
     struct server srv;
     int rc = 1;
     if (server_init(&srv, &cfg) == 0)

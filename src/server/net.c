@@ -8,6 +8,7 @@
 #include "server/net.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -21,16 +22,28 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/net_io.h"
 #include "server/peerlimit.h"
 
 #define NET_READ_CHUNK 65536
 #define NET_ACCEPT_BATCH 64
 #define NET_CLOSE_GRACE_SEC 5
+#define NET_MAX_LISTENERS 2 /* the plain port and the TLS port */
 
 enum conn_state {
-    CONN_OPEN,    /* reading and writing */
-    CONN_CLOSING, /* writing what is queued, then closed */
-    CONN_DEAD,    /* to be freed at the next flush */
+    CONN_HANDSHAKE, /* the transport's handshake runs; no owner yet */
+    CONN_OPEN,      /* reading and writing */
+    CONN_CLOSING,   /* writing what is queued, then closed */
+    CONN_DEAD,      /* to be freed at the next flush */
+};
+
+/* A listening socket and the transport its connections speak. */
+struct net_listener {
+    struct net *net;
+    struct event *ev;
+    int fd;
+    const struct net_transport *tp;
+    void *tp_ctx;
 };
 
 struct net_conn {
@@ -40,15 +53,18 @@ struct net_conn {
     void *owner;
     struct event *rev;
     struct event *wev;   /* created when a write would block */
-    struct event *grace; /* created when closing with output left */
+    struct event *timer; /* the handshake deadline, then the grace period of a close */
     char *out;
     size_t out_off, out_len, out_cap;
     struct linebuf in;
-    int fd;
+    struct net_io io;
+    const struct net_transport *tp;
     enum conn_state state;
     enum net_close_reason reason;
     bool in_flush_list;
     bool writing;
+    bool read_wants_write;       /* the last read needs the socket writable first (TLS) */
+    bool write_wants_read;       /* the last write needs the socket readable first (TLS) */
     struct peerlimit_key source; /* counted in net's per_source */
     union {
         struct sockaddr sa;
@@ -62,8 +78,8 @@ struct net {
     struct net_limits limits;
     struct net_handlers handlers;
     void *ctx;
-    struct event *listen_ev;
-    int listen_fd;
+    struct net_listener listeners[NET_MAX_LISTENERS];
+    size_t n_listeners;
     int spare_fd; /* kept open to shed connections when out of descriptors */
     struct net_conn *conns;
     struct net_conn *flush_head;
@@ -73,6 +89,48 @@ struct net {
 };
 
 static char read_chunk[NET_READ_CHUNK];
+
+/* ---- the plain TCP transport ---- */
+
+static int plain_start(struct net_io *io, void *ctx)
+{
+    (void)io;
+    (void)ctx;
+    return 0;
+}
+
+static enum net_io_step plain_handshake(struct net_io *io)
+{
+    (void)io;
+    return NET_IO_DONE;
+}
+
+static ssize_t plain_read(struct net_io *io, void *buf, size_t n)
+{
+    io->want = NET_WANT_READ;
+    return recv(io->fd, buf, n, 0);
+}
+
+static ssize_t plain_write(struct net_io *io, const void *buf, size_t n)
+{
+    io->want = NET_WANT_WRITE;
+    return send(io->fd, buf, n, MSG_NOSIGNAL);
+}
+
+static bool plain_pending(const struct net_io *io)
+{
+    (void)io;
+    return false;
+}
+
+static void plain_release(struct net_io *io)
+{
+    (void)io;
+}
+
+const struct net_transport net_io_plain = {
+    "tcp", plain_start, plain_handshake, plain_read, plain_write, plain_pending, plain_release,
+};
 
 static void schedule(struct net_conn *c)
 {
@@ -109,24 +167,79 @@ static int frame_cb(void *arg, enum linebuf_kind kind, const char *line, size_t 
     return c->net->handlers.on_frame(c->owner, kind, line, len);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+static void open_conn(struct net_conn *c);
+static void arm_write(struct net_conn *c);
+
+/* Runs the transport's handshake one step; opens the connection once it is done. */
+static void step_handshake(struct net_conn *c)
 {
-    (void)what;
-    struct net_conn *c = arg;
-    if (c->state != CONN_OPEN)
-        return;
-    ssize_t r = recv(fd, read_chunk, sizeof(read_chunk), 0);
-    if (r > 0) {
-        c->net->stats.reads++;
-        c->net->stats.bytes_in += (unsigned long long)r;
-        if (linebuf_feed(&c->in, read_chunk, (size_t)r, frame_cb, c) < 0)
-            mark_dead(c, NET_CLOSE_ERROR);
-        return;
+    enum net_io_step st = c->tp->handshake(&c->io);
+    if (st == NET_IO_DONE) {
+        open_conn(c);
+    } else if (st == NET_IO_FAIL) {
+        mark_dead(c, NET_CLOSE_ERROR);
+    } else if (c->io.want == NET_WANT_WRITE) {
+        arm_write(c);
     }
+}
+
+/* A read returned `r` (0 or -1): the end, an error, or wait (for a write first, over TLS). */
+static void read_failed(struct net_conn *c, ssize_t r)
+{
     if (r == 0)
         mark_dead(c, NET_CLOSE_EOF);
     else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
         mark_dead(c, NET_CLOSE_ERROR);
+    else if (c->io.want == NET_WANT_WRITE) {
+        c->read_wants_write = true;
+        arm_write(c);
+    }
+}
+
+/* Reads and feeds the frames to the owner: once, or over TLS on while the transport holds
+ * more bytes, up to NET_READ_CHUNK in all. Bytes still held then wake the connection again in
+ * the next loop iteration (the socket will not). */
+static void read_some(struct net_conn *c)
+{
+    size_t budget = NET_READ_CHUNK;
+    for (;;) {
+        ssize_t r = c->tp->read(&c->io, read_chunk, sizeof(read_chunk));
+        if (r <= 0) {
+            read_failed(c, r);
+            return;
+        }
+        c->net->stats.reads++;
+        c->net->stats.bytes_in += (unsigned long long)r;
+        if (linebuf_feed(&c->in, read_chunk, (size_t)r, frame_cb, c) < 0) {
+            mark_dead(c, NET_CLOSE_ERROR);
+            return;
+        }
+        if (c->state != CONN_OPEN || !c->tp->pending(&c->io))
+            return;
+        budget = (size_t)r < budget ? budget - (size_t)r : 0;
+        if (budget == 0) {
+            event_active(c->rev, EV_READ, 1);
+            return;
+        }
+    }
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct net_conn *c = arg;
+    if (c->state == CONN_HANDSHAKE) {
+        step_handshake(c);
+        return;
+    }
+    if (c->state != CONN_OPEN)
+        return;
+    if (c->write_wants_read) {
+        c->write_wants_read = false;
+        schedule(c);
+    }
+    read_some(c);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg);
@@ -136,7 +249,7 @@ static void arm_write(struct net_conn *c)
     if (c->writing)
         return;
     if (!c->wev)
-        c->wev = event_new(c->net->base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        c->wev = event_new(c->net->base, c->io.fd, EV_WRITE | EV_PERSIST, on_writable, c);
     if (!c->wev || event_add(c->wev, NULL) < 0) {
         mark_dead(c, NET_CLOSE_ERROR);
         return;
@@ -155,7 +268,7 @@ static void disarm_write(struct net_conn *c)
 static bool write_out(struct net_conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = c->tp->write(&c->io, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
             c->net->stats.writes++;
             c->net->stats.bytes_out += (unsigned long long)w;
@@ -165,7 +278,10 @@ static bool write_out(struct net_conn *c)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            arm_write(c);
+            if (c->io.want == NET_WANT_READ)
+                c->write_wants_read = true;
+            else
+                arm_write(c);
             return false;
         }
         mark_dead(c, NET_CLOSE_ERROR);
@@ -177,21 +293,42 @@ static bool write_out(struct net_conn *c)
 }
 
 /* The socket can take more: the next net_flush writes (output never leaves from a callback,
- * so that what the loop iteration queued can still be corrected before it is written). */
+ * so that what the loop iteration queued can still be corrected before it is written). A
+ * handshake or a read that waited for it goes on now. */
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct net_conn *c = arg;
     disarm_write(c);
+    if (c->state == CONN_HANDSHAKE) {
+        step_handshake(c);
+        return;
+    }
     schedule(c);
+    if (c->read_wants_write && c->state == CONN_OPEN) {
+        c->read_wants_write = false;
+        read_some(c);
+    }
 }
 
-static void on_grace_expired(evutil_socket_t fd, short what, void *arg)
+/* The handshake took too long, or a closing connection's grace period is over. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    mark_dead(arg, NET_CLOSE_LOCAL);
+    struct net_conn *c = arg;
+    mark_dead(c, c->state == CONN_HANDSHAKE ? NET_CLOSE_ERROR : NET_CLOSE_LOCAL);
+}
+
+/* Starts the connection's timer: `secs` from now, on_timer ends it. */
+static void start_timer(struct net_conn *c, long secs)
+{
+    struct timeval tv = {secs, 0};
+    if (!c->timer)
+        c->timer = evtimer_new(c->net->base, on_timer, c);
+    if (!c->timer || evtimer_add(c->timer, &tv) < 0)
+        mark_dead(c, NET_CLOSE_LOCAL);
 }
 
 static void unlink_conn(struct net_conn *c)
@@ -216,9 +353,10 @@ static void destroy(struct net_conn *c)
         event_free(c->rev);
     if (c->wev)
         event_free(c->wev);
-    if (c->grace)
-        event_free(c->grace);
-    close(c->fd);
+    if (c->timer)
+        event_free(c->timer);
+    c->tp->release(&c->io);
+    close(c->io.fd);
     linebuf_free(&c->in);
     drop_output(c);
     free(c);
@@ -339,12 +477,9 @@ void net_get_stats(const struct net *n, struct net_stats *st)
 /* Starts the grace period of a closing connection that still has output queued. */
 static void start_grace(struct net_conn *c)
 {
-    if (c->grace)
+    if (c->timer && evtimer_pending(c->timer, NULL))
         return;
-    struct timeval tv = {NET_CLOSE_GRACE_SEC, 0};
-    c->grace = evtimer_new(c->net->base, on_grace_expired, c);
-    if (!c->grace || evtimer_add(c->grace, &tv) < 0)
-        mark_dead(c, NET_CLOSE_LOCAL);
+    start_timer(c, NET_CLOSE_GRACE_SEC);
 }
 
 static void flush_one(struct net_conn *c)
@@ -397,32 +532,55 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-/* Takes on an accepted connection whose source was counted. */
-static void adopt(struct net *n, int fd, const struct sockaddr *sa, socklen_t salen,
-                  struct peerlimit_key source)
+/* The handshake is done: the owner takes the connection. */
+static void open_conn(struct net_conn *c)
 {
-    struct net_conn *c = calloc(1, sizeof(*c));
-    if (!c)
-        goto fail;
-    c->net = n;
-    c->fd = fd;
-    c->source = source;
-    memcpy(&c->peer, sa, salen < sizeof(c->peer) ? salen : sizeof(c->peer));
-    linebuf_init(&c->in, n->limits.max_line);
-    c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_readable, c);
-    if (!c->rev || event_add(c->rev, NULL) < 0)
-        goto fail;
-    if (!NET_OPTIONS_INHERITED)
-        tune_socket(fd);
+    assert(c->state == CONN_HANDSHAKE);
+    c->state = CONN_OPEN;
+    if (c->timer)
+        evtimer_del(c->timer);
+    c->owner = c->net->handlers.on_open(c->net->ctx, c);
+    if (!c->owner)
+        mark_dead(c, NET_CLOSE_LOCAL);
+    else if (c->tp->pending(&c->io)) /* bytes that came with the handshake's last flight */
+        event_active(c->rev, EV_READ, 1);
+}
+
+static void link_conn(struct net *n, struct net_conn *c)
+{
     c->next = n->conns;
     if (n->conns)
         n->conns->prev = c;
     n->conns = c;
     n->stats.open++;
     n->stats.accepted++;
-    c->owner = n->handlers.on_open(n->ctx, c);
-    if (!c->owner)
-        mark_dead(c, NET_CLOSE_LOCAL);
+}
+
+/* Takes on a connection accepted on `l` whose source was counted. It counts against every
+ * limit from now on, its handshake included, which must end within the handshake deadline. */
+static void adopt(struct net_listener *l, int fd, const struct sockaddr *sa, socklen_t salen,
+                  struct peerlimit_key source)
+{
+    struct net *n = l->net;
+    struct net_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        goto fail;
+    c->net = n;
+    c->io.fd = fd;
+    c->tp = l->tp;
+    c->source = source;
+    c->state = CONN_HANDSHAKE;
+    memcpy(&c->peer, sa, salen < sizeof(c->peer) ? salen : sizeof(c->peer));
+    c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_readable, c);
+    if (!c->rev || event_add(c->rev, NULL) < 0 || c->tp->start(&c->io, l->tp_ctx) < 0)
+        goto fail;
+    linebuf_init(&c->in, n->limits.max_line);
+    if (!NET_OPTIONS_INHERITED)
+        tune_socket(fd);
+    link_conn(n, c);
+    step_handshake(c);
+    if (c->state == CONN_HANDSHAKE)
+        start_timer(c, n->limits.handshake_secs);
     return;
 fail:
     if (c && c->rev)
@@ -435,12 +593,13 @@ fail:
 
 /* Out of descriptors: accept one connection on the spare descriptor and drop it at once, so
  * the listener does not spin on a connection it cannot take. */
-static void shed_one(struct net *n)
+static void shed_one(struct net_listener *l)
 {
+    struct net *n = l->net;
     if (n->spare_fd < 0)
         return;
     close(n->spare_fd);
-    int fd = accept(n->listen_fd, NULL, NULL);
+    int fd = accept(l->fd, NULL, NULL);
     if (fd >= 0)
         close(fd);
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -474,19 +633,20 @@ static bool admit(struct net *n, const struct sockaddr *sa, struct peerlimit_key
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     (void)what;
-    struct net *n = arg;
+    struct net_listener *l = arg;
+    struct net *n = l->net;
     for (int i = 0; i < NET_ACCEPT_BATCH; i++) {
         struct sockaddr_in6 sa;
         socklen_t salen = sizeof(sa);
         int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE)
-                shed_one(n);
+                shed_one(l);
             return;
         }
         struct peerlimit_key source;
         if (admit(n, (struct sockaddr *)&sa, &source)) {
-            adopt(n, fd, (struct sockaddr *)&sa, salen, source);
+            adopt(l, fd, (struct sockaddr *)&sa, salen, source);
         } else {
             close(fd);
             n->stats.refused++;
@@ -504,7 +664,6 @@ struct net *net_new(struct event_base *base, const struct net_limits *limits,
     n->limits = *limits;
     n->handlers = *handlers;
     n->ctx = ctx;
-    n->listen_fd = -1;
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return n;
 }
@@ -536,7 +695,29 @@ static int bind_listener(const char *addr, int port, char *err, size_t errlen)
     return fd;
 }
 
-int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
+/* Adds a listener on `fd` whose connections speak `tp` with `tp_ctx`. */
+static int add_listener(struct net *n, int fd, const struct net_transport *tp, void *tp_ctx)
+{
+    if (n->n_listeners == NET_MAX_LISTENERS)
+        return -1;
+    struct net_listener *l = &n->listeners[n->n_listeners];
+    l->ev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_accept, l);
+    if (!l->ev || event_add(l->ev, NULL) < 0) {
+        if (l->ev)
+            event_free(l->ev);
+        l->ev = NULL;
+        return -1;
+    }
+    l->net = n;
+    l->fd = fd;
+    l->tp = tp;
+    l->tp_ctx = tp_ctx;
+    n->n_listeners++;
+    return 0;
+}
+
+int net_listen(struct net *n, const char *addr, int port, struct net_tls *tls, int *bound,
+               char *err, size_t errlen)
 {
     int fd = bind_listener(addr, port, err, errlen);
     if (fd < 0)
@@ -545,13 +726,11 @@ int net_listen(struct net *n, const char *addr, int port, int *bound, char *err,
     socklen_t salen = sizeof(sa);
     getsockname(fd, (struct sockaddr *)&sa, &salen);
     *bound = ntohs(sa.sin6_port); /* sin_port and sin6_port share their offset */
-    n->listen_ev = event_new(n->base, fd, EV_READ | EV_PERSIST, on_accept, n);
-    if (!n->listen_ev || event_add(n->listen_ev, NULL) < 0) {
+    if (add_listener(n, fd, tls ? &net_io_tls : &net_io_plain, tls) < 0) {
         snprintf(err, errlen, "cannot watch the listener");
         close(fd);
         return -1;
     }
-    n->listen_fd = fd;
     return 0;
 }
 
@@ -568,10 +747,10 @@ void net_free(struct net *n)
         destroy(c);
     }
     n->flush_head = NULL;
-    if (n->listen_ev)
-        event_free(n->listen_ev);
-    if (n->listen_fd >= 0)
-        close(n->listen_fd);
+    for (size_t i = 0; i < n->n_listeners; i++) {
+        event_free(n->listeners[i].ev);
+        close(n->listeners[i].fd);
+    }
     if (n->spare_fd >= 0)
         close(n->spare_fd);
     peerlimit_free(&n->per_source);

@@ -12,6 +12,7 @@
 struct event_base;
 struct net;
 struct net_conn;
+struct net_tls;
 
 /* Why a connection ended. */
 enum net_close_reason {
@@ -38,6 +39,7 @@ struct net_limits {
     size_t max_output;      /* bytes queued for one connection before it is cut off */
     size_t max_connections; /* accepted connections at once */
     size_t max_per_address; /* of those, from one source address (peerlimit.h); 0: no limit */
+    long handshake_secs;    /* a transport handshake (TLS) must end within this */
 };
 
 /* Counters for diagnostics and the benchmark. */
@@ -51,8 +53,10 @@ struct net *net_new(struct event_base *base, const struct net_limits *limits,
                     const struct net_handlers *handlers, void *ctx);
 
 /* Listens on `addr` (NULL: any IPv4 address) and `port` (0: any free one); the bound port is
- * stored in `*bound`. Returns 0, or -1 with a message in `err`. */
-int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen);
+ * stored in `*bound`. With `tls` (net_tls.h) the port speaks TLS only, else plain TCP. At most
+ * two ports. Returns 0, or -1 with a message in `err`. */
+int net_listen(struct net *n, const char *addr, int port, struct net_tls *tls, int *bound,
+               char *err, size_t errlen);
 
 /* Queues `len` bytes for the connection. Output is written only by net_flush, at the end of
  * the loop iteration (never from inside a callback, so it can still be corrected).

@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,8 +12,10 @@
 #include <time.h>
 
 #include "server/log.h"
+#include "server/net_tls.h"
 #include "server/server.h"
 #include "server/store.h"
+#include "server/tlscert.h"
 #include "server/worker.h"
 
 #define TICK_MS 250
@@ -185,14 +188,17 @@ static int open_store(struct server *srv)
     return 0;
 }
 
-static int write_port_file(const char *path, int port)
+/* Writes ports[0], and ports[1] on a second line when it is not -1. */
+static int write_port_file(const char *path, const int ports[2])
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -1;
-    fprintf(f, "%d\n", port);
+    fprintf(f, "%d\n", ports[0]);
+    if (ports[1] >= 0)
+        fprintf(f, "%d\n", ports[1]);
     if (fclose(f) != 0 || rename(tmp, path) < 0)
         return -1;
     return 0;
@@ -334,26 +340,65 @@ static int start_events(struct server *srv)
     return 0;
 }
 
-static int start_network(struct server *srv)
+int server_tls_files(const struct config *cfg, char *cert, char *key, size_t len, char *err,
+                     size_t errlen)
 {
-    struct net_limits limits = {srv->cfg.max_line, srv->cfg.max_output, srv->cfg.max_connections,
-                                srv->cfg.max_per_address};
-    struct net_handlers handlers = {session_open, session_frame, session_closed};
-    srv->net = net_new(srv->base, &limits, &handlers, srv);
-    if (!srv->net)
-        return -1;
-    char err[256];
-    int port;
-    if (net_listen(srv->net, srv->cfg.bind_addr, srv->cfg.port, &port, err, sizeof(err)) < 0) {
+    if (!cfg->tls_cert)
+        return tlscert_ensure(cfg->data_dir, cert, key, len, err, errlen);
+    snprintf(cert, len, "%s", cfg->tls_cert);
+    snprintf(key, len, "%s", cfg->tls_key);
+    return 0;
+}
+
+/* Loads the TLS context when a port speaks TLS. Returns 0, or -1 (logged). */
+static int load_tls(struct server *srv)
+{
+    char cert[PATH_MAX], key[PATH_MAX], err[512];
+    if (!srv->cfg.tls && srv->cfg.tls_port < 0)
+        return 0;
+    if (server_tls_files(&srv->cfg, cert, key, sizeof(cert), err, sizeof(err)) == 0)
+        srv->tls = net_tls_new(cert, key, err, sizeof(err));
+    if (!srv->tls) {
         log_error("%s", err);
         return -1;
     }
-    if (srv->cfg.port_file && write_port_file(srv->cfg.port_file, port) < 0) {
+    return 0;
+}
+
+/* Opens the main port (TLS with --tls) and the --tls-port beside it; the port file gets the
+ * main port on its first line and the TLS port on a second. */
+static int start_listening(struct server *srv)
+{
+    char err[256];
+    int ports[2] = {0, -1};
+    if (net_listen(srv->net, srv->cfg.bind_addr, srv->cfg.port, srv->cfg.tls ? srv->tls : NULL,
+                   &ports[0], err, sizeof(err)) < 0 ||
+        (srv->cfg.tls_port >= 0 && net_listen(srv->net, srv->cfg.bind_addr, srv->cfg.tls_port,
+                                              srv->tls, &ports[1], err, sizeof(err)) < 0)) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (srv->cfg.port_file && write_port_file(srv->cfg.port_file, ports) < 0) {
         log_error("cannot write port file %s: %s", srv->cfg.port_file, strerror(errno));
         return -1;
     }
-    log_info("listening on port %d", port);
+    log_info("listening on port %d%s", ports[0], srv->cfg.tls ? " (TLS)" : "");
+    if (ports[1] >= 0)
+        log_info("listening on port %d (TLS)", ports[1]);
     return 0;
+}
+
+static int start_network(struct server *srv)
+{
+    struct net_limits limits = {srv->cfg.max_line, srv->cfg.max_output, srv->cfg.max_connections,
+                                srv->cfg.max_per_address, srv->cfg.handshake_timeout};
+    struct net_handlers handlers = {session_open, session_frame, session_closed};
+    if (load_tls(srv) < 0)
+        return -1;
+    srv->net = net_new(srv->base, &limits, &handlers, srv);
+    if (!srv->net)
+        return -1;
+    return start_listening(srv);
 }
 
 /* Signals that must not kill the server: a peer gone (SIGPIPE; the write fails with EPIPE) and
@@ -421,6 +466,7 @@ int server_run(struct server *srv)
 void server_free(struct server *srv)
 {
     net_free(srv->net);
+    net_tls_free(srv->tls);
     worker_pool_free(srv->workers);
     p2p_free(srv);
     struct event *evs[] = {srv->tick, srv->sig_term, srv->sig_int, srv->sig_hup};

@@ -81,6 +81,7 @@ struct server {
     struct config cfg;
     struct event_base *base;
     struct net *net;
+    struct net_tls *tls; /* the TLS context of the TLS port, if any */
     struct store *store;
     struct directory dir;
     struct worker_pool *workers;
@@ -122,6 +123,11 @@ struct request {
 };
 
 /* server.c */
+
+/* Finds the TLS certificate and key files of `cfg` (`len` bytes each): the given ones, or
+ * those made in the data directory on first use (tlscert.h). Returns 0, or -1 with `err`. */
+int server_tls_files(const struct config *cfg, char *cert, char *key, size_t len, char *err,
+                     size_t errlen);
 
 /* Sets the server up from `cfg`: store, credentials, listener, signals. Returns 0 or -1 (the
  * reason is logged). */

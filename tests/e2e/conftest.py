@@ -11,6 +11,10 @@ What is here:
   `.stdout_text()`, `.add_user(name, pw)`, `.connect()` (a `Proto`), `.login(user, pw=None)`.
   Set `.listen_port = s.port` before a restart to come back on the same port (clients key
   what they remember by server address).
+- TLS: `ParleyServer(..., tls=True)` also serves TLS on a second port (`--tls-port 0`,
+  `.tls_port`), and then `.connect()` / `.login()` use it (pass `tls=False` for the plain
+  port). `Proto(port, tls=True)` speaks TLS without checking the key. The files in
+  `TLS_SUITE` run twice, `transport` = "plain" and "tls": `server` and `make_server` follow it.
 - fixtures `server` (started, defaults, in tmp_path) and `make_server(**kwargs)` (a factory;
   every server is checked and stopped at teardown: an unexpected death, a non-zero exit on
   SIGTERM or a sanitizer report in stderr fails the test and shows stderr).
@@ -55,6 +59,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -104,8 +109,11 @@ def _need(path):
 
 
 class ParleyServer:
-    def __init__(self, dir, users=None, block_duration=2, timeout=60, args=(), env=None):
+    def __init__(self, dir, users=None, block_duration=2, timeout=60, args=(), env=None,
+                 tls=False):
         self.dir = str(dir)
+        self.tls = tls  # also serve TLS on a second port (--tls-port 0); connect() uses it
+        self.tls_port = None
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.block_duration = block_duration
         self.timeout = timeout
@@ -129,7 +137,8 @@ class ParleyServer:
     # -- life cycle --
 
     def command(self):
-        return [PARLEYD, "--port-file", self.port_file, *self.args,
+        tls = ["--tls-port", "0"] if self.tls else []
+        return [PARLEYD, "--port-file", self.port_file, *tls, *self.args,
                 str(self.listen_port), str(self.block_duration), str(self.timeout)]
 
     def start(self, wait=True):
@@ -158,8 +167,11 @@ class ParleyServer:
             try:
                 with open(self.port_file) as f:
                     data = f.read()
-                if data.endswith("\n") and data.strip().isdigit():
-                    self.port = int(data.strip())
+                ports = data.split()
+                if data.endswith("\n") and ports and all(p.isdigit() for p in ports) and \
+                        len(ports) == (2 if self.tls else 1):
+                    self.port = int(ports[0])
+                    self.tls_port = int(ports[1]) if self.tls else None
                     return self.port
             except FileNotFoundError:
                 pass
@@ -253,7 +265,10 @@ class ParleyServer:
     # -- clients --
 
     def connect(self, **kw):
-        p = Proto(self.port, **kw)
+        """A Proto to the server: over TLS to the TLS port when the server has one."""
+        if self.tls:
+            kw.setdefault("tls", True)
+        p = Proto(self.tls_port if kw.get("tls") else self.port, **kw)
         self.protos.append(p)
         return p
 
@@ -289,8 +304,29 @@ class ParleyServer:
         return None
 
 
+# The server suite files that run a second time over TLS: every one whose tests go through the
+# byte path. Those about time (timeout, whosince), the process (signals) and the store
+# (persistence) do the same over either transport and run once.
+TLS_SUITE = {"test_server_block", "test_server_broadcast", "test_server_limits",
+             "test_server_login", "test_server_messaging", "test_server_offline",
+             "test_server_p2p", "test_server_presence"}
+
+
+def pytest_generate_tests(metafunc):
+    """The server suite (TLS_SUITE) runs twice: over plain TCP and over TLS."""
+    if "transport" in metafunc.fixturenames and \
+            metafunc.module.__name__.split(".")[-1] in TLS_SUITE:
+        metafunc.parametrize("transport", ["plain", "tls"])
+
+
 @pytest.fixture
-def make_server(tmp_path):
+def transport():
+    """How `server` and `make_server` clients reach the server: "plain" or "tls"."""
+    return "plain"
+
+
+@pytest.fixture
+def make_server(tmp_path, transport):
     servers = []
     counter = [0]
 
@@ -298,6 +334,7 @@ def make_server(tmp_path):
         if dir is None:
             counter[0] += 1
             dir = tmp_path / f"server{counter[0]}"
+        kw.setdefault("tls", transport == "tls")
         s = ParleyServer(dir, **kw)
         servers.append(s)
         s.start()
@@ -467,6 +504,18 @@ def _cleanup_protos():
     _close_all_protos()
 
 
+def _tls_client_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+_TLS_CONTEXT = _tls_client_context()
+# A non-blocking socket that cannot go on yet (plain or TLS).
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
 class ProtoClosed(AssertionError):
     pass
 
@@ -502,7 +551,7 @@ class Proto:
     """A protocol client over one TCP connection. Every read has a deadline."""
 
     def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_READ_TIMEOUT, connect_timeout=5.0,
-                 source=None, rcvbuf=None):
+                 source=None, rcvbuf=None, tls=False):
         self.port = port
         self.host = host
         self.timeout = timeout
@@ -522,10 +571,15 @@ class Proto:
                 self.sock.close()
                 raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls = tls
+        if tls:  # the handshake runs blocking, within connect_timeout; the key is not checked
+            self.sock.settimeout(connect_timeout)
+            self.sock = _TLS_CONTEXT.wrap_socket(self.sock, server_hostname=host)
         self.sock.setblocking(False)
         self.buf = b""
         self.eof = False
         self.reset = False     # the server closed with a TCP reset (RST) rather than a FIN
+        self.unclean_eof = False  # TLS: the stream ended without a close_notify
         self.events = []       # unconsumed events, each a list of fields without the '*'
         self.all_events = []   # every event ever received, in order
         self.replies = {}      # tag -> reply list, for replies not yet claimed
@@ -546,7 +600,7 @@ class Proto:
             try:
                 n = self.sock.send(view)
                 view = view[n:]
-            except BlockingIOError:
+            except _WOULD_BLOCK:
                 if time.monotonic() > deadline:
                     raise ProtoTimeout("send blocked: the server is not reading")
                 # Keep reading while we wait so the server is never blocked on us.
@@ -577,15 +631,19 @@ class Proto:
         Returns True when it read data; sets `.eof` when the server closed."""
         if self.eof:
             return False
-        r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
-        if not r:
-            return False
+        if not (self.tls and self.sock.pending()):  # decrypted bytes wait inside ssl
+            r, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+            if not r:
+                return False
         try:
             data = self.sock.recv(1 << 16)
-        except BlockingIOError:
+        except _WOULD_BLOCK:
             return False
         except ConnectionResetError:
             self.reset = True
+            data = b""
+        except ssl.SSLEOFError:
+            self.unclean_eof = True
             data = b""
         except OSError:
             data = b""

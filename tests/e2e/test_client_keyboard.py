@@ -13,7 +13,8 @@ import subprocess
 import pexpect
 import pytest
 
-from conftest import BUILD, PARLEY, PARLEYD, ROOT, ParleyServer, client_env, ok, wait_until
+from conftest import (BUILD, PARLEY, PARLEYD, ROOT, ParleyServer, Proto, client_env, ok,
+                      wait_until)
 from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
 
 LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -263,23 +264,34 @@ def test_bad_port_gives_the_reason():
 
 
 def test_make_run_binds_loopback_and_says_listening_once_it_listens(tmp_path):
-    """`make run` listens on 127.0.0.1 only (the sample passwords are public) and says so."""
+    """`make run` listens on 127.0.0.1 only (the sample passwords are public), plain and TLS
+    (issue 12), and says how to connect to each."""
     if os.path.realpath(BUILD) != os.path.realpath(os.path.join(ROOT, "build")):
         pytest.skip("make run builds and runs the default build")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    p = subprocess.Popen(["make", "--no-print-directory", "-s", "run", f"RUN_PORT={port}"],
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    port, tls_port = ports
+    p = subprocess.Popen(["make", "--no-print-directory", "-s", "run", f"RUN_PORT={port}",
+                          f"RUN_TLS_PORT={tls_port}"],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
     try:
         line = p.stdout.readline()
-        assert line.startswith(f"parleyd listening on 127.0.0.1 port {port} "), line
+        assert line.startswith("parleyd listening on 127.0.0.1 "), line
+        assert p.stdout.readline().strip().endswith(f"parley 127.0.0.1 {port}")
+        tls = p.stdout.readline().strip()
+        assert f"TLS on port {tls_port}" in tls and "--pin sha256:" in tls, tls
+        assert tls.endswith(f"127.0.0.1 {tls_port}"), tls
         assert "RUN_BIND=0.0.0.0" in p.stdout.readline()
         local = {tuple(map(str, sk)) for sk in listening_addresses()}
-        assert ("127.0.0.1", str(port)) in local and ("0.0.0.0", str(port)) not in local, local
+        for n in ports:
+            assert ("127.0.0.1", str(n)) in local and ("0.0.0.0", str(n)) not in local, local
         with socket.create_connection(("127.0.0.1", port), timeout=T):
             pass
+        Proto(tls_port, tls=True).close()
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(T)

@@ -14,9 +14,11 @@ struct net *net_new(struct event_base *base, const struct net_limits *limits,
     return NULL;
 }
 
-int net_listen(struct net *n, const char *addr, int port, int *bound, char *err, size_t errlen)
+int net_listen(struct net *n, const char *addr, int port, struct net_tls *tls, int *bound,
+               char *err, size_t errlen)
 {
     (void)n;
+    (void)tls;
     (void)addr;
     (void)port;
     (void)bound;

@@ -104,6 +104,7 @@ static int teardown(void **state)
 {
     struct fixture *f = *state;
     p2p_free(f->p);
+    sock_finish(f->base); /* as main() does: closing connections write what they queued */
     event_base_free(f->base);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", config_home);

@@ -41,6 +41,8 @@ GETTER(max_connections)
 GETTER(max_per_address)
 GETTER(login_timeout)
 GETTER(hello_timeout)
+GETTER(handshake_timeout)
+GETTER(tls_port)
 GETTER(msg_rate)
 GETTER(msg_burst)
 GETTER(req_rate)
@@ -63,6 +65,8 @@ static const struct case_ cases[] = {
     {"--max-per-address", 0, 10000000, get_max_per_address},
     {"--login-timeout", 1, 100000000, get_login_timeout},
     {"--hello-timeout", 1, 100000000, get_hello_timeout},
+    {"--handshake-timeout", 1, 100000000, get_handshake_timeout},
+    {"--tls-port", 0, 65535, get_tls_port},
     {"--msg-rate", 0, 10000000, get_msg_rate},
     {"--msg-burst", 1, 10000000, get_msg_burst},
     {"--req-rate", 0, 10000000, get_req_rate},
@@ -128,6 +132,41 @@ static void test_positionals_keep_their_ranges(void **state)
     stderr = saved;
 }
 
+/* Which port speaks TLS, and the combinations that are usage errors. */
+static void test_tls_options(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char *plain[] = {"parleyd", "1", "1", "1", NULL};
+    char *tls[] = {"parleyd", "--tls", "1", "1", "1", NULL};
+    char *cert[] = {"parleyd", "--tls-cert", "c", "--tls-key", "k", "1", "1", "1", NULL};
+    char *beside[] = {"parleyd", "--tls-cert", "c", "--tls-key", "k", "--tls-port",
+                      "2",       "1",          "1", "1",         NULL};
+    char *fingerprint[] = {"parleyd", "--tls-fingerprint", NULL};
+    char *lone_cert[] = {"parleyd", "--tls-cert", "c", "1", "1", "1", NULL};
+    char *lone_key[] = {"parleyd", "--tls-key", "k", "1", "1", "1", NULL};
+    char *both[] = {"parleyd", "--tls", "--tls-port", "2", "1", "1", "1", NULL};
+    assert_int_equal(config_parse(&cfg, 4, plain), CONFIG_RUN);
+    assert_false(cfg.tls);
+    assert_int_equal(cfg.tls_port, -1);
+    assert_int_equal(config_parse(&cfg, 5, tls), CONFIG_RUN);
+    assert_true(cfg.tls && !cfg.tls_cert);
+    assert_int_equal(config_parse(&cfg, 8, cert), CONFIG_RUN);
+    assert_true(cfg.tls);
+    assert_string_equal(cfg.tls_key, "k");
+    assert_int_equal(config_parse(&cfg, 10, beside), CONFIG_RUN);
+    assert_true(!cfg.tls && cfg.tls_port == 2);
+    assert_int_equal(config_parse(&cfg, 2, fingerprint), CONFIG_RUN);
+    assert_true(cfg.tls_fingerprint);
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w");
+    assert_int_equal(config_parse(&cfg, 6, lone_cert), CONFIG_ERROR);
+    assert_int_equal(config_parse(&cfg, 6, lone_key), CONFIG_ERROR);
+    assert_int_equal(config_parse(&cfg, 7, both), CONFIG_ERROR);
+    fclose(stderr);
+    stderr = saved;
+}
+
 static void test_defaults(void **state)
 {
     (void)state;
@@ -137,6 +176,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_errors, 100);
     assert_int_equal(cfg.max_per_address, 256);
     assert_int_equal(cfg.hello_timeout, 10);
+    assert_int_equal(cfg.handshake_timeout, 10);
     assert_int_equal(cfg.req_rate, 50);
     assert_int_equal(cfg.req_burst, 200);
 }
@@ -168,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_positionals_keep_their_ranges),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_store_backend_by_name),
+        cmocka_unit_test(test_tls_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

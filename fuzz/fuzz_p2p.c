@@ -70,6 +70,7 @@ void ui_print(const char *line)
     (void)line;
 }
 
+/* A private message is never the "started" notice, whatever its text. */
 void display_private(const char *from, const char *text, size_t len)
 {
     (void)from;
@@ -80,14 +81,6 @@ void display_private(const char *from, const char *text, size_t len)
 void ui_remember_name(const char *name)
 {
     (void)name;
-}
-
-/* A private message is never the "started" notice, whatever its text. */
-void display_private(const char *from, const char *text, size_t len)
-{
-    (void)from;
-    (void)text;
-    (void)len;
 }
 
 void client_release(struct client *c)

@@ -44,6 +44,10 @@ static void answer_question(struct client *c, const char *line)
     }
 }
 
+/* Drops the link and connects again on a fresh one (a new connection's state must not mix
+ * with the old one's). False when no link could be made; else `*gai_rc` is link_connect's. */
+static bool relink(struct client *c, int *gai_rc);
+
 /* The user's answer to TRUST_QUESTION: yes pins the key and goes on; anything else quits. */
 static void answer_trust(struct client *c, const char *line)
 {
@@ -54,8 +58,15 @@ static void answer_trust(struct client *c, const char *line)
         return;
     }
     trust_accept(&c->trust);
+    /* The server may have given up on the connection while the person read the fingerprint
+     * (--hello-timeout): connect again; the key just accepted is trusted at once. */
     c->state = CLIENT_CONNECTING;
-    link_decide(c->link, true);
+    int rc = 0;
+    if (!relink(c, &rc) || rc != 0) {
+        if (rc != 0)
+            fprintf(stderr, "parley: cannot find %s: %s\n", c->host, evutil_gai_strerror(rc));
+        client_exit(c, CLIENT_EXIT_FAIL);
+    }
 }
 
 static void on_line(void *ctx, const char *line)
@@ -209,19 +220,27 @@ static struct link *new_link(struct client *c)
     return l;
 }
 
+static bool relink(struct client *c, int *gai_rc)
+{
+    link_free(c->link);
+    c->link = new_link(c);
+    if (!c->link)
+        return false;
+    *gai_rc = link_connect(c->link, c->host, c->port);
+    return true;
+}
+
 /* The wait is over: a fresh link (the old one's state belonged to the old connection). */
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct client *c = arg;
-    link_free(c->link);
-    c->link = new_link(c);
-    if (!c->link) {
+    int rc = 0;
+    if (!relink(c, &rc)) {
         client_exit(c, CLIENT_EXIT_FAIL);
         return;
     }
-    int rc = link_connect(c->link, c->host, c->port);
     if (rc != 0) {
         ui_printf("Error. Cannot find %s: %s", c->host, evutil_gai_strerror(rc));
         reconnect_failed(c);

@@ -53,6 +53,16 @@ void histfile_load(void)
         read_history(path);
 }
 
+/* Private messages are encrypted end to end: their text never goes to a file. */
+static void drop_private_lines(void)
+{
+    for (int i = history_length - 1; i >= 0; i--) {
+        HIST_ENTRY *e = history_get(history_base + i);
+        if (e && strncmp(e->line, "private ", 8) == 0)
+            free_history_entry(remove_history(i));
+    }
+}
+
 void histfile_save(int max)
 {
     char dir[4096], path[4200];
@@ -63,6 +73,7 @@ void histfile_save(int max)
         return;
     fchmod(fd, 0600); /* a file made by someone else's umask or an older version */
     close(fd);
+    drop_private_lines();
     if (write_history(path) == 0)
         history_truncate_file(path, max);
 }

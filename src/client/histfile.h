@@ -7,8 +7,9 @@
 /* Loads the saved history into readline's (nothing happens when there is none). */
 void histfile_load(void);
 
-/* Saves readline's history, at most `max` lines, creating the file and its directories as
- * needed. Failures are silent: the history is a comfort, never a reason to fail. */
+/* Saves readline's history, at most `max` lines, without the `private` lines (their text is
+ * encrypted end to end), creating the file and its directories as needed. Failures are silent: the
+ * history is a comfort, never a reason to fail. */
 void histfile_save(int max);
 
 #endif

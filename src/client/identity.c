@@ -100,11 +100,13 @@ static int read_key(struct ident *id, const char *path, char *err, size_t cap)
 }
 
 /* The directory name for user `me`: the name itself when it is made of letters, digits, `-`
- * and `_` only, else `x-` and its bytes in hex (a name may hold `/` or be `..`). */
+ * and `_` only and does not begin with `x-`, else `x-` and its bytes in hex (a name may hold
+ * `/` or be `..`; `x-612e62` must not meet the directory of `a.b`). */
 static void dir_name(const char *me, char out[2 * PROTO_MAX_NAME + 3])
 {
-    if (me[0] && strspn(me, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
-                     strlen(me)) {
+    if (me[0] && strncmp(me, "x-", 2) != 0 &&
+        strspn(me, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+            strlen(me)) {
         snprintf(out, 2 * PROTO_MAX_NAME + 3, "%s", me);
         return;
     }
@@ -194,6 +196,21 @@ int ident_peer_key(const struct ident *id, const char *peer, uint8_t pub[PCH_KEY
     return each_pin(id, find_fn, &a);
 }
 
+static bool count_fn(void *arg, const char *peer, const uint8_t *pub)
+{
+    (void)peer;
+    (void)pub;
+    ++*(size_t *)arg;
+    return false;
+}
+
+/* Returns the number of pins in known_peers (IDENT_MAX_PEERS when it cannot be read). */
+static size_t count_pins(const struct ident *id)
+{
+    size_t n = 0;
+    return each_pin(id, count_fn, &n) < 0 ? IDENT_MAX_PEERS : n;
+}
+
 static bool append_pin(const struct ident *id, const char *peer, const uint8_t pub[PCH_KEY_LEN])
 {
     char path[IDENT_PATH_MAX], line[IDENT_LINE_MAX], hex[IDENT_KEY_HEX + 1];
@@ -217,6 +234,8 @@ enum ident_pin ident_check_peer(const struct ident *id, const char *peer,
         return IDENT_PIN_ERROR;
     if (rc > 0)
         return sodium_memcmp(pinned, pub, PCH_KEY_LEN) == 0 ? IDENT_PIN_SAME : IDENT_PIN_CHANGED;
+    if (count_pins(id) >= IDENT_MAX_PEERS)
+        return IDENT_PIN_FULL; /* past it the file could not be read back, nor forgotten in */
     return append_pin(id, peer, pub) ? IDENT_PIN_NEW : IDENT_PIN_ERROR;
 }
 

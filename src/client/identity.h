@@ -35,6 +35,7 @@ enum ident_pin {
     IDENT_PIN_SAME,    /* the pinned key */
     IDENT_PIN_CHANGED, /* another key than the pinned one: refuse the session */
     IDENT_PIN_ERROR,   /* known_peers could not be read or written */
+    IDENT_PIN_FULL,    /* a new peer, but known_peers holds IDENT_MAX_PEERS pins already */
 };
 
 /* Puts the configuration directory in `out`: $XDG_CONFIG_HOME/parley when that is an absolute

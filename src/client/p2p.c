@@ -503,6 +503,10 @@ static bool pin_commit(struct peer *pe)
         return true;
     if (r == IDENT_PIN_ERROR)
         ui_print("Error. The known_peers file cannot be written; private messaging refused");
+    if (r == IDENT_PIN_FULL)
+        ui_printf("Error. known_peers holds %d peers already: `forget` some before private "
+                  "messaging with someone new",
+                  IDENT_MAX_PEERS);
     peer_end(pe, failed(pe));
     return false;
 }

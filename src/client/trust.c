@@ -99,14 +99,18 @@ enum link_verdict trust_check(struct trust *t, struct ssl_st *ssl, bool can_ask)
         fputs("parley: the server presented no usable certificate\n", stderr);
         return LINK_DISTRUSTED;
     }
-    if (t->ca) /* OpenSSL checked the chain and the name during the handshake */
-        return SSL_get_verify_result(ssl) == X509_V_OK ? LINK_TRUSTED : LINK_DISTRUSTED;
-    if (t->pin[0]) {
+    if (t->ca && SSL_get_verify_result(ssl) != X509_V_OK)
+        return LINK_DISTRUSTED; /* OpenSSL checked the chain and the name in the handshake */
+    if (t->ca && !t->pin[0])
+        return LINK_TRUSTED;
+    if (t->pin[0]) { /* with --ca too: the key must be the pinned one as well */
         if (strcmp(t->pin, t->seen) == 0)
             return LINK_TRUSTED;
         say_changed(t, t->pin, "--pin");
         return LINK_DISTRUSTED;
     }
+    if (t->accepted[0] && strcmp(t->accepted, t->seen) == 0)
+        return LINK_TRUSTED; /* accepted a moment ago, even if it could not be saved */
     char on_file[TLSFP_LEN + 1], where[4200];
     int line = 0;
     switch (t->path[0] ? known_lookup(t->path, t->name, t->seen, on_file, &line) : KNOWN_UNKNOWN) {
@@ -127,6 +131,7 @@ enum link_verdict trust_check(struct trust *t, struct ssl_st *ssl, bool can_ask)
 
 void trust_accept(struct trust *t)
 {
+    memcpy(t->accepted, t->seen, sizeof(t->accepted));
     if (!t->path[0] || known_add(t->path, t->name, t->seen) < 0)
         fprintf(stderr, "parley: could not remember the key in %s: %s\n",
                 t->path[0] ? t->path : "known_servers (set HOME or XDG_CONFIG_HOME)",

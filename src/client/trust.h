@@ -19,9 +19,10 @@ struct trust {
     const char *ca;          /* --ca FILE or "system"; NULL: pinning */
     char pin[TLSFP_LEN + 1]; /* --pin, normalised; empty: none */
     bool accept_new;
-    char path[4096];          /* the known_servers file */
-    char name[300];           /* host:port as the file has it */
-    char seen[TLSFP_LEN + 1]; /* the key the server presented */
+    char path[4096];              /* the known_servers file */
+    char name[300];               /* host:port as the file has it */
+    char seen[TLSFP_LEN + 1];     /* the key the server presented */
+    char accepted[TLSFP_LEN + 1]; /* the key the user accepted at the prompt in this run */
 };
 
 /* Sets up the TLS context from the options for `host` and `port`. Returns 0, or -1 with the

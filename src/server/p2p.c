@@ -87,6 +87,14 @@ static void request_unlink(struct server *srv, struct p2p_request *req)
         srv->p2p_newest = req->older;
 }
 
+/* Frees a request, wiping its secret (the private session's pre-shared key). */
+static void request_free(void *req)
+{
+    struct p2p_request *r = req;
+    sodium_memzero(r->secret, sizeof(r->secret));
+    free(r);
+}
+
 /* Forgets a request everywhere and frees it. */
 static void request_drop(struct server *srv, struct p2p_request *req)
 {
@@ -95,7 +103,7 @@ static void request_drop(struct server *srv, struct p2p_request *req)
     assert(was == req);
     (void)was;
     request_unlink(srv, req);
-    free(req);
+    request_free(req);
 }
 
 /* Makes and indexes a request from `s` to `to`; NULL when memory ran out. */
@@ -331,7 +339,7 @@ void p2p_expire(struct server *srv, int64_t now_ms)
 
 void p2p_free(struct server *srv)
 {
-    pairmap_free(&srv->p2p_requests, free);
+    pairmap_free(&srv->p2p_requests, request_free);
     pairmap_free(&srv->p2p_pairs, free);
     srv->p2p_oldest = srv->p2p_newest = NULL;
 }

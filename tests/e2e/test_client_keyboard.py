@@ -342,6 +342,7 @@ def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_fa
     env = {"XDG_STATE_HOME": str(state)}
     c = login_with(client_factory, server, "hans", env=env)
     command(c, "whoelse", "No other users")
+    command(c, "private yoda secret words", "Error. Private messaging to yoda not enabled")
     c.sendline("logout")
     assert wait_exit(c) == 0
     path = state / "parley" / "history"
@@ -349,6 +350,7 @@ def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_fa
     assert (path.parent.stat().st_mode & 0o777) == 0o700
     saved = path.read_text()
     assert "whoelse" in saved and "falcon" not in saved and "hans" not in saved, saved
+    assert "secret words" not in saved, saved  # private texts are end to end, never on disk
     # The next run recalls it with the arrow keys.
     d = login_with(client_factory, server, "hans", env=env)
     d.send("\x1b[A\x1b[A")

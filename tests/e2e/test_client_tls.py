@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import PARLEY, SANITIZER_MARKS, client_env
+from conftest import PARLEY, SANITIZER_MARKS, client_env, wait_until
 from test_client_kit import WELCOME, expect_line, prompt, wait_exit
 
 T = 5
@@ -98,6 +98,26 @@ def test_terminal_asks_on_first_use(tls_server, tmp_path, client_factory):
     expect_line(c, WELCOME)
     prompt(c)
     assert _fingerprint(tls_server) in _known(tmp_path)
+
+
+def test_slow_answer_at_the_trust_prompt(make_server, tmp_path, client_factory):
+    """A person who takes longer than the server's --hello-timeout to compare the fingerprint
+    still gets in: after `yes` the client connects again and the accepted key is trusted."""
+    s = make_server(args=["--tls", "--hello-timeout", "1"], tls=False)
+    base = s.fd_count()
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    c = client_factory(s.port, env=env, args=["--tls", "127.0.0.1", str(s.port)])
+    c.expect_exact("Trust this key and connect (yes/no)? ", timeout=T)
+    wait_until(lambda: s.fd_count() > base, what="the connection to be up")
+    wait_until(lambda: s.fd_count() == base, what="the server to drop the silent connection")
+    c.sendline("yes")
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    prompt(c)
+    assert _fingerprint(s) in _known(tmp_path)
 
 
 def _self_signed(tmp_path, name, cn="impostor", days=30, offset_days=0, issuer=None,
@@ -191,6 +211,19 @@ def test_ca_valid_certificate(make_server, tmp_path, ca):
     r = _run(["--ca", ca[0], "127.0.0.1", str(s.port)], tmp_path)
     assert r.returncode == 0 and WELCOME in r.stdout, r.stderr
     assert not os.path.exists(tmp_path / "parley" / "known_servers")  # nothing pinned
+
+
+def test_ca_and_pin_both_hold(make_server, tmp_path, ca):
+    """With --ca and --pin the chain must check out and the key must be the pinned one."""
+    cp, kp, _, _ = _self_signed(tmp_path, "good", cn="good", issuer=(ca[2], ca[3]))
+    s = make_server(args=["--tls-cert", cp, "--tls-key", kp], tls=False)
+    fp = subprocess.run([s.command()[0], "--tls-cert", cp, "--tls-key", kp, "--tls-fingerprint"],
+                        cwd=s.dir, capture_output=True, text=True, timeout=T,
+                        check=True).stdout.strip()
+    r = _run(["--ca", ca[0], "--pin", "sha256:" + "0" * 64, "127.0.0.1", str(s.port)], tmp_path)
+    assert r.returncode == 1 and "WARNING" in r.stderr and WELCOME not in r.stdout, r.stderr
+    r = _run(["--ca", ca[0], "--pin", fp, "127.0.0.1", str(s.port)], tmp_path)
+    assert r.returncode == 0 and WELCOME in r.stdout, r.stderr
 
 
 def test_ca_expired_certificate_refused(make_server, tmp_path, ca):

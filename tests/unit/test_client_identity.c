@@ -55,6 +55,12 @@ static void the_key_is_made_once_and_kept_private(void **state)
     assert_int_equal(ident_load(&b, base, "a/b", err, sizeof(err)), 0);
     snprintf(path, sizeof(path), "%s/x-612f62/identity", base);
     assert_int_equal(stat(path, &st), 0);
+    /* A name that looks like a hex directory is hex too: it never shares a.b's key. */
+    struct ident dotted, lookalike;
+    assert_int_equal(ident_load(&dotted, base, "a.b", err, sizeof(err)), 0);
+    assert_int_equal(ident_load(&lookalike, base, "x-612e62", err, sizeof(err)), 0);
+    assert_string_not_equal(dotted.dir, lookalike.dir);
+    assert_memory_not_equal(dotted.pub, lookalike.pub, PCH_KEY_LEN);
     snprintf(path, sizeof(path), "%s/hans/identity", base);
     assert_int_equal(chmod(path, 0644), 0);
     assert_int_equal(ident_load(&b, base, "hans", err, sizeof(err)), -1);
@@ -117,11 +123,35 @@ static void safety_numbers_agree_and_change_with_the_key(void **state)
     assert_true(strstr(ab, own) != NULL);
 }
 
+/* known_peers stops growing at IDENT_MAX_PEERS: a new peer is refused (not appended past what
+ * can be read back), the pinned ones still work, and `forget` makes room. */
+static void pins_stop_at_the_cap_and_forget_makes_room(void **state)
+{
+    (void)state;
+    struct ident me;
+    char err[512], path[IDENT_PATH_MAX + 16];
+    uint8_t k[PCH_KEY_LEN];
+    memset(k, 7, sizeof(k));
+    assert_int_equal(ident_load(&me, base, "leia", err, sizeof(err)), 0);
+    snprintf(path, sizeof(path), "%s/known_peers", me.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < IDENT_MAX_PEERS; i++)
+        fprintf(f, "p%d 0707070707070707070707070707070707070707070707070707070707070707\n", i);
+    fclose(f);
+    assert_int_equal(ident_check_peer(&me, "p9999", k), IDENT_PIN_SAME);
+    assert_int_equal(ident_check_peer(&me, "newcomer", k), IDENT_PIN_FULL);
+    assert_int_equal(ident_forget(&me, "p0"), 1);
+    assert_int_equal(ident_check_peer(&me, "newcomer", k), IDENT_PIN_NEW);
+    assert_int_equal(ident_check_peer(&me, "newcomer", k), IDENT_PIN_SAME);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_key_is_made_once_and_kept_private),
         cmocka_unit_test(pins_are_made_kept_refused_and_forgotten),
+        cmocka_unit_test(pins_stop_at_the_cap_and_forget_makes_room),
         cmocka_unit_test(safety_numbers_agree_and_change_with_the_key),
     };
     return cmocka_run_group_tests(tests, make_base, remove_base);

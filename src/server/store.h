@@ -74,6 +74,11 @@ int store_open(struct store **out, const struct store_ops *ops, const char *dir,
 int store_open_accepting_loss(struct store **out, const struct store_ops *ops, const char *dir,
                               char *err, size_t errlen);
 
+/* Returns false when the last write the store answered (a message queued, an acknowledgement,
+ * a block, the login history, a lock-out; not a commit, which the caller is told of) failed,
+ * true once one succeeds again (the heartbeat every few seconds tries). NULL: false. */
+bool store_writable(const struct store *st);
+
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st);
 

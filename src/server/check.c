@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "server/auth.h"
+#include "server/metrics.h"
 #include "server/net_tls.h"
 #include "server/store.h"
 
@@ -112,8 +113,19 @@ static enum check_verdict check_fd_limit(const struct config *cfg)
     return CHECK_OK;
 }
 
+/* A --metrics address must have the form the server reads (it is bound only at start). */
+static enum check_verdict check_metrics(const struct config *cfg)
+{
+    char host[METRICS_ADDR_MAX];
+    int port;
+    if (!cfg->metrics || metrics_parse_addr(cfg->metrics, host, &port) == 0)
+        return CHECK_OK;
+    fprintf(stderr, "parleyd: --metrics %s: expected ADDR:PORT\n", cfg->metrics);
+    return CHECK_WRONG;
+}
+
 static const check_step_fn check_steps[] = {check_credentials, check_data_dir, check_tls,
-                                            check_fd_limit};
+                                            check_metrics, check_fd_limit};
 
 enum check_verdict check_run(const struct config *cfg)
 {

@@ -14,9 +14,9 @@ enum check_verdict {
 /* Validates the credentials file, the data directory (opening its store and closing it again,
  * so the directory's lock is held only for the check; a directory a running parleyd holds is
  * reported as wrong) and the options that depend on the system (the TLS key and certificate,
- * the descriptor limit against --max-connections, only a warning). Never listens on a port and
- * never creates a missing data directory. Prints one line per problem, nothing when all is
- * well. */
+ * the form of the --metrics address, the descriptor limit against --max-connections, only a
+ * warning). Never listens on a port and never creates a missing data directory. Prints one
+ * line per problem, nothing when all is well. */
 enum check_verdict check_run(const struct config *cfg);
 
 #endif

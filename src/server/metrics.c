@@ -16,7 +16,6 @@
 #define METRICS_HTTP_TIMEOUT_SEC 10
 /* Requests are a line and a few headers; a larger one is refused. */
 #define METRICS_MAX_HEADERS 8192
-#define METRICS_ADDR_MAX 256
 
 /* How a counter is shown: its family, its labels, and the family's help text. */
 struct metrics_series {
@@ -107,7 +106,8 @@ static void render_family(struct evbuffer *b, const char *family, const char *ty
                           const char *help)
 {
     size_t len = strlen(family), suffix = strlen("_total");
-    if (strcmp(type, "counter") == 0 && len > suffix && strcmp(family + len - suffix, "_total") == 0)
+    if (strcmp(type, "counter") == 0 && len > suffix &&
+        strcmp(family + len - suffix, "_total") == 0)
         len -= suffix;
     evbuffer_add_printf(b, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)len, family, help, (int)len,
                         family, type);
@@ -145,8 +145,8 @@ static void render_histograms(struct evbuffer *b)
     }
 }
 
-static void render_gauge(struct evbuffer *b, const char *family, const char *type,
-                         const char *help, unsigned long long v)
+static void render_gauge(struct evbuffer *b, const char *family, const char *type, const char *help,
+                         unsigned long long v)
 {
     render_family(b, family, type, help);
     evbuffer_add_printf(b, "%s %llu\n", family, v);
@@ -163,8 +163,8 @@ static void render_gauges(struct evbuffer *b, const struct metrics_gauges *g)
                         g->sessions_hello, g->sessions_login, g->sessions_online);
     render_gauge(b, "parley_connections_accepted_total", "counter", "Connections accepted.",
                  g->accepted);
-    render_gauge(b, "parley_connections_refused_total", "counter",
-                 "Connections refused (limits).", g->refused);
+    render_gauge(b, "parley_connections_refused_total", "counter", "Connections refused (limits).",
+                 g->refused);
     render_gauge(b, "parley_clients_cut_off_total", "counter",
                  "Clients closed for more output queued than --max-output.", g->cut_off);
     render_gauge(b, "parley_received_bytes_total", "counter", "Bytes read from clients.",
@@ -229,8 +229,7 @@ static void on_healthz(struct evhttp_request *req, void *arg)
     evbuffer_free(b);
 }
 
-/* Splits "host:port" or "[v6]:port" into `host` (METRICS_ADDR_MAX bytes) and `*port`. */
-static int parse_addr_port(const char *s, char *host, int *port)
+int metrics_parse_addr(const char *s, char host[METRICS_ADDR_MAX], int *port)
 {
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s)
@@ -256,7 +255,7 @@ static int metrics_listen(const char *addr_port, char *err, size_t errlen)
 {
     char host[METRICS_ADDR_MAX];
     int port;
-    if (parse_addr_port(addr_port, host, &port) < 0) {
+    if (metrics_parse_addr(addr_port, host, &port) < 0) {
         snprintf(err, errlen, "--metrics %s: expected ADDR:PORT", addr_port);
         return -1;
     }

@@ -18,12 +18,12 @@ enum metrics_counter {
     METRICS_LOGIN_WRONG_PASSWORD = 1,
     METRICS_LOGIN_LOCKED = 2,
     METRICS_LOGIN_UNKNOWN = 3,
-    METRICS_MSG_ACCEPTED = 4,      /* direct messages stored */
-    METRICS_MSG_DELIVERED = 5,     /* direct messages written to a recipient */
-    METRICS_MSG_ACKNOWLEDGED = 6,  /* acknowledgements that removed messages */
-    METRICS_BROADCASTS = 7,        /* broadcasts sent */
+    METRICS_MSG_ACCEPTED = 4,       /* direct messages stored */
+    METRICS_MSG_DELIVERED = 5,      /* direct messages written to a recipient */
+    METRICS_MSG_ACKNOWLEDGED = 6,   /* acknowledgements that removed messages */
+    METRICS_BROADCASTS = 7,         /* broadcasts sent */
     METRICS_BROADCAST_DELIVERY = 8, /* copies of them written to users */
-    METRICS_P2P_BROKERED = 9,      /* private sessions the server brokered */
+    METRICS_P2P_BROKERED = 9,       /* private sessions the server brokered */
     METRICS_COUNTER_COUNT = 10,
 };
 
@@ -36,10 +36,10 @@ enum metrics_histogram {
 
 /* What the server reports when scraped: values it keeps itself. */
 struct metrics_gauges {
-    size_t connections;                             /* open */
+    size_t connections;                                     /* open */
     size_t sessions_hello, sessions_login, sessions_online; /* by state */
-    unsigned long long accepted, refused;           /* connections so far */
-    unsigned long long cut_off;                     /* clients closed for output over --max-output */
+    unsigned long long accepted, refused;                   /* connections so far */
+    unsigned long long cut_off; /* clients closed for output over --max-output */
     unsigned long long bytes_in, bytes_out;
     size_t hash_jobs; /* password hashes queued or running */
     bool store_writable;
@@ -59,6 +59,13 @@ void metrics_refused(int code);
 
 /* Records one observation of `seconds` in a histogram. */
 void metrics_observe(enum metrics_histogram h, double seconds);
+
+/* The longest host part of a --metrics address, its terminating NUL included. */
+#define METRICS_ADDR_MAX 256
+
+/* Splits "host:port" or "[v6]:port" into `host` and `*port` (0 to 65535). Returns 0, or -1
+ * when `s` is not of that form. */
+int metrics_parse_addr(const char *s, char host[METRICS_ADDR_MAX], int *port);
 
 /* Serves /metrics and /healthz on `addr_port` ("127.0.0.1:9464", "[::1]:9464") on `base`,
  * reading the gauges through `fn`. Returns 0, or -1 with a message in `err`. Without a call,

@@ -63,6 +63,14 @@ def test_check_bad_tls_files(tmp_path):
     assert r.returncode == 1 and "cert.pem" in r.stderr, r.stderr
 
 
+def test_check_metrics_address(tmp_path):
+    _credentials(tmp_path)
+    r = _check(tmp_path, "--metrics", "127.0.0.1")
+    assert r.returncode == 1 and "--metrics 127.0.0.1: expected ADDR:PORT" in r.stderr, r.stderr
+    r = _check(tmp_path, "--metrics", "[::1]:9464")
+    assert (r.returncode, r.stderr) == (0, "")
+
+
 def test_check_descriptor_limit_is_a_warning(tmp_path):
     _credentials(tmp_path)
     r = subprocess.run(["sh", "-c", f"ulimit -n 256 && exec {PARLEYD} --check "

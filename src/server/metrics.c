@@ -173,6 +173,11 @@ static void render_gauges(struct evbuffer *b, const struct metrics_gauges *g)
                  g->bytes_out);
     render_gauge(b, "parley_hash_jobs", "gauge", "Password hashes queued or running.",
                  g->hash_jobs);
+    render_gauge(b, "parley_messages_waiting", "gauge",
+                 "Direct messages in the store waiting for their recipient.",
+                 (unsigned long long)(g->waiting_messages > 0 ? g->waiting_messages : 0));
+    render_gauge(b, "parley_messages_waiting_bytes", "gauge",
+                 "Sender and body bytes of the messages waiting.", g->waiting_bytes);
     render_gauge(b, "parley_store_writable", "gauge", "1 while the store accepts writes.",
                  g->store_writable);
 }

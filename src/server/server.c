@@ -441,6 +441,11 @@ static void read_gauges(void *ctx, struct metrics_gauges *g)
     g->bytes_out = st.bytes_out;
     g->hash_jobs = srv->hash_jobs;
     g->store_writable = store_writable(srv->store) && !srv->commit_failed;
+    struct store_totals t = {0, 0};
+    if (store_queue_totals(srv->store, &t) == 0) {
+        g->waiting_messages = t.messages;
+        g->waiting_bytes = t.bytes;
+    }
 }
 
 /* Serves /metrics and /healthz with --metrics. Returns 0, or -1 (logged). */

@@ -144,6 +144,11 @@ int64_t store_queue_count(struct store *st, const char *recipient)
     return st->ops->queue_count(st->be, recipient);
 }
 
+int store_queue_totals(struct store *st, struct store_totals *out)
+{
+    return st->ops->queue_totals(st->be, out);
+}
+
 int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
     return store_noted(st, st->ops->block_add(st->be, blocker, blocked));

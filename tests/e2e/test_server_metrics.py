@@ -97,6 +97,8 @@ def test_metrics_follow_the_traffic(make_server):
     assert _v(after, "parley_store_commit_duration_seconds_bucket", le="+Inf") == commits
     assert _v(after, "parley_loop_iteration_duration_seconds_count") > 0
     assert _v(after, "parley_store_writable") == 1
+    assert _v(after, "parley_messages_waiting") == 1  # the one to vader, offline
+    assert _v(after, "parley_messages_waiting_bytes") >= len("hans" "for later")
     assert _get(s, "/nothing")[0] == 404
 
 

@@ -171,6 +171,8 @@ static void render_gauges(struct evbuffer *b, const struct metrics_gauges *g)
                  g->bytes_in);
     render_gauge(b, "parley_sent_bytes_total", "counter", "Bytes written to clients.",
                  g->bytes_out);
+    render_gauge(b, "parley_output_queued_bytes", "gauge",
+                 "Bytes waiting to be written to clients.", g->output_queued);
     render_gauge(b, "parley_hash_jobs", "gauge", "Password hashes queued or running.",
                  g->hash_jobs);
     render_gauge(b, "parley_messages_waiting", "gauge",

@@ -131,3 +131,30 @@ def test_metrics_address_refused_is_a_start_failure(make_server, tmp_path):
         s.start()
     s.expected_exit = True
     assert "--metrics 127.0.0.1: expected ADDR:PORT" in s.stderr_text()
+
+
+def test_output_queued_and_cut_off(make_server):
+    """A user who stops reading: the bytes waiting for it show in parley_output_queued_bytes,
+    and once past --max-output it is cut off (parley_clients_cut_off_total) and they go."""
+    s = _metrics_server(make_server, "--max-output", "200000", "--msg-rate", "0")
+    hans = s.login("hans")
+    deaf = s.login("yoda", rcvbuf=4096)  # never reads from here on
+    hans.wait_event("LOGIN yoda")
+    assert _v(_scrape(s), "parley_output_queued_bytes") == 0
+    text = "w" * 900
+    sent = [0]
+
+    def broadcast_then(name):
+        """Sends 20 broadcasts, then returns the value of `name`."""
+        for _ in range(20):
+            ok(hans.request("BCAST", f"{text} {sent[0]}"))
+            sent[0] += 1
+        return _v(_scrape(s), name)
+
+    wait_until(lambda: broadcast_then("parley_output_queued_bytes") > 0, timeout=10,
+               what="output queued for the deaf user")
+    wait_until(lambda: broadcast_then("parley_clients_cut_off_total") == 1, timeout=20,
+               what="the deaf user cut off")
+    assert deaf.closed(5)
+    wait_until(lambda: _v(_scrape(s), "parley_output_queued_bytes") == 0, timeout=5,
+               what="its output gone")

@@ -158,3 +158,21 @@ def test_output_queued_and_cut_off(make_server):
     assert deaf.closed(5)
     wait_until(lambda: _v(_scrape(s), "parley_output_queued_bytes") == 0, timeout=5,
                what="its output gone")
+
+
+def test_p2p_sessions_brokered_counted(make_server):
+    s = _metrics_server(make_server)
+    pa = s.login("hans")
+    pb = s.login("yoda")
+    pa.wait_event("LOGIN yoda")
+    pa.open_listener()
+    pb.open_listener()
+    assert _v(_scrape(s), "parley_p2p_sessions_brokered_total") == 0
+    tag = pa.send_request("P2P", "yoda")
+    pb.wait_event("P2PREQ")
+    ok(pb.request("P2PACCEPT", "hans"))
+    ok(pa.get_reply(tag))
+    assert _v(_scrape(s), "parley_p2p_sessions_brokered_total") == 1
+    tag = pa.send_request("P2P", "luke")  # offline: refused, not brokered
+    assert pa.get_reply(tag)[0] == "ERR"
+    assert _v(_scrape(s), "parley_p2p_sessions_brokered_total") == 1

@@ -171,6 +171,10 @@ static void render_gauges(struct evbuffer *b, const struct metrics_gauges *g)
                  g->bytes_in);
     render_gauge(b, "parley_sent_bytes_total", "counter", "Bytes written to clients.",
                  g->bytes_out);
+    render_gauge(b, "parley_socket_reads_total", "counter",
+                 "Reads from client sockets that returned bytes.", g->reads);
+    render_gauge(b, "parley_socket_writes_total", "counter",
+                 "Writes to client sockets that took bytes.", g->writes);
     render_gauge(b, "parley_output_queued_bytes", "gauge",
                  "Bytes waiting to be written to clients.", g->output_queued);
     render_gauge(b, "parley_hash_jobs", "gauge", "Password hashes queued or running.",

@@ -41,6 +41,7 @@ struct metrics_gauges {
     unsigned long long accepted, refused;                   /* connections so far */
     unsigned long long cut_off; /* clients closed for output over --max-output */
     unsigned long long bytes_in, bytes_out;
+    unsigned long long reads, writes; /* socket reads and writes that moved bytes */
     size_t output_queued;             /* bytes waiting to be written to clients */
     size_t hash_jobs;                 /* password hashes queued or running */
     long long waiting_messages;       /* in the store, for every recipient */

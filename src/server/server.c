@@ -443,6 +443,8 @@ static void read_gauges(void *ctx, struct metrics_gauges *g)
     g->bytes_in = st.bytes_in;
     g->bytes_out = st.bytes_out;
     g->output_queued = st.queued;
+    g->reads = st.reads;
+    g->writes = st.writes;
     g->hash_jobs = srv->hash_jobs;
     g->store_writable = store_writable(srv->store) && !srv->commit_failed;
     struct store_totals t = {0, 0};

@@ -92,6 +92,8 @@ def test_metrics_follow_the_traffic(make_server):
     assert _v(after, "parley_connections") >= 4
     assert _v(after, "parley_connections_accepted_total") >= 4
     assert _v(after, "parley_received_bytes_total") > _v(before, "parley_received_bytes_total")
+    assert _v(after, "parley_socket_reads_total") > _v(before, "parley_socket_reads_total")
+    assert _v(after, "parley_socket_writes_total") > _v(before, "parley_socket_writes_total")
     commits = _v(after, "parley_store_commit_duration_seconds_count")
     assert commits > _v(before, "parley_store_commit_duration_seconds_count")
     assert _v(after, "parley_store_commit_duration_seconds_bucket", le="+Inf") == commits

@@ -29,7 +29,7 @@ PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-benc
          $(BUILD)/parley-p2p-bench
 
 .PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak \
-        bench-p2p
+        bench-p2p install uninstall
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -77,6 +77,30 @@ $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ
 
 deps:
 	@scripts/deps.sh test
+
+# `make install` (PREFIX, DESTDIR as usual): parleyd in sbin, parley in bin, their man pages and
+# the systemd unit (README.md, "Installing"); `make uninstall` removes exactly those files.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALLED := $(BINDIR)/parley $(SBINDIR)/parleyd $(MANDIR)/man1/parley.1 \
+             $(MANDIR)/man8/parleyd.8 $(UNITDIR)/parleyd.service
+
+# The unit is written with the path of the parleyd it runs.
+install: $(BUILD)/parleyd $(BUILD)/parley
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR)
+	install -m 755 $(BUILD)/parley $(DESTDIR)$(BINDIR)/parley
+	install -m 755 $(BUILD)/parleyd $(DESTDIR)$(SBINDIR)/parleyd
+	install -m 644 man/parley.1 $(DESTDIR)$(MANDIR)/man1/parley.1
+	install -m 644 man/parleyd.8 $(DESTDIR)$(MANDIR)/man8/parleyd.8
+	sed 's|@SBINDIR@|$(SBINDIR)|g' dist/parleyd.service.in > $(DESTDIR)$(UNITDIR)/parleyd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/parleyd.service
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 # Starts parleyd on port 5000 (plain) and 5001 (TLS, with a key and self-signed certificate made
 # in run/parley-data on first start) with the sample credentials, in ./run (its own data
@@ -162,7 +186,20 @@ lint-check:
 	@clang-format --dry-run -Werror $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h' 2>/dev/null)
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -Isrc src
+	@$(MAKE) --no-print-directory lint-unit
 	@echo "lint: clean"
+
+# systemd-analyze verify on the unit, pointed at the parleyd just built (it checks that the
+# program exists); skipped with a note where systemd is not installed (it is not a test
+# dependency: scripts/deps.sh).
+.PHONY: lint-unit
+lint-unit: $(BUILD)/parleyd
+	@mkdir -p $(BUILD)/lint
+	@sed 's|@SBINDIR@|$(abspath $(BUILD))|g' dist/parleyd.service.in > $(BUILD)/lint/parleyd.service
+	@if command -v systemd-analyze >/dev/null; then \
+	  out=$$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no $(BUILD)/lint/parleyd.service 2>&1); \
+	  [ -z "$$out" ] || { echo "$$out"; exit 1; }; \
+	else echo "lint: systemd-analyze is not installed; parleyd.service not verified"; fi
 
 # The benchmark against Redis and mosquitto (installs them when missing); not a test.
 BENCH_ARGS ?= --quick

@@ -1,4 +1,5 @@
 /* Delivery, locally: every recipient is a session of this process; see broker.h. */
+#include "server/metrics.h"
 #include "server/broker.h"
 
 #include <assert.h>
@@ -60,6 +61,7 @@ bool broker_direct(struct server *srv, struct user *to, const struct store_msg *
     assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
     size_t pos = net_pending_output(peer->conn);
     session_send(peer, srv->fmt, n);
+    metrics_count(METRICS_MSG_DELIVERED);
     server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);
     peer->sent_id = m->id;
     return true;
@@ -81,8 +83,10 @@ static void broadcast_to(void *ctx, struct session *s)
         return;
     if (directory_blocks(u, b->from))
         b->skipped++;
-    else if (!directory_blocks(b->from, u))
+    else if (!directory_blocks(b->from, u)) {
         session_send(s, b->frame, b->len);
+        metrics_count(METRICS_BROADCAST_DELIVERY);
+    }
 }
 
 unsigned broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len)

@@ -46,6 +46,10 @@ static const char usage_text[] =
     "                         imply --tls\n"
     "  --tls-port N           serve TLS on port N beside the plain port\n"
     "  --tls-fingerprint      print the SHA-256 fingerprint of the TLS key and exit\n"
+    "  --metrics ADDR:PORT    serve Prometheus metrics at /metrics and a health check at\n"
+    "                         /healthz on ADDR:PORT (e.g. 127.0.0.1:9464; default off)\n"
+    "  --check                check the credentials file, the data directory and the options,\n"
+    "                         print what is wrong and exit (0: parleyd would start)\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -114,6 +118,8 @@ enum {
     OPT_TLS_KEY,
     OPT_TLS_PORT,
     OPT_TLS_FINGERPRINT,
+    OPT_CHECK,
+    OPT_METRICS,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -162,6 +168,8 @@ static const struct option long_options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-port", required_argument, NULL, OPT_TLS_PORT},
     {"tls-fingerprint", no_argument, NULL, OPT_TLS_FINGERPRINT},
+    {"check", no_argument, NULL, OPT_CHECK},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -395,6 +403,12 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
         break;
     case OPT_TLS_FINGERPRINT:
         cfg->tls_fingerprint = true;
+        break;
+    case OPT_CHECK:
+        cfg->check = true;
+        break;
+    case OPT_METRICS:
+        cfg->metrics = arg;
         break;
     case OPT_VERBOSE:
         cfg->verbose = true;

@@ -23,6 +23,8 @@ struct config {
     const char *tls_key;
     int tls_port;         /* a TLS port beside the plain one; -1: none */
     bool tls_fingerprint; /* --tls-fingerprint: print it and exit */
+    bool check;           /* --check: validate the settings (check.h) and exit */
+    const char *metrics;  /* --metrics ADDR:PORT: serve /metrics and /healthz; NULL: off */
     bool allow_register;
     bool p2p_consent;
     bool fsync;             /* every store write reaches the disk before it counts */

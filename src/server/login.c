@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/metrics.h"
 #include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
@@ -107,6 +108,7 @@ void login_user(struct session *s, const struct request *r)
     struct user *u = directory_find(&srv->dir, r->arg[0].ptr, r->arg[0].len);
     if (!u || !u->has_account) {
         if (!srv->cfg.allow_register) {
+            metrics_count(METRICS_LOGIN_UNKNOWN);
             session_err(s, tag, PROTO_E_NO_SUCH_USER);
             return;
         }
@@ -136,6 +138,7 @@ static void login_success(struct session *s, const char *tag)
         lock_save(srv, u);
     }
     s->state = SESSION_ONLINE;
+    metrics_count(METRICS_LOGIN_OK);
     session_touch(s);
     session_ok(s, tag, NULL);
     log_info("%s logged in from %s", u->name, net_peer_addr(s->conn));
@@ -150,6 +153,7 @@ static void finish_check(struct session *s, const char *tag, bool ok)
     struct user *u = s->user;
     s->state = SESSION_PASSWORD;
     if (is_locked(srv, u)) {
+        metrics_count(METRICS_LOGIN_LOCKED);
         refuse_locked(s, tag, PROTO_E_LOCKED);
         return;
     }
@@ -165,6 +169,7 @@ static void finish_check(struct session *s, const char *tag, bool ok)
     enum lockout_result lr =
         lockout_fail(&u->lock, unix_ms(), srv->cfg.max_failures, srv->cfg.block_duration);
     lock_save(srv, u);
+    metrics_count(METRICS_LOGIN_WRONG_PASSWORD);
     log_info("wrong password for %s from %s", u->name, net_peer_addr(s->conn));
     if (lr == LOCKOUT_NOW_LOCKED) {
         log_info("%s locked for %ld s", u->name, srv->cfg.block_duration);
@@ -408,11 +413,13 @@ void login_pass(struct session *s, const struct request *r)
     }
     if (!u->has_account) {
         s->state = SESSION_USERNAME;
+        metrics_count(METRICS_LOGIN_UNKNOWN);
         session_err(s, tag, PROTO_E_NO_SUCH_USER);
         return;
     }
     if (is_locked(s->srv, u)) {
         /* Not checked and not counted: the answer says nothing about the password. */
+        metrics_count(METRICS_LOGIN_LOCKED);
         refuse_locked(s, tag, PROTO_E_LOCKED);
         return;
     }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "server/auth.h"
+#include "server/check.h"
 #include "server/config.h"
 #include "server/server.h"
 #include "server/tlscert.h"
@@ -51,6 +52,8 @@ int main(int argc, char **argv)
         return hash_credentials(&cfg);
     if (cfg.tls_fingerprint)
         return print_fingerprint(&cfg);
+    if (cfg.check)
+        return (int)check_run(&cfg);
     struct server srv;
     int rc = 1;
     if (server_init(&srv, &cfg) == 0)

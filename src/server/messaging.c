@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "server/metrics.h"
 #include "server/broker.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -45,6 +46,7 @@ static int send_queued(void *ctx, const struct store_msg *m)
         return 1;
     }
     session_send(s, s->srv->fmt, n);
+    metrics_count(METRICS_MSG_DELIVERED);
     s->sent_id = m->id;
     if (++page->count == MSG_BACKLOG_PAGE / 2)
         s->refill_id = m->id;
@@ -85,6 +87,8 @@ void msg_ack(struct session *s, struct proto_slice id_field)
     /* On failure the messages stay queued and come again at the next login: paging goes on. */
     if (store_queue_ack(srv->store, s->user->name, upto) < 0)
         log_error("store: cannot remove delivered messages: %s", store_error(srv->store));
+    else
+        metrics_count(METRICS_MSG_ACKNOWLEDGED);
     s->acked_id = upto;
     if (s->draining && s->acked_id >= s->refill_id)
         msg_deliver_backlog(s);
@@ -157,6 +161,7 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
         return;
     }
+    metrics_count(METRICS_MSG_ACCEPTED);
     struct store_msg m = {id, s->user->name, to->name, now, r->text.ptr, r->text.len};
     bool online = broker_direct(srv, to, &m);
     size_t pos = net_pending_output(s->conn);
@@ -170,5 +175,6 @@ void msg_broadcast(struct session *s, const struct request *r)
     const char *tag = r->tag;
     if (!text_fits(s, tag, r) || !rate_ok(s, tag))
         return;
+    metrics_count(METRICS_BROADCASTS);
     session_ok_number(s, tag, broker_broadcast(srv, s->user, r->text.ptr, r->text.len));
 }

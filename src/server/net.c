@@ -143,6 +143,8 @@ static void schedule(struct net_conn *c)
 
 static void drop_output(struct net_conn *c)
 {
+    assert(c->net->stats.queued >= c->out_len - c->out_off);
+    c->net->stats.queued -= c->out_len - c->out_off;
     free(c->out);
     c->out = NULL;
     c->out_off = c->out_len = c->out_cap = 0;
@@ -272,6 +274,7 @@ static bool write_out(struct net_conn *c)
         if (w > 0) {
             c->net->stats.writes++;
             c->net->stats.bytes_out += (unsigned long long)w;
+            c->net->stats.queued -= (size_t)w;
             c->out_off += (size_t)w;
             continue;
         }
@@ -402,6 +405,7 @@ void net_send(struct net_conn *c, const char *data, size_t len)
     }
     memcpy(c->out + c->out_len, data, len);
     c->out_len += len;
+    c->net->stats.queued += len;
     schedule(c);
 }
 
@@ -461,6 +465,7 @@ int net_splice(struct net_conn *c, size_t pos, size_t len, const char *with, siz
     memmove(at + with_len, at + len, queued - pos - len);
     memcpy(at, with, with_len);
     c->out_len = need;
+    c->net->stats.queued = c->net->stats.queued - len + with_len;
     return 0;
 }
 

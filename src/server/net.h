@@ -46,6 +46,7 @@ struct net_limits {
 struct net_stats {
     unsigned long long accepted, refused, reads, writes, bytes_in, bytes_out, overflows;
     size_t open;
+    size_t queued; /* output bytes waiting to be written, all connections together */
 };
 
 /* Creates the network layer on `base`. Returns NULL on failure. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/metrics.h"
 #include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
@@ -201,6 +202,7 @@ static int pair_new(struct server *srv, struct session *a, struct session *b)
     pair->end[0] = a;
     pair->end[1] = b;
     pair_link(pair);
+    metrics_count(METRICS_P2P_BROKERED);
     return 0;
 }
 

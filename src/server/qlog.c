@@ -1024,3 +1024,13 @@ int64_t qlog_count(const struct qlog *q, const char *recipient)
     const struct qqueue *queue = queue_find(q, recipient, strlen(recipient));
     return queue ? queue->mq.count : 0;
 }
+
+void qlog_totals(const struct qlog *q, int64_t *messages, uint64_t *bytes)
+{
+    *messages = 0;
+    *bytes = 0;
+    for (const struct qqueue *queue = q->all; queue; queue = queue->all_next) {
+        *messages += queue->mq.count;
+        *bytes += queue->mq.text_bytes;
+    }
+}

@@ -82,4 +82,8 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id);
 /* Returns the number of messages queued for `recipient`. */
 int64_t qlog_count(const struct qlog *q, const char *recipient);
 
+/* Sums the waiting messages of every recipient into `*messages` and their sender and body
+ * bytes into `*bytes` (one step per recipient ever queued for). */
+void qlog_totals(const struct qlog *q, int64_t *messages, uint64_t *bytes);
+
 #endif

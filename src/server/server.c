@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/net_tls.h"
 #include "server/server.h"
 #include "server/store.h"
@@ -35,6 +36,17 @@ int64_t server_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads `clock` in seconds for the histograms; 0 when nothing serves them (--metrics off), as
+ * reading a thread's CPU time is a system call. */
+static double server_clock_seconds(const struct server *srv, clockid_t clock)
+{
+    if (!srv->cfg.metrics)
+        return 0;
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void raise_fd_limit(void)
@@ -249,6 +261,8 @@ static void undo_output(struct server *srv)
 static void on_committed(void *arg, int rc)
 {
     struct server *srv = arg;
+    if (rc < 0 || srv->n_undo)
+        srv->commit_failed = rc < 0; /* a batch that held writes tells whether they were lost */
     if (rc < 0) {
         log_error("store: commit failed (%s); %zu replies and deliveries withdrawn",
                   store_error(srv->store), srv->n_undo);
@@ -261,7 +275,9 @@ static void on_committed(void *arg, int rc)
  * local backend answers before store_commit returns, so net_flush follows the answer. */
 static void commit_store(struct server *srv)
 {
+    double t0 = server_clock_seconds(srv, CLOCK_MONOTONIC);
     store_commit(srv->store, on_committed, srv);
+    metrics_observe(METRICS_STORE_COMMIT, server_clock_seconds(srv, CLOCK_MONOTONIC) - t0);
     assert(srv->n_undo == 0);
 }
 
@@ -305,6 +321,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         srv->last_heartbeat = now;
         if (store_heartbeat(srv->store, now) < 0)
             log_error("store: cannot record heartbeat: %s", store_error(srv->store));
+        else
+            srv->commit_failed = false; /* the store takes writes again */
     }
     trim_after_burst(srv);
 }
@@ -409,6 +427,45 @@ static void ignore_signals(void)
     signal(SIGXFSZ, SIG_IGN);
 }
 
+/* What /metrics reads of the server when scraped (metrics.h). */
+static void read_gauges(void *ctx, struct metrics_gauges *g)
+{
+    struct server *srv = ctx;
+    struct net_stats st;
+    net_get_stats(srv->net, &st);
+    g->connections = st.open;
+    g->sessions_hello = srv->hello_list.count;
+    g->sessions_login = srv->login_list.count;
+    g->sessions_online = srv->online_list.count;
+    g->accepted = st.accepted;
+    g->refused = st.refused;
+    g->cut_off = st.overflows;
+    g->bytes_in = st.bytes_in;
+    g->bytes_out = st.bytes_out;
+    g->output_queued = st.queued;
+    g->reads = st.reads;
+    g->writes = st.writes;
+    g->hash_jobs = srv->hash_jobs;
+    g->store_writable = store_writable(srv->store) && !srv->commit_failed;
+    struct store_totals t = {0, 0};
+    if (store_queue_totals(srv->store, &t) == 0) {
+        g->waiting_messages = t.messages;
+        g->waiting_bytes = t.bytes;
+    }
+}
+
+/* Serves /metrics and /healthz with --metrics. Returns 0, or -1 (logged). */
+static int start_metrics(struct server *srv)
+{
+    char err[256];
+    if (!srv->cfg.metrics)
+        return 0;
+    if (metrics_start(srv->base, srv->cfg.metrics, read_gauges, srv, err, sizeof(err)) == 0)
+        return 0;
+    log_error("%s", err);
+    return -1;
+}
+
 int server_init(struct server *srv, const struct config *cfg)
 {
     memset(srv, 0, sizeof(*srv));
@@ -428,7 +485,7 @@ int server_init(struct server *srv, const struct config *cfg)
     if (!srv->base)
         goto fail;
     srv->workers = worker_pool_new(srv->base, cfg->hash_threads, cfg->max_hash_jobs);
-    if (!srv->workers || start_events(srv) < 0 || start_network(srv) < 0)
+    if (!srv->workers || start_events(srv) < 0 || start_metrics(srv) < 0 || start_network(srv) < 0)
         goto fail;
     return 0;
 fail:
@@ -450,12 +507,15 @@ static void say_goodbye(struct server *srv)
 int server_run(struct server *srv)
 {
     while (!srv->stopping) {
+        double cpu = server_clock_seconds(srv, CLOCK_THREAD_CPUTIME_ID);
         if (event_base_loop(srv->base, EVLOOP_ONCE) < 0) {
             log_error("event loop failed");
             break;
         }
         commit_store(srv);
         net_flush(srv->net);
+        metrics_observe(METRICS_LOOP_ITERATION,
+                        server_clock_seconds(srv, CLOCK_THREAD_CPUTIME_ID) - cpu);
     }
     say_goodbye(srv);
     net_free(srv->net);
@@ -465,6 +525,7 @@ int server_run(struct server *srv)
 
 void server_free(struct server *srv)
 {
+    metrics_stop();
     net_free(srv->net);
     net_tls_free(srv->tls);
     worker_pool_free(srv->workers);

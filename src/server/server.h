@@ -35,6 +35,7 @@ enum session_state {
 /* A doubly linked list of sessions ordered by a deadline. */
 struct session_list {
     struct session *head, *tail;
+    size_t count;
 };
 
 /* The deadlines a session can wait for, one list each (session.c). */
@@ -100,6 +101,8 @@ struct server {
     int64_t last_heartbeat;
     unsigned long long last_bytes_in; /* input seen by the previous tick */
     bool heap_dirty;                  /* traffic since the heap was last trimmed */
+    bool commit_failed; /* the last group commit holding writes was lost, and no write has
+                           succeeded since (for /healthz) */
     bool stopping;
     char *fmt; /* scratch for formatting one frame: max_line + 128 bytes */
     size_t fmt_cap;

@@ -1,9 +1,11 @@
 /* Session lifecycle: creation, output, deadlines and the one cleanup path; see server.h. */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/metrics.h"
 #include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
@@ -24,6 +26,8 @@ static void list_remove(struct session *s, enum session_due which)
         l->tail = k->prev;
     k->prev = k->next = NULL;
     k->list = NULL;
+    assert(l->count > 0);
+    l->count--;
 }
 
 /* Appends to a list; lists stay ordered because every member has the same time-out. */
@@ -41,6 +45,7 @@ static void list_append(struct session_list *l, struct session *s, enum session_
     else
         l->head = s;
     l->tail = s;
+    l->count++;
 }
 
 /* Seconds as milliseconds, in 64 bits whatever the width of `long` (options go to 10^8 s). */
@@ -132,6 +137,7 @@ void session_err(struct session *s, const char *tag, int code)
 {
     char line[PROTO_MAX_TAG + 80];
     int n = snprintf(line, sizeof(line), "%s ERR %d %s\n", tag, code, proto_error_text(code));
+    metrics_refused(code);
     net_send(s->conn, line, (size_t)n);
 }
 

@@ -11,7 +11,20 @@
 struct store {
     const struct store_ops *ops;
     void *be;
+    bool write_failed; /* the last write the backend answered failed */
 };
+
+/* Remembers whether the store took the write that returned `rc`; returns `rc`. */
+static int store_noted(struct store *st, int rc)
+{
+    st->write_failed = rc < 0;
+    return rc;
+}
+
+bool store_writable(const struct store *st)
+{
+    return st && !st->write_failed;
+}
 
 /* Every backend --store can name; the first is the default. */
 static const struct store_ops *const store_backends[] = {
@@ -111,7 +124,8 @@ void store_commit(struct store *st, store_commit_fn done, void *arg)
 int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
                      const char *body, size_t body_len, int64_t *id)
 {
-    return st->ops->queue_push(st->be, sender, recipient, sent_at, body, body_len, id);
+    return store_noted(st,
+                       st->ops->queue_push(st->be, sender, recipient, sent_at, body, body_len, id));
 }
 
 int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
@@ -122,7 +136,7 @@ int store_queue_load(struct store *st, const char *recipient, int64_t after_id, 
 
 int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
 {
-    return st->ops->queue_ack(st->be, recipient, up_to_id);
+    return store_noted(st, st->ops->queue_ack(st->be, recipient, up_to_id));
 }
 
 int64_t store_queue_count(struct store *st, const char *recipient)
@@ -130,14 +144,19 @@ int64_t store_queue_count(struct store *st, const char *recipient)
     return st->ops->queue_count(st->be, recipient);
 }
 
+int store_queue_totals(struct store *st, struct store_totals *out)
+{
+    return st->ops->queue_totals(st->be, out);
+}
+
 int store_block_add(struct store *st, const char *blocker, const char *blocked)
 {
-    return st->ops->block_add(st->be, blocker, blocked);
+    return store_noted(st, st->ops->block_add(st->be, blocker, blocked));
 }
 
 int store_block_remove(struct store *st, const char *blocker, const char *blocked)
 {
-    return st->ops->block_remove(st->be, blocker, blocked);
+    return store_noted(st, st->ops->block_remove(st->be, blocker, blocked));
 }
 
 int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
@@ -147,17 +166,17 @@ int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
 
 int store_presence_login(struct store *st, const char *name, int64_t now)
 {
-    return st->ops->presence_login(st->be, name, now);
+    return store_noted(st, st->ops->presence_login(st->be, name, now));
 }
 
 int store_presence_logout(struct store *st, const char *name, int64_t now)
 {
-    return st->ops->presence_logout(st->be, name, now);
+    return store_noted(st, st->ops->presence_logout(st->be, name, now));
 }
 
 int store_heartbeat(struct store *st, int64_t now)
 {
-    return st->ops->heartbeat(st->be, now);
+    return store_noted(st, st->ops->heartbeat(st->be, now));
 }
 
 int store_presence_recover(struct store *st, int64_t now)
@@ -182,7 +201,7 @@ int store_lock_get(struct store *st, const char *name, struct store_lock *lock)
 
 int store_lock_put(struct store *st, const char *name, const struct store_lock *lock)
 {
-    return st->ops->lock_put(st->be, name, lock);
+    return store_noted(st, st->ops->lock_put(st->be, name, lock));
 }
 
 int store_lock_each(struct store *st, store_lock_fn fn, void *ctx)

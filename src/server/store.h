@@ -74,6 +74,11 @@ int store_open(struct store **out, const struct store_ops *ops, const char *dir,
 int store_open_accepting_loss(struct store **out, const struct store_ops *ops, const char *dir,
                               char *err, size_t errlen);
 
+/* Returns false when the last write the store answered (a message queued, an acknowledgement,
+ * a block, the login history, a lock-out; not a commit, which the caller is told of) failed,
+ * true once one succeeds again (the heartbeat every few seconds tries). NULL: false. */
+bool store_writable(const struct store *st);
+
 /* Closes the store; every accepted write is durable. NULL is allowed. */
 void store_close(struct store *st);
 
@@ -117,6 +122,15 @@ int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id);
 
 /* Returns the number of messages queued for `recipient`, or -1 on failure. */
 int64_t store_queue_count(struct store *st, const char *recipient);
+
+/* What waits in the store for all recipients together. */
+struct store_totals {
+    int64_t messages;
+    uint64_t bytes; /* sender names and bodies */
+};
+
+/* Fills `*out` (for /metrics; may take a step per recipient). */
+int store_queue_totals(struct store *st, struct store_totals *out);
 
 /* Records that `blocker` blocks `blocked`. Idempotent. */
 int store_block_add(struct store *st, const char *blocker, const char *blocked);
@@ -174,6 +188,7 @@ struct store_ops {
                       store_msg_fn fn, void *ctx);
     int (*queue_ack)(void *be, const char *recipient, int64_t up_to_id);
     int64_t (*queue_count)(void *be, const char *recipient);
+    int (*queue_totals)(void *be, struct store_totals *out);
     int (*block_add)(void *be, const char *blocker, const char *blocked);
     int (*block_remove)(void *be, const char *blocker, const char *blocked);
     int (*block_each)(void *be, store_pair_fn fn, void *ctx);

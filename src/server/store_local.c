@@ -986,6 +986,15 @@ static int64_t local_queue_count(void *be, const char *recipient)
     return qlog_count(st->queue, recipient);
 }
 
+static int local_queue_totals(void *be, struct store_totals *out)
+{
+    struct store_local *st = be;
+    if (guard(st) != 0)
+        return -1;
+    qlog_totals(st->queue, &out->messages, &out->bytes);
+    return 0;
+}
+
 /* Records that `blocker` blocks `blocked`. Idempotent. */
 static int local_block_add(void *be, const char *blocker, const char *blocked)
 {
@@ -1253,6 +1262,7 @@ const struct store_ops store_local_ops = {
     .queue_load = local_queue_load,
     .queue_ack = local_queue_ack,
     .queue_count = local_queue_count,
+    .queue_totals = local_queue_totals,
     .block_add = local_block_add,
     .block_remove = local_block_remove,
     .block_each = local_block_each,

@@ -314,6 +314,26 @@ static void test_reopen_is_idempotent(void **state)
     assert_int_equal(store_queue_count(f->st, "bob"), 1);
 }
 
+static void test_queue_totals_follow_pushes_and_acks(void **state)
+{
+    struct fx *f = *state;
+    struct store_totals t = {-1, 1};
+
+    assert_int_equal(store_queue_totals(f->st, &t), 0);
+    assert_int_equal(t.messages, 0);
+    assert_int_equal(t.bytes, 0);
+    push(f->st, "alice", "bob", 1, "hello");
+    int64_t second = push(f->st, "alice", "bob", 2, "again");
+    push(f->st, "bob", "carol", 3, "x");
+    assert_int_equal(store_queue_totals(f->st, &t), 0);
+    assert_int_equal(t.messages, 3);
+    assert_true(t.bytes >= strlen("alicehelloaliceagainbobx"));
+    assert_int_equal(store_queue_ack(f->st, "bob", second), 0);
+    reopen(f);
+    assert_int_equal(store_queue_totals(f->st, &t), 0);
+    assert_int_equal(t.messages, 1);
+}
+
 static void test_open_uses_wal(void **state)
 {
     struct fx *f = *state;
@@ -1182,6 +1202,7 @@ static int run_conformance(const char *name)
 {
     const struct CMUnitTest conformance[] = {
         T(test_reopen_is_idempotent),
+        T(test_queue_totals_follow_pushes_and_acks),
         T(test_close_null_and_error_text),
         T(test_push_load_order),
         T(test_ids_not_reused_after_ack_and_restart),

@@ -178,30 +178,32 @@ static void on_relogin(void *ctx, const struct link_reply *r, void *arg)
         relogin_refused(c, r);
 }
 
+/* True when a step of the re-login (HELLO, USER) succeeded and the next may follow. */
+static bool relogin_step_ok(struct client *c, const struct link_reply *r)
+{
+    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
+        return false;
+    if (r->status != LINK_OK) {
+        relogin_refused(c, r);
+        return false;
+    }
+    return true;
+}
+
 static void on_reuser(void *ctx, const struct link_reply *r, void *arg)
 {
     (void)arg;
     struct client *c = ctx;
-    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
-        return;
-    if (r->status != LINK_OK) {
-        relogin_refused(c, r);
-        return;
-    }
-    link_request(c->link, on_relogin, NULL, "PASS %s", c->password);
+    if (relogin_step_ok(c, r))
+        link_request(c->link, on_relogin, NULL, "PASS %s", c->password);
 }
 
 static void on_rehello(void *ctx, const struct link_reply *r, void *arg)
 {
     (void)arg;
     struct client *c = ctx;
-    if (r->status == LINK_GONE || c->state != CLIENT_RECONNECTING)
-        return;
-    if (r->status != LINK_OK) {
-        relogin_refused(c, r);
-        return;
-    }
-    link_request(c->link, on_reuser, NULL, "USER %s", c->me);
+    if (relogin_step_ok(c, r))
+        link_request(c->link, on_reuser, NULL, "USER %s", c->me);
 }
 
 static void relogin_start(struct client *c)

@@ -24,16 +24,9 @@ PENDING = ("/usr/bin/python3 -c 'import array, fcntl, termios; a = array.array(\
            "fcntl.ioctl(0, termios.FIONREAD, a); print(\"pending\", a[0])'")
 
 
-def login_defaults(client_factory, server, user):
+def login_defaults(client_factory, server, user, **kw):
     """A client logged in with readline's defaults (bracketed paste on), at its `> ` prompt."""
-    c = client_factory(server.port, bracketed_paste=True)
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline(user)
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline(server.users[user])
-    expect_line(c, WELCOME)
-    prompt(c)
-    return c
+    return login(client_factory, server, user, bracketed_paste=True, **kw)
 
 
 def lock(server, user):
@@ -326,21 +319,10 @@ def test_irc_style_aliases_and_the_help_hint(server, client_factory):
     yoda.wait_event("LOGOUT hans")
 
 
-def login_with(client_factory, server, user, **kw):
-    c = client_factory(server.port, bracketed_paste=True, **kw)
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline(user)
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline(server.users[user])
-    expect_line(c, WELCOME)
-    prompt(c)
-    return c
-
-
 def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_factory, tmp_path):
     state = tmp_path / "state"
     env = {"XDG_STATE_HOME": str(state)}
-    c = login_with(client_factory, server, "hans", env=env)
+    c = login_defaults(client_factory, server, "hans", env=env)
     command(c, "whoelse", "No other users")
     command(c, "private yoda secret words", "Error. Private messaging to yoda not enabled")
     c.sendline("logout")
@@ -352,7 +334,7 @@ def test_history_kept_between_runs_private_and_not_from_a_pipe(server, client_fa
     assert "whoelse" in saved and "falcon" not in saved and "hans" not in saved, saved
     assert "secret words" not in saved, saved  # private texts are end to end, never on disk
     # The next run recalls it with the arrow keys.
-    d = login_with(client_factory, server, "hans", env=env)
+    d = login_defaults(client_factory, server, "hans", env=env)
     d.send("\x1b[A\x1b[A")
     d.expect_exact("whoelse", timeout=T)
     d.send("\r")

@@ -78,6 +78,17 @@ def test_pin_right_and_wrong(tls_server, tmp_path):
     assert r.returncode == 2 or "--pin must be" in r.stderr
 
 
+def _trust_and_log_in(c):
+    """Answers `yes` at the trust prompt, then logs in as hans, up to the `> ` prompt."""
+    c.sendline("yes")
+    c.expect_exact("Username: ", timeout=T)
+    c.sendline("hans")
+    c.expect_exact("Password: ", timeout=T)
+    c.sendline("falcon")
+    expect_line(c, WELCOME)
+    prompt(c)
+
+
 def test_terminal_asks_on_first_use(tls_server, tmp_path, client_factory):
     env = {"XDG_CONFIG_HOME": str(tmp_path)}
     c = client_factory(tls_server.port, env=env, args=["--tls", "127.0.0.1",
@@ -90,13 +101,7 @@ def test_terminal_asks_on_first_use(tls_server, tmp_path, client_factory):
     c = client_factory(tls_server.port, env=env, args=["--tls", "127.0.0.1",
                                                        str(tls_server.port)])
     c.expect_exact("Trust this key and connect (yes/no)? ", timeout=T)
-    c.sendline("yes")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
-    expect_line(c, WELCOME)
-    prompt(c)
+    _trust_and_log_in(c)
     assert _fingerprint(tls_server) in _known(tmp_path)
 
 
@@ -110,13 +115,7 @@ def test_slow_answer_at_the_trust_prompt(make_server, tmp_path, client_factory):
     c.expect_exact("Trust this key and connect (yes/no)? ", timeout=T)
     wait_until(lambda: s.fd_count() > base, what="the connection to be up")
     wait_until(lambda: s.fd_count() == base, what="the server to drop the silent connection")
-    c.sendline("yes")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
-    expect_line(c, WELCOME)
-    prompt(c)
+    _trust_and_log_in(c)
     assert _fingerprint(s) in _known(tmp_path)
 
 

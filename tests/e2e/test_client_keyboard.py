@@ -15,7 +15,8 @@ import pytest
 
 from conftest import (BUILD, PARLEY, PARLEYD, ROOT, ParleyServer, Proto, client_env, ok,
                       wait_until)
-from test_client_kit import T, WELCOME, command, expect_line, login, prompt, wait_exit
+from test_client_kit import (T, WELCOME, answer_login, command, expect_line, login, prompt,
+                             wait_exit)
 
 LOCKED = "Your account is blocked due to multiple login failures. Please try again later"
 
@@ -70,10 +71,7 @@ def test_online_user_told_after_right_password_only(server, client_factory):
     c.expect_exact("Password: ", timeout=T)
     c.sendline("falcon")
     expect_line(c, "This user is already logged in")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("yoda")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("wise")
+    answer_login(c, "yoda", "wise")
     expect_line(c, WELCOME)
     prompt(c)
     command(c, "whoelse", "hans")
@@ -357,10 +355,7 @@ def test_timestamps_and_waited_messages(server, client_factory):
     sent = time.time()
     wait_until(lambda: time.time() > sent + 2.2, timeout=5, what="the message to be 2 s old")
     c = client_factory(server.port, args=["--timestamps", "127.0.0.1", str(server.port)])
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
+    answer_login(c, "hans", "falcon")
     expect_line(c, WELCOME)
     c.expect(r"[\r\n]\[\d{4}-\d\d-\d\d \d\d:\d\d, waited\] yoda: stored for later\r\n", timeout=T)
     assert yoda.request("MSG", "hans", "live one")[0] == "OK"
@@ -375,10 +370,7 @@ def test_config_file_marks_broadcasts_and_names_the_prompt(server, client_factor
     (conf / "parley.conf").write_text("# comforts\nmark-broadcasts = on\nname-in-prompt = yes\n")
     yoda = server.login("yoda")
     c = client_factory(server.port, env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
+    answer_login(c, "hans", "falcon")
     expect_line(c, WELCOME)
     c.expect_exact("hans> ", timeout=T)
     assert yoda.request("BCAST", "hello all")[0] == "OK"
@@ -397,10 +389,7 @@ def test_bell_and_colours_at_a_terminal_only(server, client_factory):
     yoda = login_defaults(client_factory, server, "yoda")
     args = ["--bell", "--color", "127.0.0.1", str(server.port)]
     c = client_factory(server.port, args=args)
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
+    answer_login(c, "hans", "falcon")
     expect_line(c, WELCOME)
     prompt(c)
     command(yoda, "message hans ding")

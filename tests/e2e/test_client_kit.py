@@ -56,14 +56,19 @@ def command(child, line, *expected, timeout=T):
         expect_line(child, e, timeout=timeout)
 
 
-def start_login(client_factory, port, user, pw, **kw):
-    """Spawns a client (`kw` go to spawn_client: env, args) and answers the two prompts;
-    returns the child (welcome not awaited)."""
-    c = client_factory(port, **kw)
+def answer_login(c, user, pw):
+    """Answers the `Username: ` and `Password: ` prompts of a running client."""
     c.expect_exact("Username: ", timeout=T)
     c.sendline(user)
     c.expect_exact("Password: ", timeout=T)
     c.sendline(pw)
+
+
+def start_login(client_factory, port, user, pw, **kw):
+    """Spawns a client (`kw` go to spawn_client: env, args) and answers the two prompts;
+    returns the child (welcome not awaited)."""
+    c = client_factory(port, **kw)
+    answer_login(c, user, pw)
     return c
 
 

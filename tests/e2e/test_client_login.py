@@ -6,8 +6,8 @@ import time
 import pexpect
 
 from conftest import PARLEY, client_env
-from test_client_kit import (T, WELCOME, absent, command, expect_line, login, prompt,
-                             start_login, wait_exit)
+from test_client_kit import (T, WELCOME, absent, answer_login, command, expect_line, login,
+                             prompt, start_login, wait_exit)
 
 
 def test_version_and_help():
@@ -58,25 +58,16 @@ def test_unknown_user_asks_username_again(server, client_factory):
     c.expect_exact("Username: ", timeout=T)
     c.sendline("nobody")
     expect_line(c, "Invalid Username. Please try again")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("yoda")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("wise")
+    answer_login(c, "yoda", "wise")
     expect_line(c, WELCOME)
 
 
 def test_user_already_logged_in_asks_username_again(server, client_factory):
     first = login(client_factory, server, "hans")
     c = client_factory(server.port)
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
+    answer_login(c, "hans", "falcon")
     expect_line(c, "This user is already logged in")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("yoda")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("wise")
+    answer_login(c, "yoda", "wise")
     expect_line(c, WELCOME)
     # The first session was never kicked.
     expect_line(first, "yoda logged in")

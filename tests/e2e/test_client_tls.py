@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import PARLEY, SANITIZER_MARKS, client_env, wait_until
-from test_client_kit import WELCOME, expect_line, prompt, wait_exit
+from test_client_kit import answer_login, WELCOME, expect_line, prompt, wait_exit
 
 T = 5
 SESSION = "hans\nfalcon\nwhoelse\nlogout\n"
@@ -81,10 +81,7 @@ def test_pin_right_and_wrong(tls_server, tmp_path):
 def _trust_and_log_in(c):
     """Answers `yes` at the trust prompt, then logs in as hans, up to the `> ` prompt."""
     c.sendline("yes")
-    c.expect_exact("Username: ", timeout=T)
-    c.sendline("hans")
-    c.expect_exact("Password: ", timeout=T)
-    c.sendline("falcon")
+    answer_login(c, "hans", "falcon")
     expect_line(c, WELCOME)
     prompt(c)
 

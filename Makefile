@@ -54,7 +54,7 @@ $(BUILD)/parley-p2p-bench: bench/p2p_bench.c $(call obj,src/client/p2p_channel.c
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
-$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c \
+$(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c src/server/auth.c \
                            src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
@@ -62,7 +62,7 @@ $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
-$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/store.c src/server/store_local.c \
+$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/store.c src/server/store_local.c src/server/auth.c \
                             src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)

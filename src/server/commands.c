@@ -372,6 +372,25 @@ static void forget_gone(struct server *srv, const struct seen_list *seen)
             return;
 }
 
+/* The history was read: the listing goes out (or the error), the departed are forgotten. */
+static void whosince_read(void *ctx, int rc)
+{
+    struct seen_list *seen = ctx;
+    struct session *s = seen->list.s;
+    if (rc < 0) {
+        log_error("store: cannot read login history: %s", store_error(s->srv->store));
+        seen->list.failed = true;
+    }
+    if (session_live(s)) {
+        list_send(&seen->list, s->tag);
+        forget_gone(s->srv, seen);
+    } else {
+        free(seen->list.buf);
+    }
+    free(seen);
+    session_resume(s);
+}
+
 static void cmd_whosince(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
@@ -390,11 +409,9 @@ static void cmd_whosince(struct session *s, const struct request *r)
     seen->n_gone = 0;
     list_start(&seen->list, s, tag);
     presence_each_user(s->srv, list_add_user, &seen->list);
-    if (presence_seen_since(s->srv, since, add_seen, seen) < 0)
-        seen->list.failed = true;
-    list_send(&seen->list, tag);
-    forget_gone(s->srv, seen);
-    free(seen);
+    memcpy(s->tag, tag, sizeof(s->tag));
+    session_wait(s);
+    presence_seen_since(s->srv, since, add_seen, whosince_read, seen);
 }
 
 /* Finds the user a BLOCK or UNBLOCK names; answers and returns NULL when it is not valid. */
@@ -410,22 +427,56 @@ static struct user *block_target(struct session *s, const struct request *r, con
     return NULL;
 }
 
+/* The store recorded the block (rc 0) or not: the directory follows it, then the answer. */
+static void block_stored(void *arg, int rc)
+{
+    struct session *s = arg;
+    if (rc < 0)
+        log_error("store: cannot record a block: %s", store_error(s->srv->store));
+    else if (directory_block(s->user, s->peer) < 0)
+        rc = -1;
+    if (session_live(s)) {
+        if (rc < 0)
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        else
+            session_ok(s, s->tag, NULL);
+    }
+    session_resume(s);
+}
+
+/* Holds the session's requests until the store answers the one naming `u`. */
+static void wait_for_store(struct session *s, const char *tag, struct user *u)
+{
+    memcpy(s->tag, tag, sizeof(s->tag));
+    s->peer = u;
+    session_wait(s);
+}
+
 static void cmd_block(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
     struct user *u = block_target(s, r, tag);
     if (!u)
         return;
-    if (store_block_add(s->srv->store, s->user->name, u->name) < 0) {
-        log_error("store: cannot record a block: %s", store_error(s->srv->store));
-        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
-        return;
+    wait_for_store(s, tag, u);
+    store_block_add(s->srv->store, s->user->name, u->name, block_stored, s);
+}
+
+/* The store lifted the block (rc 0 or 1) or not. */
+static void unblock_stored(void *arg, int rc)
+{
+    struct session *s = arg;
+    if (rc < 0)
+        log_error("store: cannot lift a block: %s", store_error(s->srv->store));
+    else
+        directory_unblock(s->user, s->peer);
+    if (session_live(s)) {
+        if (rc < 0)
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        else
+            session_ok(s, s->tag, NULL);
     }
-    if (directory_block(s->user, u) < 0) {
-        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
-        return;
-    }
-    session_ok(s, tag, NULL);
+    session_resume(s);
 }
 
 static void cmd_unblock(struct session *s, const struct request *r)
@@ -438,13 +489,8 @@ static void cmd_unblock(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_NOT_BLOCKED);
         return;
     }
-    if (store_block_remove(s->srv->store, s->user->name, u->name) < 0) {
-        log_error("store: cannot lift a block: %s", store_error(s->srv->store));
-        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
-        return;
-    }
-    directory_unblock(s->user, u);
-    session_ok(s, tag, NULL);
+    wait_for_store(s, tag, u);
+    store_block_remove(s->srv->store, s->user->name, u->name, unblock_stored, s);
 }
 
 static void cmd_touch(struct session *s, const struct request *r)

@@ -58,21 +58,12 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void lock_save(struct server *srv, const struct user *u)
+/* Returns true when the user is locked now, as far as this node knows (the store decides at
+ * the end of each attempt: store_lock_attempt). */
+static bool is_locked(const struct user *u)
 {
-    struct store_lock l = {u->lock.failures, u->lock.locked_until};
-    if (store_lock_put(srv->store, u->name, &l) < 0)
-        log_error("store: cannot record lock-out of %s: %s", u->name, store_error(srv->store));
-}
-
-/* Returns true (and persists an expiry) when the user is locked now. */
-static bool is_locked(struct server *srv, struct user *u)
-{
-    struct lockout before = u->lock;
-    bool locked = lockout_is_locked(&u->lock, unix_ms());
-    if (before.failures != u->lock.failures || before.locked_until != u->lock.locked_until)
-        lock_save(srv, u);
-    return locked;
+    struct lockout l = u->lock;
+    return lockout_is_locked(&l, unix_ms());
 }
 
 void login_hello(struct session *s, const struct request *r)
@@ -131,12 +122,7 @@ void login_user(struct session *s, const struct request *r)
 
 static void login_success(struct session *s, const char *tag)
 {
-    struct server *srv = s->srv;
     struct user *u = s->user;
-    if (u->lock.failures || u->lock.locked_until) {
-        lockout_success(&u->lock);
-        lock_save(srv, u);
-    }
     s->state = SESSION_ONLINE;
     metrics_count(METRICS_LOGIN_OK);
     session_touch(s);
@@ -146,37 +132,91 @@ static void login_success(struct session *s, const char *tag)
     msg_deliver_backlog(s);
 }
 
-/* Applies the outcome of a password check. */
-static void finish_check(struct session *s, const char *tag, bool ok)
+/* The answer to presence_claim: the user is ours now, or online somewhere already. */
+static void claim_answered(struct session *s, bool claimed)
+{
+    if (session_live(s)) {
+        if (claimed) {
+            login_success(s, s->tag);
+        } else {
+            s->state = SESSION_USERNAME;
+            session_err(s, s->tag, PROTO_E_ALREADY_ONLINE);
+        }
+    }
+    session_resume(s);
+}
+
+/* Logs in a session whose password (or new account) is settled, unless its user is online. */
+static void claim_user(struct session *s)
+{
+    session_wait(s);
+    presence_claim(s, claim_answered);
+}
+
+/* Applies the store's verdict on a password check. */
+static void apply_verdict(struct session *s, enum store_lock_verdict v)
 {
     struct server *srv = s->srv;
     struct user *u = s->user;
-    s->state = SESSION_PASSWORD;
-    if (is_locked(srv, u)) {
+    const char *tag = s->tag;
+    switch (v) {
+    case STORE_LOCK_LOCKED:
         metrics_count(METRICS_LOGIN_LOCKED);
         refuse_locked(s, tag, PROTO_E_LOCKED);
         return;
-    }
-    if (ok) {
-        if (presence_is_online(u)) {
-            s->state = SESSION_USERNAME;
-            session_err(s, tag, PROTO_E_ALREADY_ONLINE);
-            return;
-        }
-        login_success(s, tag);
+    case STORE_LOCK_PASS:
+        claim_user(s);
         return;
+    case STORE_LOCK_WRONG:
+    case STORE_LOCK_NOW_LOCKED:
+        break;
     }
-    enum lockout_result lr =
-        lockout_fail(&u->lock, unix_ms(), srv->cfg.max_failures, srv->cfg.block_duration);
-    lock_save(srv, u);
     metrics_count(METRICS_LOGIN_WRONG_PASSWORD);
     log_info("wrong password for %s from %s", u->name, net_peer_addr(s->conn));
-    if (lr == LOCKOUT_NOW_LOCKED) {
+    if (v == STORE_LOCK_NOW_LOCKED) {
         log_info("%s locked for %ld s", u->name, srv->cfg.block_duration);
         refuse_locked(s, tag, PROTO_E_LOCKED_NOW);
         return;
     }
     session_err(s, tag, PROTO_E_BAD_PASSWORD);
+}
+
+/* The store counted the attempt (store_lock_attempt). */
+static void lock_decided(void *arg, int rc, enum store_lock_verdict v, const struct store_lock *l)
+{
+    struct session *s = arg;
+    if (rc == 0)
+        s->user->lock = (struct lockout){l->failures, l->locked_until};
+    if (session_live(s)) {
+        if (rc < 0) {
+            log_error("store: cannot count a login of %s: %s", s->user->name,
+                      store_error(s->srv->store));
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        } else {
+            apply_verdict(s, v);
+        }
+    }
+    session_resume(s);
+}
+
+/* Applies the outcome of a password check: the store counts it, then decides. */
+static void finish_check(struct session *s, const char *tag, bool ok)
+{
+    struct server *srv = s->srv;
+    s->state = SESSION_PASSWORD;
+    if (tag != s->tag)
+        snprintf(s->tag, sizeof(s->tag), "%s", tag);
+    struct store_lock_policy policy = {srv->cfg.max_failures, srv->cfg.block_duration};
+    session_wait(s);
+    store_lock_attempt(srv->store, s->user->name, ok, unix_ms(), &policy, lock_decided, s);
+}
+
+/* The store recorded (or failed to record) a new account for the other nodes. */
+static void account_shared(void *arg, int rc)
+{
+    const struct user *u = arg;
+    if (rc < 0)
+        log_error("store: cannot share the new account %s with the other nodes", u->name);
 }
 
 /* Applies the outcome of an account creation. */
@@ -185,10 +225,12 @@ static void finish_create(struct server *srv, struct session *s, struct login_jo
     struct user *u = directory_find(&srv->dir, job->entry.name, strlen(job->entry.name));
     if (u)
         u->registering = false;
-    if (job->ok && u && directory_set_account(u, AUTH_ARGON2ID, job->hash) == 0)
+    if (job->ok && u && directory_set_account(u, AUTH_ARGON2ID, job->hash) == 0) {
         log_info("new account %s", u->name);
-    else
+        store_account_add(srv->store, u->name, job->hash, account_shared, u);
+    } else {
         job->ok = false;
+    }
     if (!s)
         return;
     if (!job->ok) {
@@ -197,12 +239,7 @@ static void finish_create(struct server *srv, struct session *s, struct login_jo
         return;
     }
     s->new_account = false;
-    if (presence_is_online(u)) {
-        s->state = SESSION_USERNAME;
-        session_err(s, s->tag, PROTO_E_ALREADY_ONLINE);
-        return;
-    }
-    login_success(s, s->tag);
+    claim_user(s);
 }
 
 static void job_run(void *arg)
@@ -248,7 +285,7 @@ static void next_check(struct user *u)
         struct session *s = job->session;
         u->check_queue = job->next;
         assert(s && s->job == job); /* login_abandon takes abandoned checks out */
-        if (is_locked(job->srv, u)) {
+        if (is_locked(u)) {
             s->job = NULL;
             job_free(job);
             refuse_locked(s, s->tag, PROTO_E_LOCKED);
@@ -417,7 +454,7 @@ void login_pass(struct session *s, const struct request *r)
         session_err(s, tag, PROTO_E_NO_SUCH_USER);
         return;
     }
-    if (is_locked(s->srv, u)) {
+    if (is_locked(u)) {
         /* Not checked and not counted: the answer says nothing about the password. */
         metrics_count(METRICS_LOGIN_LOCKED);
         refuse_locked(s, tag, PROTO_E_LOCKED);

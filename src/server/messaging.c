@@ -33,6 +33,8 @@ static int send_queued(void *ctx, const struct store_msg *m)
 {
     struct backlog_page *page = ctx;
     struct session *s = page->s;
+    if (!session_live(s) || m->id <= s->sent_id)
+        return 1; /* gone meanwhile, or a live delivery overtook the read (a cluster node) */
     size_t n = broker_msg_frame(s->srv, m);
     if (n == 0) {
         log_error("out of memory for message %lld to %s; left queued", (long long)m->id,
@@ -57,22 +59,53 @@ static int send_queued(void *ctx, const struct store_msg *m)
     return 0;
 }
 
+/* The page was read (rc 0) or not: what is left decides whether the session stays draining. */
+static void backlog_read(void *ctx, int rc)
+{
+    struct backlog_page *page = ctx;
+    struct session *s = page->s;
+    s->loading = false;
+    if (session_live(s)) {
+        struct server *srv = s->srv;
+        if (rc < 0) {
+            /* Stay draining: live messages must not overtake (and their ACK delete) the unsent. */
+            log_error("store: cannot load messages for %s: %s", s->user->name,
+                      store_error(srv->store));
+            s->draining = true;
+            s->refill_id = s->sent_id;
+        } else {
+            s->draining = page->count == MSG_BACKLOG_PAGE || page->stuck || page->full;
+            if (s->refill_id > s->sent_id)
+                s->refill_id = s->sent_id; /* a short page: the next once all of it is read */
+        }
+        if (s->load_missed && !s->draining) {
+            s->load_missed = false; /* a live message came during the read: read again */
+            msg_deliver_backlog(s);
+        }
+    }
+    free(page);
+    session_unref(s);
+}
+
 void msg_deliver_backlog(struct session *s)
 {
     struct server *srv = s->srv;
-    struct backlog_page page = {s, 0, false, false};
-    s->refill_id = INT64_MAX;
-    if (store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
-                         &page) < 0) {
-        /* Stay draining: live messages must not overtake (and their ACK delete) the unsent. */
-        log_error("store: cannot load messages for %s: %s", s->user->name, store_error(srv->store));
+    if (s->loading)
+        return; /* the page under way decides what comes next */
+    struct backlog_page *page = calloc(1, sizeof(*page));
+    if (!page) {
+        log_error("out of memory loading messages for %s", s->user->name);
         s->draining = true;
         s->refill_id = s->sent_id;
         return;
     }
-    s->draining = page.count == MSG_BACKLOG_PAGE || page.stuck || page.full;
-    if (s->refill_id > s->sent_id)
-        s->refill_id = s->sent_id; /* a short page: the next when all of it is acknowledged */
+    page->s = s;
+    s->refill_id = INT64_MAX;
+    s->loading = true;
+    s->draining = true; /* until the page says otherwise */
+    session_ref(s);
+    store_queue_load(srv->store, s->user->name, s->sent_id, MSG_BACKLOG_PAGE, send_queued,
+                     backlog_read, page);
 }
 
 void msg_ack(struct session *s, struct proto_slice id_field)
@@ -113,18 +146,6 @@ static bool rate_ok(struct session *s, const char *tag)
     return false;
 }
 
-/* Checks the --max-queued limit: every message stored for `to` counts, shown or not, until
- * acknowledged (a recipient online who never acknowledges is bounded too); answers and returns
- * false when full. */
-static bool room_for(struct session *s, const char *tag, const struct user *to)
-{
-    struct server *srv = s->srv;
-    if (store_queue_count(srv->store, to->name) < srv->cfg.max_queued)
-        return true;
-    session_err(s, tag, PROTO_E_QUEUE_FULL);
-    return false;
-}
-
 /* Returns the error code that stops `from` messaging `to`, or PROTO_OK. */
 static int direct_refusal(const struct user *from, const struct user *to)
 {
@@ -139,6 +160,38 @@ static int direct_refusal(const struct user *from, const struct user *to)
     return PROTO_OK;
 }
 
+/* Answers an accepted direct message and hands it to the broker. */
+static void msg_accepted(struct session *s, const struct store_msg *m)
+{
+    struct server *srv = s->srv;
+    metrics_count(METRICS_MSG_ACCEPTED);
+    bool online = broker_direct(srv, s->peer, m);
+    size_t pos = net_pending_output(s->conn);
+    session_ok_numbers(s, s->tag, m->id, online); /* 0: kept for later */
+    if (store_answers_early(srv->store))
+        server_undo_on_failure(srv, s, s->tag, pos, net_pending_output(s->conn) - pos, 0);
+}
+
+/* The store's answer to a MSG. */
+static void msg_stored(void *arg, int rc, const struct store_msg *m)
+{
+    struct session *s = arg;
+    if (session_live(s)) {
+        if (rc == 0) {
+            msg_accepted(s, m);
+        } else if (rc == STORE_FULL) {
+            session_err(s, s->tag, PROTO_E_QUEUE_FULL);
+        } else if (rc == STORE_FENCED) {
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+            session_bye(s, "session-taken");
+        } else {
+            log_error("store: cannot queue a message: %s", store_error(s->srv->store));
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        }
+    }
+    session_resume(s);
+}
+
 void msg_direct(struct session *s, const struct request *r)
 {
     struct server *srv = s->srv;
@@ -151,22 +204,15 @@ void msg_direct(struct session *s, const struct request *r)
         session_err(s, tag, refusal);
         return;
     }
-    if (!rate_ok(s, tag) || !room_for(s, tag, to))
+    if (!rate_ok(s, tag))
         return;
-    int64_t now = (int64_t)time(NULL);
-    int64_t id;
-    if (store_queue_push(srv->store, s->user->name, to->name, now, r->text.ptr, r->text.len, &id) <
-        0) {
-        log_error("store: cannot queue a message: %s", store_error(srv->store));
-        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
-        return;
-    }
-    metrics_count(METRICS_MSG_ACCEPTED);
-    struct store_msg m = {id, s->user->name, to->name, now, r->text.ptr, r->text.len};
-    bool online = broker_direct(srv, to, &m);
-    size_t pos = net_pending_output(s->conn);
-    session_ok_numbers(s, tag, id, online); /* 0: kept for later */
-    server_undo_on_failure(srv, s, tag, pos, net_pending_output(s->conn) - pos, 0);
+    memcpy(s->tag, tag, sizeof(s->tag));
+    s->peer = to;
+    session_wait(s);
+    /* --max-queued: every message stored for `to` counts, shown or not, until acknowledged (a
+     * recipient online who never acknowledges is bounded too); the store checks it. */
+    store_queue_push(srv->store, s->user->name, to->name, (int64_t)time(NULL), r->text.ptr,
+                     r->text.len, (int64_t)srv->cfg.max_queued, msg_stored, s);
 }
 
 void msg_broadcast(struct session *s, const struct request *r)

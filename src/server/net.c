@@ -63,6 +63,7 @@ struct net_conn {
     enum net_close_reason reason;
     bool in_flush_list;
     bool writing;
+    bool paused;                 /* its owner asked for no more frames for now */
     bool read_wants_write;       /* the last read needs the socket writable first (TLS) */
     bool write_wants_read;       /* the last write needs the socket readable first (TLS) */
     struct peerlimit_key source; /* counted in net's per_source */
@@ -204,6 +205,8 @@ static void read_failed(struct net_conn *c, ssize_t r)
 static void read_some(struct net_conn *c)
 {
     size_t budget = NET_READ_CHUNK;
+    if (c->paused)
+        return;
     for (;;) {
         ssize_t r = c->tp->read(&c->io, read_chunk, sizeof(read_chunk));
         if (r <= 0) {
@@ -216,7 +219,7 @@ static void read_some(struct net_conn *c)
             mark_dead(c, NET_CLOSE_ERROR);
             return;
         }
-        if (c->state != CONN_OPEN || !c->tp->pending(&c->io))
+        if (c->state != CONN_OPEN || c->paused || !c->tp->pending(&c->io))
             return;
         budget = (size_t)r < budget ? budget - (size_t)r : 0;
         if (budget == 0) {
@@ -417,6 +420,28 @@ void net_close(struct net_conn *c)
     c->reason = NET_CLOSE_LOCAL;
     event_del(c->rev);
     schedule(c);
+}
+
+void net_pause_read(struct net_conn *c)
+{
+    if (c->state != CONN_OPEN || c->paused)
+        return;
+    c->paused = true;
+    event_del(c->rev);
+}
+
+void net_resume_read(struct net_conn *c)
+{
+    if (!c->paused)
+        return;
+    c->paused = false;
+    if (c->state != CONN_OPEN)
+        return;
+    if (event_add(c->rev, NULL) < 0) {
+        mark_dead(c, NET_CLOSE_ERROR);
+        return;
+    }
+    event_active(c->rev, EV_READ, 1); /* bytes may have arrived (or the transport holds some) */
 }
 
 void net_abort(struct net_conn *c)

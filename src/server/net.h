@@ -74,6 +74,14 @@ bool net_output_fits(const struct net_conn *c, size_t len);
  * short grace period). Frames still arriving are ignored. Safe to call more than once. */
 void net_close(struct net_conn *c);
 
+/* Stops handing the connection's frames to its owner: frames of the read under way still
+ * arrive (at most one read's worth, NET_READ_CHUNK bytes plus a frame begun before), then the
+ * socket is not read until net_resume_read. */
+void net_pause_read(struct net_conn *c);
+
+/* Reads the connection again after net_pause_read (in the next loop iteration). */
+void net_resume_read(struct net_conn *c);
+
 /* Closes the connection at the next safe point dropping everything queued for it: the peer
  * sees the connection end and none of that output. */
 void net_abort(struct net_conn *c);

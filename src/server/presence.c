@@ -9,6 +9,11 @@
 #include "server/log.h"
 #include "server/server.h"
 
+void presence_claim(struct session *s, presence_claim_fn done)
+{
+    done(s, !presence_is_online(s->user));
+}
+
 void presence_online(struct session *s)
 {
     struct server *srv = s->srv;
@@ -56,12 +61,10 @@ void presence_each_session(struct server *srv, presence_session_fn fn, void *ctx
             fn(ctx, u->online);
 }
 
-int presence_seen_since(struct server *srv, int64_t since, store_name_fn fn, void *ctx)
+void presence_seen_since(struct server *srv, int64_t since, store_name_fn fn, store_done_fn done,
+                         void *ctx)
 {
-    if (store_presence_since(srv->store, since, fn, ctx) == 0)
-        return 0;
-    log_error("store: cannot read login history: %s", store_error(srv->store));
-    return -1;
+    store_presence_since(srv->store, since, fn, done, ctx);
 }
 
 int presence_forget(struct server *srv, const char *name)

@@ -16,7 +16,15 @@ struct session;
 struct user;
 
 typedef void (*presence_user_fn)(void *ctx, struct user *u);
+/* The answer of presence_claim: true when the user of `s` is now claimed by it. */
+typedef void (*presence_claim_fn)(struct session *s, bool claimed);
 typedef void (*presence_session_fn)(void *ctx, struct session *s);
+
+/* Claims the user of `s` (its password checked) for `s`, unless the user is logged in already
+ * (anywhere), and answers through `done` (before returning, or later from the loop: the caller
+ * waits, session_wait). The claim is made good by presence_online, which must follow a true
+ * answer at once. */
+void presence_claim(struct session *s, presence_claim_fn done);
 
 /* Logs the user of `s` (just ONLINE) in: online from now on, recorded in the login history,
  * and the others told (broker_presence). */
@@ -41,9 +49,10 @@ void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx);
 void presence_each_session(struct server *srv, presence_session_fn fn, void *ctx);
 
 /* Calls `fn` with the name of every user whose last logout was at or after `since` (from the
- * login history; those online now are not included: see presence_each_user). Returns 0, or -1
- * when the history cannot be read (logged). */
-int presence_seen_since(struct server *srv, int64_t since, store_name_fn fn, void *ctx);
+ * login history; those online now are not included: see presence_each_user), then `done(ctx,
+ * rc)`: 0, or -1 when the history cannot be read (logged). */
+void presence_seen_since(struct server *srv, int64_t since, store_name_fn fn, store_done_fn done,
+                         void *ctx);
 
 /* Forgets the login history of a user whose account is gone. Returns 0 or -1 (logged). */
 int presence_forget(struct server *srv, const char *name);

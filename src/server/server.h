@@ -73,7 +73,18 @@ struct session {
     struct p2p_request *p2p_req[2]; /* the P2P requests it made [0] and that were made to it [1] */
     struct p2p_pair *p2p_pairs;     /* its open private sessions */
     unsigned errors;                /* malformed frames in a row (the type of cfg.max_errors) */
-    char tag[PROTO_MAX_TAG + 1];    /* the request a worker job will answer */
+    char tag[PROTO_MAX_TAG + 1];    /* the request a worker job or the store will answer */
+    struct user *peer;              /* the user the request waiting for the store names */
+    /* Answers the session waits for (session_wait) keep its requests from running: frames
+     * read meanwhile wait in `stash` (one read's worth at most: net_pause_read). */
+    unsigned held;
+    unsigned refs; /* answers still to come, held or not: the session is freed after the last */
+    bool gone;     /* its connection is gone; freed when refs reaches 0 */
+    bool replaying;
+    char *stash;
+    size_t stash_len, stash_cap;
+    bool loading;     /* a page of the backlog is being read from the store */
+    bool load_missed; /* a live message arrived while it was read: read again after it */
     char new_name[PROTO_MAX_NAME + 1]; /* the name a registration will create */
 };
 
@@ -195,6 +206,27 @@ void session_err(struct session *s, const char *tag, int code);
 
 /* Queues an event `* ...` formatted by printf. */
 void session_event(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Stops running the session's requests until session_resume: the store will answer the one
+ * under way (its frames read meanwhile are kept, in order). Keeps the session allocated until
+ * then, even if its connection goes. */
+void session_wait(struct session *s);
+
+/* The answer session_wait waited for came (and was written, unless the session is closing):
+ * runs the requests kept meanwhile. May free a session whose connection went (then returns
+ * false and `s` must not be used). */
+bool session_resume(struct session *s);
+
+/* Keeps the session allocated until a matching session_unref (an answer that does not hold
+ * its requests back: a backlog page). */
+void session_ref(struct session *s);
+
+/* Drops a reference; frees a session whose connection went with the last one. Returns false
+ * when it was freed. */
+bool session_unref(struct session *s);
+
+/* True while the session may still be answered: not closing, its connection there. */
+bool session_live(const struct session *s);
 
 /* Records activity now: pushes the idle deadline back. */
 void session_touch(struct session *s);

@@ -181,11 +181,121 @@ void session_bye(struct session *s, const char *reason)
     session_close(s);
 }
 
+/* A kept frame in the stash: its header, then its bytes. */
+struct stash_head {
+    uint32_t len;
+    uint8_t kind;
+};
+
+/* Keeps a frame that arrived while the session waits for the store. Returns false when memory
+ * ran out (the connection is then closed: a request cannot be dropped silently). */
+static bool stash_frame(struct session *s, enum linebuf_kind kind, const char *line, size_t len)
+{
+    size_t need = s->stash_len + sizeof(struct stash_head) + len;
+    if (need > s->stash_cap) {
+        size_t cap = s->stash_cap ? s->stash_cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(s->stash, cap);
+        if (!p)
+            return false;
+        s->stash = p;
+        s->stash_cap = cap;
+    }
+    struct stash_head h = {(uint32_t)len, (uint8_t)kind};
+    memcpy(s->stash + s->stash_len, &h, sizeof(h));
+    memcpy(s->stash + s->stash_len + sizeof(h), line, len);
+    s->stash_len = need;
+    return true;
+}
+
+static int run_frame(struct session *s, enum linebuf_kind kind, const char *line, size_t len);
+
+/* Runs the kept frames in order until one waits for the store again or none is left. A frame
+ * run from here that waits and is answered at once (the local store) comes back here rather
+ * than replaying from inside itself. */
+static void replay_stash(struct session *s)
+{
+    if (s->replaying || s->stash_len == 0)
+        return;
+    s->replaying = true;
+    size_t off = 0;
+    while (off < s->stash_len && !s->held && s->state != SESSION_CLOSING) {
+        struct stash_head h;
+        memcpy(&h, s->stash + off, sizeof(h));
+        const char *line = s->stash + off + sizeof(h);
+        off += sizeof(h) + h.len;
+        run_frame(s, (enum linebuf_kind)h.kind, line, h.len);
+    }
+    if (s->state == SESSION_CLOSING)
+        off = s->stash_len;
+    memmove(s->stash, s->stash + off, s->stash_len - off);
+    s->stash_len -= off;
+    if (s->stash_len == 0) {
+        free(s->stash);
+        s->stash = NULL;
+        s->stash_cap = 0;
+    }
+    s->replaying = false;
+}
+
+bool session_live(const struct session *s)
+{
+    return s->state != SESSION_CLOSING && !s->gone;
+}
+
+void session_ref(struct session *s)
+{
+    s->refs++;
+}
+
+bool session_unref(struct session *s)
+{
+    assert(s->refs > 0);
+    if (--s->refs > 0 || !s->gone)
+        return true;
+    free(s->stash);
+    free(s);
+    return false;
+}
+
+void session_wait(struct session *s)
+{
+    s->held++;
+    session_ref(s);
+}
+
+bool session_resume(struct session *s)
+{
+    assert(s->held > 0);
+    s->held--;
+    if (!s->held && !s->gone) {
+        replay_stash(s);
+        if (!s->held && s->stash_len == 0 && s->state != SESSION_CLOSING)
+            net_resume_read(s->conn);
+    }
+    return session_unref(s);
+}
+
 int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t len)
 {
     struct session *s = arg;
     if (s->state == SESSION_CLOSING)
         return 1;
+    if (s->held || s->stash_len) {
+        net_pause_read(s->conn); /* at the first frame kept: an answer at once costs nothing */
+        if (stash_frame(s, kind, line, len))
+            return 0;
+        log_error("out of memory keeping a request of %s", net_peer_addr(s->conn));
+        session_close(s);
+        return 1;
+    }
+    return run_frame(s, kind, line, len);
+}
+
+/* Runs one frame of a session that takes requests now. */
+static int run_frame(struct session *s, enum linebuf_kind kind, const char *line, size_t len)
+{
     if (kind == LINEBUF_TOO_LONG)
         cmd_too_long(s, line, len);
     else if (len > 0)
@@ -219,7 +329,12 @@ void session_closed(void *arg, enum net_close_reason why)
     if (why == NET_CLOSE_OVERFLOW && s->user)
         log_info("%s was disconnected: output limit reached (client not reading)", s->user->name);
     session_leave(s);
-    free(s);
+    s->gone = true;
+    s->conn = NULL;
+    if (s->refs == 0) {
+        free(s->stash);
+        free(s);
+    }
 }
 
 /* Closes the sessions at the head of a list whose deadline passed. */

@@ -21,6 +21,11 @@ static int store_noted(struct store *st, int rc)
     return rc;
 }
 
+void store_note(struct store *st, int rc)
+{
+    store_noted(st, rc);
+}
+
 bool store_writable(const struct store *st)
 {
     return st && !st->write_failed;
@@ -54,9 +59,8 @@ void store_backend_names(char *out, size_t len)
     }
 }
 
-/* Opens a store on backend `ops`; `accept` lets it start after a loss. */
-static int open_with(struct store **out, const struct store_ops *ops, const char *dir, bool accept,
-                     char *err, size_t errlen)
+int store_open_with(struct store **out, const struct store_ops *ops, const struct store_params *p,
+                    char *err, size_t errlen)
 {
     assert(ops);
     *out = NULL;
@@ -67,7 +71,9 @@ static int open_with(struct store **out, const struct store_ops *ops, const char
         return -1;
     }
     st->ops = ops;
-    if (ops->open(&st->be, dir, accept, err, errlen) != 0)
+    struct store_params params = *p;
+    params.owner = st;
+    if (ops->open(&st->be, &params, err, errlen) != 0)
         goto fail;
     *out = st;
     return 0;
@@ -80,13 +86,20 @@ fail:
 int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
                size_t errlen)
 {
-    return open_with(out, ops, dir, false, err, errlen);
+    struct store_params p = {.dir = dir};
+    return store_open_with(out, ops, &p, err, errlen);
 }
 
 int store_open_accepting_loss(struct store **out, const struct store_ops *ops, const char *dir,
                               char *err, size_t errlen)
 {
-    return open_with(out, ops, dir, true, err, errlen);
+    struct store_params p = {.dir = dir, .accept_loss = true};
+    return store_open_with(out, ops, &p, err, errlen);
+}
+
+bool store_answers_early(const struct store *st)
+{
+    return !st || st->ops->answers_early;
 }
 
 void store_close(struct store *st)
@@ -121,17 +134,17 @@ void store_commit(struct store *st, store_commit_fn done, void *arg)
     st->ops->commit(st->be, done, arg);
 }
 
-int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
-                     const char *body, size_t body_len, int64_t *id)
+void store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
+                      const char *body, size_t body_len, int64_t max_queued, store_push_fn done,
+                      void *arg)
 {
-    return store_noted(st,
-                       st->ops->queue_push(st->be, sender, recipient, sent_at, body, body_len, id));
+    st->ops->queue_push(st->be, sender, recipient, sent_at, body, body_len, max_queued, done, arg);
 }
 
-int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
-                     store_msg_fn fn, void *ctx)
+void store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
+                      store_msg_fn fn, store_done_fn done, void *ctx)
 {
-    return st->ops->queue_load(st->be, recipient, after_id, limit, fn, ctx);
+    st->ops->queue_load(st->be, recipient, after_id, limit, fn, done, ctx);
 }
 
 int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
@@ -139,9 +152,9 @@ int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id)
     return store_noted(st, st->ops->queue_ack(st->be, recipient, up_to_id));
 }
 
-int64_t store_queue_count(struct store *st, const char *recipient)
+void store_queue_count(struct store *st, const char *recipient, store_count_fn done, void *arg)
 {
-    return st->ops->queue_count(st->be, recipient);
+    st->ops->queue_count(st->be, recipient, done, arg);
 }
 
 int store_queue_totals(struct store *st, struct store_totals *out)
@@ -149,14 +162,16 @@ int store_queue_totals(struct store *st, struct store_totals *out)
     return st->ops->queue_totals(st->be, out);
 }
 
-int store_block_add(struct store *st, const char *blocker, const char *blocked)
+void store_block_add(struct store *st, const char *blocker, const char *blocked, store_done_fn done,
+                     void *arg)
 {
-    return store_noted(st, st->ops->block_add(st->be, blocker, blocked));
+    st->ops->block_add(st->be, blocker, blocked, done, arg);
 }
 
-int store_block_remove(struct store *st, const char *blocker, const char *blocked)
+void store_block_remove(struct store *st, const char *blocker, const char *blocked,
+                        store_done_fn done, void *arg)
 {
-    return store_noted(st, st->ops->block_remove(st->be, blocker, blocked));
+    st->ops->block_remove(st->be, blocker, blocked, done, arg);
 }
 
 int store_block_each(struct store *st, store_pair_fn fn, void *ctx)
@@ -184,9 +199,10 @@ int store_presence_recover(struct store *st, int64_t now)
     return st->ops->presence_recover(st->be, now);
 }
 
-int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx)
+void store_presence_since(struct store *st, int64_t since, store_name_fn fn, store_done_fn done,
+                          void *ctx)
 {
-    return st->ops->presence_since(st->be, since, fn, ctx);
+    st->ops->presence_since(st->be, since, fn, done, ctx);
 }
 
 int store_presence_forget(struct store *st, const char *name)
@@ -207,4 +223,21 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 int store_lock_each(struct store *st, store_lock_fn fn, void *ctx)
 {
     return st->ops->lock_each(st->be, fn, ctx);
+}
+
+void store_lock_attempt(struct store *st, const char *name, bool password_ok, int64_t now_ms,
+                        const struct store_lock_policy *policy, store_lock_done_fn done, void *arg)
+{
+    st->ops->lock_attempt(st->be, name, password_ok, now_ms, policy, done, arg);
+}
+
+void store_account_add(struct store *st, const char *name, const char *hash, store_done_fn done,
+                       void *arg)
+{
+    st->ops->account_add(st->be, name, hash, done, arg);
+}
+
+int store_account_each(struct store *st, store_account_fn fn, void *ctx)
+{
+    return st->ops->account_each(st->be, fn, ctx);
 }

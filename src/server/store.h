@@ -23,7 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct event_base;
 struct store;
+struct store_cluster;
 
 /* A queued direct message, valid only during the callback that receives it. */
 struct store_msg {
@@ -47,6 +49,38 @@ typedef int (*store_name_fn)(void *ctx, const char *name);
 typedef int (*store_lock_fn)(void *ctx, const char *name, const struct store_lock *lock);
 /* Told once whether a batch of writes was confirmed (rc 0) or lost (rc -1). */
 typedef void (*store_commit_fn)(void *arg, int rc);
+/* The answer of an asynchronous operation: rc as the operation says. */
+typedef void (*store_done_fn)(void *arg, int rc);
+/* The answer of store_queue_push: rc 0 with the message as stored (valid during the call),
+ * STORE_FULL or STORE_FENCED with `m` NULL, -1 (failure) with `m` NULL. */
+typedef void (*store_push_fn)(void *arg, int rc, const struct store_msg *m);
+/* The answer of store_queue_count: the count, or -1 on failure. */
+typedef void (*store_count_fn)(void *arg, int64_t count);
+
+/* store_queue_push refused: the recipient has max_queued messages waiting. */
+#define STORE_FULL 1
+/* store_queue_push refused: the sender is not logged in through this node any more (a
+ * cluster node that lost its claim on the user: presence.h). */
+#define STORE_FENCED 2
+
+/* How wrong passwords lock an account (store_lock_attempt). */
+struct store_lock_policy {
+    int max_failures;       /* consecutive wrong passwords that lock */
+    int64_t block_duration; /* seconds a lock lasts */
+};
+
+/* What store_lock_attempt decided. */
+enum store_lock_verdict {
+    STORE_LOCK_PASS,       /* the password was right and the account not locked: failures reset */
+    STORE_LOCK_WRONG,      /* a wrong password, counted; ask again */
+    STORE_LOCK_NOW_LOCKED, /* a wrong password, counted: the account is locked from now */
+    STORE_LOCK_LOCKED,     /* the account was locked: nothing counted */
+};
+
+/* The answer of store_lock_attempt: rc 0 with the verdict and the record as it is now, or -1
+ * (the attempt could not be recorded: the login is refused). */
+typedef void (*store_lock_done_fn)(void *arg, int rc, enum store_lock_verdict v,
+                                   const struct store_lock *lock);
 
 struct store_ops;
 
@@ -67,6 +101,28 @@ void store_backend_names(char *out, size_t len);
  * returns -1 and, when `err` is given, a message in it. */
 int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
                size_t errlen);
+
+/* What a backend on a network engine needs besides the directory (store_open_with). */
+struct store_params {
+    const char *dir; /* the data directory (the local files; a cluster node's own files) */
+    bool accept_loss;
+    struct event_base *base;             /* the loop an asynchronous backend answers from */
+    const struct store_cluster *cluster; /* the cluster's settings (cluster.h); NULL: none */
+    struct store *owner; /* set by store_open_with: what a backend passes to store_note */
+};
+
+/* For backends: the write answered with `rc` (0 or more: taken; -1: failed) counts for
+ * store_writable, like the writes whose functions return their rc. */
+void store_note(struct store *st, int rc);
+
+/* Like store_open, with every parameter a backend may need. */
+int store_open_with(struct store **out, const struct store_ops *ops, const struct store_params *p,
+                    char *err, size_t errlen);
+
+/* True when the backend answers a write before the batch that holds it is committed (the
+ * local one: its answers are corrected if the commit fails, server_undo_on_failure); false
+ * when it answers only once the engine confirmed (nothing to correct). */
+bool store_answers_early(const struct store *st);
 
 /* Like store_open, but a lost or foreign file is logged and replaced by an empty one. Message
  * ids still go on above every id given before (the reservation in parley.db, or the ids in the
@@ -106,22 +162,27 @@ int store_set_reserve(struct store *st, size_t bytes);
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);
 
-/* Queues a direct message and returns its id in `*id`, above every id given before, even after
- * a lost or damaged log. Queue writes (this and store_queue_ack) are grouped: they are durable
- * once store_commit returns 0, and then survive a crash of the process. */
-int store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
-                     const char *body, size_t body_len, int64_t *id);
+/* Queues a direct message unless `recipient` has `max_queued` (0: no limit) waiting, and
+ * answers with it and its id, above every id given before (even after a lost or damaged log),
+ * and above every id queued before for the same recipient. Queue writes (this and
+ * store_queue_ack) are grouped: they are durable once store_commit confirmed them, and then
+ * survive a crash of the process. `done` is called exactly once (before this returns, or
+ * later from the loop). */
+void store_queue_push(struct store *st, const char *sender, const char *recipient, int64_t sent_at,
+                      const char *body, size_t body_len, int64_t max_queued, store_push_fn done,
+                      void *arg);
 
 /* Calls `fn` for each message queued for `recipient`, in id order, at most `limit` of them
- * (0: no limit), with ids greater than `after_id`. A non-zero return from `fn` stops the walk. */
-int store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
-                     store_msg_fn fn, void *ctx);
+ * (0: no limit), with ids greater than `after_id`, then `done(ctx, rc)` (0, or -1 when the
+ * queue could not be read). A non-zero return from `fn` stops the walk (rc stays 0). */
+void store_queue_load(struct store *st, const char *recipient, int64_t after_id, size_t limit,
+                      store_msg_fn fn, store_done_fn done, void *ctx);
 
 /* Removes every message queued for `recipient` with id <= `up_to_id` (it was delivered). */
 int store_queue_ack(struct store *st, const char *recipient, int64_t up_to_id);
 
-/* Returns the number of messages queued for `recipient`, or -1 on failure. */
-int64_t store_queue_count(struct store *st, const char *recipient);
+/* Answers the number of messages queued for `recipient`, or -1 on failure. */
+void store_queue_count(struct store *st, const char *recipient, store_count_fn done, void *arg);
 
 /* What waits in the store for all recipients together. */
 struct store_totals {
@@ -132,11 +193,13 @@ struct store_totals {
 /* Fills `*out` (for /metrics; may take a step per recipient). */
 int store_queue_totals(struct store *st, struct store_totals *out);
 
-/* Records that `blocker` blocks `blocked`. Idempotent. */
-int store_block_add(struct store *st, const char *blocker, const char *blocked);
+/* Records that `blocker` blocks `blocked` (idempotent); answers 0 once it is durable, or -1. */
+void store_block_add(struct store *st, const char *blocker, const char *blocked, store_done_fn done,
+                     void *arg);
 
-/* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
-int store_block_remove(struct store *st, const char *blocker, const char *blocked);
+/* Lifts a block; answers 1 when it existed, 0 when it did not, -1 on failure. */
+void store_block_remove(struct store *st, const char *blocker, const char *blocked,
+                        store_done_fn done, void *arg);
 
 /* Calls `fn(ctx, blocker, blocked)` for every block. */
 int store_block_each(struct store *st, store_pair_fn fn, void *ctx);
@@ -155,9 +218,10 @@ int store_heartbeat(struct store *st, int64_t now);
  * out at the last heartbeat of that run (or at `now` when there was none). */
 int store_presence_recover(struct store *st, int64_t now);
 
-/* Calls `fn` for every user whose last logout was at or after `since`, the latest first; the
- * cost is that of the users listed (an index), not of the whole history. */
-int store_presence_since(struct store *st, int64_t since, store_name_fn fn, void *ctx);
+/* Calls `fn` for every user whose last logout was at or after `since`, the latest first, then
+ * `done(ctx, rc)`; the cost is that of the users listed (an index), not of the whole history. */
+void store_presence_since(struct store *st, int64_t since, store_name_fn fn, store_done_fn done,
+                          void *ctx);
 
 /* Forgets everything about `name`'s logins and logouts (its account is gone: no WHOSINCE
  * window can list it any more). Grouped like the other login-history writes. */
@@ -172,35 +236,65 @@ int store_lock_put(struct store *st, const char *name, const struct store_lock *
 /* Calls `fn` for every stored lock-out record. */
 int store_lock_each(struct store *st, store_lock_fn fn, void *ctx);
 
+/* Counts one login attempt of `name` at `now_ms` (unix milliseconds) whose password was right
+ * (`password_ok`) or not, atomically against every other attempt on the same record (in a
+ * cluster: on every node), and answers the verdict with the record as it is now: a locked
+ * account stays locked and counts nothing; a right password resets the failures; a wrong one
+ * counts, and locks for `policy->block_duration` seconds (rounded up to the next second) at
+ * `policy->max_failures`. An expired lock is cleared first. */
+void store_lock_attempt(struct store *st, const char *name, bool password_ok, int64_t now_ms,
+                        const struct store_lock_policy *policy, store_lock_done_fn done, void *arg);
+
+/* Records an account made by registration (`hash` is its argon2id string) where every node
+ * finds it; answers 0 or -1. The local backend has nothing to add (the credentials file is
+ * where accounts live) and answers 0. */
+void store_account_add(struct store *st, const char *name, const char *hash, store_done_fn done,
+                       void *arg);
+
+/* Calls `fn(ctx, name, hash)` for every account store_account_add recorded. */
+typedef int (*store_account_fn)(void *ctx, const char *name, const char *hash);
+int store_account_each(struct store *st, store_account_fn fn, void *ctx);
+
 /* What a backend implements: one function per operation above, with the same contract, on
  * the backend's own state `be` (made by `open`). */
 struct store_ops {
-    const char *name; /* what --store calls it */
-    int (*open)(void **be, const char *dir, bool accept_loss, char *err, size_t errlen);
+    const char *name;   /* what --store calls it */
+    bool answers_early; /* see store_answers_early */
+    int (*open)(void **be, const struct store_params *p, char *err, size_t errlen);
     void (*close)(void *be);
     int (*set_fsync)(void *be, bool on);
     int (*set_reserve)(void *be, size_t bytes);
     const char *(*error)(const void *be);
     void (*commit)(void *be, store_commit_fn done, void *arg);
-    int (*queue_push)(void *be, const char *sender, const char *recipient, int64_t sent_at,
-                      const char *body, size_t body_len, int64_t *id);
-    int (*queue_load)(void *be, const char *recipient, int64_t after_id, size_t limit,
-                      store_msg_fn fn, void *ctx);
+    void (*queue_push)(void *be, const char *sender, const char *recipient, int64_t sent_at,
+                       const char *body, size_t body_len, int64_t max_queued, store_push_fn done,
+                       void *arg);
+    void (*queue_load)(void *be, const char *recipient, int64_t after_id, size_t limit,
+                       store_msg_fn fn, store_done_fn done, void *ctx);
     int (*queue_ack)(void *be, const char *recipient, int64_t up_to_id);
-    int64_t (*queue_count)(void *be, const char *recipient);
+    void (*queue_count)(void *be, const char *recipient, store_count_fn done, void *arg);
     int (*queue_totals)(void *be, struct store_totals *out);
-    int (*block_add)(void *be, const char *blocker, const char *blocked);
-    int (*block_remove)(void *be, const char *blocker, const char *blocked);
+    void (*block_add)(void *be, const char *blocker, const char *blocked, store_done_fn done,
+                      void *arg);
+    void (*block_remove)(void *be, const char *blocker, const char *blocked, store_done_fn done,
+                         void *arg);
     int (*block_each)(void *be, store_pair_fn fn, void *ctx);
     int (*presence_login)(void *be, const char *name, int64_t now);
     int (*presence_logout)(void *be, const char *name, int64_t now);
     int (*heartbeat)(void *be, int64_t now);
     int (*presence_recover)(void *be, int64_t now);
-    int (*presence_since)(void *be, int64_t since, store_name_fn fn, void *ctx);
+    void (*presence_since)(void *be, int64_t since, store_name_fn fn, store_done_fn done,
+                           void *ctx);
     int (*presence_forget)(void *be, const char *name);
     int (*lock_get)(void *be, const char *name, struct store_lock *lock);
     int (*lock_put)(void *be, const char *name, const struct store_lock *lock);
     int (*lock_each)(void *be, store_lock_fn fn, void *ctx);
+    void (*lock_attempt)(void *be, const char *name, bool password_ok, int64_t now_ms,
+                         const struct store_lock_policy *policy, store_lock_done_fn done,
+                         void *arg);
+    void (*account_add)(void *be, const char *name, const char *hash, store_done_fn done,
+                        void *arg);
+    int (*account_each)(void *be, store_account_fn fn, void *ctx);
 };
 
 /* The backend of store_local.c: this process's data directory. */

@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/qlog.h"
 
@@ -143,8 +144,9 @@ struct store_local {
     int last_rc;                  /* SQLite's result of the last statement run */
     int64_t id_reserved;          /* ids below it may have been given; the log stays below */
     int walking;                  /* non-zero while a walk's callback runs */
-    bool in_batch; /* login-history writes wait in an open transaction for store_commit */
-    bool fsync;    /* blocks and lock-outs are flushed to the disk when written */
+    bool in_batch;       /* login-history writes wait in an open transaction for store_commit */
+    bool fsync;          /* blocks and lock-outs are flushed to the disk when written */
+    struct store *owner; /* told of asynchronous writes' outcomes (store_note) */
     char err[512];
 };
 
@@ -878,10 +880,12 @@ fail:
 }
 
 /* Opens the store in `dir` (see store_open); `accept` lets it start after a loss. */
-static int local_open(void **out, const char *dir, bool accept, char *err, size_t errlen)
+static int local_open(void **out, const struct store_params *p, char *err, size_t errlen)
 {
     struct store_local *st;
-    int rc = open_store(&st, dir, accept, err, errlen);
+    int rc = open_store(&st, p->dir, p->accept_loss, err, errlen);
+    if (rc == 0)
+        st->owner = p->owner;
     *out = st;
     return rc;
 }
@@ -935,10 +939,9 @@ static const char *local_error(const void *be)
 }
 
 /* Queues a direct message and returns its id in `*id`; durable at the next store_commit. */
-static int local_queue_push(void *be, const char *sender, const char *recipient, int64_t sent_at,
-                            const char *body, size_t body_len, int64_t *id)
+static int push_message(struct store_local *st, const char *sender, const char *recipient,
+                        int64_t sent_at, const char *body, size_t body_len, int64_t *id)
 {
-    struct store_local *st = be;
     if (guard(st) != 0)
         return -1;
     if (qlog_next_id(st->queue) >= st->id_reserved && reserve_ids(st) != 0)
@@ -948,12 +951,32 @@ static int local_queue_push(void *be, const char *sender, const char *recipient,
     return 0;
 }
 
-/* Calls `fn` for each message queued for `recipient` with an id above `after_id`, in id order,
- * at most `limit` of them (0: no limit). */
-static int local_queue_load(void *be, const char *recipient, int64_t after_id, size_t limit,
-                            store_msg_fn fn, void *ctx)
+/* Answers at once: queues the message unless the recipient's queue is full. */
+static void local_queue_push(void *be, const char *sender, const char *recipient, int64_t sent_at,
+                             const char *body, size_t body_len, int64_t max_queued,
+                             store_push_fn done, void *arg)
 {
     struct store_local *st = be;
+    int64_t id;
+    if (guard(st) == 0 && max_queued > 0 && qlog_count(st->queue, recipient) >= max_queued) {
+        done(arg, STORE_FULL, NULL);
+        return;
+    }
+    int rc = push_message(st, sender, recipient, sent_at, body, body_len, &id);
+    store_note(st->owner, rc);
+    if (rc < 0) {
+        done(arg, -1, NULL);
+        return;
+    }
+    struct store_msg m = {id, sender, recipient, sent_at, body, body_len};
+    done(arg, 0, &m);
+}
+
+/* Calls `fn` for each message queued for `recipient` with an id above `after_id`, in id order,
+ * at most `limit` of them (0: no limit). */
+static int load_messages(struct store_local *st, const char *recipient, int64_t after_id,
+                         size_t limit, store_msg_fn fn, void *ctx)
+{
     int rc;
 
     if (guard(st) != 0)
@@ -964,6 +987,12 @@ static int local_queue_load(void *be, const char *recipient, int64_t after_id, s
     if (rc != 0)
         return fail(st, "loading messages: %s", qlog_error(st->queue));
     return 0;
+}
+
+static void local_queue_load(void *be, const char *recipient, int64_t after_id, size_t limit,
+                             store_msg_fn fn, store_done_fn done, void *ctx)
+{
+    done(ctx, load_messages(be, recipient, after_id, limit, fn, ctx));
 }
 
 /* Removes every message queued for `recipient` with id <= `up_to_id`. */
@@ -977,13 +1006,11 @@ static int local_queue_ack(void *be, const char *recipient, int64_t up_to_id)
     return 0;
 }
 
-/* Returns the number of messages queued for `recipient`, or -1 on failure. */
-static int64_t local_queue_count(void *be, const char *recipient)
+/* Answers the number of messages queued for `recipient`, or -1 on failure. */
+static void local_queue_count(void *be, const char *recipient, store_count_fn done, void *arg)
 {
     struct store_local *st = be;
-    if (guard(st) != 0)
-        return -1;
-    return qlog_count(st->queue, recipient);
+    done(arg, guard(st) != 0 ? -1 : qlog_count(st->queue, recipient));
 }
 
 static int local_queue_totals(void *be, struct store_totals *out)
@@ -996,9 +1023,8 @@ static int local_queue_totals(void *be, struct store_totals *out)
 }
 
 /* Records that `blocker` blocks `blocked`. Idempotent. */
-static int local_block_add(void *be, const char *blocker, const char *blocked)
+static int add_block(struct store_local *st, const char *blocker, const char *blocked)
 {
-    struct store_local *st = be;
     sqlite3_stmt *s;
 
     if (write_guard(st) != 0)
@@ -1010,9 +1036,8 @@ static int local_block_add(void *be, const char *blocker, const char *blocked)
 }
 
 /* Lifts a block. Returns 1 when it existed, 0 when it did not, -1 on failure. */
-static int local_block_remove(void *be, const char *blocker, const char *blocked)
+static int remove_block(struct store_local *st, const char *blocker, const char *blocked)
 {
-    struct store_local *st = be;
     sqlite3_stmt *s;
 
     if (write_guard(st) != 0)
@@ -1023,6 +1048,24 @@ static int local_block_remove(void *be, const char *blocker, const char *blocked
     if (exec_durable(st, s, "removing block") != 0)
         return -1;
     return sqlite3_changes(st->db) > 0;
+}
+
+static void local_block_add(void *be, const char *blocker, const char *blocked, store_done_fn done,
+                            void *arg)
+{
+    struct store_local *st = be;
+    int rc = add_block(st, blocker, blocked);
+    store_note(st->owner, rc);
+    done(arg, rc);
+}
+
+static void local_block_remove(void *be, const char *blocker, const char *blocked,
+                               store_done_fn done, void *arg)
+{
+    struct store_local *st = be;
+    int rc = remove_block(st, blocker, blocked);
+    store_note(st->owner, rc);
+    done(arg, rc);
 }
 
 struct pair_walk {
@@ -1164,9 +1207,8 @@ static int name_row(sqlite3_stmt *s, void *arg)
 }
 
 /* Calls `fn` for every user whose last logout was at or after `since`. */
-static int local_presence_since(void *be, int64_t since, store_name_fn fn, void *ctx)
+static int list_since(struct store_local *st, int64_t since, store_name_fn fn, void *ctx)
 {
-    struct store_local *st = be;
     struct name_walk w = {fn, ctx};
     sqlite3_stmt *s;
 
@@ -1176,6 +1218,12 @@ static int local_presence_since(void *be, int64_t since, store_name_fn fn, void 
     if (sqlite3_bind_int64(s, 1, since))
         return bind_fail(st, s, "listing logouts");
     return walk(st, s, "listing logouts", name_row, &w);
+}
+
+static void local_presence_since(void *be, int64_t since, store_name_fn fn, store_done_fn done,
+                                 void *ctx)
+{
+    done(ctx, list_since(be, since, fn, ctx));
 }
 
 /* Reads the lock-out record of `name` (zeroes when there is none). */
@@ -1250,8 +1298,61 @@ static int local_lock_each(void *be, store_lock_fn fn, void *ctx)
 }
 
 /* The local backend: this process's data directory (see the top of this file). */
+/* Decides a login attempt on the record of `name` (one process: nothing can come between the
+ * read and the write). */
+static void local_lock_attempt(void *be, const char *name, bool password_ok, int64_t now_ms,
+                               const struct store_lock_policy *policy, store_lock_done_fn done,
+                               void *arg)
+{
+    struct store_lock rec;
+    if (local_lock_get(be, name, &rec) < 0) {
+        done(arg, -1, STORE_LOCK_LOCKED, NULL);
+        return;
+    }
+    struct lockout l = {rec.failures, rec.locked_until};
+    enum store_lock_verdict v = STORE_LOCK_PASS;
+    if (lockout_is_locked(&l, now_ms))
+        v = STORE_LOCK_LOCKED;
+    else if (password_ok)
+        lockout_success(&l);
+    else if (lockout_fail(&l, now_ms, policy->max_failures, policy->block_duration) ==
+             LOCKOUT_NOW_LOCKED)
+        v = STORE_LOCK_NOW_LOCKED;
+    else
+        v = STORE_LOCK_WRONG;
+    struct store_lock now = {l.failures, l.locked_until};
+    if ((now.failures != rec.failures || now.locked_until != rec.locked_until)) {
+        struct store_local *st = be;
+        int rc = local_lock_put(be, name, &now);
+        store_note(st->owner, rc);
+        /* A lock-out the disk refused is kept and written later (local_lock_put): it counts. */
+        if (rc < 0)
+            log_error("store: cannot record lock-out of %s: %s", name, st->err);
+    }
+    done(arg, 0, v, &now);
+}
+
+/* Accounts live in the credentials file: nothing to add. */
+static void local_account_add(void *be, const char *name, const char *hash, store_done_fn done,
+                              void *arg)
+{
+    (void)be;
+    (void)name;
+    (void)hash;
+    done(arg, 0);
+}
+
+static int local_account_each(void *be, store_account_fn fn, void *ctx)
+{
+    (void)be;
+    (void)fn;
+    (void)ctx;
+    return 0;
+}
+
 const struct store_ops store_local_ops = {
     .name = "local",
+    .answers_early = true,
     .open = local_open,
     .close = local_close,
     .set_fsync = local_set_fsync,
@@ -1275,4 +1376,7 @@ const struct store_ops store_local_ops = {
     .lock_get = local_lock_get,
     .lock_put = local_lock_put,
     .lock_each = local_lock_each,
+    .lock_attempt = local_lock_attempt,
+    .account_add = local_account_add,
+    .account_each = local_account_each,
 };

@@ -23,6 +23,7 @@ struct net_conn {
     char out[65536];
     size_t len;
     bool closed;
+    bool paused;
 };
 
 void net_send(struct net_conn *c, const char *data, size_t len)
@@ -42,6 +43,16 @@ void net_close(struct net_conn *c)
 void net_abort(struct net_conn *c)
 {
     c->closed = true;
+}
+
+void net_pause_read(struct net_conn *c)
+{
+    c->paused = true;
+}
+
+void net_resume_read(struct net_conn *c)
+{
+    c->paused = false;
 }
 
 const char *net_peer_addr(const struct net_conn *c)

@@ -185,12 +185,100 @@ static int collect_msg(void *ctx, const struct store_msg *m)
     return s->stop_after && s->n >= s->stop_after;
 }
 
+/* An asynchronous operation's answer: `rc` once `answered`. */
+struct answer {
+    int answered;
+    int rc;
+    int64_t value;
+};
+
+/* Waits for an answer. Every backend today answers before the call returns; one that answers
+ * from an event loop is run to its answer here. */
+static int wait_answer(struct answer *a)
+{
+    assert_true(a->answered);
+    return a->rc;
+}
+
+static void on_done(void *arg, int rc)
+{
+    struct answer *a = arg;
+
+    a->answered++;
+    assert_int_equal(a->answered, 1);
+    a->rc = rc;
+}
+
+static void on_pushed(void *arg, int rc, const struct store_msg *m)
+{
+    struct answer *a = arg;
+
+    on_done(a, rc);
+    a->value = m ? m->id : -1;
+    assert_true(rc == 0 ? m != NULL : m == NULL);
+}
+
+static void on_count(void *arg, int64_t count)
+{
+    struct answer *a = arg;
+
+    on_done(a, 0);
+    a->value = count;
+}
+
+/* A loaded page's messages, then its answer. */
+struct loaded {
+    struct seen_msgs seen;
+    struct answer a;
+};
+
+static int collect_loaded(void *ctx, const struct store_msg *m)
+{
+    struct loaded *l = ctx;
+
+    return collect_msg(&l->seen, m);
+}
+
+static void on_loaded(void *ctx, int rc)
+{
+    struct loaded *l = ctx;
+
+    on_done(&l->a, rc);
+}
+
+/* store_queue_load, waited for: returns its rc, the messages in `*out`. */
+static int load_rc(struct store *st, const char *recipient, int64_t after, size_t limit,
+                   struct seen_msgs *out)
+{
+    struct loaded *l = calloc(1, sizeof *l);
+
+    assert_non_null(l);
+    l->seen.stop_after = out->stop_after;
+    store_queue_load(st, recipient, after, limit, collect_loaded, on_loaded, l);
+    int rc = wait_answer(&l->a);
+    *out = l->seen;
+    free(l);
+    return rc;
+}
+
 static struct seen_msgs load(struct store *st, const char *recipient, int64_t after, size_t limit)
 {
     struct seen_msgs s = {0};
 
-    assert_int_equal(store_queue_load(st, recipient, after, limit, collect_msg, &s), 0);
+    assert_int_equal(load_rc(st, recipient, after, limit, &s), 0);
     return s;
+}
+
+/* store_queue_push, waited for: returns its rc, the id in `*id`. */
+static int push_rc(struct store *st, const char *from, const char *to, int64_t at, const char *body,
+                   size_t len, int64_t max_queued, int64_t *id)
+{
+    struct answer a = {0};
+
+    store_queue_push(st, from, to, at, body, len, max_queued, on_pushed, &a);
+    int rc = wait_answer(&a);
+    *id = a.value;
+    return rc;
 }
 
 static int64_t push(struct store *st, const char *from, const char *to, int64_t at,
@@ -198,9 +286,36 @@ static int64_t push(struct store *st, const char *from, const char *to, int64_t 
 {
     int64_t id = -1;
 
-    assert_int_equal(store_queue_push(st, from, to, at, body, strlen(body), &id), 0);
+    assert_int_equal(push_rc(st, from, to, at, body, strlen(body), 0, &id), 0);
     assert_true(id > 0);
     return id;
+}
+
+/* store_queue_count, waited for. */
+static int64_t count(struct store *st, const char *recipient)
+{
+    struct answer a = {0};
+
+    store_queue_count(st, recipient, on_count, &a);
+    wait_answer(&a);
+    return a.value;
+}
+
+/* store_block_add and store_block_remove, waited for. */
+static int block_add(struct store *st, const char *a, const char *b)
+{
+    struct answer ans = {0};
+
+    store_block_add(st, a, b, on_done, &ans);
+    return wait_answer(&ans);
+}
+
+static int block_remove(struct store *st, const char *a, const char *b)
+{
+    struct answer ans = {0};
+
+    store_block_remove(st, a, b, on_done, &ans);
+    return wait_answer(&ans);
 }
 
 /* Names (or "a>b" pairs, or "name:failures:until") collected by the walk callbacks, joined
@@ -240,6 +355,29 @@ static int collect_lock(void *ctx, const char *name, const struct store_lock *lo
     return add_name(ctx, "%s:%d:%lld", name, lock->failures, (long long)lock->locked_until);
 }
 
+/* store_presence_since into `nm`, waited for: returns its rc. */
+struct since_walk {
+    struct names nm; /* first: collect_name takes the walk as its names */
+    struct answer a;
+};
+
+static void since_done(void *ctx, int rc)
+{
+    struct since_walk *w = ctx;
+
+    on_done(&w->a, rc);
+}
+
+static int since_names(struct store *st, int64_t t, struct names *nm)
+{
+    struct since_walk w = {0};
+
+    store_presence_since(st, t, collect_name, since_done, &w);
+    int rc = wait_answer(&w.a);
+    *nm = w.nm;
+    return rc;
+}
+
 /* The users whose last logout was at or after `since`, sorted and joined. */
 static char *since(struct store *st, int64_t t, char *buf, size_t len)
 {
@@ -247,7 +385,7 @@ static char *since(struct store *st, int64_t t, char *buf, size_t len)
     char *names[32];
     int n = 0;
 
-    assert_int_equal(store_presence_since(st, t, collect_name, &nm), 0);
+    assert_int_equal(since_names(st, t, &nm), 0);
     /* The order is unspecified: sort the names. */
     for (char *tok = strtok(nm.text, ","); tok && n < 32; tok = strtok(NULL, ","))
         names[n++] = tok;
@@ -311,7 +449,7 @@ static void test_reopen_is_idempotent(void **state)
     reopen(f);
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema"), tables);
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(count(f->st, "bob"), 1);
 }
 
 static void test_queue_totals_follow_pushes_and_acks(void **state)
@@ -427,9 +565,9 @@ static void test_open_refuses_a_directory_in_use(void **state)
     assert_non_null(strstr(err, want));
     assert_int_equal(stat(path, &after), 0);
     assert_int_equal(after.st_size, before.st_size);
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(count(f->st, "bob"), 1);
     reopen(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(count(f->st, "bob"), 1);
 }
 
 /* Closes the fixture's store and expects store_open to refuse the directory with a message
@@ -469,7 +607,7 @@ static void test_lost_log_refused(void **state)
     int64_t last = 0;
     for (int i = 0; i < 3; i++)
         last = push(f->st, "alice", "bob", 1, "lost");
-    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(block_add(f->st, "bob", "eve"), 0);
     assert_int_equal(commit(f->st), 0);
     assert_true(sql_int(f->dir, "SELECT value FROM meta WHERE key = 'id_reserved'") > last);
     join(path, sizeof path, f->dir, "parley.queue");
@@ -481,12 +619,12 @@ static void test_lost_log_refused(void **state)
         expect_refused(f, "parley.queue is missing or empty, but parley.db shows", "parley.queue");
     }
     reopen_accepting_loss(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_int_equal(count(f->st, "bob"), 0);
     assert_true(push(f->st, "alice", "bob", 2, "new") > last);
-    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 1);
+    assert_int_equal(block_remove(f->st, "bob", "eve"), 1);
     assert_int_equal(commit(f->st), 0);
     reopen(f); /* a store again: no loss to accept */
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(count(f->st, "bob"), 1);
 }
 
 /* An emptied or missing parley.db is refused while parley.queue shows the store had one;
@@ -498,7 +636,7 @@ static void test_lost_db_refused(void **state)
     static const char *const sqlite_files[] = {"parley.db", "parley.db-wal", "parley.db-shm"};
 
     int64_t last = push(f->st, "alice", "bob", 1, "kept");
-    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(block_add(f->st, "bob", "eve"), 0);
     assert_int_equal(commit(f->st), 0);
     store_close(f->st);
     f->st = NULL;
@@ -511,12 +649,12 @@ static void test_lost_db_refused(void **state)
     }
     expect_refused(f, "parley.db is missing or empty, but parley.queue shows", "parley.db");
     reopen_accepting_loss(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
-    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 0);
+    assert_int_equal(count(f->st, "bob"), 1);
+    assert_int_equal(block_remove(f->st, "bob", "eve"), 0);
     assert_true(push(f->st, "alice", "bob", 2, "new") > last);
     assert_int_equal(commit(f->st), 0);
     reopen(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+    assert_int_equal(count(f->st, "bob"), 2);
     assert_int_equal(sql_int(f->dir, "SELECT length(value) FROM meta WHERE key = 'store_id'"), 32);
 }
 
@@ -565,7 +703,7 @@ static void test_ids_never_go_back_after_damage(void **state)
     assert_int_equal(pwrite(fd, &b, 1, at), 1);
     close(fd);
     reopen(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 1);
+    assert_int_equal(count(f->st, "bob"), 1);
     assert_true(push(f->st, "alice", "bob", 3, "new") > lost);
 }
 
@@ -617,7 +755,7 @@ static void test_ids_not_reused_after_ack_and_restart(void **state)
     for (int i = 0; i < 3; i++)
         last = push(f->st, "alice", "bob", i, "x");
     assert_int_equal(store_queue_ack(f->st, "bob", last), 0);
-    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_int_equal(count(f->st, "bob"), 0);
     reopen(f);
     assert_true(push(f->st, "alice", "bob", 9, "y") > last);
 }
@@ -652,7 +790,7 @@ static void test_load_callback_stops(void **state)
 
     for (int i = 0; i < 4; i++)
         push(f->st, "alice", "bob", i, "m");
-    assert_int_equal(store_queue_load(f->st, "bob", 0, 0, collect_msg, &s), 0);
+    assert_int_equal(load_rc(f->st, "bob", 0, 0, &s), 0);
     assert_int_equal(s.n, 2);
     /* The statement was reset: a new walk sees everything again. */
     assert_int_equal(load(f->st, "bob", 0, 0).n, 4);
@@ -672,13 +810,13 @@ static void test_ack_only_up_to_id_and_recipient(void **state)
     s = load(f->st, "bob", 0, 0);
     assert_int_equal(s.n, 1);
     assert_int_equal(s.id[0], b3);
-    assert_int_equal(store_queue_count(f->st, "carol"), 1);
+    assert_int_equal(count(f->st, "carol"), 1);
     assert_int_equal(load(f->st, "carol", 0, 0).id[0], c1);
 
     /* Acking past carol's id for bob leaves carol alone; acking nothing is fine. */
     assert_int_equal(store_queue_ack(f->st, "bob", b3 + 100), 0);
-    assert_int_equal(store_queue_count(f->st, "bob"), 0);
-    assert_int_equal(store_queue_count(f->st, "carol"), 1);
+    assert_int_equal(count(f->st, "bob"), 0);
+    assert_int_equal(count(f->st, "carol"), 1);
     assert_int_equal(store_queue_ack(f->st, "nobody", 1000), 0);
 }
 
@@ -686,13 +824,13 @@ static void test_count(void **state)
 {
     struct fx *f = *state;
 
-    assert_int_equal(store_queue_count(f->st, "bob"), 0);
+    assert_int_equal(count(f->st, "bob"), 0);
     push(f->st, "alice", "bob", 1, "a");
     push(f->st, "alice", "bob", 2, "b");
     push(f->st, "bob", "alice", 3, "c");
-    assert_int_equal(store_queue_count(f->st, "bob"), 2);
-    assert_int_equal(store_queue_count(f->st, "alice"), 1);
-    assert_int_equal(store_queue_count(f->st, "Bob"), 0); /* names are exact */
+    assert_int_equal(count(f->st, "bob"), 2);
+    assert_int_equal(count(f->st, "alice"), 1);
+    assert_int_equal(count(f->st, "Bob"), 0); /* names are exact */
 }
 
 static void test_bodies_exact(void **state)
@@ -712,9 +850,9 @@ static void test_bodies_exact(void **state)
     push(f->st, "alice", "bob", 1, spaces);
     push(f->st, "alice", "bob", 2, utf8);
     /* Only the first 3 bytes of the buffer are the body. */
-    assert_int_equal(store_queue_push(f->st, "alice", "bob", 3, "abcdef", 3, &id), 0);
-    assert_int_equal(store_queue_push(f->st, "alice", "bob", 4, "", 0, &id), 0);
-    assert_int_equal(store_queue_push(f->st, "alice", "bob", 5, bytes, 255, &id), 0);
+    assert_int_equal(push_rc(f->st, "alice", "bob", 3, "abcdef", 3, 0, &id), 0);
+    assert_int_equal(push_rc(f->st, "alice", "bob", 4, "", 0, 0, &id), 0);
+    assert_int_equal(push_rc(f->st, "alice", "bob", 5, bytes, 255, 0, &id), 0);
 
     s = load(f->st, "bob", 0, 0);
     assert_int_equal(s.n, 5);
@@ -732,13 +870,25 @@ static void test_bodies_exact(void **state)
 }
 
 /* Calls back into the store from inside a walk, which must be refused. */
+struct reentry {
+    struct store *st;
+    struct answer a;
+};
+
+static void reentry_done(void *ctx, int rc)
+{
+    struct reentry *r = ctx;
+
+    on_done(&r->a, rc);
+}
+
 static int reenter(void *ctx, const struct store_msg *m)
 {
-    struct store *st = ctx;
+    struct store *st = ((struct reentry *)ctx)->st;
     int64_t id;
 
     (void)m;
-    assert_int_equal(store_queue_push(st, "x", "y", 1, "z", 1, &id), -1);
+    assert_int_equal(push_rc(st, "x", "y", 1, "z", 1, 0, &id), -1);
     assert_non_null(strstr(store_error(st), "callback"));
     return 0;
 }
@@ -748,11 +898,13 @@ static void test_reentry_refused(void **state)
     struct fx *f = *state;
 
     push(f->st, "alice", "bob", 1, "m");
-    assert_int_equal(store_queue_load(f->st, "bob", 0, 0, reenter, f->st), 0);
+    struct reentry r = {f->st, {0}};
+    store_queue_load(f->st, "bob", 0, 0, reenter, reentry_done, &r);
+    assert_int_equal(wait_answer(&r.a), 0);
     /* The store works again after the walk. */
-    assert_int_equal(store_queue_count(f->st, "y"), 0);
+    assert_int_equal(count(f->st, "y"), 0);
     push(f->st, "alice", "bob", 2, "n");
-    assert_int_equal(store_queue_count(f->st, "bob"), 2);
+    assert_int_equal(count(f->st, "bob"), 2);
 }
 
 static void test_sqlite_failure_reported(void **state)
@@ -767,8 +919,8 @@ static void test_sqlite_failure_reported(void **state)
     assert_non_null(strstr(store_error(f->st), "lock-out"));
     assert_non_null(strstr(store_error(f->st), "no such table"));
     /* Unaffected tables, and the queue, still work. */
-    assert_int_equal(store_block_add(f->st, "a", "b"), 0);
-    assert_int_equal(store_queue_push(f->st, "alice", "bob", 1, "m", 1, &id), 0);
+    assert_int_equal(block_add(f->st, "a", "b"), 0);
+    assert_int_equal(push_rc(f->st, "alice", "bob", 1, "m", 1, 0, &id), 0);
     assert_int_equal(commit(f->st), 0);
 }
 
@@ -801,8 +953,8 @@ static int commit_one_push_another(struct store *st)
 {
     int64_t id;
 
-    return store_queue_push(st, "alice", "bob", 1, "committed", 9, &id) != 0 || commit(st) != 0 ||
-           store_queue_push(st, "alice", "bob", 2, "in flight", 9, &id) != 0;
+    return push_rc(st, "alice", "bob", 1, "committed", 9, 0, &id) != 0 || commit(st) != 0 ||
+           push_rc(st, "alice", "bob", 2, "in flight", 9, 0, &id) != 0;
 }
 
 /* Queue writes are grouped: a crash keeps what store_commit committed and nothing after it. */
@@ -823,7 +975,7 @@ static void test_group_commit_boundary(void **state)
 static int history_then_block(struct store *st)
 {
     return store_presence_logout(st, "alice", 200) || commit(st) != 0 ||
-           store_presence_logout(st, "carol", 200) || store_block_add(st, "x", "y") != 0 ||
+           store_presence_logout(st, "carol", 200) || block_add(st, "x", "y") != 0 ||
            store_presence_logout(st, "bob", 300);
 }
 
@@ -846,8 +998,8 @@ static int push_commit_block(struct store *st)
 {
     int64_t id;
 
-    return store_queue_push(st, "alice", "bob", 42, "after crash", 11, &id) != 0 ||
-           commit(st) != 0 || store_block_add(st, "bob", "eve") != 0;
+    return push_rc(st, "alice", "bob", 42, "after crash", 11, 0, &id) != 0 || commit(st) != 0 ||
+           block_add(st, "bob", "eve") != 0;
 }
 
 static void test_message_survives_kill(void **state)
@@ -860,7 +1012,7 @@ static void test_message_survives_kill(void **state)
     assert_int_equal(s.n, 1);
     assert_string_equal(s.body[0], "after crash");
     assert_int_equal(s.sent_at[0], 42);
-    assert_int_equal(store_block_remove(f->st, "bob", "eve"), 1);
+    assert_int_equal(block_remove(f->st, "bob", "eve"), 1);
 }
 
 /* ---- blocks ---- */
@@ -870,17 +1022,17 @@ static void test_blocks(void **state)
     struct fx *f = *state;
     struct names nm = {0};
 
-    assert_int_equal(store_block_add(f->st, "bob", "alice"), 0);
-    assert_int_equal(store_block_add(f->st, "bob", "alice"), 0);
-    assert_int_equal(store_block_add(f->st, "alice", "carol"), 0);
-    assert_int_equal(store_block_add(f->st, "alice", "bob"), 0);
+    assert_int_equal(block_add(f->st, "bob", "alice"), 0);
+    assert_int_equal(block_add(f->st, "bob", "alice"), 0);
+    assert_int_equal(block_add(f->st, "alice", "carol"), 0);
+    assert_int_equal(block_add(f->st, "alice", "bob"), 0);
     assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
     assert_int_equal(nm.n, 3);
     assert_string_equal(nm.text, "alice>bob,alice>carol,bob>alice");
 
-    assert_int_equal(store_block_remove(f->st, "alice", "bob"), 1);
-    assert_int_equal(store_block_remove(f->st, "alice", "bob"), 0);
-    assert_int_equal(store_block_remove(f->st, "nobody", "bob"), 0);
+    assert_int_equal(block_remove(f->st, "alice", "bob"), 1);
+    assert_int_equal(block_remove(f->st, "alice", "bob"), 0);
+    assert_int_equal(block_remove(f->st, "nobody", "bob"), 0);
     memset(&nm, 0, sizeof nm);
     assert_int_equal(store_block_each(f->st, collect_pair, &nm), 0);
     assert_string_equal(nm.text, "alice>carol,bob>alice");
@@ -939,13 +1091,13 @@ static void test_old_queue_table_imported(void **state)
     assert_int_equal(s.sent_at[0], 50);
     assert_int_equal(s.id[1], 7);
     assert_string_equal(s.sender[1], "carol");
-    assert_int_equal(store_queue_count(f->st, "dave"), 0);
+    assert_int_equal(count(f->st, "dave"), 0);
     assert_int_equal(push(f->st, "alice", "bob", 100, "new"), 10);
     assert_int_equal(commit(f->st), 0);
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_schema WHERE name = 'queue'"), 0);
     reopen(f);
-    assert_int_equal(store_queue_count(f->st, "bob"), 3);
+    assert_int_equal(count(f->st, "bob"), 3);
 }
 
 static void test_everything_survives_reopen(void **state)
@@ -958,7 +1110,7 @@ static void test_everything_survives_reopen(void **state)
 
     push(f->st, "alice", "bob", 10, "first");
     push(f->st, "carol", "bob", 11, "second");
-    assert_int_equal(store_block_add(f->st, "bob", "eve"), 0);
+    assert_int_equal(block_add(f->st, "bob", "eve"), 0);
     assert_int_equal(store_lock_put(f->st, "mallory", &lock), 0);
     assert_int_equal(store_presence_login(f->st, "alice", 100), 0);
     assert_int_equal(store_presence_logout(f->st, "alice", 200), 0);
@@ -1066,12 +1218,12 @@ static void test_presence_since_reads_only_recent(void **state)
     assert_int_equal(store_presence_logout(f->st, "alice", 1000000), 0);
     assert_int_equal(store_presence_logout(f->st, "bob", 1000001), 0);
     assert_int_equal(commit(f->st), 0);
-    assert_int_equal(store_presence_since(f->st, 999999, collect_name, &nm), 0);
+    assert_int_equal(since_names(f->st, 999999, &nm), 0);
     assert_string_equal(nm.text, "bob,alice"); /* the latest first */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < 1000; i++) {
         memset(&nm, 0, sizeof nm);
-        assert_int_equal(store_presence_since(f->st, 1000001, collect_name, &nm), 0);
+        assert_int_equal(since_names(f->st, 1000001, &nm), 0);
         assert_string_equal(nm.text, "bob");
     }
     assert_true(seconds_since(&t0) < 1.0);

@@ -72,6 +72,8 @@ $(BUILD)/tests/test_client_identity: $(call obj,src/client/identity.c src/client
 $(BUILD)/tests/test_client_p2p: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_client_commands: $(call obj,src/client/identity.c src/client/p2p_channel.c)
 $(BUILD)/tests/test_redis_event: $(call obj,src/server/redis_event.c)
+$(BUILD)/tests/test_redis_link: $(call obj,src/server/redis_link.c src/server/redis_event.c \
+                                src/server/log.c)
 $(BUILD)/tests/test_session: $(filter-out $(BUILD)/obj/server/net.o,$(SERVER_OBJ)) \
                              tests/support/net_setup_stub.c
 

@@ -62,8 +62,10 @@ $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
-$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/store.c src/server/store_local.c src/server/auth.c \
-                            src/server/qlog.c src/server/mqueue.c src/server/log.c)
+$(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/nodeid.c src/server/store.c \
+                            src/server/store_local.c src/server/auth.c src/server/qlog.c src/server/mqueue.c \
+                            src/server/log.c)
+$(BUILD)/tests/test_nodeid: $(call obj,src/server/nodeid.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)
 $(BUILD)/tests/test_log: $(call obj,src/server/log.c)

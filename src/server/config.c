@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "common/proto.h"
+#include "server/nodeid.h"
 #include "server/store.h"
 
 static const char usage_text[] =
@@ -26,7 +28,8 @@ static const char usage_text[] =
     "  --port N --block-duration S --timeout S\n"
     "  --credentials FILE     accounts file (default credentials.txt)\n"
     "  --data-dir DIR         store directory (default parley-data)\n"
-    "  --store NAME           store backend (default local: the data directory)\n"
+    "  --store NAME           store backend (default local: the data directory; redis with\n"
+    "                         --redis)\n"
     "  --bind ADDR            listen address (default 0.0.0.0)\n"
     "  --port-file FILE       write the bound port to FILE once listening\n"
     "  --allow-register       unknown user names become new accounts\n"
@@ -50,6 +53,18 @@ static const char usage_text[] =
     "                         /healthz on ADDR:PORT (e.g. 127.0.0.1:9464; default off)\n"
     "  --check                check the credentials file, the data directory and the options,\n"
     "                         print what is wrong and exit (0: parleyd would start)\n"
+    "cluster (several nodes as one server; docs/CLUSTER.md):\n"
+    "  --redis ADDR           share everything through Redis at HOST:PORT or unix:PATH\n"
+    "  --node-id ID           this node's name, 1-64 of [A-Za-z0-9._-] (default: made once,\n"
+    "                         kept in the data directory's node-id file)\n"
+    "  --redis-password PASS  Redis's password; prefer $PARLEYD_REDIS_PASSWORD (a command\n"
+    "                         line is visible to every user in ps)\n"
+    "  --redis-timeout MS     a Redis command unanswered this long: connection lost\n"
+    "                         (default 2000)\n"
+    "  --redis-max-inflight N Redis commands in flight; past it, error 503 (default 10000)\n"
+    "  --lease SECS           a node's users stay its own this long after its last\n"
+    "                         heartbeat (2 to 15, default 10)\n"
+    "  --redis-stream-max N   events kept for nodes that were cut off (default 100000)\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -120,6 +135,13 @@ enum {
     OPT_TLS_FINGERPRINT,
     OPT_CHECK,
     OPT_METRICS,
+    OPT_REDIS,
+    OPT_NODE_ID,
+    OPT_REDIS_PASSWORD,
+    OPT_REDIS_TIMEOUT,
+    OPT_REDIS_MAX_INFLIGHT,
+    OPT_LEASE,
+    OPT_REDIS_STREAM_MAX,
     OPT_VERBOSE,
     OPT_HELP,
     OPT_VERSION,
@@ -170,6 +192,13 @@ static const struct option long_options[] = {
     {"tls-fingerprint", no_argument, NULL, OPT_TLS_FINGERPRINT},
     {"check", no_argument, NULL, OPT_CHECK},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"node-id", required_argument, NULL, OPT_NODE_ID},
+    {"redis-password", required_argument, NULL, OPT_REDIS_PASSWORD},
+    {"redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT},
+    {"redis-max-inflight", required_argument, NULL, OPT_REDIS_MAX_INFLIGHT},
+    {"lease", required_argument, NULL, OPT_LEASE},
+    {"redis-stream-max", required_argument, NULL, OPT_REDIS_STREAM_MAX},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -208,6 +237,10 @@ static void set_defaults(struct config *cfg)
     cfg->register_rate = 10;
     cfg->max_reload_loss = 50;
     cfg->store_reserve = 1 << 20;
+    cfg->redis_timeout_ms = 2000;
+    cfg->redis_max_inflight = 10000;
+    cfg->lease_secs = 10;
+    cfg->redis_stream_max = 100000;
 }
 
 /* How a numeric option is stored in struct config. */
@@ -263,6 +296,10 @@ static const struct num_option num_options[] = {
     NUM(OPT_REGISTER_RATE, "--register-rate", 0, 1000000, NUM_UNSIGNED, register_rate),
     NUM(OPT_MAX_RELOAD_LOSS, "--max-reload-loss", 0, 100, NUM_UNSIGNED, max_reload_loss),
     NUM(OPT_STORE_RESERVE, "--store-reserve", 0, 1LL << 30, NUM_SIZE, store_reserve),
+    NUM(OPT_REDIS_TIMEOUT, "--redis-timeout", 100, 600000, NUM_LONG, redis_timeout_ms),
+    NUM(OPT_REDIS_MAX_INFLIGHT, "--redis-max-inflight", 16, 1000000, NUM_SIZE, redis_max_inflight),
+    NUM(OPT_LEASE, "--lease", 2, 15, NUM_LONG, lease_secs),
+    NUM(OPT_REDIS_STREAM_MAX, "--redis-stream-max", 1000, 100000000, NUM_SIZE, redis_stream_max),
 };
 
 /* The largest value a field of this type holds. */
@@ -360,6 +397,63 @@ static enum config_result set_store(struct config *cfg, const char *name)
     return CONFIG_ERROR;
 }
 
+/* Whether `s` is a whole decimal port, 1 to 65535. */
+static bool valid_port(const char *s)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    return *s >= '0' && *s <= '9' && !errno && *end == '\0' && v >= 1 && v <= 65535;
+}
+
+/* --redis ADDR: HOST:PORT (host non-empty, port 1 to 65535) or unix:PATH (a path that fits a
+ * socket address); anything else is a usage error saying which shapes are accepted. */
+static enum config_result set_redis(struct config *cfg, const char *addr)
+{
+    static const char unix_prefix[] = "unix:";
+    const char *why = NULL;
+    if (strncmp(addr, unix_prefix, sizeof unix_prefix - 1) == 0) {
+        size_t n = strlen(addr + sizeof unix_prefix - 1);
+        if (n == 0 || n >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+            why = "the socket path must be 1 to 107 bytes";
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon || colon == addr)
+            why = "expected HOST:PORT or unix:PATH";
+        else if (!valid_port(colon + 1))
+            why = "the port must be a number from 1 to 65535";
+    }
+    if (why) {
+        fprintf(stderr, "parleyd: --redis '%s': %s\n%s", addr, why, usage_text);
+        return CONFIG_ERROR;
+    }
+    cfg->redis = addr;
+    return CONFIG_RUN;
+}
+
+/* --node-id ID: checked against the node id rules (nodeid.h). */
+static enum config_result set_node_id(struct config *cfg, const char *id)
+{
+    if (!nodeid_valid(id)) {
+        fprintf(stderr, "parleyd: --node-id '%s': 1 to %d characters of A-Z a-z 0-9 . _ -\n%s", id,
+                NODEID_MAX, usage_text);
+        return CONFIG_ERROR;
+    }
+    cfg->node_id = id;
+    return CONFIG_RUN;
+}
+
+/* --redis-password PASS: any non-empty text (it is never printed, not even here). */
+static enum config_result set_redis_password(struct config *cfg, const char *pass)
+{
+    if (!*pass) {
+        fprintf(stderr, "parleyd: --redis-password must not be empty\n%s", usage_text);
+        return CONFIG_ERROR;
+    }
+    cfg->redis_password = pass;
+    return CONFIG_RUN;
+}
+
 static enum config_result set_option(struct config *cfg, int opt, const char *arg)
 {
     switch (opt) {
@@ -410,6 +504,12 @@ static enum config_result set_option(struct config *cfg, int opt, const char *ar
     case OPT_METRICS:
         cfg->metrics = arg;
         break;
+    case OPT_REDIS:
+        return set_redis(cfg, arg);
+    case OPT_NODE_ID:
+        return set_node_id(cfg, arg);
+    case OPT_REDIS_PASSWORD:
+        return set_redis_password(cfg, arg);
     case OPT_VERBOSE:
         cfg->verbose = true;
         break;
@@ -479,9 +579,67 @@ static enum config_result resolve_hash_caps(struct config *cfg)
     return CONFIG_RUN;
 }
 
+/* Options given on the command line whose defaults do not show it (resolve_store). */
+struct given {
+    bool store;
+    bool store_reserve;
+};
+
+/* The name of a local-store option given with --redis, or NULL when there is none. */
+static const char *local_only_option(const struct config *cfg, const struct given *given)
+{
+    if (cfg->fsync)
+        return "--fsync";
+    if (cfg->accept_store_loss)
+        return "--accept-store-loss";
+    if (given->store_reserve)
+        return "--store-reserve";
+    return NULL;
+}
+
+/* The Redis password from the environment when the command line has none (a command line is
+ * visible to every user in ps; the environment is not). Empty counts as unset. */
+static void resolve_redis_password(struct config *cfg)
+{
+    const char *env = getenv("PARLEYD_REDIS_PASSWORD");
+    if (!cfg->redis_password && env && *env)
+        cfg->redis_password = env;
+}
+
+/* One system, one store: with --redis the store is "redis" (and the options about the local
+ * files are usage errors); without it, "redis" cannot be named. */
+static enum config_result resolve_store(struct config *cfg, const struct given *given)
+{
+    const struct store_ops *redis = store_backend("redis");
+    if (!cfg->redis) {
+        if (given->store && cfg->store == redis) {
+            fprintf(stderr, "parleyd: --store redis needs --redis ADDR\n");
+            return CONFIG_ERROR;
+        }
+        return CONFIG_RUN;
+    }
+    if (given->store && cfg->store != redis) {
+        fprintf(stderr, "parleyd: --redis needs the redis store, not --store %s\n",
+                cfg->store->name);
+        return CONFIG_ERROR;
+    }
+    const char *local = local_only_option(cfg, given);
+    if (local) {
+        fprintf(stderr, "parleyd: %s is only for the local store, not with --redis\n", local);
+        return CONFIG_ERROR;
+    }
+    if (!redis) {
+        fprintf(stderr, "parleyd: --redis: this parleyd has no redis store\n");
+        return CONFIG_ERROR;
+    }
+    cfg->store = redis;
+    return CONFIG_RUN;
+}
+
 enum config_result config_parse(struct config *cfg, int argc, char **argv)
 {
     set_defaults(cfg);
+    struct given given = {false, false};
     optind = 1;
     int opt;
     while ((opt = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
@@ -492,10 +650,13 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         enum config_result r = set_option(cfg, opt, optarg);
         if (r != CONFIG_RUN)
             return r;
+        given.store |= opt == OPT_STORE;
+        given.store_reserve |= opt == OPT_STORE_RESERVE;
     }
     if (take_positionals(cfg, argc, argv) != CONFIG_RUN || resolve_hash_caps(cfg) != CONFIG_RUN ||
-        resolve_tls(cfg) != CONFIG_RUN)
+        resolve_tls(cfg) != CONFIG_RUN || resolve_store(cfg, &given) != CONFIG_RUN)
         return CONFIG_ERROR;
+    resolve_redis_password(cfg);
     if (cfg->hash_credentials || cfg->tls_fingerprint)
         return CONFIG_RUN;
     if (cfg->port < 0 || cfg->block_duration < 0 || cfg->timeout < 0) {

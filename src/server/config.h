@@ -54,6 +54,14 @@ struct config {
     long long max_queued;
     size_t store_reserve; /* bytes of disk held back for lock-outs on a full disk */
     int max_failures;
+    /* The cluster (docs/CLUSTER.md): several nodes on one Redis. */
+    const char *redis;          /* --redis HOST:PORT or unix:PATH; NULL: one node, local store */
+    const char *node_id;        /* --node-id ID; NULL: resolved at start (nodeid.h) */
+    const char *redis_password; /* --redis-password, else $PARLEYD_REDIS_PASSWORD; never shown */
+    long redis_timeout_ms;      /* a command unanswered this long: the connection is lost */
+    size_t redis_max_inflight;  /* Redis commands in flight per node; past it: error 503 */
+    long lease_secs;            /* how long a node's claim on its users outlives its heartbeat */
+    size_t redis_stream_max;    /* events kept in the cluster's stream for cut-off nodes */
 };
 
 /* What config_parse decided. */

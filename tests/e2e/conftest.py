@@ -42,6 +42,15 @@ What is here:
   that changes keys passes `env={"XDG_CONFIG_HOME": its own dir}`. Raw P2P peers speak the
   encrypted handshake through `noise_peer.py` (`NoisePeer.connect/accept`), whose default key
   for a user is that user's key in `CONFIG_HOME` (`static_for`).
+- Topologies: the files in `CLUSTER_SUITE` run once per topology named in $PARLEY_TOPOLOGIES
+  (a comma list; default "single"): `topology` = "single" (one parleyd) or "cluster", where
+  `server` and `make_server` give a `ParleyCluster`: three nodes on one Redis of their own,
+  sharing the first node's credentials file, with the same interface as far as tests use a
+  ParleyServer (`.port`, `.tls_port`, `.connect()`, `.login()` hand out the nodes in turn;
+  `.ports`, `.node(i)`; start/stop/kill9/restart/sighup on all nodes; `stderr_text()` with a
+  header per node). Ids read `test_x[plain-cluster]`. A test about one process's files or life
+  is `@pytest.mark.single_node` (reason beside it) and skipped on the cluster. Fixture
+  `make_cluster(nodes=3, **kw)` makes a cluster whatever the topology (fault tests).
 - `RedisServer(appendfsync="always")` and fixture `make_redis(**kwargs)` (a factory; each is
   stopped at teardown): a redis-server of the tests' own, on a Unix socket in a fresh short
   temporary directory (no TCP port: never a fixed port, never a system instance), its
@@ -110,7 +119,7 @@ def _need(path):
 
 class ParleyServer:
     def __init__(self, dir, users=None, block_duration=2, timeout=60, args=(), env=None,
-                 tls=False):
+                 tls=False, credentials=None):
         self.dir = str(dir)
         self.tls = tls  # also serve TLS on a second port (--tls-port 0); connect() uses it
         self.tls_port = None
@@ -125,11 +134,15 @@ class ParleyServer:
         self.port_file = os.path.join(self.dir, "parleyd.port")
         self.stderr_path = os.path.join(self.dir, "parleyd.stderr")
         self.stdout_path = os.path.join(self.dir, "parleyd.stdout")
-        self.cred_path = os.path.join(self.dir, "credentials.txt")
+        # `credentials`: the file another server wrote (a cluster node shares the first node's);
+        # passed with --credentials and never written here.
+        self.shared_credentials = credentials is not None
+        self.cred_path = str(credentials) if credentials else os.path.join(self.dir,
+                                                                           "credentials.txt")
         self.expected_exit = False  # set when a test killed or stopped the process itself
         self.protos = []
         os.makedirs(self.dir, exist_ok=True)
-        if not os.path.exists(self.cred_path):
+        if not self.shared_credentials and not os.path.exists(self.cred_path):
             with open(self.cred_path, "w") as f:
                 for name, pw in self.users.items():
                     f.write(f"{name} {pw}\n")
@@ -138,7 +151,8 @@ class ParleyServer:
 
     def command(self):
         tls = ["--tls-port", "0"] if self.tls else []
-        return [PARLEYD, "--port-file", self.port_file, *tls, *self.args,
+        cred = ["--credentials", self.cred_path] if self.shared_credentials else []
+        return [PARLEYD, "--port-file", self.port_file, *cred, *tls, *self.args,
                 str(self.listen_port), str(self.block_duration), str(self.timeout)]
 
     def start(self, wait=True):
@@ -304,6 +318,168 @@ class ParleyServer:
         return None
 
 
+class ParleyCluster:
+    """`nodes` parleyd nodes on one RedisServer of their own, as one server (topology
+    "cluster"): each in `<dir>/nodeN`, started with `--redis unix:<socket> --node-id nodeN` and
+    the same other arguments, all reading the first node's credentials file (and, with `tls`,
+    serving the first node's TLS key). As far as tests use a ParleyServer, it is one: `.port`
+    (and `.tls_port`, `.connect()`, `.login()`) hand out the nodes in turn, so two clients land
+    on two nodes; `.ports` lists them; `.node(i)` is one node (a ParleyServer). `.start()`,
+    `.stop()`, `.kill9()`, `.restart()`, `.sighup()` act on every node; Redis keeps running
+    (`.redis`). There is no `.dir`, `.pid` or data file: a test about one process's files or
+    life is `@pytest.mark.single_node`."""
+
+    def __init__(self, dir, nodes=3, users=None, args=(), tls=False, **kw):
+        self.root = str(dir)
+        self.redis = RedisServer()
+        self.tls = tls
+        self._args = [str(a) for a in args]
+        self._turn = 0
+        first = ParleyServer(os.path.join(self.root, "node1"), users=users, tls=tls, **kw)
+        self.nodes = [first]
+        for i in range(2, nodes + 1):
+            n = ParleyServer(os.path.join(self.root, f"node{i}"), users=users, tls=tls,
+                             credentials=first.cred_path, **kw)
+            n.users = first.users  # one credentials file, one dict of passwords
+            self.nodes.append(n)
+        self.args = self._args
+
+    # -- what a test sets or reads as on one server --
+
+    @property
+    def args(self):
+        return self._args
+
+    @args.setter
+    def args(self, args):
+        """The test's own arguments, after each node's cluster ones (for the next start)."""
+        self._args = [str(a) for a in args]
+        for i, n in enumerate(self.nodes):
+            n.args = self._node_args(i) + self._args
+
+    def _node_args(self, i):
+        args = ["--redis", self.redis.addr, "--node-id", f"node{i + 1}"]
+        if self.tls and i > 0:  # one server, one TLS identity: the key the first node made
+            data = os.path.join(self.nodes[0].dir, "parley-data")
+            args += ["--tls-cert", os.path.join(data, "tls-cert.pem"),
+                     "--tls-key", os.path.join(data, "tls-key.pem")]
+        return args
+
+    @property
+    def users(self):
+        return self.nodes[0].users
+
+    @property
+    def cred_path(self):
+        return self.nodes[0].cred_path
+
+    def add_user(self, name, pw):
+        self.nodes[0].add_user(name, pw)
+
+    def credentials_text(self):
+        return self.nodes[0].credentials_text()
+
+    def node(self, i):
+        return self.nodes[i]
+
+    def _next(self):
+        n = self.nodes[self._turn % len(self.nodes)]
+        self._turn += 1
+        return n
+
+    @property
+    def port(self):
+        """A node's port, the next node's at each read (clients spread over the nodes)."""
+        return self._next().port
+
+    @property
+    def tls_port(self):
+        return self._next().tls_port
+
+    @property
+    def ports(self):
+        return [n.port for n in self.nodes]
+
+    def connect(self, **kw):
+        return self._next().connect(**kw)
+
+    def login(self, user, pw=None, **kw):
+        return self._next().login(user, pw, **kw)
+
+    # -- life cycle --
+
+    def start(self, wait=True):
+        """Starts Redis (unless running) and every node; the first alone first when the others
+        need its TLS key. A node that cannot start fails here, with its stderr, and the others
+        are stopped (the failure is reported once)."""
+        if not self.redis.running():
+            self.redis.start()
+        first, rest = self.nodes[0], self.nodes[1:]
+        try:
+            first.start(wait=wait or self.tls)
+            for n in rest:
+                n.start(wait=False)
+            if wait:
+                for n in rest:
+                    n.wait_ready()
+        except AssertionError:
+            for n in self.nodes:
+                if n.running():
+                    n.kill9()
+                n.expected_exit = True
+            raise
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        for n in self.nodes:
+            n.wait_ready(timeout)
+
+    def running(self):
+        return all(n.running() for n in self.nodes)
+
+    def stop(self, expect=0, timeout=10.0, sig=signal.SIGTERM):
+        """Stops every node (see ParleyServer.stop); returns their exit codes."""
+        return [n.stop(expect=expect, timeout=timeout, sig=sig) for n in self.nodes]
+
+    def kill9(self):
+        for n in self.nodes:
+            n.kill9()
+
+    def restart(self, **kw):
+        """Stops the running nodes (SIGTERM, exit 0) and starts all again; Redis keeps its data
+        and keeps running."""
+        for n in self.nodes:
+            if n.running():
+                n.stop()
+        return self.start(**kw)
+
+    def sighup(self):
+        for n in self.nodes:
+            n.sighup()
+
+    def close_protos(self):
+        for n in self.nodes:
+            n.close_protos()
+
+    # -- inspection --
+
+    def _texts(self, what, texts):
+        """The nodes' texts one after the other, each under a header; "" when all are empty."""
+        return "".join(f"--- node{i + 1} {what} ---\n{t}" for i, t in enumerate(texts) if t)
+
+    def stderr_text(self):
+        return self._texts("stderr", [n.stderr_text() for n in self.nodes])
+
+    def stdout_text(self):
+        return self._texts("stdout", [n.stdout_text() for n in self.nodes])
+
+    def check_and_cleanup(self):
+        """Every node's failure message (or None), then Redis stopped and removed."""
+        failures = [m for m in (n.check_and_cleanup() for n in self.nodes) if m]
+        self.redis.cleanup()
+        return "\n\n".join(failures) or None
+
+
 # The server suite files that run a second time over TLS: every one whose tests go through the
 # byte path. Those about time (timeout, whosince), the process (signals) and the store
 # (persistence) do the same over either transport and run once.
@@ -312,11 +488,43 @@ TLS_SUITE = {"test_server_block", "test_server_broadcast", "test_server_limits",
              "test_server_p2p", "test_server_presence"}
 
 
+# The server and client suite files that run against each topology of PARLEY_TOPOLOGIES: one
+# parleyd ("single"), or three nodes on one Redis with the clients spread over them ("cluster").
+# The others are about one process's files or life (the data directory, --check, metrics,
+# signals, its TLS key files) and run on one node. In these files a test of that kind is marked
+# @pytest.mark.single_node (with the reason beside it) and skipped in the cluster topology.
+CLUSTER_SUITE = {"test_server_block", "test_server_broadcast", "test_server_limits",
+                 "test_server_login", "test_server_messaging", "test_server_offline",
+                 "test_server_p2p", "test_server_presence", "test_server_timeout",
+                 "test_server_whosince", "test_client_chat", "test_client_e2e_private",
+                 "test_client_keyboard", "test_client_lifecycle", "test_client_login",
+                 "test_client_p2p", "test_client_pipe"}
+TOPOLOGIES = ("single", "cluster")
+
+
+def _topologies():
+    """The topologies to run, from $PARLEY_TOPOLOGIES (a comma list; default "single")."""
+    names = [t.strip() for t in os.environ.get("PARLEY_TOPOLOGIES", "single").split(",")
+             if t.strip()]
+    bad = [t for t in names if t not in TOPOLOGIES]
+    if bad or not names:
+        raise pytest.UsageError(f"PARLEY_TOPOLOGIES={os.environ.get('PARLEY_TOPOLOGIES')!r}: "
+                                f"a comma list of {', '.join(TOPOLOGIES)}")
+    return names
+
+
 def pytest_generate_tests(metafunc):
-    """The server suite (TLS_SUITE) runs twice: over plain TCP and over TLS."""
-    if "transport" in metafunc.fixturenames and \
-            metafunc.module.__name__.split(".")[-1] in TLS_SUITE:
+    """The server suite (TLS_SUITE) runs twice: over plain TCP and over TLS; the CLUSTER_SUITE
+    once per topology (ids like `test_x[plain-cluster]`), single_node tests skipped on the
+    cluster."""
+    module = metafunc.module.__name__.split(".")[-1]
+    if "transport" in metafunc.fixturenames and module in TLS_SUITE:
         metafunc.parametrize("transport", ["plain", "tls"])
+    if "topology" in metafunc.fixturenames and module in CLUSTER_SUITE:
+        one = metafunc.definition.get_closest_marker("single_node") is not None
+        skip = pytest.mark.skip(reason="single_node: about one parleyd process")
+        metafunc.parametrize("topology", [
+            pytest.param(t, marks=skip if one and t == "cluster" else ()) for t in _topologies()])
 
 
 @pytest.fixture
@@ -326,7 +534,14 @@ def transport():
 
 
 @pytest.fixture
-def make_server(tmp_path, transport):
+def topology():
+    """What `server` and `make_server` start: "single" (one parleyd) or "cluster"."""
+    return "single"
+
+
+def _servers_factory(tmp_path, transport, make):
+    """A factory of started servers in tmp_path (`make(dir, **kw)` builds one) and the list of
+    them, for the teardown check."""
     servers = []
     counter = [0]
 
@@ -335,16 +550,38 @@ def make_server(tmp_path, transport):
             counter[0] += 1
             dir = tmp_path / f"server{counter[0]}"
         kw.setdefault("tls", transport == "tls")
-        s = ParleyServer(dir, **kw)
+        s = make(dir, **kw)
         servers.append(s)
         s.start()
         return s
 
-    yield factory
+    return factory, servers
+
+
+def _check_servers(servers):
     _close_all_protos()
     failures = [m for m in (s.check_and_cleanup() for s in servers) if m]
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def make_server(tmp_path, transport, topology):
+    """make_server(**kw): a started ParleyServer, or with topology "cluster" a ParleyCluster of
+    three nodes with the same arguments."""
+    make = ParleyCluster if topology == "cluster" else ParleyServer
+    factory, servers = _servers_factory(tmp_path, transport, make)
+    yield factory
+    _check_servers(servers)
+
+
+@pytest.fixture
+def make_cluster(tmp_path, transport):
+    """make_cluster(nodes=3, **kw): a started ParleyCluster whatever the topology (the cluster's
+    own tests: a node killed, stalled, cut off from Redis)."""
+    factory, servers = _servers_factory(tmp_path, transport, ParleyCluster)
+    yield factory
+    _check_servers(servers)
 
 
 @pytest.fixture

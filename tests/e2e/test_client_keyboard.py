@@ -201,7 +201,8 @@ def test_ctrl_z_then_fg_keeps_line_editing(server):
                        env=client_env({"PS1": "shell$ "}, bracketed_paste=True))
     try:
         sh.expect_exact("shell$ ", timeout=T)
-        sh.sendline(f"{shlex.quote(PARLEY)} 127.0.0.1 {server.port}")
+        port = server.port  # one node's, once: `fg` echoes the same command line
+        sh.sendline(f"{shlex.quote(PARLEY)} 127.0.0.1 {port}")
         sh.expect_exact("Username: ", timeout=T)
         sh.sendline("hans")
         sh.expect_exact("Password: ", timeout=T)
@@ -214,7 +215,7 @@ def test_ctrl_z_then_fg_keeps_line_editing(server):
         sh.expect_exact("Stopped", timeout=T)
         sh.expect_exact("shell$ ", timeout=T)
         sh.sendline("fg")
-        sh.expect_exact(f"127.0.0.1 {server.port}\r\n", timeout=T)
+        sh.expect_exact(f"127.0.0.1 {port}\r\n", timeout=T)
         prompt(sh)
         sh.send("\x1b[A")
         sh.expect_exact("whoelse", timeout=T)

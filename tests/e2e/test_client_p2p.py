@@ -38,6 +38,7 @@ def test_private_both_directions_and_stop(server, client_factory):
     expect_line(yoda, "hans(private): again")
 
 
+@pytest.mark.single_node  # freezes the one server process by its pid (SIGSTOP)
 def test_private_goes_directly_not_through_server(server, client_factory):
     hans = login(client_factory, server, "hans")
     yoda = login(client_factory, server, "yoda")

@@ -322,6 +322,7 @@ def test_max_errors_before_login(make_server):
     assert a.closed(5)
 
 
+@pytest.mark.single_node  # measures the RSS of one parleyd process
 def test_slow_reader_is_cut_off_memory_stays_bounded(make_server):
     s = make_server(args=["--max-output", "65536", "--msg-rate", "1000000", "--msg-burst",
                           "1000000", "--max-line", "8192", "--max-message", "4000"])
@@ -382,6 +383,7 @@ def test_message_rate_limit_429(make_server):
     ok(b.request("MSG", "hans", "mine"))
 
 
+@pytest.mark.single_node  # a budget kept across logins lives in one process; logins spread
 def test_request_budget_429(make_server):
     """Issue 9, point 12: every request, not only messages, draws on a budget per user
     (--req-rate, --req-burst); past it 429. Answers and endings are never refused, messages keep
@@ -419,6 +421,7 @@ def test_request_budget_429(make_server):
     ok(s.login("luke").request("WHO"))
 
 
+@pytest.mark.single_node  # writes the history straight into one node's parley.db
 def test_big_listing_costs_more(make_server):
     """A reply listing n names costs 1 + n/100 tokens: a listing of everybody is as much
     work as that many small requests."""
@@ -436,6 +439,7 @@ def test_big_listing_costs_more(make_server):
     assert all(r[:2] == ["ERR", "429"] for r in replies[10:])
 
 
+@pytest.mark.single_node  # --max-connections is per node; the connections spread over three
 def test_max_connections(make_server):
     s = make_server(args=["--max-connections", "5"])
     conns = [s.connect() for _ in range(5)]
@@ -488,6 +492,7 @@ def test_hello_timeout(make_server):
     ok(greeted.request("WHO"))
 
 
+@pytest.mark.single_node  # --max-per-address is per node; the connections spread over three
 def test_max_per_address(make_server):
     """Issue 9, point 14: connections at once from one address are limited
     (--max-per-address, default 256); others are not affected, and the refusals make one log

@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from conftest import err, ok, wait_until
 
 
@@ -220,6 +222,7 @@ def test_next_backlog_page_goes_when_half_of_the_page_is_acknowledged(make_serve
     assert [int(e[1]) for e in rest] == ids[2048:]
 
 
+@pytest.mark.single_node  # --fsync is about the local store's files (a usage error with --redis)
 def test_fsync_server_keeps_messages_and_blocks_across_kill9(make_server):
     """`parleyd --fsync` (every accepted message flushed to the disk before its OK) behaves
     like the default: what was accepted, and a block, survive kill -9; acknowledged messages

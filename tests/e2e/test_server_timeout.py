@@ -171,10 +171,10 @@ def test_accepted_connections_have_tcp_keepalive(server):
         pytest.skip("ss (iproute2) is not installed")
     p = server.connect()
     p.hello()
-    out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{server.port} )"],
+    out = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{p.port} )"],
                          capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.splitlines() if line.strip()]
-    assert lines, f"ss shows no connection on port {server.port}"
+    assert lines, f"ss shows no connection on port {p.port}"
     for line in lines:
         assert "timer:(keepalive," in line, f"no keep-alive timer on the server side: {line}"
         secs = int(line.split("timer:(keepalive,")[1].split("sec")[0].split("min")[0])

@@ -4,6 +4,8 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from conftest import err, ok, wait_until
 from test_fault_kit import is_asan
 
@@ -108,6 +110,7 @@ def history_count(server, names):
         db.close()
 
 
+@pytest.mark.single_node  # writes the history straight into one node's parley.db
 def test_whosince_reads_only_recent_history(make_server):
     """A short window costs what it lists, not the whole history: with 100,000 logouts of a
     month ago, 200 `WHOSINCE 60` took 2.4 s (each scanned every row); now milliseconds."""
@@ -124,6 +127,7 @@ def test_whosince_reads_only_recent_history(make_server):
     assert took < (1.5 if is_asan() else 0.5), f"200 WHOSINCE took {took:.2f} s"
 
 
+@pytest.mark.single_node  # reads and writes one node's parley.db
 def test_whosince_forgets_departed_accounts(make_server):
     """What no window can list any more, the history of accounts that are gone, is pruned
     once a WHOSINCE meets it; the accounts that exist keep theirs."""
@@ -145,6 +149,7 @@ def test_whosince_forgets_departed_accounts(make_server):
     assert history_count(s, ["vader"]) == 0
 
 
+@pytest.mark.single_node  # writes the history straight into one node's parley.db
 def test_whosince_flood_does_not_stall_others(make_server):
     """One user pipelining `WHOSINCE 60` against a big history stalled everyone (100 s in the
     report; here 1,000 requests against 100,000 old logouts took 12 s). Now each is cheap and

@@ -50,6 +50,10 @@ GETTER(req_burst)
 GETTER(max_errors)
 GETTER(max_queued)
 GETTER(max_failures)
+GETTER(redis_timeout_ms)
+GETTER(redis_max_inflight)
+GETTER(lease_secs)
+GETTER(redis_stream_max)
 
 static const struct case_ cases[] = {
     {"--port", 0, 65535, get_port},
@@ -74,6 +78,10 @@ static const struct case_ cases[] = {
     {"--max-errors", 1, 1000000, get_max_errors},
     {"--max-queued", 1, 1LL << 40, get_max_queued},
     {"--max-failures", 1, 1000, get_max_failures},
+    {"--redis-timeout", 100, 600000, get_redis_timeout_ms},
+    {"--redis-max-inflight", 16, 1000000, get_redis_max_inflight},
+    {"--lease", 2, 15, get_lease_secs},
+    {"--redis-stream-max", 1000, 100000000, get_redis_stream_max},
 };
 
 /* Parses the required settings as options, then `<option> <value>`, which overrides them (with
@@ -179,6 +187,12 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.handshake_timeout, 10);
     assert_int_equal(cfg.req_rate, 50);
     assert_int_equal(cfg.req_burst, 200);
+    assert_null(cfg.redis);
+    assert_null(cfg.node_id);
+    assert_int_equal(cfg.redis_timeout_ms, 2000);
+    assert_int_equal(cfg.redis_max_inflight, 10000);
+    assert_int_equal(cfg.lease_secs, 10);
+    assert_int_equal(cfg.redis_stream_max, 100000);
 }
 
 /* --store picks a backend by name; a name no backend has is a usage error. */
@@ -201,6 +215,170 @@ static void test_store_backend_by_name(void **state)
     stderr = saved;
 }
 
+/* Parses the NULL-terminated `argv` with stderr caught: its first line goes to `msg` ("" when
+ * nothing was printed), so that a test can tell which rule refused the command line. */
+static enum config_result parse_caught(struct config *cfg, char **argv, char *msg, size_t len)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    FILE *saved = stderr;
+    stderr = tmpfile();
+    assert_non_null(stderr);
+    enum config_result r = config_parse(cfg, argc, argv);
+    rewind(stderr);
+    if (!fgets(msg, (int)len, stderr))
+        msg[0] = '\0';
+    msg[strcspn(msg, "\n")] = '\0';
+    fclose(stderr);
+    stderr = saved;
+    return r;
+}
+
+/* A usage error whose first line contains `what`. */
+#define assert_refused(argv, what)                                                                 \
+    do {                                                                                           \
+        struct config c_;                                                                          \
+        char m_[512];                                                                              \
+        assert_int_equal(parse_caught(&c_, (argv), m_, sizeof m_), CONFIG_ERROR);                  \
+        if (!strstr(m_, (what)))                                                                   \
+            fail_msg("'%s' refused with '%s', expected '%s'", (argv)[1], m_, (what));              \
+    } while (0)
+
+/* `--redis addr` as the cluster would be started: with the redis backend it runs with that
+ * address and store; without it (before the backend is built) it is refused for that reason,
+ * not for the address. */
+static void assert_redis_accepted(const char *addr)
+{
+    char *args[] = {"parleyd", "--redis", (char *)addr, "0", "60", "10", NULL};
+    struct config cfg;
+    char msg[512];
+    enum config_result r = parse_caught(&cfg, args, msg, sizeof msg);
+    if (store_backend("redis")) {
+        assert_int_equal(r, CONFIG_RUN);
+        assert_string_equal(cfg.redis, addr);
+        assert_ptr_equal(cfg.store, store_backend("redis"));
+    } else {
+        assert_int_equal(r, CONFIG_ERROR);
+        if (!strstr(msg, "this parleyd has no redis store"))
+            fail_msg("--redis '%s' refused with '%s'", addr, msg);
+    }
+}
+
+/* --redis takes HOST:PORT (host non-empty, port 1..65535) or unix:PATH (non-empty, fits a
+ * socket address). */
+static void test_redis_address_shape(void **state)
+{
+    (void)state;
+    const char *good[] = {"127.0.0.1:6379", "redis.example:1",      "h:65535",
+                          "[::1]:6379",     "unix:/tmp/redis.sock", "unix:r"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_redis_accepted(good[i]);
+    char long_path[128] = "unix:/";
+    memset(long_path + 6, 'p', 107 - 1);
+    long_path[6 + 106] = '\0'; /* a 107-byte path: the most sun_path holds */
+    assert_redis_accepted(long_path);
+    strcat(long_path, "p");
+    const char *bad[] = {"",       ":6379",   "host",    "host:",   "host:0", "host:65536",
+                         "host:x", "host:+1", "host: 1", "host:-1", "unix:",  long_path};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *args[] = {"parleyd", "--redis", (char *)bad[i], "0", "60", "10", NULL};
+        assert_refused(args, "parleyd: --redis '");
+    }
+}
+
+/* --node-id: 1 to 64 characters of [A-Za-z0-9._-]. */
+static void test_node_id_option(void **state)
+{
+    (void)state;
+    char longest[65], too_long[66];
+    memset(longest, 'n', 64);
+    longest[64] = '\0';
+    memset(too_long, 'n', 65);
+    too_long[65] = '\0';
+    const char *good[] = {"node1", "a", "Web-01.example_b", longest};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char *args[] = {"parleyd", "--node-id", (char *)good[i], "0", "60", "10", NULL};
+        struct config cfg;
+        char msg[512];
+        assert_int_equal(parse_caught(&cfg, args, msg, sizeof msg), CONFIG_RUN);
+        assert_string_equal(cfg.node_id, good[i]);
+    }
+    const char *bad[] = {"",
+                         too_long,
+                         "a b",
+                         "a/b",
+                         "a:b",
+                         "n\xc3\xb6"
+                         "de",
+                         "a\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *args[] = {"parleyd", "--node-id", (char *)bad[i], "0", "60", "10", NULL};
+        assert_refused(args, "parleyd: --node-id '");
+    }
+}
+
+/* The Redis password: the option, else $PARLEYD_REDIS_PASSWORD (set and not empty). */
+static void test_redis_password(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char msg[512];
+    char *plain[] = {"parleyd", "0", "60", "10", NULL};
+    char *given[] = {"parleyd", "--redis-password", "s3cret", "0", "60", "10", NULL};
+    char *empty[] = {"parleyd", "--redis-password", "", "0", "60", "10", NULL};
+    unsetenv("PARLEYD_REDIS_PASSWORD");
+    assert_int_equal(parse_caught(&cfg, plain, msg, sizeof msg), CONFIG_RUN);
+    assert_null(cfg.redis_password);
+    assert_int_equal(parse_caught(&cfg, given, msg, sizeof msg), CONFIG_RUN);
+    assert_string_equal(cfg.redis_password, "s3cret");
+    assert_refused(empty, "--redis-password must not be empty");
+    setenv("PARLEYD_REDIS_PASSWORD", "from-env", 1);
+    assert_int_equal(parse_caught(&cfg, plain, msg, sizeof msg), CONFIG_RUN);
+    assert_string_equal(cfg.redis_password, "from-env");
+    assert_int_equal(parse_caught(&cfg, given, msg, sizeof msg), CONFIG_RUN);
+    assert_string_equal(cfg.redis_password, "s3cret");
+    setenv("PARLEYD_REDIS_PASSWORD", "", 1);
+    assert_int_equal(parse_caught(&cfg, plain, msg, sizeof msg), CONFIG_RUN);
+    assert_null(cfg.redis_password);
+    unsetenv("PARLEYD_REDIS_PASSWORD");
+}
+
+/* One system, one store: --redis means the redis store, and the redis store needs --redis. */
+static void test_store_follows_redis(void **state)
+{
+    (void)state;
+    char *redis_alone[] = {"parleyd", "--store", "redis", "0", "60", "10", NULL};
+    char *local_after[] = {"parleyd", "--redis", "h:1", "--store", "local", "0", "60", "10", NULL};
+    char *local_before[] = {"parleyd", "--store", "local", "--redis", "h:1", "0", "60", "10", NULL};
+    assert_refused(redis_alone, store_backend("redis") ? "--store redis needs --redis ADDR"
+                                                       : "unknown store 'redis'");
+    assert_refused(local_after, "--redis needs the redis store, not --store local");
+    assert_refused(local_before, "--redis needs the redis store, not --store local");
+    assert_redis_accepted("h:1");
+}
+
+/* The options about the local store's files are usage errors with --redis, not ignored. */
+static void test_local_store_options_refused_with_redis(void **state)
+{
+    (void)state;
+    char *fsync[] = {"parleyd", "--redis", "h:1", "--fsync", "0", "60", "10", NULL};
+    char *loss[] = {"parleyd", "--accept-store-loss", "--redis", "h:1", "0", "60", "10", NULL};
+    char *reserve[] = {"parleyd", "--redis", "h:1", "--store-reserve", "0", "0", "60", "10", NULL};
+    char *dflt[] = {"parleyd", "--redis", "h:1", "--store-reserve", "1048576", "0",
+                    "60",      "10",      NULL};
+    assert_refused(fsync, "--fsync is only for the local store");
+    assert_refused(loss, "--accept-store-loss is only for the local store");
+    assert_refused(reserve, "--store-reserve is only for the local store");
+    assert_refused(dflt, "--store-reserve is only for the local store");
+    char *local[] = {"parleyd", "--fsync", "--accept-store-loss", "--store-reserve", "0", "0", "60",
+                     "10",      NULL};
+    struct config cfg;
+    char msg[512];
+    assert_int_equal(parse_caught(&cfg, local, msg, sizeof msg), CONFIG_RUN);
+    assert_true(cfg.fsync && cfg.accept_store_loss && cfg.store_reserve == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,6 +387,11 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_store_backend_by_name),
         cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_redis_address_shape),
+        cmocka_unit_test(test_node_id_option),
+        cmocka_unit_test(test_redis_password),
+        cmocka_unit_test(test_store_follows_redis),
+        cmocka_unit_test(test_local_store_options_refused_with_redis),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

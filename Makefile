@@ -185,8 +185,13 @@ format:
 lint:
 	@$(MAKE) --no-print-directory lint-check
 
-.PHONY: lint-check
+.PHONY: lint-check lua
+lua:
+	@scripts/lua2c.sh
+
 lint-check:
+	@scripts/lua2c.sh $(BUILD)/cluster_lua.h && cmp -s $(BUILD)/cluster_lua.h src/server/cluster_lua.h \
+	  || { echo "src/server/cluster_lua.h is stale: run make lua"; exit 1; }
 	@clang-format --dry-run -Werror $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h' 2>/dev/null)
 	@cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
 	  --suppress=missingIncludeSystem -Isrc src

@@ -3,10 +3,13 @@
 #include "server/broker.h"
 
 #include <assert.h>
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/cluster.h"
+#include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
 
@@ -52,6 +55,8 @@ size_t broker_msg_frame(struct server *srv, const struct store_msg *m)
 
 bool broker_direct(struct server *srv, struct user *to, const struct store_msg *m)
 {
+    if (srv->cluster)
+        return presence_is_online(to); /* the stream brings it to whichever node holds `to` */
     struct session *peer = presence_session(to);
     if (!peer)
         return false;
@@ -65,6 +70,29 @@ bool broker_direct(struct server *srv, struct user *to, const struct store_msg *
     server_undo_on_failure(srv, peer, NULL, pos, n, peer->sent_id);
     peer->sent_id = m->id;
     return true;
+}
+
+void broker_deliver(struct server *srv, const struct store_msg *m)
+{
+    struct user *to = directory_find(&srv->dir, m->recipient, strlen(m->recipient));
+    struct session *peer = to ? presence_session(to) : NULL;
+    if (!peer || m->id <= peer->sent_id)
+        return;
+    if (peer->loading)
+        peer->load_missed = true; /* the page being read may end before it: read again */
+    if (peer->draining || peer->loading)
+        return;
+    size_t n = broker_msg_frame(srv, m);
+    if (n == 0)
+        return; /* out of memory: it stays queued for the next login */
+    session_send(peer, srv->fmt, n);
+    metrics_count(METRICS_MSG_DELIVERED);
+    peer->sent_id = m->id;
+}
+
+bool broker_available(const struct server *srv)
+{
+    return !srv->cluster || cluster_up(srv->cluster);
 }
 
 /* A broadcast being fanned out. */
@@ -89,7 +117,8 @@ static void broadcast_to(void *ctx, struct session *s)
     }
 }
 
-unsigned broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len)
+/* Fans a broadcast out to this node's sessions; returns how many of them block `from`. */
+static unsigned fan_out(struct server *srv, struct user *from, const char *text, size_t len)
 {
     int n = snprintf(srv->fmt, srv->fmt_cap, "* BCAST %s ", from->name);
     assert(n > 0 && (size_t)n + len + 1 <= srv->fmt_cap); /* --max-line bounds the text */
@@ -98,6 +127,48 @@ unsigned broker_broadcast(struct server *srv, struct user *from, const char *tex
     srv->fmt[b.len++] = '\n';
     presence_each_session(srv, broadcast_to, &b);
     return b.skipped;
+}
+
+/* A broadcast published to the other nodes: Redis counts who blocks the sender, everywhere. */
+struct publication {
+    broker_count_fn done;
+    void *arg;
+};
+
+static void published(void *arg, const struct redisReply *r)
+{
+    struct publication p = *(struct publication *)arg;
+    free(arg);
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        log_error("redis: a broadcast could not reach the other nodes");
+        p.done(p.arg, -1);
+        return;
+    }
+    p.done(p.arg, (long)r->integer);
+}
+
+void broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len,
+                      broker_count_fn done, void *arg)
+{
+    unsigned skipped = fan_out(srv, from, text, len);
+    if (!srv->cluster) {
+        done(arg, (long)skipped);
+        return;
+    }
+    struct publication *p = malloc(sizeof(*p));
+    if (!p) {
+        done(arg, -1);
+        return;
+    }
+    *p = (struct publication){done, arg};
+    const char *args[] = {from->name, text};
+    size_t lens[] = {strlen(from->name), len};
+    cluster_op(srv->cluster, 'X', 2, args, lens, published, p);
+}
+
+void broker_broadcast_here(struct server *srv, struct user *from, const char *text, size_t len)
+{
+    fan_out(srv, from, text, len);
 }
 
 /* A presence notice being fanned out. */

@@ -27,15 +27,32 @@ enum broker_event {
  * run's limits allow). */
 size_t broker_msg_frame(struct server *srv, const struct store_msg *m);
 
-/* Hands the direct message `m`, queued in the store this iteration, to its recipient `to`: at
- * once when `to` is logged in and nothing older waits for them (else their backlog brings it).
- * What is sent is withdrawn if the group commit fails. Returns true when `to` is logged in
- * (the reply's "delivered now" flag). */
+/* Hands the direct message `m`, just queued in the store, to its recipient `to`: on one node,
+ * at once when `to` is logged in and nothing older waits for them (else their backlog brings
+ * it), withdrawn if the group commit fails; in a cluster, the node holding `to` sends it when
+ * the event stream brings it (broker_deliver). Returns true when `to` is logged in (the
+ * reply's "delivered now" flag). */
 bool broker_direct(struct server *srv, struct user *to, const struct store_msg *m);
 
-/* Sends `* BCAST <from> <text>` to every user logged in except `from` and those in a block
- * relation with it. Returns how many were skipped because they block `from`. */
-unsigned broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len);
+/* A direct message the event stream brought (committed): sent to its recipient when logged
+ * in here with nothing older waiting, else left to the backlog. */
+void broker_deliver(struct server *srv, const struct store_msg *m);
+
+/* True when a broadcast can reach everyone now (in a cluster: Redis can be reached). */
+bool broker_available(const struct server *srv);
+
+/* Sends `* BCAST <from> <text>` to this node's sessions (a broadcast another node made). */
+void broker_broadcast_here(struct server *srv, struct user *from, const char *text, size_t len);
+
+/* The answer of broker_broadcast: how many users were skipped because they block the sender,
+ * or -1 when the other nodes could not be told. */
+typedef void (*broker_count_fn)(void *arg, long skipped);
+
+/* Sends `* BCAST <from> <text>` to every user logged in (on every node) except `from` and
+ * those in a block relation with it, and answers how many were skipped because they block
+ * `from` (before returning on one node; in a cluster once Redis counted them). */
+void broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len,
+                      broker_count_fn done, void *arg);
 
 /* Tells every user logged in, except `u` and those in a block relation with it, that `u`
  * logged in or out. */

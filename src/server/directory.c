@@ -106,6 +106,28 @@ void directory_set_online(struct directory *d, struct user *u, struct session *s
     u->online = s;
 }
 
+void directory_set_elsewhere(struct directory *d, struct user *u, bool on)
+{
+    if (on && !u->elsewhere) {
+        u->elsewhere_prev = NULL;
+        u->elsewhere_next = d->elsewhere_head;
+        if (d->elsewhere_head)
+            d->elsewhere_head->elsewhere_prev = u;
+        d->elsewhere_head = u;
+        d->elsewhere_count++;
+    } else if (!on && u->elsewhere) {
+        if (u->elsewhere_prev)
+            u->elsewhere_prev->elsewhere_next = u->elsewhere_next;
+        else
+            d->elsewhere_head = u->elsewhere_next;
+        if (u->elsewhere_next)
+            u->elsewhere_next->elsewhere_prev = u->elsewhere_prev;
+        u->elsewhere_prev = u->elsewhere_next = NULL;
+        d->elsewhere_count--;
+    }
+    u->elsewhere = on;
+}
+
 /* Returns the index where `id` is or would go in a's sorted block list. */
 static uint32_t block_slot(const struct user *a, uint32_t id)
 {

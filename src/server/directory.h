@@ -29,6 +29,8 @@ struct user {
     struct lockout lock;           /* consecutive failures and lock expiry */
     struct session *online;        /* the logged-in session, or NULL */
     struct user *online_prev, *online_next;
+    bool elsewhere; /* logged in on another node of the cluster (presence.h) */
+    struct user *elsewhere_prev, *elsewhere_next;
     uint32_t *blocked; /* ids of users this one blocks, sorted */
     uint32_t n_blocked, cap_blocked;
     uint32_t id;
@@ -44,6 +46,8 @@ struct directory {
     uint32_t count, cap;
     struct user *online_head;
     size_t online_count;
+    struct user *elsewhere_head; /* logged in on other nodes */
+    size_t elsewhere_count;
     uint32_t mark_epoch;
 };
 
@@ -68,6 +72,9 @@ int directory_set_account(struct user *u, enum auth_kind kind, const char *secre
 
 /* Marks a user online with `s` (non-NULL) or offline (NULL), keeping the online list. */
 void directory_set_online(struct directory *d, struct user *u, struct session *s);
+
+/* Marks a user as logged in on another node (`on`) or not, keeping the list of those. */
+void directory_set_elsewhere(struct directory *d, struct user *u, bool on);
 
 /* Returns true when `a` blocks `b`. */
 bool directory_blocks(const struct user *a, const struct user *b);

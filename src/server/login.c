@@ -133,14 +133,15 @@ static void login_success(struct session *s, const char *tag)
 }
 
 /* The answer to presence_claim: the user is ours now, or online somewhere already. */
-static void claim_answered(struct session *s, bool claimed)
+static void claim_answered(struct session *s, int rc)
 {
     if (session_live(s)) {
-        if (claimed) {
+        if (rc == PRESENCE_CLAIMED) {
             login_success(s, s->tag);
         } else {
             s->state = SESSION_USERNAME;
-            session_err(s, s->tag, PROTO_E_ALREADY_ONLINE);
+            session_err(s, s->tag,
+                        rc == PRESENCE_TAKEN ? PROTO_E_ALREADY_ONLINE : PROTO_E_STORE_UNAVAILABLE);
         }
     }
     session_resume(s);

@@ -215,12 +215,31 @@ void msg_direct(struct session *s, const struct request *r)
                      r->text.len, (int64_t)srv->cfg.max_queued, msg_stored, s);
 }
 
+/* The broadcast went out: the answer says how many blocked it. */
+static void broadcast_counted(void *arg, long skipped)
+{
+    struct session *s = arg;
+    if (session_live(s)) {
+        if (skipped < 0)
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        else
+            session_ok_number(s, s->tag, skipped);
+    }
+    session_resume(s);
+}
+
 void msg_broadcast(struct session *s, const struct request *r)
 {
     struct server *srv = s->srv;
     const char *tag = r->tag;
     if (!text_fits(s, tag, r) || !rate_ok(s, tag))
         return;
+    if (!broker_available(srv)) {
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE); /* it would reach this node only */
+        return;
+    }
     metrics_count(METRICS_BROADCASTS);
-    session_ok_number(s, tag, broker_broadcast(srv, s->user, r->text.ptr, r->text.len));
+    memcpy(s->tag, tag, sizeof(s->tag));
+    session_wait(s);
+    broker_broadcast(srv, s->user, r->text.ptr, r->text.len, broadcast_counted, s);
 }

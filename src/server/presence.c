@@ -3,15 +3,60 @@
 #include "server/presence.h"
 
 #include <assert.h>
+#include <hiredis/hiredis.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "server/broker.h"
+#include "server/cluster.h"
 #include "server/log.h"
 #include "server/server.h"
 
+/* A claim on its way to Redis. */
+struct claim {
+    struct session *s;
+    presence_claim_fn done;
+};
+
+/* Gives up a claim Redis granted for a session that went meanwhile. */
+static void release(struct server *srv, const char *name)
+{
+    if (store_presence_logout(srv->store, name, (int64_t)time(NULL)) < 0)
+        log_error("store: cannot release the claim on %s: %s", name, store_error(srv->store));
+}
+
+static void claim_answered(void *arg, const struct redisReply *r)
+{
+    struct claim c = *(struct claim *)arg;
+    free(arg);
+    struct session *s = c.s;
+    int rc = PRESENCE_UNAVAILABLE;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+        rc = r->integer == 1 ? PRESENCE_CLAIMED : PRESENCE_TAKEN;
+    if (rc == PRESENCE_CLAIMED && (!session_live(s) || s->user->online)) {
+        if (!s->user->online)
+            release(s->srv, s->user->name);
+        rc = PRESENCE_TAKEN; /* gone, or logged in here meanwhile through another session */
+    }
+    c.done(s, rc);
+}
+
 void presence_claim(struct session *s, presence_claim_fn done)
 {
-    done(s, !presence_is_online(s->user));
+    struct server *srv = s->srv;
+    struct user *u = s->user;
+    if (!srv->cluster || u->online) {
+        done(s, presence_is_online(u) ? PRESENCE_TAKEN : PRESENCE_CLAIMED);
+        return;
+    }
+    struct claim *c = malloc(sizeof(*c));
+    if (!c) {
+        done(s, PRESENCE_UNAVAILABLE);
+        return;
+    }
+    *c = (struct claim){s, done};
+    const char *args[] = {u->name};
+    cluster_op(srv->cluster, 'C', 1, args, NULL, claim_answered, c);
 }
 
 void presence_online(struct session *s)
@@ -19,6 +64,7 @@ void presence_online(struct session *s)
     struct server *srv = s->srv;
     struct user *u = s->user;
     assert(s->state == SESSION_ONLINE && !u->online);
+    directory_set_elsewhere(&srv->dir, u, false); /* this node holds the claim now */
     directory_set_online(&srv->dir, u, s);
     if (store_presence_login(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record login: %s", store_error(srv->store));
@@ -39,7 +85,22 @@ void presence_offline(struct session *s)
 
 bool presence_is_online(const struct user *u)
 {
-    return u->online != NULL;
+    return u->online != NULL || u->elsewhere;
+}
+
+void presence_elsewhere(struct server *srv, struct user *u, bool on, bool quiet)
+{
+    if (u->elsewhere == on)
+        return;
+    directory_set_elsewhere(&srv->dir, u, on);
+    if (!quiet)
+        broker_presence(srv, u, on ? BROKER_LOGIN : BROKER_LOGOUT);
+}
+
+void presence_forget_elsewhere(struct server *srv)
+{
+    while (srv->dir.elsewhere_head)
+        directory_set_elsewhere(&srv->dir, srv->dir.elsewhere_head, false);
 }
 
 struct session *presence_session(const struct user *u)
@@ -51,6 +112,8 @@ struct session *presence_session(const struct user *u)
 void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx)
 {
     for (struct user *u = srv->dir.online_head; u; u = u->online_next)
+        fn(ctx, u);
+    for (struct user *u = srv->dir.elsewhere_head; u; u = u->elsewhere_next)
         fn(ctx, u);
 }
 

@@ -16,8 +16,13 @@ struct session;
 struct user;
 
 typedef void (*presence_user_fn)(void *ctx, struct user *u);
-/* The answer of presence_claim: true when the user of `s` is now claimed by it. */
-typedef void (*presence_claim_fn)(struct session *s, bool claimed);
+/* The answer of presence_claim: PRESENCE_CLAIMED (the user is claimed by `s` now),
+ * PRESENCE_TAKEN (logged in already) or PRESENCE_UNAVAILABLE (the cluster cannot be asked). */
+typedef void (*presence_claim_fn)(struct session *s, int rc);
+
+#define PRESENCE_CLAIMED 1
+#define PRESENCE_TAKEN 0
+#define PRESENCE_UNAVAILABLE (-1)
 typedef void (*presence_session_fn)(void *ctx, struct session *s);
 
 /* Claims the user of `s` (its password checked) for `s`, unless the user is logged in already
@@ -34,14 +39,23 @@ void presence_online(struct session *s);
  * the others told, except while the server stops (everyone gets BYE instead). */
 void presence_offline(struct session *s);
 
-/* Returns true when `u` is logged in, its session possibly on its way out. */
+/* Returns true when `u` is logged in, here (its session possibly on its way out) or, as far
+ * as this node has heard, on another node. */
 bool presence_is_online(const struct user *u);
+
+/* What another node said of `u` (relay.c): logged in there (`on`) or not any more. Tells this
+ * node's sessions, except while `quiet` (a reload of the whole list). */
+void presence_elsewhere(struct server *srv, struct user *u, bool on, bool quiet);
+
+/* Forgets who is online elsewhere (before the list is read again). */
+void presence_forget_elsewhere(struct server *srv);
 
 /* Returns the session through which `u` is logged in on this node and which still takes
  * requests (ONLINE), or NULL. */
 struct session *presence_session(const struct user *u);
 
-/* Calls `fn` for every user logged in. `fn` must not log anyone in or out. */
+/* Calls `fn` for every user logged in, on this node and (as far as it heard) on the others.
+ * `fn` must not log anyone in or out; a user may come twice. */
 void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx);
 
 /* Calls `fn` for every session logged in on this node that still takes requests (ONLINE): the

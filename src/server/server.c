@@ -9,11 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "server/cluster.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/nodeid.h"
 #include "server/net_tls.h"
+#include "server/relay.h"
 #include "server/server.h"
 #include "server/store.h"
 #include "server/tlscert.h"
@@ -170,13 +174,53 @@ static int load_lock(void *ctx, const char *name, const struct store_lock *l)
     return 0;
 }
 
+static int load_account(void *ctx, const char *name, const char *hash)
+{
+    struct server *srv = ctx;
+    struct user *u = directory_add(&srv->dir, name);
+    if (!u)
+        return -1;
+    return u->has_account ? 0 : directory_set_account(u, AUTH_ARGON2ID, hash);
+}
+
+/* With --redis: joins the cluster (its data directory keeps the node id and TLS files). */
+static int join_cluster(struct server *srv)
+{
+    char id[NODEID_MAX + 1], err[512];
+    if (!srv->cfg.redis)
+        return 0;
+    if (mkdir(srv->cfg.data_dir, 0700) < 0 && errno != EEXIST) {
+        log_error("cannot make %s: %s", srv->cfg.data_dir, strerror(errno));
+        return -1;
+    }
+    if (nodeid_resolve(srv->cfg.node_id, srv->cfg.data_dir, id, sizeof(id), err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    struct cluster_settings cs = {srv->cfg.redis,
+                                  srv->cfg.redis_password,
+                                  id,
+                                  srv->cfg.redis_timeout_ms,
+                                  srv->cfg.redis_max_inflight,
+                                  srv->cfg.lease_secs * 1000,
+                                  srv->cfg.redis_stream_max};
+    srv->cluster = cluster_new(srv->base, &cs, err, sizeof(err));
+    if (!srv->cluster) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("node %s of the cluster on %s", id, srv->cfg.redis);
+    return 0;
+}
+
 static int open_store(struct server *srv)
 {
     char err[512];
-    int rc = srv->cfg.accept_store_loss
-                 ? store_open_accepting_loss(&srv->store, srv->cfg.store, srv->cfg.data_dir, err,
-                                             sizeof(err))
-                 : store_open(&srv->store, srv->cfg.store, srv->cfg.data_dir, err, sizeof(err));
+    struct store_params p = {.dir = srv->cfg.data_dir,
+                             .accept_loss = srv->cfg.accept_store_loss,
+                             .base = srv->base,
+                             .cluster = srv->cluster};
+    int rc = store_open_with(&srv->store, srv->cfg.store, &p, err, sizeof(err));
     if (rc < 0) {
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
         return -1;
@@ -187,7 +231,8 @@ static int open_store(struct server *srv)
         return -1;
     }
     if (store_block_each(srv->store, load_block, srv) < 0 ||
-        store_lock_each(srv->store, load_lock, srv) < 0) {
+        store_lock_each(srv->store, load_lock, srv) < 0 ||
+        store_account_each(srv->store, load_account, srv) < 0) {
         log_error("cannot load the store: %s", store_error(srv->store));
         return -1;
     }
@@ -446,7 +491,8 @@ static void read_gauges(void *ctx, struct metrics_gauges *g)
     g->reads = st.reads;
     g->writes = st.writes;
     g->hash_jobs = srv->hash_jobs;
-    g->store_writable = store_writable(srv->store) && !srv->commit_failed;
+    g->store_writable = store_writable(srv->store) && !srv->commit_failed &&
+                        (!srv->cluster || cluster_up(srv->cluster));
     struct store_totals t = {0, 0};
     if (store_queue_totals(srv->store, &t) == 0) {
         g->waiting_messages = t.messages;
@@ -479,10 +525,11 @@ int server_init(struct server *srv, const struct config *cfg)
     srv->fmt = malloc(srv->fmt_cap);
     if (!srv->fmt || auth_init() < 0)
         goto fail;
-    if (load_credentials(srv, false) < 0 || open_store(srv) < 0)
-        goto fail;
     srv->base = event_base_new();
-    if (!srv->base)
+    if (!srv->base || load_credentials(srv, false) < 0 || join_cluster(srv) < 0 ||
+        open_store(srv) < 0)
+        goto fail;
+    if (srv->cluster && cluster_start(srv->cluster, &relay_handlers, srv) < 0)
         goto fail;
     srv->workers = worker_pool_new(srv->base, cfg->hash_threads, cfg->max_hash_jobs);
     if (!srv->workers || start_events(srv) < 0 || start_metrics(srv) < 0 || start_network(srv) < 0)
@@ -502,6 +549,8 @@ static void say_goodbye(struct server *srv)
             session_bye(lists[i]->head, "shutdown");
     commit_store(srv);
     net_flush(srv->net);
+    if (srv->cluster) /* the logouts must reach Redis before the process ends */
+        cluster_drain(srv->cluster, srv->cfg.redis_timeout_ms);
 }
 
 int server_run(struct server *srv)
@@ -534,11 +583,12 @@ void server_free(struct server *srv)
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);
+    store_close(srv->store);
+    cluster_free(srv->cluster); /* its connections are events of the base */
     if (srv->base)
         event_base_free(srv->base);
     directory_free(&srv->dir);
     ratelimit_table_free(&srv->register_limits);
-    store_close(srv->store);
     free(srv->undo);
     free(srv->fmt);
     memset(srv, 0, sizeof(*srv));

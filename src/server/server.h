@@ -15,6 +15,7 @@
 #include "server/pairmap.h"
 #include "server/ratelimit.h"
 
+struct cluster;
 struct event;
 struct event_base;
 struct store;
@@ -95,6 +96,7 @@ struct server {
     struct net *net;
     struct net_tls *tls; /* the TLS context of the TLS port, if any */
     struct store *store;
+    struct cluster *cluster; /* --redis: this node's cluster (cluster.h); NULL: one node */
     struct directory dir;
     struct worker_pool *workers;
     size_t hash_jobs;                       /* password hashes queued or running (login.c) */

@@ -34,6 +34,7 @@ bool store_writable(const struct store *st)
 /* Every backend --store can name; the first is the default. */
 static const struct store_ops *const store_backends[] = {
     &store_local_ops,
+    &store_redis_ops,
 };
 
 #define STORE_BACKEND_COUNT (sizeof store_backends / sizeof store_backends[0])

@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 struct event_base;
+struct cluster;
 struct store;
-struct store_cluster;
 
 /* A queued direct message, valid only during the callback that receives it. */
 struct store_msg {
@@ -107,7 +107,7 @@ struct store_params {
     const char *dir; /* the data directory (the local files; a cluster node's own files) */
     bool accept_loss;
     struct event_base *base;             /* the loop an asynchronous backend answers from */
-    const struct store_cluster *cluster; /* the cluster's settings (cluster.h); NULL: none */
+    struct cluster *cluster; /* the node's cluster (cluster.h), for the redis backend */
     struct store *owner; /* set by store_open_with: what a backend passes to store_note */
 };
 
@@ -299,5 +299,8 @@ struct store_ops {
 
 /* The backend of store_local.c: this process's data directory. */
 extern const struct store_ops store_local_ops;
+
+/* The backend of store_redis.c: the cluster's Redis (--redis). */
+extern const struct store_ops store_redis_ops;
 
 #endif

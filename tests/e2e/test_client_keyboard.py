@@ -143,6 +143,8 @@ def test_server_lost_shows_the_unsent_line(server, client_factory):
     assert wait_exit(c) == 1
 
 
+# A cluster stops node by node: the users of the first node to stop do log out for the others.
+@pytest.mark.single_node
 def test_shutdown_says_so_and_nobody_logs_out_one_by_one(server, client_factory):
     """`* BYE shutdown`: the spec's line, then why; nobody is seen logging out first."""
     clients = [login_defaults(client_factory, server, u) for u in ("hans", "yoda", "vader")]

@@ -297,7 +297,7 @@ def test_store_chosen_by_name(tmp_path, make_server):
     (tmp_path / "credentials.txt").write_text("hans falcon\n")
     r = _run(["--store", "nosuch", "0", "10", "60"], tmp_path)
     assert r.returncode == 2, r
-    assert "unknown store 'nosuch' (known: local)" in r.stderr.decode()
+    assert "unknown store 'nosuch' (known: local, redis)" in r.stderr.decode()
     assert not (tmp_path / "parley-data").exists()  # refused before the store is touched
     s = make_server(args=["--store", "local"])
     ok(s.login("hans").request("WHO"))

@@ -1,0 +1,850 @@
+/* A node of the cluster: the two Redis connections, the batch, the event stream, the lease
+ * and the reaper; see cluster.h. The scripts are the files of src/server/lua/ (cluster_lua.h). */
+#include "server/cluster.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "server/cluster_lua.h"
+#include "server/log.h"
+#include "server/redis_link.h"
+
+/* Operations one batch takes at most; more go in the next (one script runs at a time in
+ * Redis: a bound on how long one node's batch holds everyone else's). */
+#define CLUSTER_BATCH_MAX_OPS 4096
+/* How long one XREAD waits for new events before it is sent again. */
+#define CLUSTER_XREAD_BLOCK_MS 1000
+/* Events one XREAD returns at most. */
+#define CLUSTER_XREAD_COUNT "1000"
+/* Reconnection delays (redis_link.h). */
+#define CLUSTER_BACKOFF_MIN_MS 50
+#define CLUSTER_BACKOFF_MAX_MS 2000
+/* The arguments every batch starts with: EVALSHA, sha, 0 keys, node, token, now, length. */
+#define CLUSTER_BATCH_HEAD 7
+
+enum cluster_script {
+    SCRIPT_BATCH,
+    SCRIPT_RENEW,
+    SCRIPT_REVALIDATE,
+    SCRIPT_REAP,
+    SCRIPT_BOOT,
+    SCRIPT_COUNT,
+};
+
+static const char *const script_text[SCRIPT_COUNT] = {
+    [SCRIPT_BATCH] = cluster_lua_batch,
+    [SCRIPT_RENEW] = cluster_lua_renew,
+    [SCRIPT_REVALIDATE] = cluster_lua_revalidate,
+    [SCRIPT_REAP] = cluster_lua_reap,
+    [SCRIPT_BOOT] = cluster_lua_boot,
+};
+
+/* One operation's answer to give. */
+struct cluster_pending {
+    cluster_reply_fn fn;
+    void *arg;
+};
+
+/* A batch sent and not answered yet. */
+struct cluster_batch {
+    struct cluster_pending *ops;
+    size_t n;
+    void (*done)(void *arg, int rc);
+    void *done_arg;
+};
+
+struct cluster {
+    struct event_base *base;
+    char *addr, *password;
+    char node[65];
+    char token[33];
+    long timeout_ms, lease_ms;
+    size_t max_inflight;
+    char smax[24];
+    char sha[SCRIPT_COUNT][41];
+    redisContext *boot;      /* the blocking connection of start-up */
+    redisReply *boot_online; /* the online hash read at start-up */
+    struct redis_link *cmd, *events;
+    const struct cluster_handlers *h;
+    void *ctx;
+    /* the batch being built: its arguments in one buffer */
+    char *buf;
+    size_t buf_len, buf_cap;
+    size_t *offs, *lens;
+    size_t argc, argcap;
+    struct cluster_pending *ops;
+    size_t nops, opscap;
+    char last_id[64]; /* the stream position read up to */
+    struct event *lease_timer;
+    int64_t renewed_ms; /* when the lease was last confirmed (monotonic) */
+    bool started, lease_held, reading, renewing, events_were_up, fatal;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *cluster_node(const struct cluster *c)
+{
+    return c->node;
+}
+
+bool cluster_up(const struct cluster *c)
+{
+    return c->cmd && redis_link_up(c->cmd) && c->lease_held && !c->fatal &&
+           mono_ms() - c->renewed_ms < c->lease_ms;
+}
+
+/* ---- the batch ---- */
+
+/* Makes room for `n` more bytes of arguments and one more argument. */
+static bool batch_room(struct cluster *c, size_t n)
+{
+    if (c->buf_len + n > c->buf_cap) {
+        size_t cap = c->buf_cap ? c->buf_cap : 4096;
+        while (cap < c->buf_len + n)
+            cap *= 2;
+        char *p = realloc(c->buf, cap);
+        if (!p)
+            return false;
+        c->buf = p;
+        c->buf_cap = cap;
+    }
+    if (c->argc == c->argcap) {
+        size_t cap = c->argcap ? c->argcap * 2 : 256;
+        size_t *o = realloc(c->offs, cap * sizeof(*o));
+        if (o)
+            c->offs = o;
+        size_t *l = o ? realloc(c->lens, cap * sizeof(*l)) : NULL;
+        if (!l)
+            return false;
+        c->lens = l;
+        c->argcap = cap;
+    }
+    return true;
+}
+
+static bool batch_arg(struct cluster *c, const char *s, size_t n)
+{
+    if (!batch_room(c, n))
+        return false;
+    memcpy(c->buf + c->buf_len, s, n);
+    c->offs[c->argc] = c->buf_len;
+    c->lens[c->argc++] = n;
+    c->buf_len += n;
+    return true;
+}
+
+static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg)
+{
+    if (c->nops == c->opscap) {
+        size_t cap = c->opscap ? c->opscap * 2 : 64;
+        struct cluster_pending *p = realloc(c->ops, cap * sizeof(*p));
+        if (!p)
+            return false;
+        c->ops = p;
+        c->opscap = cap;
+    }
+    c->ops[c->nops++] = (struct cluster_pending){fn, arg};
+    return true;
+}
+
+/* Starts an empty batch: its head is filled in when it is sent. */
+static void batch_reset(struct cluster *c)
+{
+    c->buf_len = 0;
+    c->argc = 0;
+    c->nops = 0;
+}
+
+static void batch_answered(void *arg, struct redisReply *r)
+{
+    struct cluster_batch *b = arg;
+    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_error("redis: a batch was refused: %s", r->str);
+    for (size_t i = 0; i < b->n; i++)
+        b->ops[i].fn(b->ops[i].arg, whole ? r->element[i] : NULL);
+    if (b->done)
+        b->done(b->done_arg, whole ? 0 : -1);
+    free(b->ops);
+    free(b);
+}
+
+static void noop_done(void *arg, int rc)
+{
+    (void)arg;
+    (void)rc;
+}
+
+void cluster_op(struct cluster *c, char op, int nargs, const char *const *args,
+                const size_t *lens, cluster_reply_fn fn, void *arg)
+{
+    if (!cluster_up(c)) {
+        fn(arg, NULL);
+        return;
+    }
+    size_t mark_argc = c->argc, mark_len = c->buf_len;
+    bool ok = batch_arg(c, &op, 1);
+    for (int i = 0; ok && i < nargs; i++)
+        ok = batch_arg(c, args[i], lens ? lens[i] : strlen(args[i]));
+    if (!ok || !batch_pending(c, fn, arg)) {
+        c->argc = mark_argc;
+        c->buf_len = mark_len;
+        fn(arg, NULL);
+        return;
+    }
+    if (c->nops >= CLUSTER_BATCH_MAX_OPS)
+        cluster_flush(c, noop_done, NULL);
+}
+
+/* Answers every operation of the batch being built as lost. */
+static void fail_pending(struct cluster *c)
+{
+    struct cluster_pending *ops = c->ops;
+    size_t n = c->nops;
+    c->ops = NULL;
+    c->opscap = 0;
+    batch_reset(c);
+    for (size_t i = 0; i < n; i++)
+        ops[i].fn(ops[i].arg, NULL);
+    free(ops);
+}
+
+/* Sends the batch being built, its operations now those of `b`. Returns 0 or -1. */
+static int send_batch(struct cluster *c, struct cluster_batch *b)
+{
+    size_t argc = CLUSTER_BATCH_HEAD + c->argc;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *head[CLUSTER_BATCH_HEAD] = {"EVALSHA", c->sha[SCRIPT_BATCH], "0", c->node,
+                                            c->token,  now,                  c->smax};
+    int rc = -1;
+    if (argv && lens && argc <= INT_MAX) {
+        for (size_t i = 0; i < CLUSTER_BATCH_HEAD; i++) {
+            argv[i] = head[i];
+            lens[i] = strlen(head[i]);
+        }
+        for (size_t i = 0; i < c->argc; i++) {
+            argv[CLUSTER_BATCH_HEAD + i] = c->buf + c->offs[i];
+            lens[CLUSTER_BATCH_HEAD + i] = c->lens[i];
+        }
+        rc = redis_link_command(c->cmd, batch_answered, b, (int)argc, argv, lens);
+    }
+    free(argv);
+    free(lens);
+    return rc;
+}
+
+void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg)
+{
+    if (c->nops == 0) {
+        done(arg, 0);
+        return;
+    }
+    struct cluster_batch *b = malloc(sizeof(*b));
+    if (!b) {
+        fail_pending(c);
+        done(arg, -1);
+        return;
+    }
+    *b = (struct cluster_batch){c->ops, c->nops, done, arg};
+    c->ops = NULL;
+    c->opscap = 0;
+    int rc = send_batch(c, b);
+    batch_reset(c);
+    if (rc < 0)
+        batch_answered(b, NULL);
+}
+
+/* A read: the whole reply to its caller. */
+struct cluster_read {
+    cluster_reply_fn fn;
+    void *arg;
+};
+
+static void read_answered(void *arg, struct redisReply *r)
+{
+    struct cluster_read rd = *(struct cluster_read *)arg;
+    free(arg);
+    rd.fn(rd.arg, r);
+}
+
+void cluster_command(struct cluster *c, int argc, const char *const *argv, const size_t *lens,
+                     cluster_reply_fn fn, void *arg)
+{
+    cluster_flush(c, noop_done, NULL);
+    struct cluster_read *rd = malloc(sizeof(*rd));
+    if (!rd || !cluster_up(c) ||
+        redis_link_command(c->cmd, read_answered, rd, argc, (const char **)argv, lens) < 0) {
+        free(rd);
+        fn(arg, NULL);
+        return;
+    }
+    *rd = (struct cluster_read){fn, arg};
+}
+
+/* ---- the event stream ---- */
+
+/* Splits the next space-separated field off `*p` (NUL-terminating it in place). */
+static const char *next_field(char **p)
+{
+    char *s = *p;
+    if (!s)
+        return "";
+    char *sp = strchr(s, ' ');
+    if (sp) {
+        *sp = '\0';
+        *p = sp + 1;
+    } else {
+        *p = NULL;
+    }
+    return s;
+}
+
+static int64_t field_i64(char **p)
+{
+    return strtoll(next_field(p), NULL, 10);
+}
+
+/* Parses one event's text (changed in place) into `ev`. Returns false when it is not one. */
+static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
+{
+    char *p = text;
+    const char *kind = next_field(&p);
+    *ev = (struct cluster_event){.b = "", .text = ""};
+    ev->kind = (enum cluster_event_kind)kind[0];
+    ev->node = next_field(&p);
+    ev->own = strcmp(ev->node, c->node) == 0;
+    switch (ev->kind) {
+    case CLUSTER_MSG:
+        ev->n1 = field_i64(&p);
+        ev->a = next_field(&p);
+        ev->n2 = field_i64(&p);
+        ev->b = next_field(&p);
+        break;
+    case CLUSTER_BCAST:
+    case CLUSTER_ACCOUNT:
+    case CLUSTER_LOGIN:
+    case CLUSTER_LOGOUT:
+        ev->a = next_field(&p);
+        break;
+    case CLUSTER_BLOCK:
+    case CLUSTER_UNBLOCK:
+        ev->a = next_field(&p);
+        ev->b = next_field(&p);
+        break;
+    case CLUSTER_LOCK:
+        ev->a = next_field(&p);
+        ev->n1 = field_i64(&p);
+        ev->n2 = field_i64(&p);
+        break;
+    default:
+        return false;
+    }
+    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST || ev->kind == CLUSTER_ACCOUNT)) {
+        ev->text = p;
+        ev->text_len = strlen(p);
+    }
+    return ev->a && ev->a[0];
+}
+
+/* Hands one stream entry ([id, [field, value]]) to the handlers. */
+static void take_entry(struct cluster *c, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    snprintf(c->last_id, sizeof(c->last_id), "%s", e->element[0]->str);
+    const redisReply *kv = e->element[1];
+    if (kv->type != REDIS_REPLY_ARRAY || kv->elements != 2 ||
+        kv->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const redisReply *v = kv->element[1];
+    char *text = malloc(v->len + 1);
+    if (!text) {
+        log_error("redis: out of memory reading an event; skipped");
+        return;
+    }
+    memcpy(text, v->str, v->len);
+    text[v->len] = '\0';
+    struct cluster_event ev;
+    if (parse_event(c, text, &ev))
+        c->h->on_event(c->ctx, &ev);
+    else
+        log_error("redis: an event in parley:events cannot be read; skipped");
+    free(text);
+}
+
+static void read_events(struct cluster *c);
+
+static void events_read(void *arg, struct redisReply *r)
+{
+    struct cluster *c = arg;
+    c->reading = false;
+    if (!r)
+        return; /* the link was lost: reading goes on when it is up again */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        const redisReply *stream = r->element[0];
+        if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2 &&
+            stream->element[1]->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i < stream->element[1]->elements; i++)
+                take_entry(c, stream->element[1]->element[i]);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        log_error("redis: reading events: %s", r->str);
+    }
+    read_events(c);
+}
+
+static void read_events(struct cluster *c)
+{
+    if (c->reading || !c->started || !redis_link_up(c->events))
+        return;
+    char block[24];
+    snprintf(block, sizeof(block), "%d", CLUSTER_XREAD_BLOCK_MS);
+    const char *argv[] = {"XREAD", "COUNT",         CLUSTER_XREAD_COUNT, "BLOCK",
+                          block,   "STREAMS",       "parley:events",     c->last_id};
+    if (redis_link_command(c->events, events_read, c, 8, argv, NULL) == 0)
+        c->reading = true;
+}
+
+/* Tells the handlers who is online elsewhere, from an HGETALL of parley:online. */
+static void tell_online(struct cluster *c, const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING &&
+            strcmp(r->element[i + 1]->str, c->node) != 0)
+            c->h->on_online(c->ctx, r->element[i]->str, r->element[i + 1]->str, true);
+}
+
+static void online_reloaded(void *arg, const struct redisReply *r)
+{
+    struct cluster *c = arg;
+    tell_online(c, r);
+}
+
+/* The events connection came back: what it missed may be gone from the stream. */
+static void resync(struct cluster *c)
+{
+    c->h->on_resync(c->ctx);
+    const char *argv[] = {"HGETALL", "parley:online"};
+    cluster_command(c, 2, argv, NULL, online_reloaded, c);
+}
+
+static void events_state(void *arg, bool up)
+{
+    struct cluster *c = arg;
+    if (!up || !c->started)
+        return;
+    if (c->events_were_up)
+        resync(c);
+    c->events_were_up = true;
+    read_events(c);
+}
+
+/* ---- the lease ---- */
+
+static void lease_lost_for_good(struct cluster *c)
+{
+    if (c->fatal)
+        return;
+    c->fatal = true;
+    log_error("redis: another process holds node id %s; this node stops serving its users "
+              "(give each node its own --node-id)",
+              c->node);
+}
+
+/* One name of the argument list of a re-validation. */
+struct name_args {
+    const char **argv;
+    size_t n, cap;
+    bool failed;
+};
+
+static void add_name(void *arg, const char *name)
+{
+    struct name_args *a = arg;
+    if (a->n == a->cap) {
+        size_t cap = a->cap * 2;
+        const char **p = realloc(a->argv, cap * sizeof(*p));
+        if (!p) {
+            a->failed = true;
+            return;
+        }
+        a->argv = p;
+        a->cap = cap;
+    }
+    a->argv[a->n++] = name;
+}
+
+static void revalidated(void *arg, struct redisReply *r)
+{
+    struct cluster *c = arg;
+    c->renewing = false;
+    if (!r)
+        return;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == -1) {
+        lease_lost_for_good(c);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        log_error("redis: re-validating this node's users failed%s%s", r->str ? ": " : "",
+                  r->str ? r->str : "");
+        return;
+    }
+    c->lease_held = true;
+    c->renewed_ms = mono_ms();
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            c->h->on_lost(c->ctx, r->element[i]->str);
+    log_info("redis: lease of node %s taken again; %zu user(s) lost to other nodes", c->node,
+             r->elements);
+}
+
+/* The lease ran out: takes it again, keeping the claims nobody took meanwhile. */
+static void revalidate(struct cluster *c)
+{
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%ld", c->lease_ms);
+    struct name_args a = {malloc(64 * sizeof(char *)), 0, 64, false};
+    if (!a.argv)
+        return;
+    const char *head[] = {"EVALSHA", c->sha[SCRIPT_REVALIDATE], "0", c->node, c->token, lease,
+                          c->smax};
+    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+        add_name(&a, head[i]);
+    c->h->each_local(c->ctx, add_name, &a);
+    if (!a.failed && a.n <= INT_MAX &&
+        redis_link_command(c->cmd, revalidated, c, (int)a.n, a.argv, NULL) == 0)
+        c->renewing = true;
+    free(a.argv);
+}
+
+static void renewed(void *arg, struct redisReply *r)
+{
+    struct cluster *c = arg;
+    c->renewing = false;
+    if (!r || r->type != REDIS_REPLY_INTEGER)
+        return;
+    if (r->integer == 1) {
+        c->lease_held = true;
+        c->renewed_ms = mono_ms();
+    } else if (r->integer == 0) {
+        c->lease_held = false;
+        log_error("redis: the lease of node %s ran out; taking it again", c->node);
+        revalidate(c);
+    } else {
+        c->lease_held = false;
+        lease_lost_for_good(c);
+    }
+}
+
+static void reaped(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        log_info("redis: %lld claim(s) of dead nodes ended", r->integer);
+}
+
+/* Renews the lease and ends the claims of nodes whose lease ran out. */
+static void renew(struct cluster *c)
+{
+    if (c->renewing || c->fatal || !redis_link_up(c->cmd))
+        return;
+    char lease[24], now[24];
+    snprintf(lease, sizeof(lease), "%ld", c->lease_ms);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *rn[] = {"EVALSHA", c->sha[SCRIPT_RENEW], "0", c->node, c->token, lease};
+    if (redis_link_command(c->cmd, renewed, c, 6, rn, NULL) == 0)
+        c->renewing = true;
+    const char *rp[] = {"EVALSHA", c->sha[SCRIPT_REAP], "0", c->node, now, c->smax};
+    redis_link_command(c->cmd, reaped, c, 6, rp, NULL);
+}
+
+static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    renew(arg);
+}
+
+static void script_loaded(void *arg, struct redisReply *r)
+{
+    (void)arg;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_error("redis: cannot load a script: %s", r->str);
+}
+
+/* The command connection came (back): the scripts may be gone (Redis restarted), the lease
+ * may have run out meanwhile. */
+static void cmd_state(void *arg, bool up)
+{
+    struct cluster *c = arg;
+    if (!up)
+        return;
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
+        redis_link_command(c->cmd, script_loaded, c, 3, argv, NULL);
+    }
+    if (c->started)
+        renew(c);
+}
+
+/* ---- start-up ---- */
+
+/* Runs a command on the blocking connection; NULL (logged in `err`) on failure. */
+static redisReply *boot_command(struct cluster *c, int argc, const char **argv, char *err,
+                                size_t errlen)
+{
+    redisReply *r = redisCommandArgv(c->boot, argc, argv, NULL);
+    if (!r) {
+        snprintf(err, errlen, "redis %s: %s", c->addr, c->boot->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "redis %s: %s: %s", c->addr, argv[0], r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+redisReply *cluster_boot_query(struct cluster *c, int argc, const char **argv)
+{
+    char err[256];
+    if (!c->boot)
+        return NULL;
+    redisReply *r = boot_command(c, argc, argv, err, sizeof(err));
+    if (!r)
+        log_error("%s", err);
+    return r;
+}
+
+static int boot_connect(struct cluster *c, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    bool is_unix;
+    if (redis_link_parse_addr(c->addr, host, sizeof(host), &port, &is_unix, err, errlen) < 0)
+        return -1;
+    struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
+    c->boot = is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
+    if (!c->boot || c->boot->err) {
+        snprintf(err, errlen, "cannot reach redis at %s: %s", c->addr,
+                 c->boot ? c->boot->errstr : "out of memory");
+        return -1;
+    }
+    redisSetTimeout(c->boot, tv);
+    if (c->password) {
+        const char *argv[] = {"AUTH", c->password};
+        redisReply *r = boot_command(c, 2, argv, err, errlen);
+        if (!r)
+            return -1;
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+static int boot_scripts(struct cluster *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
+        redisReply *r = boot_command(c, 3, argv, err, errlen);
+        if (!r)
+            return -1;
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            snprintf(err, errlen, "redis %s: SCRIPT LOAD gave no digest", c->addr);
+            freeReplyObject(r);
+            return -1;
+        }
+        memcpy(c->sha[i], r->str, 41);
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* Runs the boot script in `mode` ("start" or "leave") on the blocking connection. */
+static redisReply *boot_script(struct cluster *c, const char *mode, char *err, size_t errlen)
+{
+    char lease[24], now[24];
+    snprintf(lease, sizeof(lease), "%ld", c->lease_ms);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    const char *argv[] = {"EVALSHA", c->sha[SCRIPT_BOOT], "0", c->node, c->token, lease,
+                          c->smax,   mode,                now};
+    return boot_command(c, 9, argv, err, errlen);
+}
+
+static int boot_start(struct cluster *c, char *err, size_t errlen)
+{
+    redisReply *r = boot_script(c, "start", err, errlen);
+    if (!r)
+        return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[1]->type != REDIS_REPLY_STRING) {
+        snprintf(err, errlen, "redis %s: the start-up script gave an odd answer", c->addr);
+        freeReplyObject(r);
+        return -1;
+    }
+    if (r->element[0]->integer == 1)
+        log_error("redis: node id %s was held by a live lease (a previous run that crashed, or "
+                  "another process with the same --node-id); taken over",
+                  c->node);
+    snprintf(c->last_id, sizeof(c->last_id), "%s", r->element[1]->str);
+    c->boot_online = r;
+    return 0;
+}
+
+static void make_token(char token[33])
+{
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+        uint64_t t = (uint64_t)mono_ms() ^ ((uint64_t)time(NULL) << 20);
+        memcpy(raw, &t, sizeof(t));
+        memcpy(raw + 8, &t, sizeof(t));
+    }
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(token + 2 * i, 3, "%02x", raw[i]);
+}
+
+static int make_links(struct cluster *c, char *err, size_t errlen)
+{
+    struct redis_link_settings cmd = {c->addr,
+                                      c->password,
+                                      c->timeout_ms,
+                                      c->max_inflight,
+                                      CLUSTER_BACKOFF_MIN_MS,
+                                      CLUSTER_BACKOFF_MAX_MS,
+                                      "commands"};
+    struct redis_link_settings ev = cmd;
+    ev.timeout_ms = c->timeout_ms + CLUSTER_XREAD_BLOCK_MS;
+    ev.max_inflight = 4;
+    ev.name = "events";
+    if (redis_link_new(&c->cmd, c->base, &cmd, cmd_state, c, err, errlen) < 0 ||
+        redis_link_new(&c->events, c->base, &ev, events_state, c, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+struct cluster *cluster_new(struct event_base *base, const struct cluster_settings *s, char *err,
+                            size_t errlen)
+{
+    struct cluster *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->base = base;
+    c->addr = strdup(s->addr);
+    c->password = s->password ? strdup(s->password) : NULL;
+    snprintf(c->node, sizeof(c->node), "%s", s->node_id);
+    c->timeout_ms = s->timeout_ms;
+    c->lease_ms = s->lease_ms;
+    c->max_inflight = s->max_inflight;
+    snprintf(c->smax, sizeof(c->smax), "%zu", s->stream_max);
+    make_token(c->token);
+    if (!c->addr || (s->password && !c->password)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (boot_connect(c, err, errlen) < 0 || boot_scripts(c, err, errlen) < 0 ||
+        boot_start(c, err, errlen) < 0 || make_links(c, err, errlen) < 0)
+        goto fail;
+    c->lease_held = true;
+    c->renewed_ms = mono_ms();
+    return c;
+fail:
+    cluster_free(c);
+    return NULL;
+}
+
+int cluster_start(struct cluster *c, const struct cluster_handlers *h, void *ctx)
+{
+    c->h = h;
+    c->ctx = ctx;
+    if (c->boot_online && c->boot_online->elements == 3)
+        tell_online(c, c->boot_online->element[2]);
+    freeReplyObject(c->boot_online);
+    c->boot_online = NULL;
+    redisFree(c->boot); /* start-up is over: nothing blocks from here on */
+    c->boot = NULL;
+    long every = c->lease_ms / 3;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000};
+    c->lease_timer = event_new(c->base, -1, EV_PERSIST, on_lease_timer, c);
+    if (!c->lease_timer || event_add(c->lease_timer, &tv) < 0)
+        return -1;
+    c->started = true;
+    if (redis_link_up(c->events)) {
+        c->events_were_up = true;
+        read_events(c);
+    }
+    return 0;
+}
+
+static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+void cluster_drain(struct cluster *c, long timeout_ms)
+{
+    cluster_flush(c, noop_done, NULL);
+    int64_t deadline = mono_ms() + timeout_ms;
+    struct event *wake = event_new(c->base, -1, 0, on_drain_timer, NULL);
+    while (wake && redis_link_inflight(c->cmd) > 0) {
+        int64_t left = deadline - mono_ms();
+        if (left <= 0)
+            break;
+        struct timeval tv = {left / 1000, (left % 1000) * 1000};
+        event_add(wake, &tv);
+        event_base_loop(c->base, EVLOOP_ONCE);
+    }
+    if (wake)
+        event_free(wake);
+}
+
+void cluster_free(struct cluster *c)
+{
+    if (!c)
+        return;
+    if (c->started && !c->fatal) {
+        char err[256];
+        if (!c->boot)
+            boot_connect(c, err, sizeof(err));
+        redisReply *r = c->boot && !c->boot->err ? boot_script(c, "leave", err, sizeof(err)) : NULL;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c->lease_timer)
+        event_free(c->lease_timer);
+    redis_link_free(c->events);
+    redis_link_free(c->cmd);
+    freeReplyObject(c->boot_online);
+    if (c->boot)
+        redisFree(c->boot);
+    for (size_t i = 0; i < c->nops; i++)
+        c->ops[i].fn(c->ops[i].arg, NULL);
+    free(c->ops);
+    free(c->buf);
+    free(c->offs);
+    free(c->lens);
+    free(c->addr);
+    free(c->password);
+    free(c);
+}

@@ -1,0 +1,136 @@
+-- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token, now
+-- (unix seconds), stream length, then the operations, each a letter and its arguments; the
+-- answer has one element per operation. docs/CLUSTER.md lists the keys and the operations.
+local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
+local held = redis.call('GET', 'parley:node:' .. node) == token
+local out = {}
+local function ev(text)
+  redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', text)
+end
+local function mine(name)
+  return held and redis.call('HGET', 'parley:online', name) == node
+end
+local i, n = 5, #ARGV
+while i <= n do
+  local op = ARGV[i]
+  if op == 'P' then
+    local s, r, at, body, max = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+    i = i + 6
+    if not mine(s) then
+      out[#out + 1] = -2
+    elseif max > 0 and redis.call('ZCARD', 'parley:q:' .. r) >= max then
+      out[#out + 1] = -1
+    else
+      local id = redis.call('INCR', 'parley:nextid')
+      redis.call('ZADD', 'parley:q:' .. r, id, id .. ' ' .. at .. ' ' .. s .. ' ' .. body)
+      redis.call('HINCRBY', 'parley:stats', 'messages', 1)
+      ev('M ' .. node .. ' ' .. id .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
+      out[#out + 1] = id
+    end
+  elseif op == 'A' then
+    local r, upto = ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    local k = redis.call('ZREMRANGEBYSCORE', 'parley:q:' .. r, '-inf', upto)
+    if k > 0 then redis.call('HINCRBY', 'parley:stats', 'messages', -k) end
+    out[#out + 1] = k
+  elseif op == 'C' then
+    local name = ARGV[i + 1]
+    i = i + 2
+    local h = redis.call('HGET', 'parley:online', name)
+    if not held then
+      out[#out + 1] = -2
+    elseif h and h ~= node and redis.call('EXISTS', 'parley:node:' .. h) == 1 then
+      out[#out + 1] = 0
+    else
+      if h and h ~= node then redis.call('SREM', 'parley:claims:' .. h, name) end
+      redis.call('HSET', 'parley:online', name, node)
+      redis.call('SADD', 'parley:claims:' .. node, name)
+      ev('I ' .. node .. ' ' .. name)
+      out[#out + 1] = 1
+    end
+  elseif op == 'O' then
+    local name, at = ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    redis.call('ZADD', 'parley:lastout', at, name)
+    if redis.call('HGET', 'parley:online', name) == node then
+      redis.call('HDEL', 'parley:online', name)
+      redis.call('SREM', 'parley:claims:' .. node, name)
+      ev('O ' .. node .. ' ' .. name)
+    end
+    out[#out + 1] = 0
+  elseif op == 'B' then
+    local a, b = ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    redis.call('SADD', 'parley:blocks', a .. ' ' .. b)
+    redis.call('SADD', 'parley:blockedby:' .. b, a)
+    ev('K ' .. node .. ' ' .. a .. ' ' .. b)
+    out[#out + 1] = 0
+  elseif op == 'U' then
+    local a, b = ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    local k = redis.call('SREM', 'parley:blocks', a .. ' ' .. b)
+    redis.call('SREM', 'parley:blockedby:' .. b, a)
+    if k == 1 then ev('U ' .. node .. ' ' .. a .. ' ' .. b) end
+    out[#out + 1] = k
+  elseif op == 'L' then
+    local name, ok = ARGV[i + 1], ARGV[i + 2]
+    local now, maxf, dur = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+    i = i + 6
+    local f, u = 0, 0
+    local rec = redis.call('HGET', 'parley:locks', name)
+    if rec then
+      local x, y = string.match(rec, '^(%d+) (%d+)$')
+      f, u = tonumber(x) or 0, tonumber(y) or 0
+    end
+    local f0, u0, v = f, u, 0
+    if u ~= 0 and now < u * 1000 then
+      v = 3
+    else
+      if u ~= 0 then f = 0 end
+      u = 0
+      if ok == '1' then
+        f = 0
+      else
+        f = f + 1
+        if f < math.max(maxf, 1) then
+          v = 1
+        else
+          v = 2
+          u = math.floor(now / 1000) + ((now % 1000 ~= 0) and 1 or 0) + dur
+        end
+      end
+    end
+    if f ~= f0 or u ~= u0 then
+      if f == 0 and u == 0 then
+        redis.call('HDEL', 'parley:locks', name)
+      else
+        redis.call('HSET', 'parley:locks', name, string.format('%d %d', f, u))
+      end
+      ev(string.format('L %s %s %d %d', node, name, f, u))
+    end
+    out[#out + 1] = {v, f, u}
+  elseif op == 'R' then
+    local name, hash = ARGV[i + 1], ARGV[i + 2]
+    i = i + 3
+    if redis.call('HSETNX', 'parley:accounts', name, hash) == 1 then
+      ev('R ' .. node .. ' ' .. name .. ' ' .. hash)
+    end
+    out[#out + 1] = 0
+  elseif op == 'F' then
+    redis.call('ZREM', 'parley:lastout', ARGV[i + 1])
+    i = i + 2
+    out[#out + 1] = 0
+  elseif op == 'X' then
+    local s = ARGV[i + 1]
+    ev('B ' .. node .. ' ' .. s .. ' ' .. ARGV[i + 2])
+    i = i + 3
+    local k = 0
+    for _, m in ipairs(redis.call('SMEMBERS', 'parley:blockedby:' .. s)) do
+      if m ~= s and redis.call('HEXISTS', 'parley:online', m) == 1 then k = k + 1 end
+    end
+    out[#out + 1] = k
+  else
+    return redis.error_reply('parley: unknown operation ' .. tostring(op))
+  end
+end
+return out

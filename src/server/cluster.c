@@ -344,6 +344,7 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
         break;
     case CLUSTER_BLOCK:
     case CLUSTER_UNBLOCK:
+    case CLUSTER_P2P:
         ev->a = next_field(&p);
         ev->b = next_field(&p);
         break;
@@ -355,7 +356,8 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
     default:
         return false;
     }
-    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST || ev->kind == CLUSTER_ACCOUNT)) {
+    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST ||
+              ev->kind == CLUSTER_ACCOUNT || ev->kind == CLUSTER_P2P)) {
         ev->text = p;
         ev->text_len = strlen(p);
     }

@@ -40,6 +40,7 @@ enum cluster_event_kind {
     CLUSTER_UNBLOCK = 'U', /* a no longer blocks b */
     CLUSTER_LOCK = 'L',    /* the lock-out record of a user: failures, locked until */
     CLUSTER_ACCOUNT = 'R', /* an account made by registration: name, hash */
+    CLUSTER_P2P = 'P',     /* a private-chat notice: from, to, then the verb and its fields */
 };
 
 /* One event, valid during the handler's call. */
@@ -47,10 +48,10 @@ struct cluster_event {
     enum cluster_event_kind kind;
     bool own;         /* written by this node (its effect is applied here already) */
     const char *node; /* the node that wrote it */
-    const char *a;    /* MSG: recipient; BCAST: sender; LOGIN..ACCOUNT: the (first) user */
-    const char *b;    /* MSG: sender; BLOCK, UNBLOCK: the blocked user; else "" */
+    const char *a;    /* MSG: recipient; BCAST: sender; P2P: from; else: the (first) user */
+    const char *b;    /* MSG: sender; BLOCK, UNBLOCK: the blocked user; P2P: to; else "" */
     int64_t n1, n2;   /* MSG: id, time; LOCK: failures, locked until */
-    const char *text; /* MSG: body; BCAST: text; ACCOUNT: hash; else "" */
+    const char *text; /* MSG: body; BCAST: text; ACCOUNT: hash; P2P: verb...; else "" */
     size_t text_len;
 };
 

@@ -97,6 +97,9 @@ static void on_event(void *ctx, const struct cluster_event *ev)
     case CLUSTER_ACCOUNT:
         relay_account(srv, ev);
         return;
+    case CLUSTER_P2P:
+        p2p_relay(srv, ev->a, ev->b, ev->text);
+        return;
     case CLUSTER_MSG:
         return;
     }

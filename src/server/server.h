@@ -268,6 +268,9 @@ void p2p_end(struct session *s, const struct request *r);
 /* Forgets the requests and sessions of a session that is going away. */
 void p2p_session_gone(struct session *s);
 
+/* A private-chat notice from another node of the cluster (`from to verb ...`, relay.c). */
+void p2p_relay(struct server *srv, const char *from, const char *to, const char *text);
+
 /* Answers requests that waited too long for the peer. */
 void p2p_expire(struct server *srv, int64_t now_ms);
 

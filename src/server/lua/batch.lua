@@ -129,6 +129,10 @@ while i <= n do
       if m ~= s and redis.call('HEXISTS', 'parley:online', m) == 1 then k = k + 1 end
     end
     out[#out + 1] = k
+  elseif op == 'V' then
+    ev('P ' .. node .. ' ' .. ARGV[i + 1])
+    i = i + 2
+    out[#out + 1] = 0
   else
     return redis.error_reply('parley: unknown operation ' .. tostring(op))
   end

@@ -188,8 +188,8 @@ static void noop_done(void *arg, int rc)
     (void)rc;
 }
 
-void cluster_op(struct cluster *c, char op, int nargs, const char *const *args,
-                const size_t *lens, cluster_reply_fn fn, void *arg)
+void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, const size_t *lens,
+                cluster_reply_fn fn, void *arg)
 {
     if (!cluster_up(c)) {
         fn(arg, NULL);
@@ -230,8 +230,8 @@ static int send_batch(struct cluster *c, struct cluster_batch *b)
     size_t *lens = malloc(argc * sizeof(*lens));
     char now[24];
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    const char *head[CLUSTER_BATCH_HEAD] = {"EVALSHA", c->sha[SCRIPT_BATCH], "0", c->node,
-                                            c->token,  now,                  c->smax};
+    const char *head[CLUSTER_BATCH_HEAD] = {
+        "EVALSHA", c->sha[SCRIPT_BATCH], "0", c->node, c->token, now, c->smax};
     int rc = -1;
     if (argv && lens && argc <= INT_MAX) {
         for (size_t i = 0; i < CLUSTER_BATCH_HEAD; i++) {
@@ -356,8 +356,8 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
     default:
         return false;
     }
-    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST ||
-              ev->kind == CLUSTER_ACCOUNT || ev->kind == CLUSTER_P2P)) {
+    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST || ev->kind == CLUSTER_ACCOUNT ||
+              ev->kind == CLUSTER_P2P)) {
         ev->text = p;
         ev->text_len = strlen(p);
     }
@@ -367,7 +367,8 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
 /* Hands one stream entry ([id, [field, value]]) to the handlers. */
 static void take_entry(struct cluster *c, const redisReply *e)
 {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
         return;
     snprintf(c->last_id, sizeof(c->last_id), "%s", e->element[0]->str);
     const redisReply *kv = e->element[1];
@@ -416,8 +417,8 @@ static void read_events(struct cluster *c)
         return;
     char block[24];
     snprintf(block, sizeof(block), "%d", CLUSTER_XREAD_BLOCK_MS);
-    const char *argv[] = {"XREAD", "COUNT",         CLUSTER_XREAD_COUNT, "BLOCK",
-                          block,   "STREAMS",       "parley:events",     c->last_id};
+    const char *argv[] = {"XREAD", "COUNT",   CLUSTER_XREAD_COUNT, "BLOCK",
+                          block,   "STREAMS", "parley:events",     c->last_id};
     if (redis_link_command(c->events, events_read, c, 8, argv, NULL) == 0)
         c->reading = true;
 }
@@ -518,16 +519,18 @@ static void revalidated(void *arg, struct redisReply *r)
              r->elements);
 }
 
-/* The lease ran out: takes it again, keeping the claims nobody took meanwhile. */
+/* Takes the lease again (it may have run out) and puts the claims right: keeps those nobody
+ * took meanwhile, ends those of sessions gone while Redis could not be told. */
 static void revalidate(struct cluster *c)
 {
-    char lease[24];
+    char lease[24], now[24];
     snprintf(lease, sizeof(lease), "%ld", c->lease_ms);
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
     struct name_args a = {malloc(64 * sizeof(char *)), 0, 64, false};
     if (!a.argv)
         return;
-    const char *head[] = {"EVALSHA", c->sha[SCRIPT_REVALIDATE], "0", c->node, c->token, lease,
-                          c->smax};
+    const char *head[] = {
+        "EVALSHA", c->sha[SCRIPT_REVALIDATE], "0", c->node, c->token, lease, c->smax, now};
     for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
         add_name(&a, head[i]);
     c->h->each_local(c->ctx, add_name, &a);
@@ -603,8 +606,8 @@ static void cmd_state(void *arg, bool up)
         const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
         redis_link_command(c->cmd, script_loaded, c, 3, argv, NULL);
     }
-    if (c->started)
-        renew(c);
+    if (c->started && !c->renewing && !c->fatal)
+        revalidate(c); /* Redis may have missed logouts, or let the lease run out */
 }
 
 /* ---- start-up ---- */
@@ -645,7 +648,8 @@ static int boot_connect(struct cluster *c, char *err, size_t errlen)
     if (redis_link_parse_addr(c->addr, host, sizeof(host), &port, &is_unix, err, errlen) < 0)
         return -1;
     struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
-    c->boot = is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
+    c->boot =
+        is_unix ? redisConnectUnixWithTimeout(host, tv) : redisConnectWithTimeout(host, port, tv);
     if (!c->boot || c->boot->err) {
         snprintf(err, errlen, "cannot reach redis at %s: %s", c->addr,
                  c->boot ? c->boot->errstr : "out of memory");
@@ -686,8 +690,8 @@ static redisReply *boot_script(struct cluster *c, const char *mode, char *err, s
     char lease[24], now[24];
     snprintf(lease, sizeof(lease), "%ld", c->lease_ms);
     snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-    const char *argv[] = {"EVALSHA", c->sha[SCRIPT_BOOT], "0", c->node, c->token, lease,
-                          c->smax,   mode,                now};
+    const char *argv[] = {
+        "EVALSHA", c->sha[SCRIPT_BOOT], "0", c->node, c->token, lease, c->smax, mode, now};
     return boot_command(c, 9, argv, err, errlen);
 }
 

@@ -101,8 +101,8 @@ const char *cluster_node(const struct cluster *c);
  * arguments (binary-safe; `lens` NULL: strlen) to this iteration's batch; `fn` gets its answer
  * once the batch ran (or NULL). When the node cannot reach Redis, `fn` is called at once with
  * NULL. */
-void cluster_op(struct cluster *c, char op, int nargs, const char *const *args,
-                const size_t *lens, cluster_reply_fn fn, void *arg);
+void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, const size_t *lens,
+                cluster_reply_fn fn, void *arg);
 
 /* Sends the batch (one EVALSHA); `done(arg, rc)` is called once it ran (0) or was lost (-1),
  * after every operation's answer; at once (0) when the batch is empty. */

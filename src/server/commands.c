@@ -323,13 +323,33 @@ static void list_add_user(void *ctx, struct user *u)
     list_add(ctx, u);
 }
 
+/* The list of who is online was read: it goes out (or the error). */
+static void who_listed(void *ctx, int rc)
+{
+    struct name_list *l = ctx;
+    struct session *s = l->s;
+    if (rc < 0)
+        l->failed = true;
+    if (session_live(s))
+        list_send(l, s->tag);
+    else
+        free(l->buf);
+    free(l);
+    session_resume(s);
+}
+
 static void cmd_who(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
-    struct name_list l;
-    list_start(&l, s, tag);
-    presence_each_user(s->srv, list_add_user, &l);
-    list_send(&l, tag);
+    struct name_list *l = malloc(sizeof(*l));
+    if (!l) {
+        session_err(s, tag, PROTO_E_STORE_UNAVAILABLE);
+        return;
+    }
+    list_start(l, s, tag);
+    memcpy(s->tag, tag, sizeof(s->tag));
+    session_wait(s);
+    presence_list(s->srv, list_add_user, who_listed, l);
 }
 
 /* `BLOCKED`: the users this one blocks. */
@@ -351,6 +371,7 @@ struct seen_list {
     struct name_list list;
     char gone[WHOSINCE_FORGET_MAX][PROTO_MAX_NAME + 1];
     size_t n_gone;
+    int64_t since;
 };
 
 static int add_seen(void *ctx, const char *name)
@@ -391,6 +412,17 @@ static void whosince_read(void *ctx, int rc)
     session_resume(s);
 }
 
+/* Who is online was read: then the history. */
+static void whosince_online_read(void *ctx, int rc)
+{
+    struct seen_list *seen = ctx;
+    if (rc < 0) {
+        whosince_read(seen, -1);
+        return;
+    }
+    presence_seen_since(seen->list.s->srv, seen->since, add_seen, whosince_read, seen);
+}
+
 static void cmd_whosince(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
@@ -407,11 +439,11 @@ static void cmd_whosince(struct session *s, const struct request *r)
         return;
     }
     seen->n_gone = 0;
+    seen->since = since;
     list_start(&seen->list, s, tag);
-    presence_each_user(s->srv, list_add_user, &seen->list);
     memcpy(s->tag, tag, sizeof(s->tag));
     session_wait(s);
-    presence_seen_since(s->srv, since, add_seen, whosince_read, seen);
+    presence_list(s->srv, list_add_user, whosince_online_read, seen);
 }
 
 /* Finds the user a BLOCK or UNBLOCK names; answers and returns NULL when it is not valid. */

@@ -416,11 +416,11 @@ static void relay_request(struct server *srv, struct user *from, struct user *to
     struct session *peer = presence_session(to);
     if (!peer)
         return; /* its node answers (a session here ended: that told it) or it is not ours */
-    int code = pair_find(srv, from, to) || request_find(srv, from, to) ||
-                       request_find(srv, to, from)
-                   ? PROTO_E_P2P_EXISTS
-               : peer->p2p_port == 0 ? PROTO_E_P2P_UNAVAILABLE
-                                     : PROTO_OK;
+    int code =
+        pair_find(srv, from, to) || request_find(srv, from, to) || request_find(srv, to, from)
+            ? PROTO_E_P2P_EXISTS
+        : peer->p2p_port == 0 ? PROTO_E_P2P_UNAVAILABLE
+                              : PROTO_OK;
     struct p2p_request *req =
         code == PROTO_OK ? request_new(srv, from, to, NULL, peer, "-", secret) : NULL;
     if (!req) {
@@ -434,9 +434,8 @@ static void relay_request(struct server *srv, struct user *from, struct user *to
 /* The codes a refusal from the other node may carry. */
 static bool refusal_code(long code)
 {
-    return code == PROTO_E_OFFLINE || code == PROTO_E_P2P_EXISTS ||
-           code == PROTO_E_P2P_DECLINED || code == PROTO_E_P2P_UNAVAILABLE ||
-           code == PROTO_E_STORE_UNAVAILABLE;
+    return code == PROTO_E_OFFLINE || code == PROTO_E_P2P_EXISTS || code == PROTO_E_P2P_DECLINED ||
+           code == PROTO_E_P2P_UNAVAILABLE || code == PROTO_E_STORE_UNAVAILABLE;
 }
 
 /* An answer to a request made here (the initiator's node). */

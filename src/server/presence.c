@@ -117,6 +117,49 @@ void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx)
         fn(ctx, u);
 }
 
+/* A listing read from Redis. */
+struct listing {
+    struct server *srv;
+    presence_user_fn fn;
+    store_done_fn done;
+    void *ctx;
+};
+
+static void listed(void *arg, const struct redisReply *r)
+{
+    struct listing l = *(struct listing *)arg;
+    free(arg);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        l.done(l.ctx, -1);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        struct user *u = r->element[i]->type == REDIS_REPLY_STRING
+                             ? directory_add(&l.srv->dir, r->element[i]->str)
+                             : NULL;
+        if (u)
+            l.fn(l.ctx, u);
+    }
+    l.done(l.ctx, 0);
+}
+
+void presence_list(struct server *srv, presence_user_fn fn, store_done_fn done, void *ctx)
+{
+    if (!srv->cluster) {
+        presence_each_user(srv, fn, ctx);
+        done(ctx, 0);
+        return;
+    }
+    struct listing *l = malloc(sizeof(*l));
+    if (!l) {
+        done(ctx, -1);
+        return;
+    }
+    *l = (struct listing){srv, fn, done, ctx};
+    const char *argv[] = {"HKEYS", "parley:online"};
+    cluster_command(srv->cluster, 2, argv, NULL, listed, l);
+}
+
 void presence_each_session(struct server *srv, presence_session_fn fn, void *ctx)
 {
     for (struct user *u = srv->dir.online_head; u; u = u->online_next)

@@ -58,6 +58,11 @@ struct session *presence_session(const struct user *u);
  * `fn` must not log anyone in or out; a user may come twice. */
 void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx);
 
+/* Calls `fn` for every user logged in, then `done(ctx, rc)`: on one node at once; in a
+ * cluster from Redis's list (so a login or logout another node answered is seen), rc -1 when
+ * Redis cannot be asked. `fn` must not log anyone in or out. */
+void presence_list(struct server *srv, presence_user_fn fn, store_done_fn done, void *ctx);
+
 /* Calls `fn` for every session logged in on this node that still takes requests (ONLINE): the
  * local fan-out of the broker. `fn` must not log anyone in or out. */
 void presence_each_session(struct server *srv, presence_session_fn fn, void *ctx);

@@ -302,10 +302,42 @@ static void undo_output(struct server *srv)
     }
 }
 
+void server_close_after_commit(struct server *srv, struct session *s)
+{
+    if (srv->n_closing == srv->cap_closing) {
+        size_t cap = srv->cap_closing ? srv->cap_closing * 2 : 16;
+        struct session **p = realloc(srv->closing, cap * sizeof(*p));
+        if (!p) {
+            net_close(s->conn);
+            return;
+        }
+        srv->closing = p;
+        srv->cap_closing = cap;
+    }
+    session_ref(s);
+    srv->closing[srv->n_closing++] = s;
+}
+
+/* Closes the connections whose close waited for a commit. */
+static void close_waiting(struct session **closing, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct session *s = closing[i];
+        if (!s->gone)
+            net_close(s->conn);
+        session_unref(s);
+    }
+    free(closing);
+}
+
 /* The group commit's answer: on failure, the output that counted on it is withdrawn. */
 static void on_committed(void *arg, int rc)
 {
-    struct server *srv = arg;
+    struct commit_wait *w = arg;
+    struct server *srv = w->srv;
+    close_waiting(w->closing, w->n);
+    if (w != &srv->commit_plain)
+        free(w);
     if (rc < 0 || srv->n_undo)
         srv->commit_failed = rc < 0; /* a batch that held writes tells whether they were lost */
     if (rc < 0) {
@@ -321,7 +353,19 @@ static void on_committed(void *arg, int rc)
 static void commit_store(struct server *srv)
 {
     double t0 = server_clock_seconds(srv, CLOCK_MONOTONIC);
-    store_commit(srv->store, on_committed, srv);
+    struct commit_wait *w = srv->n_closing ? malloc(sizeof(*w)) : NULL;
+    if (w) {
+        *w = (struct commit_wait){srv, srv->closing, srv->n_closing};
+        srv->closing = NULL;
+        srv->n_closing = srv->cap_closing = 0;
+    } else {
+        close_waiting(srv->closing, srv->n_closing); /* nothing to wait for, or no memory */
+        srv->closing = NULL;
+        srv->n_closing = srv->cap_closing = 0;
+        w = &srv->commit_plain;
+        *w = (struct commit_wait){srv, NULL, 0};
+    }
+    store_commit(srv->store, on_committed, w);
     metrics_observe(METRICS_STORE_COMMIT, server_clock_seconds(srv, CLOCK_MONOTONIC) - t0);
     assert(srv->n_undo == 0);
 }

@@ -111,6 +111,13 @@ struct server {
     struct p2p_request *p2p_oldest, *p2p_newest; /* requests waiting, by age = by deadline */
     struct server_undo *undo; /* output that depends on the pending group commit */
     size_t n_undo, cap_undo;
+    struct session **closing; /* sessions whose close waits for the next commit (cluster) */
+    struct commit_wait {
+        struct server *srv;
+        struct session **closing;
+        size_t n;
+    } commit_plain; /* the answer's context of a commit that closes nobody */
+    size_t n_closing, cap_closing;
     int64_t last_heartbeat;
     unsigned long long last_bytes_in; /* input seen by the previous tick */
     bool heap_dirty;                  /* traffic since the heap was last trimmed */
@@ -166,6 +173,11 @@ int server_reload_credentials(struct server *srv);
  * sent_id goes back to `prev_sent_id`. */
 void server_undo_on_failure(struct server *srv, struct session *s, const char *tag, size_t pos,
                             size_t len, int64_t prev_sent_id);
+
+/* Closes `s`'s connection once the writes of this loop iteration (its logout) are committed:
+ * in a cluster, the end of a session is seen only after the others can see the logout. At
+ * once when memory runs out. */
+void server_close_after_commit(struct server *srv, struct session *s);
 
 /* Replaces the monotonic clock behind server_now_ms (for tests); NULL restores it. */
 void server_set_clock(int64_t (*now_ms)(void));

@@ -170,7 +170,10 @@ static void session_leave(struct session *s)
 void session_close(struct session *s)
 {
     session_leave(s);
-    net_close(s->conn);
+    if (s->srv->cluster && !s->gone)
+        server_close_after_commit(s->srv, s);
+    else if (!s->gone)
+        net_close(s->conn);
 }
 
 void session_bye(struct session *s, const char *reason)

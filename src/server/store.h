@@ -106,9 +106,9 @@ int store_open(struct store **out, const struct store_ops *ops, const char *dir,
 struct store_params {
     const char *dir; /* the data directory (the local files; a cluster node's own files) */
     bool accept_loss;
-    struct event_base *base;             /* the loop an asynchronous backend answers from */
+    struct event_base *base; /* the loop an asynchronous backend answers from */
     struct cluster *cluster; /* the node's cluster (cluster.h), for the redis backend */
-    struct store *owner; /* set by store_open_with: what a backend passes to store_note */
+    struct store *owner;     /* set by store_open_with: what a backend passes to store_note */
 };
 
 /* For backends: the write answered with `rc` (0 or more: taken; -1: failed) counts for

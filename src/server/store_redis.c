@@ -102,16 +102,16 @@ static void pushed(void *arg, const struct redisReply *r)
         p->done(p->arg, STORE_FENCED, NULL);
     } else {
         store_note(st->owner, 0);
-        struct store_msg m = {r->integer, p->sender, p->recipient, p->sent_at, p->body,
-                              p->body_len};
+        struct store_msg m = {r->integer, p->sender, p->recipient,
+                              p->sent_at, p->body,   p->body_len};
         p->done(p->arg, 0, &m);
     }
     free(p);
 }
 
-static void redis_queue_push(void *be, const char *sender, const char *recipient,
-                             int64_t sent_at, const char *body, size_t body_len,
-                             int64_t max_queued, store_push_fn done, void *arg)
+static void redis_queue_push(void *be, const char *sender, const char *recipient, int64_t sent_at,
+                             const char *body, size_t body_len, int64_t max_queued,
+                             store_push_fn done, void *arg)
 {
     struct store_redis *st = be;
     struct push *p = malloc(sizeof(*p) + body_len + 1);
@@ -166,8 +166,7 @@ static int hand_member(struct load *l, const redisReply *e)
     memcpy(name, sender, n);
     name[n] = '\0';
     const char *body = sp + 1;
-    struct store_msg m = {id, name, l->recipient, at, body,
-                          e->len - (size_t)(body - e->str)};
+    struct store_msg m = {id, name, l->recipient, at, body, e->len - (size_t)(body - e->str)};
     return l->fn(l->ctx, &m);
 }
 
@@ -322,8 +321,8 @@ static void op_answered(struct store_redis *st, char op, int nargs, const char *
     cluster_op(st->cl, op, nargs, args, NULL, answered, a);
 }
 
-static void redis_block_add(void *be, const char *blocker, const char *blocked,
-                            store_done_fn done, void *arg)
+static void redis_block_add(void *be, const char *blocker, const char *blocked, store_done_fn done,
+                            void *arg)
 {
     const char *args[] = {blocker, blocked};
     op_answered(be, 'B', 2, args, "adding block", done, arg);
@@ -494,8 +493,8 @@ static void attempted(void *arg, const struct redisReply *r)
         store_note(a->st->owner, 0);
         struct store_lock l = {(int)r->element[1]->integer, r->element[2]->integer};
         long long v = r->element[0]->integer;
-        a->done(a->arg, 0, v >= 0 && v <= STORE_LOCK_LOCKED ? (enum store_lock_verdict)v
-                                                            : STORE_LOCK_LOCKED,
+        a->done(a->arg, 0,
+                v >= 0 && v <= STORE_LOCK_LOCKED ? (enum store_lock_verdict)v : STORE_LOCK_LOCKED,
                 &l);
     }
     free(a);

@@ -55,6 +55,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
 $(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c src/server/auth.c \
+                           src/server/store_redis.c src/server/cluster.c src/server/redis_link.c src/server/redis_event.c \
                            src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
@@ -63,6 +64,7 @@ $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)
 $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
 $(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/nodeid.c src/server/store.c \
+                            src/server/store_redis.c src/server/cluster.c src/server/redis_link.c src/server/redis_event.c \
                             src/server/store_local.c src/server/auth.c src/server/qlog.c src/server/mqueue.c \
                             src/server/log.c)
 $(BUILD)/tests/test_nodeid: $(call obj,src/server/nodeid.c)
@@ -132,14 +134,19 @@ run:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# The suites run on one node and on three nodes sharing one Redis (PARLEY_TOPOLOGIES);
+# E2E_CLUSTER_TLS=0 leaves out the TLS transport on the cluster (the sanitizer pass).
+E2E_TOPOLOGIES ?= single,cluster
+E2E_CLUSTER_TLS ?= 1
 e2e: all
-	PARLEY_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
+	PARLEY_BUILD=$(abspath $(BUILD)) PARLEY_TOPOLOGIES=$(E2E_TOPOLOGIES) \
+	  PARLEY_CLUSTER_TLS=$(E2E_CLUSTER_TLS) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
 # The same unit and end-to-end suites against an ASan/UBSan build.
 asan-test:
 	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' \
-	  EXTRA_LDFLAGS='-fsanitize=address,undefined' unit e2e
+	  EXTRA_LDFLAGS='-fsanitize=address,undefined' E2E_CLUSTER_TLS=0 unit e2e
 
 test: deps
 	@$(MAKE) --no-print-directory all unit e2e

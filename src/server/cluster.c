@@ -171,11 +171,13 @@ static void batch_reset(struct cluster *c)
 static void batch_answered(void *arg, struct redisReply *r)
 {
     struct cluster_batch *b = arg;
-    bool whole = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+    struct redisReply **answers =
+        r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n ? r->element : NULL;
+    bool whole = answers != NULL;
     if (r && r->type == REDIS_REPLY_ERROR)
         log_error("redis: a batch was refused: %s", r->str);
     for (size_t i = 0; i < b->n; i++)
-        b->ops[i].fn(b->ops[i].arg, whole ? r->element[i] : NULL);
+        b->ops[i].fn(b->ops[i].arg, answers ? answers[i] : NULL);
     if (b->done)
         b->done(b->done_arg, whole ? 0 : -1);
     free(b->ops);

@@ -503,14 +503,29 @@ TOPOLOGIES = ("single", "cluster")
 
 
 def _topologies():
-    """The topologies to run, from $PARLEY_TOPOLOGIES (a comma list; default "single")."""
-    names = [t.strip() for t in os.environ.get("PARLEY_TOPOLOGIES", "single").split(",")
+    """The topologies to run, from $PARLEY_TOPOLOGIES (a comma list; default both)."""
+    names = [t.strip() for t in os.environ.get("PARLEY_TOPOLOGIES", "single,cluster").split(",")
              if t.strip()]
     bad = [t for t in names if t not in TOPOLOGIES]
     if bad or not names:
         raise pytest.UsageError(f"PARLEY_TOPOLOGIES={os.environ.get('PARLEY_TOPOLOGIES')!r}: "
                                 f"a comma list of {', '.join(TOPOLOGIES)}")
     return names
+
+
+def pytest_collection_modifyitems(config, items):
+    """With PARLEY_CLUSTER_TLS=0 the cluster runs over plain TCP only (the sanitizer pass: TLS
+    is the same code on both topologies, and the time budget of `make test` is finite)."""
+    if os.environ.get("PARLEY_CLUSTER_TLS", "1") != "0":
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        both = params.get("topology") == "cluster" and params.get("transport") == "tls"
+        (drop if both else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc):

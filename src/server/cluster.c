@@ -86,6 +86,7 @@ struct cluster {
     struct event *lease_timer;
     int64_t renewed_ms; /* when the lease was last confirmed (monotonic) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
+    bool resync_due; /* the events link came back: resync once commands can run too */
 };
 
 static int64_t mono_ms(void)
@@ -446,13 +447,25 @@ static void resync(struct cluster *c)
     cluster_command(c, 2, argv, NULL, online_reloaded, c);
 }
 
+/* The resync reads Redis (the backlogs, the online hash): it waits until the command link is
+ * up and the lease held, or its reads fail and the sessions stay draining for good. */
+static void resync_if_due(struct cluster *c)
+{
+    if (!c->resync_due || !cluster_up(c))
+        return;
+    c->resync_due = false;
+    resync(c);
+}
+
 static void events_state(void *arg, bool up)
 {
     struct cluster *c = arg;
     if (!up || !c->started)
         return;
-    if (c->events_were_up)
-        resync(c);
+    if (c->events_were_up) {
+        c->resync_due = true;
+        resync_if_due(c);
+    }
     c->events_were_up = true;
     read_events(c);
 }
@@ -514,6 +527,7 @@ static void revalidated(void *arg, struct redisReply *r)
             c->h->on_lost(c->ctx, r->element[i]->str);
     log_info("redis: lease of node %s taken again; %zu user(s) lost to other nodes", c->node,
              r->elements);
+    resync_if_due(c);
 }
 
 /* The lease ran out: takes it again, keeping the claims nobody took meanwhile. */
@@ -544,6 +558,7 @@ static void renewed(void *arg, struct redisReply *r)
     if (r->integer == 1) {
         c->lease_held = true;
         c->renewed_ms = mono_ms();
+        resync_if_due(c);
     } else if (r->integer == 0) {
         c->lease_held = false;
         log_error("redis: the lease of node %s ran out; taking it again", c->node);
@@ -601,8 +616,10 @@ static void cmd_state(void *arg, bool up)
         const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
         redis_link_command(c->cmd, script_loaded, c, 3, argv, NULL);
     }
-    if (c->started)
+    if (c->started) {
         renew(c);
+        resync_if_due(c);
+    }
 }
 
 /* ---- start-up ---- */

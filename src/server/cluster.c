@@ -561,6 +561,7 @@ static void renewed(void *arg, struct redisReply *r)
         resync_if_due(c);
     } else if (r->integer == 0) {
         c->lease_held = false;
+        c->resync_due = true; /* what was read meanwhile failed (cluster_up) */
         log_error("redis: the lease of node %s ran out; taking it again", c->node);
         revalidate(c);
     } else {
@@ -610,8 +611,11 @@ static void script_loaded(void *arg, struct redisReply *r)
 static void cmd_state(void *arg, bool up)
 {
     struct cluster *c = arg;
-    if (!up)
+    if (!up) {
+        /* reads under way failed (a backlog page: its session stays draining): read again */
+        c->resync_due = c->started;
         return;
+    }
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
         redis_link_command(c->cmd, script_loaded, c, 3, argv, NULL);

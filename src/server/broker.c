@@ -129,38 +129,45 @@ static unsigned fan_out(struct server *srv, struct user *from, const char *text,
     return b.skipped;
 }
 
-/* A broadcast published to the other nodes: Redis counts who blocks the sender, everywhere. */
+/* A broadcast published to the other nodes: Redis counts who blocks the sender, everywhere.
+ * This node's sessions get it only once Redis has it: a broadcast refused (503) reaches
+ * no one. */
 struct publication {
+    struct server *srv;
+    struct user *from;
     broker_count_fn done;
     void *arg;
+    size_t len;
+    char text[];
 };
 
 static void published(void *arg, const struct redisReply *r)
 {
-    struct publication p = *(struct publication *)arg;
-    free(arg);
+    struct publication *p = arg;
     if (!r || r->type != REDIS_REPLY_INTEGER) {
         log_error("redis: a broadcast could not reach the other nodes");
-        p.done(p.arg, -1);
-        return;
+        p->done(p->arg, -1);
+    } else {
+        fan_out(p->srv, p->from, p->text, p->len);
+        p->done(p->arg, (long)r->integer);
     }
-    p.done(p.arg, (long)r->integer);
+    free(p);
 }
 
 void broker_broadcast(struct server *srv, struct user *from, const char *text, size_t len,
                       broker_count_fn done, void *arg)
 {
-    unsigned skipped = fan_out(srv, from, text, len);
     if (!srv->cluster) {
-        done(arg, (long)skipped);
+        done(arg, (long)fan_out(srv, from, text, len));
         return;
     }
-    struct publication *p = malloc(sizeof(*p));
+    struct publication *p = malloc(sizeof(*p) + len);
     if (!p) {
         done(arg, -1);
         return;
     }
-    *p = (struct publication){done, arg};
+    *p = (struct publication){srv, from, done, arg, len};
+    memcpy(p->text, text, len);
     const char *args[] = {from->name, text};
     size_t lens[] = {strlen(from->name), len};
     cluster_op(srv->cluster, 'X', 2, args, lens, published, p);

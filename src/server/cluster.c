@@ -86,6 +86,7 @@ struct cluster {
     struct event *lease_timer;
     int64_t renewed_ms; /* when the lease was last confirmed (monotonic) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
+    bool resync_due; /* the events link came back: resync once commands can run too */
 };
 
 static int64_t mono_ms(void)
@@ -451,13 +452,25 @@ static void resync(struct cluster *c)
     cluster_command(c, 2, argv, NULL, online_reloaded, c);
 }
 
+/* The resync reads Redis (the backlogs, the online hash): it waits until the command link is
+ * up and the lease held, or its reads fail and the sessions stay draining for good. */
+static void resync_if_due(struct cluster *c)
+{
+    if (!c->resync_due || !cluster_up(c))
+        return;
+    c->resync_due = false;
+    resync(c);
+}
+
 static void events_state(void *arg, bool up)
 {
     struct cluster *c = arg;
     if (!up || !c->started)
         return;
-    if (c->events_were_up)
-        resync(c);
+    if (c->events_were_up) {
+        c->resync_due = true;
+        resync_if_due(c);
+    }
     c->events_were_up = true;
     read_events(c);
 }
@@ -519,6 +532,7 @@ static void revalidated(void *arg, struct redisReply *r)
             c->h->on_lost(c->ctx, r->element[i]->str);
     log_info("redis: lease of node %s taken again; %zu user(s) lost to other nodes", c->node,
              r->elements);
+    resync_if_due(c);
 }
 
 /* Takes the lease again (it may have run out) and puts the claims right: keeps those nobody
@@ -551,8 +565,10 @@ static void renewed(void *arg, struct redisReply *r)
     if (r->integer == 1) {
         c->lease_held = true;
         c->renewed_ms = mono_ms();
+        resync_if_due(c);
     } else if (r->integer == 0) {
         c->lease_held = false;
+        c->resync_due = true; /* what was read meanwhile failed (cluster_up) */
         log_error("redis: the lease of node %s ran out; taking it again", c->node);
         revalidate(c);
     } else {
@@ -602,14 +618,20 @@ static void script_loaded(void *arg, struct redisReply *r)
 static void cmd_state(void *arg, bool up)
 {
     struct cluster *c = arg;
-    if (!up)
+    if (!up) {
+        /* reads under way failed (a backlog page: its session stays draining): read again */
+        c->resync_due = c->started;
         return;
+    }
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         const char *argv[] = {"SCRIPT", "LOAD", script_text[i]};
         redis_link_command(c->cmd, script_loaded, c, 3, argv, NULL);
     }
-    if (c->started && !c->renewing && !c->fatal)
-        revalidate(c); /* Redis may have missed logouts, or let the lease run out */
+    if (c->started) {
+        if (!c->renewing && !c->fatal)
+            revalidate(c); /* Redis may have missed logouts, or let the lease run out */
+        resync_if_due(c);
+    }
 }
 
 /* ---- start-up ---- */

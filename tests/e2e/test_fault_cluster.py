@@ -1,0 +1,606 @@
+"""Faults of the cluster (issue 11): three parleyd nodes on one Redis of the test's own.
+
+Each test starts its own Redis (conftest RedisServer, appendfsync always, on a Unix socket in
+a temporary directory) and three nodes (`make_cluster`), whatever $PARLEY_TOPOLOGIES says, and
+injects one fault:
+
+1. kill -9 of a node while 100 senders stream direct messages through all nodes;
+2. SIGSTOP of a node past its lease, then SIGCONT (fencing and re-validation);
+3. Redis killed and restarted on the same socket while the nodes run, one node cut off from it
+   a while longer;
+4. a slow Redis (SIGSTOP of redis-server) against --redis-timeout;
+5. the lock-out counted across nodes, sequential and parallel guesses;
+6. one login per user across nodes.
+
+The lease bound used below: a node renews its lease (parley:node:<id>, PX lease) every
+lease/3, and every node runs the reaper at the same period. A node killed at time K renewed
+its lease last at or before K, so the key is gone by K + lease; the next reaper run of a
+surviving node comes at most lease/3 later and appends the LOGOUT events to the stream, which
+the other nodes read at once (XREAD BLOCK). So a dead node's users show as logged out
+everywhere by K + lease + lease/3, plus the time to deliver an event (LOGOUT_MARGIN).
+
+Known defect (xfail strict): a request answered ERR 503 because Redis did not answer within
+--redis-timeout may still take effect when Redis wakes (test_request_refused_on_timeout_...).
+
+Figures (time to logout after kill -9, recovery after a Redis restart, event-loop latency while
+Redis is stopped) are printed with test_fault_kit.figures (visible with `pytest -s`).
+"""
+
+import os
+import selectors
+import signal
+import time
+
+import pytest
+
+from conftest import ProtoClosed, err, ok, wait_until
+from test_fault_kit import figures, is_asan, users
+
+LEASE = 3  # --lease seconds for the tests that wait for one to run out
+RENEW = LEASE / 3  # how often a node renews its lease and reaps dead nodes
+LOGOUT_MARGIN = 1.5 * (3 if is_asan() else 1)  # delivering the LOGOUT events, on a busy machine
+LOGOUT_BOUND = LEASE + RENEW + LOGOUT_MARGIN
+
+
+def _stop(pid):
+    os.kill(pid, signal.SIGSTOP)
+
+
+def _cont(pid):
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
+def _retry(proto, *fields, deadline, what):
+    """Sends the request until it is answered OK (ERR 503 means: not yet); returns the reply
+    and the seconds it took. Any other error fails."""
+    t0 = time.monotonic()
+    while True:
+        r = proto.request(*fields, timeout=10)
+        if r and r[0] == "OK":
+            return r, time.monotonic() - t0
+        assert r[:2] == ["ERR", "503"], f"{what}: {r}"
+        if time.monotonic() > t0 + deadline:
+            raise AssertionError(f"{what}: still {r} after {deadline}s")
+        time.sleep(0.1)
+
+
+def _queue(redis, name):
+    """The messages waiting for `name` in Redis: [(id, text)]."""
+    out = []
+    for member in redis.command("ZRANGE", f"parley:q:{name}", "0", "-1"):
+        mid, _at, _sender, text = member.split(" ", 3)
+        out.append((int(mid), text))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 1. kill -9 of a node while 100 senders stream
+
+SENDERS = 100
+WINDOW = 4
+STREAM_SECONDS = 1.5
+RECIPIENTS = [f"rcpt{i:02d}" for i in range(12)]  # rcptNN online on node NN % 3, 9-11 offline
+ONLINE = RECIPIENTS[:9]
+PAD = "y" * 40
+
+
+def _text(sender, seq):
+    return f"{sender} {seq} {PAD}"
+
+
+def _parse(text):
+    sender, seq, _ = text.split(" ", 2)
+    return sender, int(seq)
+
+
+class _Recipient:
+    def __init__(self, name):
+        self.name = name
+        self.proto = None
+        self.sessions = []  # per connection: [(id, sender, seq, text)]
+
+    def attach(self, proto):
+        self.proto = proto
+        self.sessions.append([])
+
+    def take(self):
+        """Records the MSG events read so far and acknowledges them (cumulatively)."""
+        top = None
+        for ev in self.proto.msgs():
+            sender, seq = _parse(ev[4])
+            assert ev[2] == sender, ev
+            self.sessions[-1].append((int(ev[1]), sender, seq, ev[4]))
+            top = int(ev[1])
+        if top is not None and not self.proto.eof:
+            try:
+                self.proto.ack(top)
+            except (OSError, AssertionError):
+                pass
+
+
+def test_kill9_of_a_node_while_100_senders_stream(make_cluster):
+    accounts = users("s", SENDERS)
+    senders = list(accounts)
+    for n in RECIPIENTS + ["watch1", "watch3"]:
+        accounts[n] = "pw-" + n
+    c = make_cluster(users=accounts, args=["--lease", LEASE, "--msg-rate", "0",
+                                           "--max-queued", "100000",
+                                           "--max-output", str(8 << 20)])
+    nodes = c.nodes
+    on_node = lambda i: nodes[i % 3]  # noqa: E731  sender i and rcpt i live on node i % 3
+    recips = {n: _Recipient(n) for n in RECIPIENTS}
+    for i, n in enumerate(ONLINE):
+        recips[n].attach(on_node(i).login(n))
+    watchers = {1: nodes[0].login("watch1"), 3: nodes[2].login("watch3")}
+    sp = {n: on_node(i).login(n) for i, n in enumerate(senders)}
+    victims = {n for i, n in enumerate(senders) if i % 3 == 1} | \
+        {n for i, n in enumerate(ONLINE) if i % 3 == 1}
+
+    sel = selectors.DefaultSelector()
+    for n, p in sp.items():
+        sel.register(p.sock, selectors.EVENT_READ, ("s", n))
+    for n in ONLINE:
+        sel.register(recips[n].proto.sock, selectors.EVENT_READ, ("r", n))
+    for k, p in watchers.items():
+        sel.register(p.sock, selectors.EVENT_READ, ("w", k))
+
+    nxt = {n: 0 for n in senders}
+    outstanding = {n: {} for n in senders}  # tag -> (recipient, seq)
+    oked = {}  # (sender, seq) -> (recipient, id)
+    refused = []
+    dead = set()
+
+    def refill(i, n):
+        p = sp[n]
+        lines = []
+        while len(outstanding[n]) < WINDOW:
+            seq = nxt[n]
+            nxt[n] += 1
+            rcpt = RECIPIENTS[(i + seq) % len(RECIPIENTS)]
+            tag = str(p.next_tag)
+            p.next_tag += 1
+            outstanding[n][tag] = (rcpt, seq)
+            lines.append(f"{tag} MSG {rcpt} {_text(n, seq)}\n")
+        if lines:
+            try:
+                p.send_raw("".join(lines))
+            except (OSError, AssertionError):
+                dead.add(n)
+
+    def collect(n):
+        p = sp[n]
+        for tag in [t for t in outstanding[n] if t in p.replies]:
+            rcpt, seq = outstanding[n].pop(tag)
+            r = p.replies.pop(tag)
+            if r and r[0] == "OK":
+                oked[(n, seq)] = (rcpt, int(r[1]))
+            else:
+                refused.append((n, seq, r))
+        p.events.clear()
+        if p.eof:
+            dead.add(n)
+
+    # LOGOUT of the victims seen by each watcher: name -> seconds after the kill
+    seen_out = {1: {}, 3: {}}
+    killed_at = None
+    stopped_at = None
+    t0 = time.monotonic()
+    deadline = t0 + STREAM_SECONDS + LOGOUT_BOUND + 10
+    while time.monotonic() < deadline:
+        now = time.monotonic()
+        if stopped_at is None:
+            for i, n in enumerate(senders):
+                if n not in dead:
+                    refill(i, n)
+        if killed_at is None and now - t0 >= STREAM_SECONDS:
+            nodes[1].kill9()
+            killed_at = time.monotonic()
+        for key, _ in sel.select(0.02):
+            kind, n = key.data
+            if kind == "s":
+                sp[n].pump(0)
+                collect(n)
+                if sp[n].eof:
+                    sel.unregister(key.fileobj)
+            elif kind == "r":
+                recips[n].proto.pump(0)
+                recips[n].take()
+                if recips[n].proto.eof:
+                    sel.unregister(key.fileobj)
+            else:
+                w = watchers[n]
+                w.pump(0)
+                for ev in w.events:
+                    if ev[0] == "LOGOUT" and ev[1] in victims and killed_at is not None:
+                        seen_out[n].setdefault(ev[1], time.monotonic() - killed_at)
+                w.events.clear()
+        if killed_at is not None and all(len(seen_out[k]) == len(victims) for k in seen_out):
+            # The survivors stream on until every LOGOUT came; then the stream stops and
+            # every sender still connected gets its last replies.
+            if stopped_at is None:
+                stopped_at = time.monotonic()
+            if all(not outstanding[n] for n in senders if n not in dead):
+                break
+    sel.close()
+    for n in senders:
+        if not sp[n].eof:
+            sp[n].pump(0)
+        collect(n)
+
+    missing = {k: sorted(victims - set(seen_out[k])) for k in seen_out}
+    assert not any(missing.values()), f"no LOGOUT within the test's deadline for {missing}"
+    worst = max(max(v.values()) for v in seen_out.values())
+    first = min(min(v.values()) for v in seen_out.values())
+    assert all(not outstanding[n] for n in senders if n not in dead), "replies missing"
+    assert {n for n in dead} == {n for n in victims if n.startswith("s")}, sorted(dead)
+    assert not refused, refused[:5]
+
+    # WHO on the surviving nodes no longer lists the dead node's users, and lists the others.
+    for k, w in watchers.items():
+        who = set(ok(w.request("WHO")))
+        assert not who & victims, (k, sorted(who & victims))
+        assert {n for i, n in enumerate(senders) if i % 3 != 1} <= who, k
+
+    # The dead node's users log in on another node: a sender, and (below) its recipients.
+    victim_sender = senders[1]
+    relog_t0 = time.monotonic()
+    nodes[2].login(victim_sender, accounts[victim_sender])
+    relog = time.monotonic() - relog_t0
+
+    # The survivors' recipients read what came, acknowledge it and log out.
+    for i, n in enumerate(ONLINE):
+        r = recips[n]
+        if i % 3 == 1:
+            r.proto.pump(0)
+            r.take()
+            continue
+        r.proto.pump(0)
+        r.take()
+        ok(r.proto.request("LOGOUT"))
+        assert r.proto.closed(5)
+        r.take()
+    c.close_protos()
+
+    # Every recipient logs in on a surviving node and takes its backlog, until Redis holds
+    # nothing for any of them (an acknowledgement covers only what was sent: the queue empties
+    # only once everything in it was delivered).
+    # (The survivors' recipients on their own node: a login elsewhere right after a logout
+    # may find the claim not yet released, test 6; the others on node 1 or 3.)
+    for i, n in enumerate(RECIPIENTS):
+        home = {0: 0, 2: 2}.get(i % 3, 0 if i % 2 else 2) if n in ONLINE else (0 if i % 2 else 2)
+        recips[n].attach(nodes[home].login(n, accounts[n]))
+    redis = c.redis
+
+    def drained():
+        for r in recips.values():
+            r.proto.pump(0)
+            r.take()
+        return all(redis.command("ZCARD", f"parley:q:{n}") == 0 for n in RECIPIENTS)
+
+    wait_until(drained, timeout=60 if is_asan() else 25, interval=0.05,
+               what="every backlog delivered and acknowledged")
+
+    lost, dup, disorder = [], [], []
+    got = {}  # (recipient, id) -> text
+    for n, r in recips.items():
+        for sess in r.sessions:
+            ids = [m[0] for m in sess]
+            if ids != sorted(set(ids)):
+                disorder.append((n, "ids not increasing in one session"))
+        live, final = r.sessions[0] if n in ONLINE else [], r.sessions[-1]
+        if n not in ONLINE:
+            assert len(r.sessions) == 1
+        again = [m for m in final if m[0] in {x[0] for x in live}]
+        # Redelivery is allowed for the unacknowledged tail of the first session only.
+        if again and [m[0] for m in again] != [m[0] for m in live[-len(again):]]:
+            dup.append((n, [m[0] for m in again][:10]))
+        merged = live + [m for m in final if m[0] not in {x[0] for x in live}]
+        last_seq = {}
+        for mid, sender, seq, text in merged:
+            got[(n, mid)] = text
+            if seq <= last_seq.get(sender, -1):
+                disorder.append((n, sender, seq))
+            last_seq[sender] = seq
+    for (sender, seq), (rcpt, mid) in oked.items():
+        if got.get((rcpt, mid)) != _text(sender, seq):
+            lost.append((sender, seq, rcpt, mid))
+    figures("cluster_kill9_100_senders", acknowledged=len(oked), refused=len(refused),
+            delivered=len(got), lost=len(lost), duplicated=len(dup),
+            logout_first_s=round(first, 3), logout_last_s=round(worst, 3),
+            logout_bound_s=LOGOUT_BOUND, relogin_s=round(relog, 3))
+    assert len(oked) > 1000, f"only {len(oked)} messages acknowledged: no stream to speak of"
+    assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {lost[:5]}"
+    assert not dup, dup[:5]
+    assert not disorder, disorder[:5]
+    assert worst <= LOGOUT_BOUND, f"LOGOUT came {worst:.2f}s after the kill (bound " \
+        f"{LOGOUT_BOUND}s = lease + lease/3 + margin)"
+
+
+# --------------------------------------------------------------------------------------------
+# 2. SIGSTOP of a node past its lease
+
+def test_stalled_node_fences_itself_when_it_wakes(make_cluster):
+    c = make_cluster(args=["--lease", LEASE])
+    n1, n2, n3 = c.nodes
+    watcher = n1.login("hans")
+    old_yoda = n2.login("yoda")     # taken by node 1 while node 2 sleeps
+    vader = n2.login("vader")       # nobody takes vader: node 2 keeps him
+    luke = n3.login("luke")         # receives the messages
+    for who in ("yoda", "vader"):
+        assert who in ok(watcher.request("WHO"))
+    _stop(n2.pid)
+    try:
+        t0 = time.monotonic()
+        watcher.wait_event("LOGOUT yoda", timeout=LOGOUT_BOUND + 2)
+        watcher.wait_event("LOGOUT vader", timeout=LOGOUT_BOUND + 2)
+        reaped = time.monotonic() - t0
+        wait_until(lambda: not {"yoda", "vader"} & set(ok(luke.request("WHO"))),
+                   timeout=5, what="node 3 to drop yoda and vader")
+        new_yoda = n1.login("yoda")  # the claim of node 2 is gone: node 1 takes yoda
+        # The old session speaks first thing after the wake: a message as yoda, queued in
+        # node 2's socket while it sleeps.
+        tag = old_yoda.send_request("MSG", "luke", "from-the-old-session")
+        vtag = vader.send_request("WHO")
+    finally:
+        _cont(n2.pid)
+    woke = time.monotonic()
+    try:
+        r = old_yoda.get_reply(tag, timeout=10)
+    except ProtoClosed:
+        r = None  # the session ended before it was answered: nothing was sent either
+    assert r is None or r[:2] == ["ERR", "503"], f"the fenced session sent as yoda: {r}"
+    # Its session ends: * BYE taken (or session-taken, when the message found the fence).
+    assert old_yoda.closed(10), "the old session of yoda is still open"
+    byes = [ev for ev in old_yoda.all_events if ev[0] == "BYE"]
+    assert byes and byes[0][1] in ("taken", "session-taken"), old_yoda.frames[-5:]
+    # Nothing reached luke: a marker sent after it arrives, and the old message is not before.
+    ok(new_yoda.request("MSG", "luke", "marker"))
+    luke.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "marker", timeout=10)
+    assert not [ev for ev in luke.all_events
+                if ev[0] == "MSG" and ev[4] == "from-the-old-session"]
+    assert "from-the-old-session" not in [t for _, t in _queue(c.redis, "luke")]
+    assert c.redis.command("HGET", "parley:online", "yoda") == "node1"
+
+    # vader, whom nobody took, is re-validated: node 2 claims him again and he keeps working.
+    ok(vader.get_reply(vtag, timeout=10))
+    r, took = _retry(vader, "MSG", "luke", "vader-after-the-wake", deadline=10,
+                     what="vader's message after the wake")
+    luke.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "vader-after-the-wake", timeout=10)
+    watcher.wait_event("LOGIN vader", timeout=10)  # the others see him back
+    assert c.redis.command("HGET", "parley:online", "vader") == "node2"
+    assert "vader" in ok(watcher.request("WHO"))
+    assert not vader.eof
+    figures("cluster_sigstop_node", lease_s=LEASE, reaped_after_stop_s=round(reaped, 3),
+            vader_ok_after_wake_s=round(time.monotonic() - woke, 3), retry_s=round(took, 3))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Redis killed and restarted while the nodes run
+
+def test_redis_restart_nodes_resume_by_themselves(make_cluster):
+    c = make_cluster()
+    redis = c.redis
+    n1, n2, n3 = c.nodes
+    # Node 3 reaches Redis through a link of its own, so that it can be cut off alone.
+    link = os.path.join(redis.dir, "n3.sock")
+    os.symlink(redis.path, link)
+    n3.stop()
+    n3.args = [f"unix:{link}" if a == redis.addr else a for a in n3.args]
+    n3.start()
+    hans, yoda, vader = n1.login("hans"), n2.login("yoda"), n3.login("vader")
+    luke_here = n1.login("luke")  # beside hans: would see a broadcast fanned out by node 1
+    before = ok(hans.request("MSG", "c3po", "before-the-outage"))[0]  # c3po is offline
+
+    redis.kill9()
+    # What needs Redis is refused, on every node; the connections stay.
+    err(hans.request("MSG", "yoda", "during-the-outage"), 503)
+    err(hans.request("BCAST", "bcast-during-the-outage"), 503)
+    err(hans.request("BLOCK", "vader"), 503)
+    err(yoda.request("MSG", "hans", "during-from-yoda"), 503)
+    err(vader.request("BCAST", "bcast-from-vader"), 503)
+    for p in (hans, yoda, vader, luke_here):
+        ok(p.request("TOUCH"))
+        assert not p.eof
+    assert "yoda" in ok(hans.request("WHO"))
+
+    # Redis comes back on the same socket with its data; node 3 cannot reach it yet.
+    os.unlink(link)
+    redis.start()
+    out_t0 = time.monotonic()
+    _, back1 = _retry(hans, "MSG", "yoda", "after-the-restart", deadline=15,
+                      what="node 1 resuming")
+    _retry(yoda, "MSG", "hans", "yoda-after-the-restart", deadline=15, what="node 2 resuming")
+    back2 = time.monotonic() - out_t0
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "after-the-restart", timeout=10)
+    hans.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "yoda-after-the-restart", timeout=10)
+    # A message to vader, on node 3, while node 3 is still cut off: stored, told to it later.
+    err(vader.request("MSG", "hans", "node3-still-cut-off"), 503)
+    ok(hans.request("MSG", "vader", "while-node3-was-cut-off"))
+    os.symlink(redis.path, link)
+    t3 = time.monotonic()
+    vader.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "while-node3-was-cut-off",
+                     timeout=15)
+    back3 = time.monotonic() - t3
+    _retry(vader, "MSG", "hans", "vader-after-the-reconnect", deadline=15,
+           what="node 3 resuming")
+
+    # Nothing refused during the outage happened after all.
+    ok(hans.request("MSG", "yoda", "marker"))
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "marker", timeout=10)
+    ok(vader.request("MSG", "luke", "vader-to-luke"))  # hans's BLOCK of vader did not happen
+    assert ok(hans.request("BLOCKED")) == []
+    luke_here.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "vader-to-luke", timeout=10)
+    refused = {"during-the-outage", "during-from-yoda", "bcast-during-the-outage",
+               "bcast-from-vader", "node3-still-cut-off"}
+    for p in (hans, yoda, vader, luke_here):
+        texts = {ev[-1] for ev in p.all_events if ev[0] in ("MSG", "BCAST")}
+        assert not texts & refused, (p.user, texts & refused)
+    for name in ("hans", "yoda", "vader", "luke"):
+        assert not {t for _, t in _queue(redis, name)} & refused, name
+    # What was accepted before the outage is delivered.
+    c3po = n2.login("c3po")
+    m = c3po.wait_event("MSG", timeout=10)
+    assert (m[1], m[2], m[4]) == (before, "hans", "before-the-outage"), m
+    for n in c.nodes:
+        assert n.running()
+    figures("cluster_redis_restart", node1_back_s=round(back1, 3),
+            node2_back_s=round(back2, 3), node3_after_relink_s=round(back3, 3))
+
+
+# --------------------------------------------------------------------------------------------
+# 4. A slow Redis never stalls a node's event loop
+
+def _slow_cluster(make_cluster):
+    c = make_cluster(args=["--redis-timeout", "500", "--req-rate", "0"])
+    n1, n2, n3 = c.nodes
+    # hans and c3po share node 1: a broadcast hans had refused must not reach c3po either.
+    names = [("hans", n1), ("c3po", n1), ("yoda", n2), ("r2d2", n2), ("vader", n3),
+             ("luke", n3)]
+    return c, {name: n.login(name) for name, n in names}
+
+
+def test_slow_redis_does_not_stall_the_loop(make_cluster):
+    c, p = _slow_cluster(make_cluster)
+    # The probes are sessions of their own (a session waiting for Redis holds its next
+    # requests until the answer): c3po, r2d2 and luke, one per node.
+    probes = [p["c3po"], p["r2d2"], p["luke"]]
+    _stop(c.redis.pid)
+    try:
+        stopped = time.monotonic()
+        mtag = p["yoda"].send_request("MSG", "vader", "msg-while-redis-sleeps")
+        btag = p["hans"].send_request("BCAST", "bcast-while-redis-sleeps")
+        worst = 0.0
+        rounds = 0
+        while time.monotonic() - stopped < 2.0:
+            for q in probes:
+                for verb in ("TOUCH", "WHO"):
+                    t = time.monotonic()
+                    ok(q.request(verb, timeout=2))
+                    worst = max(worst, time.monotonic() - t)
+            rounds += 1
+        # What needs Redis is refused once --redis-timeout passed, while Redis still sleeps.
+        r_msg = p["yoda"].get_reply(mtag, timeout=1)
+        r_bcast = p["hans"].get_reply(btag, timeout=1)
+        assert r_msg[:2] == ["ERR", "503"], r_msg
+        assert r_bcast[:2] == ["ERR", "503"], r_bcast
+        p["c3po"].pump(0)
+        assert not [ev for ev in p["c3po"].all_events if ev[0] == "BCAST"], \
+            "a broadcast refused with 503 reached the sender's node"
+    finally:
+        _cont(c.redis.pid)
+    bound = 0.5 if is_asan() else 0.25
+    figures("cluster_slow_redis", requests=rounds * 6, worst_s=round(worst, 4))
+    assert worst < bound, f"a request that needs no Redis took {worst:.3f}s"
+    # Things work again after SIGCONT, on every node.
+    _retry(p["yoda"], "MSG", "vader", "msg-after-the-wake", deadline=15,
+           what="node 2 after SIGCONT")
+    _retry(p["vader"], "MSG", "hans", "msg-to-hans-after-the-wake", deadline=15,
+           what="node 3 after SIGCONT")
+    _retry(p["hans"], "BCAST", "bcast-after-the-wake", deadline=15, what="node 1 after SIGCONT")
+    p["vader"].wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "msg-after-the-wake",
+                          timeout=10)
+    p["hans"].wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "msg-to-hans-after-the-wake",
+                         timeout=10)
+    for name in ("c3po", "yoda", "r2d2", "vader", "luke"):
+        p[name].wait_event(lambda ev: ev[0] == "BCAST" and ev[2] == "bcast-after-the-wake",
+                           timeout=10)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "a batch answered ERR 503 because Redis did not answer within --redis-timeout is still "
+    "executed when Redis wakes: the node gave up on the connection, but the EVALSHA was in "
+    "Redis's socket buffer already, and Redis runs it. The MSG refused with 503 is stored and "
+    "delivered (a client that sends it again sends it twice), the broadcast reaches the other "
+    "nodes; a claim (C) or a lock-out count (L) refused this way is made all the same. "
+    "batch.lua would need to refuse a batch past a deadline the node gives it (in Redis's "
+    "time), which is a design change (clocks), not a local fix"))
+def test_request_refused_on_timeout_has_no_effect_later(make_cluster):
+    c, p = _slow_cluster(make_cluster)
+    _stop(c.redis.pid)
+    try:
+        r_msg = p["yoda"].request("MSG", "vader", "msg-while-redis-sleeps", timeout=5)
+        r_bcast = p["hans"].request("BCAST", "bcast-while-redis-sleeps", timeout=5)
+    finally:
+        _cont(c.redis.pid)
+    assert r_msg[:2] == ["ERR", "503"], r_msg
+    assert r_bcast[:2] == ["ERR", "503"], r_bcast
+    # After the wake: a marker from each sender arrives, and nothing refused before it.
+    _retry(p["yoda"], "MSG", "vader", "marker", deadline=15, what="node 2 after SIGCONT")
+    _retry(p["hans"], "BCAST", "marker", deadline=15, what="node 1 after SIGCONT")
+    p["vader"].wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "marker", timeout=10)
+    for name in ("c3po", "yoda", "r2d2", "vader", "luke"):
+        p[name].wait_event(lambda ev: ev[0] == "BCAST" and ev[2] == "marker", timeout=10)
+    seen = [(name, ev) for name, q in p.items() for ev in q.all_events
+            if ev[0] in ("MSG", "BCAST") and ev[-1].endswith("while-redis-sleeps")]
+    assert not seen, f"refused with 503, yet delivered: {seen}"
+    assert "msg-while-redis-sleeps" not in [t for _, t in _queue(c.redis, "vader")]
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The lock-out, across nodes
+
+def test_lockout_counted_across_nodes(make_cluster):
+    c = make_cluster(block_duration=60)
+    redis = c.redis
+    n1, n2, n3 = c.nodes
+    # Three wrong passwords, one on each node: the third locks the account.
+    err(n1.connect().login_reply("vader", "wrong1"), 401)
+    err(n2.connect().login_reply("vader", "wrong2"), 401)
+    p = n3.connect()
+    err(p.login_reply("vader", "wrong3"), 424)
+    assert p.closed(5)
+    failures, until = redis.command("HGET", "parley:locks", "vader").split()
+    assert int(failures) == 3 and int(until) >= time.time() + 50
+    for n in c.nodes:  # the right password is refused everywhere
+        p = n.connect()
+        err(p.login_reply("vader", c.users["vader"]), 423)
+        assert p.closed(5)
+
+    # Six wrong guesses at once, two on each node: exactly three are counted.
+    conns = []
+    for n in c.nodes:
+        for _ in range(2):
+            q = n.connect()
+            q.hello()
+            assert q.request("USER", "yoda") == ["OK"]
+            conns.append(q)
+    tags = [q.send_request("PASS", f"guess{i}") for i, q in enumerate(conns)]
+    codes = sorted(q.get_reply(t, timeout=10)[1] for q, t in zip(conns, tags))
+    assert codes == ["401", "401", "423", "423", "423", "424"], codes
+    failures, until = redis.command("HGET", "parley:locks", "yoda").split()
+    assert int(failures) == 3, failures
+    for n in c.nodes:
+        p = n.connect()
+        err(p.login_reply("yoda", c.users["yoda"]), 423)
+    # An account nobody guessed at is not affected.
+    ok(n2.login("luke").request("WHO"))
+
+
+# --------------------------------------------------------------------------------------------
+# 6. One login per user across nodes
+
+def test_one_login_per_user_across_nodes(make_cluster):
+    c = make_cluster()
+    n1, n2, n3 = c.nodes
+    hans = n1.login("hans")
+    for n in (n2, n3):
+        p = n.connect()
+        r = p.login_reply("hans", c.users["hans"])
+        err(r, 409)
+        assert "already logged in" in r[2], r
+    # The refused attempts did not disturb the session on node 1.
+    yoda = n2.login("yoda")
+    ok(yoda.request("MSG", "hans", "still-here"))
+    hans.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "still-here")
+    ok(hans.request("LOGOUT"))
+    assert hans.closed(5)
+    yoda.wait_event("LOGOUT hans")
+    again = n3.login("hans")
+    assert c.redis.command("HGET", "parley:online", "hans") == "node3"
+    ok(yoda.request("MSG", "hans", "on-node-3"))
+    again.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "on-node-3")
+    p = n1.connect()
+    err(p.login_reply("hans", c.users["hans"]), 409)

@@ -84,10 +84,28 @@ struct cluster {
     size_t nops, opscap;
     char last_id[64]; /* the stream position read up to */
     struct event *lease_timer;
-    int64_t renewed_ms; /* when the lease was last confirmed (monotonic) */
+    int64_t renewed_ms;    /* when the lease was last confirmed (monotonic) */
+    int64_t clock_skew_ms; /* Redis's clock minus this host's (TIME, at start and each renewal) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
     bool resync_due; /* the events link came back: resync once commands can run too */
 };
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Redis's TIME reply in unix milliseconds, or -1. */
+static int64_t time_reply_ms(const redisReply *r)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
+        return -1;
+    return strtoll(r->element[0]->str, NULL, 10) * 1000 +
+           strtoll(r->element[1]->str, NULL, 10) / 1000;
+}
 
 static int64_t mono_ms(void)
 {
@@ -231,10 +249,13 @@ static int send_batch(struct cluster *c, struct cluster_batch *b)
     size_t argc = CLUSTER_BATCH_HEAD + c->argc;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    char now[24];
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+    /* Redis must start it before this node gives up on it (the link's timeout), with a
+     * quarter of the timeout to spare for the answer's way back. */
+    char deadline[24];
+    snprintf(deadline, sizeof(deadline), "%lld",
+             (long long)(wall_ms() + c->clock_skew_ms + c->timeout_ms - c->timeout_ms / 4));
     const char *head[CLUSTER_BATCH_HEAD] = {
-        "EVALSHA", c->sha[SCRIPT_BATCH], "0", c->node, c->token, now, c->smax};
+        "EVALSHA", c->sha[SCRIPT_BATCH], "0", c->node, c->token, deadline, c->smax};
     int rc = -1;
     if (argv && lens && argc <= INT_MAX) {
         for (size_t i = 0; i < CLUSTER_BATCH_HEAD; i++) {
@@ -577,6 +598,14 @@ static void renewed(void *arg, struct redisReply *r)
     }
 }
 
+static void timed(void *arg, struct redisReply *r)
+{
+    struct cluster *c = arg;
+    int64_t redis_ms = time_reply_ms(r);
+    if (redis_ms >= 0)
+        c->clock_skew_ms = redis_ms - wall_ms();
+}
+
 static void reaped(void *arg, struct redisReply *r)
 {
     (void)arg;
@@ -597,6 +626,8 @@ static void renew(struct cluster *c)
         c->renewing = true;
     const char *rp[] = {"EVALSHA", c->sha[SCRIPT_REAP], "0", c->node, now, c->smax};
     redis_link_command(c->cmd, reaped, c, 6, rp, NULL);
+    const char *tm[] = {"TIME"};
+    redis_link_command(c->cmd, timed, c, 1, tm, NULL);
 }
 
 static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
@@ -687,6 +718,21 @@ static int boot_connect(struct cluster *c, char *err, size_t errlen)
             return -1;
         freeReplyObject(r);
     }
+    return 0;
+}
+
+/* Measures how far Redis's clock is from this host's (batch deadlines are in Redis's). */
+static int boot_clock(struct cluster *c, char *err, size_t errlen)
+{
+    const char *argv[] = {"TIME"};
+    redisReply *r = boot_command(c, 1, argv, err, errlen);
+    int64_t redis_ms = time_reply_ms(r);
+    freeReplyObject(r);
+    if (redis_ms < 0) {
+        snprintf(err, errlen, "redis %s: TIME gave no time", c->addr);
+        return -1;
+    }
+    c->clock_skew_ms = redis_ms - wall_ms();
     return 0;
 }
 
@@ -791,8 +837,9 @@ struct cluster *cluster_new(struct event_base *base, const struct cluster_settin
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (boot_connect(c, err, errlen) < 0 || boot_scripts(c, err, errlen) < 0 ||
-        boot_start(c, err, errlen) < 0 || make_links(c, err, errlen) < 0)
+    if (boot_connect(c, err, errlen) < 0 || boot_clock(c, err, errlen) < 0 ||
+        boot_scripts(c, err, errlen) < 0 || boot_start(c, err, errlen) < 0 ||
+        make_links(c, err, errlen) < 0)
         goto fail;
     c->lease_held = true;
     c->renewed_ms = mono_ms();

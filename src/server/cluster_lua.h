@@ -4,10 +4,16 @@
 /* clang-format off */
 
 static const char cluster_lua_batch[] =
-    "-- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token, now\n"
-    "-- (unix seconds), stream length, then the operations, each a letter and its arguments; the\n"
-    "-- answer has one element per operation. docs/CLUSTER.md lists the keys and the operations.\n"
+    "-- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token,\n"
+    "-- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its\n"
+    "-- arguments; the answer has one element per operation. A batch Redis starts after its\n"
+    "-- deadline does nothing: the node has answered its requests \"unavailable\" by then.\n"
+    "-- docs/CLUSTER.md lists the keys and the operations.\n"
     "local node, token, smax = ARGV[1], ARGV[2], ARGV[4]\n"
+    "local t = redis.call('TIME')\n"
+    "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then\n"
+    "  return redis.error_reply('parley: batch past its deadline')\n"
+    "end\n"
     "local held = redis.call('GET', 'parley:node:' .. node) == token\n"
     "local out = {}\n"
     "local function ev(text)\n"

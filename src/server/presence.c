@@ -130,7 +130,8 @@ static void listed(void *arg, const struct redisReply *r)
     struct listing l = *(struct listing *)arg;
     free(arg);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
-        l.done(l.ctx, -1);
+        presence_each_user(l.srv, l.fn, l.ctx); /* Redis went out of reach: this node's view */
+        l.done(l.ctx, 0);
         return;
     }
     for (size_t i = 0; i < r->elements; i++) {
@@ -145,7 +146,8 @@ static void listed(void *arg, const struct redisReply *r)
 
 void presence_list(struct server *srv, presence_user_fn fn, store_done_fn done, void *ctx)
 {
-    if (!srv->cluster) {
+    if (!srv->cluster || !cluster_up(srv->cluster)) {
+        /* One node, or Redis out of reach: this node's own view (what it heard last) */
         presence_each_user(srv, fn, ctx);
         done(ctx, 0);
         return;

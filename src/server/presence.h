@@ -59,8 +59,9 @@ struct session *presence_session(const struct user *u);
 void presence_each_user(struct server *srv, presence_user_fn fn, void *ctx);
 
 /* Calls `fn` for every user logged in, then `done(ctx, rc)`: on one node at once; in a
- * cluster from Redis's list (so a login or logout another node answered is seen), rc -1 when
- * Redis cannot be asked. `fn` must not log anyone in or out. */
+ * cluster from Redis's list (so a login or logout another node answered is seen), or from this
+ * node's own view while Redis is out of reach; rc -1 when the read failed. `fn` must not log
+ * anyone in or out. */
 void presence_list(struct server *srv, presence_user_fn fn, store_done_fn done, void *ctx);
 
 /* Calls `fn` for every session logged in on this node that still takes requests (ONLINE): the

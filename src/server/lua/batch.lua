@@ -1,7 +1,13 @@
--- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token, now
--- (unix seconds), stream length, then the operations, each a letter and its arguments; the
--- answer has one element per operation. docs/CLUSTER.md lists the keys and the operations.
+-- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token,
+-- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its
+-- arguments; the answer has one element per operation. A batch Redis starts after its
+-- deadline does nothing: the node has answered its requests "unavailable" by then.
+-- docs/CLUSTER.md lists the keys and the operations.
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then
+  return redis.error_reply('parley: batch past its deadline')
+end
 local held = redis.call('GET', 'parley:node:' .. node) == token
 local out = {}
 local function ev(text)

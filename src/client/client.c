@@ -275,6 +275,9 @@ static void say_bye_reason(const char *reason)
         ui_print("The server ended the session: too many invalid requests");
     else if (strcmp(reason, "overflow") == 0)
         ui_print("The server ended the session: this client did not read its messages in time");
+    else if (strcmp(reason, "taken") == 0)
+        ui_print("The server ended the session: this user is logged in through another server "
+                 "of the cluster now");
     else
         ui_printf("The server ended the session (%s)", reason);
 }

@@ -13,12 +13,36 @@
 #include "server/cluster.h"
 #include "server/log.h"
 
+/* How long store_close waits for the answers of what was sent (the link gives up on a command
+ * after its own timeout before that). */
+#define REDIS_CLOSE_WAIT_MS 10000
+
 struct store_redis {
     struct cluster *cl;
     struct store *owner;
     int64_t waiting; /* messages waiting, all recipients, as last read (for /metrics) */
+    size_t pending;  /* operations and reads whose answer has not come */
+    bool closed;     /* store_close came first: freed with the last answer */
     char err[256];
 };
+
+/* Counts an answer to come (every operation and read whose callback holds `st`). */
+static void expect(struct store_redis *st)
+{
+    st->pending++;
+}
+
+/* An answer came. Returns true while the store is open; false once it is closed (the owner is
+ * gone: the answer only goes to its caller), freeing it with the last answer. */
+static bool answer_came(struct store_redis *st)
+{
+    st->pending--;
+    if (!st->closed)
+        return true;
+    if (st->pending == 0)
+        free(st);
+    return false;
+}
 
 /* Records why the last operation failed; returns -1. */
 static int redis_fail(struct store_redis *st, const char *what)
@@ -46,9 +70,16 @@ static int redis_open(void **out, const struct store_params *p, char *err, size_
     return 0;
 }
 
+/* Sends the batch and waits for what is pending (every accepted write is durable once Redis
+ * answered); what the wait leaves is answered to its callers by cluster_free. */
 static void redis_close(void *be)
 {
-    free(be);
+    struct store_redis *st = be;
+    cluster_drain(st->cl, REDIS_CLOSE_WAIT_MS);
+    if (st->pending)
+        st->closed = true;
+    else
+        free(st);
 }
 
 static int redis_set_fsync(void *be, bool on)
@@ -93,15 +124,18 @@ static void pushed(void *arg, const struct redisReply *r)
 {
     struct push *p = arg;
     struct store_redis *st = p->st;
+    bool open = answer_came(st);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
-        store_note(st->owner, redis_fail(st, "queueing a message"));
+        if (open)
+            store_note(st->owner, redis_fail(st, "queueing a message"));
         p->done(p->arg, -1, NULL);
     } else if (r->integer == -1) {
         p->done(p->arg, STORE_FULL, NULL);
     } else if (r->integer == -2) {
         p->done(p->arg, STORE_FENCED, NULL);
     } else {
-        store_note(st->owner, 0);
+        if (open)
+            store_note(st->owner, 0);
         struct store_msg m = {r->integer, p->sender, p->recipient,
                               p->sent_at, p->body,   p->body_len};
         p->done(p->arg, 0, &m);
@@ -130,6 +164,7 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
     snprintf(max, sizeof(max), "%lld", (long long)max_queued);
     const char *args[] = {sender, recipient, at, p->body, max};
     size_t lens[] = {strlen(sender), strlen(recipient), strlen(at), body_len, strlen(max)};
+    expect(st);
     cluster_op(st->cl, 'P', 5, args, lens, pushed, p);
 }
 
@@ -174,8 +209,9 @@ static void loaded(void *arg, const struct redisReply *r)
 {
     struct load *l = arg;
     int rc = 0;
+    bool open = answer_came(l->st);
     if (!r || r->type != REDIS_REPLY_ARRAY)
-        rc = redis_fail(l->st, "loading messages");
+        rc = open ? redis_fail(l->st, "loading messages") : -1;
     else
         for (size_t i = 0; i < r->elements && hand_member(l, r->element[i]) == 0; i++)
             ;
@@ -200,6 +236,7 @@ static void redis_queue_load(void *be, const char *recipient, int64_t after_id, 
     snprintf(from, sizeof(from), "(%lld", (long long)after_id);
     snprintf(count, sizeof(count), "%lld", limit ? (long long)limit : -1LL);
     const char *argv[] = {"ZRANGEBYSCORE", key, from, "+inf", "LIMIT", "0", count};
+    expect(st);
     cluster_command(st->cl, 7, argv, NULL, loaded, l);
 }
 
@@ -212,7 +249,11 @@ struct noted {
 static void noted(void *arg, const struct redisReply *r)
 {
     struct noted *n = arg;
-    if (!r || r->type == REDIS_REPLY_ERROR) {
+    bool failed = !r || r->type == REDIS_REPLY_ERROR;
+    if (!answer_came(n->st)) {
+        if (failed)
+            log_error("store: %s: not answered before the store closed", n->what);
+    } else if (failed) {
         store_note(n->st->owner, redis_fail(n->st, n->what));
         log_error("store: %s", n->st->err);
     } else {
@@ -229,6 +270,7 @@ static int op_noted(struct store_redis *st, char op, int nargs, const char *cons
     if (!n)
         return redis_fail(st, what);
     *n = (struct noted){st, what};
+    expect(st);
     cluster_op(st->cl, op, nargs, args, NULL, noted, n);
     return 0;
 }
@@ -251,6 +293,7 @@ struct counted {
 static void counted(void *arg, const struct redisReply *r)
 {
     struct counted *c = arg;
+    answer_came(c->st);
     c->done(c->arg, r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1);
     free(c);
 }
@@ -267,13 +310,14 @@ static void redis_queue_count(void *be, const char *recipient, store_count_fn do
     char key[96];
     snprintf(key, sizeof(key), "parley:q:%s", recipient);
     const char *argv[] = {"ZCARD", key};
+    expect(st);
     cluster_command(st->cl, 2, argv, NULL, counted, c);
 }
 
 static void totals_read(void *arg, const struct redisReply *r)
 {
     struct store_redis *st = arg;
-    if (r && r->type == REDIS_REPLY_STRING)
+    if (answer_came(st) && r && r->type == REDIS_REPLY_STRING)
         st->waiting = strtoll(r->str, NULL, 10);
 }
 
@@ -285,6 +329,7 @@ static int redis_queue_totals(void *be, struct store_totals *out)
     out->messages = st->waiting;
     out->bytes = 0;
     const char *argv[] = {"HGET", "parley:stats", "messages"};
+    expect(st);
     cluster_command(st->cl, 3, argv, NULL, totals_read, st);
     return 0;
 }
@@ -302,8 +347,10 @@ struct answer {
 static void answered(void *arg, const struct redisReply *r)
 {
     struct answer *a = arg;
-    int rc = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : redis_fail(a->st, a->what);
-    store_note(a->st->owner, rc);
+    bool ok = r && r->type == REDIS_REPLY_INTEGER;
+    int rc = ok ? (int)r->integer : -1;
+    if (answer_came(a->st))
+        store_note(a->st->owner, ok ? rc : redis_fail(a->st, a->what));
     a->done(a->arg, rc);
     free(a);
 }
@@ -318,6 +365,7 @@ static void op_answered(struct store_redis *st, char op, int nargs, const char *
         return;
     }
     *a = (struct answer){st, done, arg, what};
+    expect(st);
     cluster_op(st->cl, op, nargs, args, NULL, answered, a);
 }
 
@@ -405,8 +453,9 @@ static void since_read(void *arg, const struct redisReply *r)
 {
     struct since *s = arg;
     int rc = 0;
+    bool open = answer_came(s->st);
     if (!r || r->type != REDIS_REPLY_ARRAY)
-        rc = redis_fail(s->st, "listing logouts");
+        rc = open ? redis_fail(s->st, "listing logouts") : -1;
     else
         for (size_t i = 0; i < r->elements; i++)
             if (r->element[i]->type == REDIS_REPLY_STRING && s->fn(s->ctx, r->element[i]->str))
@@ -425,6 +474,7 @@ static void redis_presence_since(void *be, int64_t since, store_name_fn fn, stor
         return;
     }
     *s = (struct since){st, fn, done, ctx};
+    expect(st);
     char from[24];
     snprintf(from, sizeof(from), "%lld", (long long)since);
     const char *argv[] = {"ZREVRANGEBYSCORE", "parley:lastout", "+inf", from};
@@ -486,11 +536,14 @@ struct attempt {
 static void attempted(void *arg, const struct redisReply *r)
 {
     struct attempt *a = arg;
+    bool open = answer_came(a->st);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
-        store_note(a->st->owner, redis_fail(a->st, "counting a login"));
+        if (open)
+            store_note(a->st->owner, redis_fail(a->st, "counting a login"));
         a->done(a->arg, -1, STORE_LOCK_LOCKED, NULL);
     } else {
-        store_note(a->st->owner, 0);
+        if (open)
+            store_note(a->st->owner, 0);
         struct store_lock l = {(int)r->element[1]->integer, r->element[2]->integer};
         long long v = r->element[0]->integer;
         a->done(a->arg, 0,
@@ -516,6 +569,7 @@ static void redis_lock_attempt(void *be, const char *name, bool password_ok, int
     snprintf(maxf, sizeof(maxf), "%d", policy->max_failures);
     snprintf(dur, sizeof(dur), "%lld", (long long)policy->block_duration);
     const char *args[] = {name, password_ok ? "1" : "0", now, maxf, dur};
+    expect(st);
     cluster_op(st->cl, 'L', 5, args, NULL, attempted, a);
 }
 

@@ -513,19 +513,14 @@ def _topologies():
     return names
 
 
-def pytest_collection_modifyitems(config, items):
-    """With PARLEY_CLUSTER_TLS=0 the cluster runs over plain TCP only (the sanitizer pass: TLS
-    is the same code on both topologies, and the time budget of `make test` is finite)."""
-    if os.environ.get("PARLEY_CLUSTER_TLS", "1") != "0":
-        return
-    keep, drop = [], []
-    for item in items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        both = params.get("topology") == "cluster" and params.get("transport") == "tls"
-        (drop if both else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+def _transports():
+    """The transports the server suite runs over, from $PARLEY_TRANSPORTS (default both)."""
+    names = [t.strip() for t in os.environ.get("PARLEY_TRANSPORTS", "plain,tls").split(",")
+             if t.strip()]
+    if not names or any(t not in ("plain", "tls") for t in names):
+        raise pytest.UsageError(f"PARLEY_TRANSPORTS={os.environ.get('PARLEY_TRANSPORTS')!r}: "
+                                "a comma list of plain, tls")
+    return names
 
 
 def pytest_generate_tests(metafunc):
@@ -534,7 +529,7 @@ def pytest_generate_tests(metafunc):
     cluster."""
     module = metafunc.module.__name__.split(".")[-1]
     if "transport" in metafunc.fixturenames and module in TLS_SUITE:
-        metafunc.parametrize("transport", ["plain", "tls"])
+        metafunc.parametrize("transport", _transports())
     if "topology" in metafunc.fixturenames and module in CLUSTER_SUITE:
         one = metafunc.definition.get_closest_marker("single_node") is not None
         skip = pytest.mark.skip(reason="single_node: about one parleyd process")

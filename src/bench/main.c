@@ -656,8 +656,7 @@ static int workload_idle(void)
         }
         say("  per node:");
         for (int k = 0; k < B.o.npids; k++)
-            say(" %u sessions, RSS %ld -> %ld KB;", k < B.o.nports ? on[k] : 0, node0[k],
-                node2[k]);
+            say(" %u sessions, RSS %ld -> %ld KB;", k < B.o.nports ? on[k] : 0, node0[k], node2[k]);
         say("\n");
     }
     report_health();

@@ -229,7 +229,8 @@ bench: all
 bench-p2p: $(BUILD)/parley-p2p-bench
 	$(BUILD)/parley-p2p-bench $(BENCH_P2P_ARGS)
 
-# A few seconds of the benchmark tool against parleyd alone, to prove it still works.
+# A few seconds of the benchmark tool against parleyd, and a tiny pass against 3 nodes on one
+# Redis (the cluster rows), to prove it still works.
 bench-smoke: all
 	BUILD=$(abspath $(BUILD)) bench/compare --smoke
 

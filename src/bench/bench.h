@@ -15,6 +15,9 @@
 struct event;
 struct event_base;
 
+/* Servers one run may spread its connections over (--port P1,P2,...). */
+#define MAX_NODES 16
+
 /* Which server the connections speak to. */
 enum target {
     TGT_PARLEY,
@@ -56,6 +59,7 @@ struct bconn {
     uint32_t id;   /* index in the connection array */
     uint32_t user; /* user number: Parley user u<N>, Redis channel u<N>, MQTT topic u<N> */
     uint32_t peer; /* dm: connection id of the partner */
+    uint16_t node; /* index in o.ports[] of the server it connects to */
     enum conn_state state;
     unsigned role;
     struct event *rev, *wev;
@@ -83,8 +87,16 @@ struct bconn {
 struct opts {
     enum target target;
     const char *host;
-    int port;
-    int server_pid;
+    int port;       /* the first of ports[] */
+    int server_pid; /* the first of server_pids[] */
+    /* --port P1,P2,...: connection i connects to ports[i % nports] (several cluster nodes) */
+    int ports[MAX_NODES];
+    int nports;
+    /* --server-pid A,B,...: /proc figures summed over these processes */
+    int server_pids[MAX_NODES];
+    int npids;
+    double hold;            /* idle: keep the sessions this long after measuring (or SIGUSR1) */
+    const char *ready_file; /* idle: written once the sessions are logged in and quiet */
     const char *workload;
     const char *label;
     const char *password;
@@ -192,6 +204,10 @@ struct srv_sample {
 int sys_open(int pid);
 void sys_close(void);
 void srv_sample(int pid, struct srv_sample *s);
+/* The same over every process of o.server_pids (summed; ok only when every one answered):
+ * system-call counters on all of their threads. */
+int sys_open_all(void);
+void srv_sample_all(struct srv_sample *s);
 double self_cpu_s(void);
 
 /* Writes a credentials file: u<base>..u<base+users-1> with `password` in plain text, then

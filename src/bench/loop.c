@@ -377,7 +377,8 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 int conn_start(struct bconn *c)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)B.o.port)};
+    int port = B.o.nports > 0 ? B.o.ports[c->node % B.o.nports] : B.o.port;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (inet_pton(AF_INET, B.o.host, &sa.sin_addr) != 1)
         return -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -68,8 +68,8 @@ static const char *target_name(enum target t)
 static void result_start(void)
 {
     result_len = 0;
-    res("RESULT label=%s target=%s workload=%s size=%ld", B.o.label ? B.o.label : "-",
-        target_name(B.o.target), B.o.workload, B.o.size);
+    res("RESULT label=%s target=%s workload=%s size=%ld nodes=%d", B.o.label ? B.o.label : "-",
+        target_name(B.o.target), B.o.workload, B.o.size, B.o.nports > 0 ? B.o.nports : 1);
 }
 
 static void result_print(void)
@@ -216,6 +216,9 @@ static int alloc_conns(uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         B.conns[i].id = i;
         B.conns[i].fd = -1;
+        /* Spread over the servers; in dm, i and its partner i ^ 1 are consecutive, so on two
+         * different servers whenever there are several: every pair is cross-node. */
+        B.conns[i].node = (uint16_t)(B.o.nports > 1 ? i % (uint32_t)B.o.nports : 0);
     }
     return 0;
 }
@@ -249,8 +252,8 @@ struct window {
 
 static void window_begin(struct window *w)
 {
-    w->threads = sys_open(B.o.server_pid);
-    srv_sample(B.o.server_pid, &w->s0);
+    w->threads = sys_open_all();
+    srv_sample_all(&w->s0);
     w->self0 = self_cpu_s();
     hist_reset(B.hist);
     B.delivered = 0;
@@ -265,7 +268,7 @@ static void window_end(struct window *w)
 {
     B.measuring = false;
     w->t1 = now_ns();
-    srv_sample(B.o.server_pid, &w->s1);
+    srv_sample_all(&w->s1);
     w->self1 = self_cpu_s();
     sys_close();
 }
@@ -331,6 +334,8 @@ static uint64_t pace_due(uint64_t cap)
     uint64_t n = due > issued ? due - issued : 0;
     return n > cap ? cap : n;
 }
+
+static void settle(void);
 
 /* ---- dm ---------------------------------------------------------------------------------- */
 
@@ -410,6 +415,8 @@ static int workload_dm(void)
     double setup = connect_range(0, n);
     if (setup < 0)
         return -1;
+    if (B.o.nports > 1)
+        settle();
     say("%s dm: %ld pairs logged in in %.2f s; %s\n", target_name(B.o.target), B.o.pairs, setup,
         B.o.rate > 0 ? "open loop" : "saturation");
     W.delivery = dm_delivery;
@@ -490,6 +497,25 @@ static bool bc_all_done(void)
     return B.bc_done >= B.bc_sent;
 }
 
+/* True once nothing has been read for 200 ms. */
+static bool quiet_200ms(void)
+{
+    static uint64_t last_bytes, last_change;
+    if (B.bytes_in != last_bytes || !last_change) {
+        last_bytes = B.bytes_in;
+        last_change = B.now;
+    }
+    return B.now - last_change > 200000000ull;
+}
+
+/* Waits (30 s at most) for the traffic the log-ins caused to stop. */
+static void settle(void)
+{
+    uint64_t t0 = now_ns();
+    loop_run(quiet_200ms, NULL, t0 + 30 * (uint64_t)NS);
+    say("  presence notices of the log-ins passed in %.2f s\n", (double)(now_ns() - t0) / NS);
+}
+
 static int workload_broadcast(void)
 {
     uint32_t n = (uint32_t)B.o.n + 1;
@@ -509,8 +535,11 @@ static int workload_broadcast(void)
         return -1;
     say("%s broadcast: 1 sender, %ld recipients logged in in %.2f s; %s\n", target_name(B.o.target),
         B.o.n, setup, B.o.rate > 0 ? "open loop" : "saturation");
-    /* Let presence notices of the log-ins pass before measuring. */
+    /* Let presence notices of the log-ins pass before measuring: 200 ms, and on cluster nodes
+     * (where they come through Redis, late) until nothing has come for 200 ms. */
     loop_run(NULL, NULL, now_ns() + 200000000ull);
+    if (B.o.nports > 1)
+        settle();
     W.delivery = bc_delivery;
     struct window w;
     sending = true;
@@ -548,6 +577,44 @@ static bool quiet_since(void)
     return B.now - last_change > 500000000ull;
 }
 
+/* Each server's RSS (KB), in the order of --server-pid. */
+static void node_rss(long *kb)
+{
+    for (int k = 0; k < B.o.npids && k < MAX_NODES; k++) {
+        struct srv_sample one;
+        srv_sample(B.o.server_pids[k], &one);
+        kb[k] = one.rss_kb;
+    }
+}
+
+static volatile sig_atomic_t released;
+
+static void on_release(int sig)
+{
+    (void)sig;
+    released = 1;
+}
+
+/* --ready-file: tells whoever started several bench processes that these sessions are in;
+ * --hold: keeps them logged in until then (or SIGUSR1), so that the servers can be measured
+ * while every process holds its sessions. */
+static void hold_sessions(void)
+{
+    if (B.o.ready_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", B.o.ready_file);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fprintf(f, "%u\n", B.ready);
+            fclose(f);
+            rename(tmp, B.o.ready_file);
+        }
+    }
+    uint64_t until = now_ns() + (uint64_t)(B.o.hold * NS);
+    while (!released && now_ns() < until && now_ns() < B.deadline)
+        loop_run(NULL, NULL, now_ns() + 100000000ull);
+}
+
 static int workload_idle(void)
 {
     uint32_t n = (uint32_t)B.o.n;
@@ -558,22 +625,26 @@ static int workload_idle(void)
         B.conns[i].role = ROLE_RECIPIENT;
     }
     struct srv_sample s0, s1, s2;
-    srv_sample(B.o.server_pid, &s0);
+    srv_sample_all(&s0);
+    long node0[MAX_NODES];
+    node_rss(node0);
     double self0 = self_cpu_s();
     double setup = connect_range(0, n);
     if (setup < 0)
         return -1;
     struct srv_sample sl;
-    srv_sample(B.o.server_pid, &sl);
+    srv_sample_all(&sl);
     /* Wait for the presence notices to stop, then let the server settle. */
     uint64_t t_q = now_ns();
     loop_run(quiet_since, NULL, now_ns() + 60 * (uint64_t)NS);
     double quiet = (double)(now_ns() - t_q) / NS;
     loop_run(NULL, NULL, now_ns() + 300000000ull);
-    srv_sample(B.o.server_pid, &s1);
+    srv_sample_all(&s1);
     /* The same sessions again a second later: memory that stays. */
     loop_run(NULL, NULL, now_ns() + 700000000ull);
-    srv_sample(B.o.server_pid, &s2);
+    srv_sample_all(&s2);
+    long node2[MAX_NODES];
+    node_rss(node2);
     double self = self_cpu_s() - self0;
     result_start();
     res(" sessions=%u setup_s=%.2f sessions_per_s=%.0f quiet_s=%.2f bench_cpu_s=%.2f", n, setup,
@@ -592,8 +663,31 @@ static int workload_idle(void)
             (sl.cpu_s - s0.cpu_s) * 1e6 / n);
         (void)s1;
     }
+    if (B.o.npids > 1) {
+        /* Each node's own growth over the sessions it holds (pids and ports in the same order). */
+        uint32_t on[MAX_NODES] = {0};
+        for (uint32_t i = 0; i < n; i++)
+            on[B.conns[i].node % B.o.nports]++;
+        res(" node_sessions=");
+        for (int k = 0; k < B.o.npids; k++)
+            res("%s%u", k ? "," : "", k < B.o.nports ? on[k] : 0);
+        res(" node_rss_kb=");
+        for (int k = 0; k < B.o.npids; k++)
+            res("%s%ld", k ? "," : "", node2[k]);
+        res(" node_bytes_per_session=");
+        for (int k = 0; k < B.o.npids; k++) {
+            uint32_t m = k < B.o.nports ? on[k] : 0;
+            res("%s%.0f", k ? "," : "",
+                m ? (double)(node2[k] - node0[k]) * 1024.0 / (double)m : 0.0);
+        }
+        say("  per node:");
+        for (int k = 0; k < B.o.npids; k++)
+            say(" %u sessions, RSS %ld -> %ld KB;", k < B.o.nports ? on[k] : 0, node0[k], node2[k]);
+        say("\n");
+    }
     report_health();
     result_print();
+    hold_sessions();
     return B.ready == n ? 0 : 1;
 }
 
@@ -849,7 +943,10 @@ static void usage(FILE *f)
             "       parley-bench --target parley|redis|mqtt [--host 127.0.0.1] --port P\n"
             "                    --workload broadcast|dm|idle|login|offline [options]\n"
             "options:\n"
-            "  --server-pid PID    read the server's CPU, RSS and system calls from /proc\n"
+            "  --port P1,P2,...    several servers (cluster nodes): connection i connects to\n"
+            "                      the (i mod n)th; dm pairs are always on two different ones\n"
+            "  --server-pid PID    read the server's CPU, RSS and system calls from /proc; a\n"
+            "                      comma list (in --port's order): summed, idle also per node\n"
             "  --n N               broadcast recipients, idle sessions, offline recipients "
             "(100)\n"
             "  --pairs P           dm and login: pairs of sessions (50)\n"
@@ -869,7 +966,9 @@ static void usage(FILE *f)
             "  --timeout S         hard limit for the whole run (120)\n"
             "  --label TEXT        copied to the RESULT line\n"
             "  --quiet             only the RESULT line\n"
-            "  --tls               speak TLS to the server (its key is not checked)\n");
+            "  --tls               speak TLS to the server (its key is not checked)\n"
+            "  --ready-file F      idle: write F once the sessions are logged in and measured\n"
+            "  --hold S            idle: then keep them logged in S seconds, or until SIGUSR1\n");
 }
 
 enum {
@@ -901,6 +1000,8 @@ enum {
     O_LABEL,
     O_QUIET,
     O_TLS,
+    O_HOLD,
+    O_READY,
     O_HELP,
 };
 
@@ -933,6 +1034,8 @@ static const struct option longopts[] = {
     {"label", required_argument, NULL, O_LABEL},
     {"quiet", no_argument, NULL, O_QUIET},
     {"tls", no_argument, NULL, O_TLS},
+    {"hold", required_argument, NULL, O_HOLD},
+    {"ready-file", required_argument, NULL, O_READY},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -945,6 +1048,24 @@ static bool num_arg(const char *s, double lo, double hi, double *out)
         return false;
     *out = v;
     return true;
+}
+
+/* A comma list of 1..MAX_NODES numbers in [lo, hi]. */
+static bool int_list(const char *s, double lo, double hi, int *out, int *n)
+{
+    char buf[256];
+    if (strlen(s) >= sizeof(buf))
+        return false;
+    strcpy(buf, s);
+    *n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double v;
+        if (*n >= MAX_NODES || !num_arg(t, lo, hi, &v))
+            return false;
+        out[(*n)++] = (int)v;
+    }
+    return *n > 0 && s[strlen(s) - 1] != ',';
 }
 
 /* Raises the descriptor limit to what `want` connections need (as root, past the hard limit). */
@@ -1016,12 +1137,18 @@ int main(int argc, char **argv)
             o->host = optarg;
             break;
         case O_PORT:
-            ok = num_arg(optarg, 1, 65535, &v);
-            o->port = (int)v;
+            ok = int_list(optarg, 1, 65535, o->ports, &o->nports);
+            o->port = o->ports[0];
             break;
         case O_PID:
-            ok = num_arg(optarg, 1, 1e9, &v);
-            o->server_pid = (int)v;
+            ok = int_list(optarg, 1, 1e9, o->server_pids, &o->npids);
+            o->server_pid = o->server_pids[0];
+            break;
+        case O_HOLD:
+            ok = num_arg(optarg, 0, 86400, &o->hold);
+            break;
+        case O_READY:
+            o->ready_file = optarg;
             break;
         case O_WORKLOAD:
             o->workload = optarg;
@@ -1173,6 +1300,7 @@ int main(int argc, char **argv)
         o->window = 32;
     raise_nofile(conns);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, on_release);
     /* A last resort should the loop itself hang. */
     alarm((unsigned)o->timeout + 30);
     B.hist = hist_new();

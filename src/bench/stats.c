@@ -115,9 +115,8 @@ static long tracepoint_id(void)
     return -1;
 }
 
-int sys_open(int pid)
+static int sys_add(int pid)
 {
-    sys_close();
     if (pid <= 0)
         return 0;
     long id = tracepoint_id();
@@ -144,6 +143,20 @@ int sys_open(int pid)
             sys_fds[sys_nfds++] = fd;
     }
     closedir(d);
+    return sys_nfds;
+}
+
+int sys_open(int pid)
+{
+    sys_close();
+    return sys_add(pid);
+}
+
+int sys_open_all(void)
+{
+    sys_close();
+    for (int i = 0; i < B.o.npids; i++)
+        sys_add(B.o.server_pids[i]);
     return sys_nfds;
 }
 
@@ -202,6 +215,27 @@ void srv_sample(int pid, struct srv_sample *s)
             uint64_t v = 0;
             if (read(sys_fds[i], &v, sizeof(v)) == (ssize_t)sizeof(v))
                 s->syscalls += v;
+        }
+    }
+}
+
+void srv_sample_all(struct srv_sample *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (B.o.npids <= 0)
+        return;
+    s->ok = true;
+    for (int i = 0; i < B.o.npids; i++) {
+        struct srv_sample one;
+        srv_sample(B.o.server_pids[i], &one);
+        if (!one.ok)
+            s->ok = false;
+        s->cpu_s += one.cpu_s;
+        s->rss_kb += one.rss_kb;
+        s->hwm_kb += one.hwm_kb;
+        if (i == 0) { /* the counters of every process are read together */
+            s->syscalls = one.syscalls;
+            s->have_syscalls = one.have_syscalls;
         }
     }
 }

@@ -208,6 +208,13 @@ static bool within_budget(struct session *s, const char *tag)
     return false;
 }
 
+bool cmd_pipelines(const char *line, size_t len)
+{
+    struct proto_slice rest = {line, len}, tag, verb;
+    return proto_next_field(&rest, &tag) && proto_next_field(&rest, &verb) &&
+           (proto_slice_eq(verb, "MSG") || proto_slice_eq(verb, "BCAST"));
+}
+
 void cmd_dispatch(struct session *s, const char *line, size_t len)
 {
     char tag[PROTO_MAX_TAG + 1];

@@ -161,35 +161,37 @@ static int direct_refusal(const struct user *from, const struct user *to)
 }
 
 /* Answers an accepted direct message and hands it to the broker. */
-static void msg_accepted(struct session *s, const struct store_msg *m)
+static void msg_accepted(struct session_answer *a, const struct store_msg *m)
 {
+    struct session *s = a->s;
     struct server *srv = s->srv;
     metrics_count(METRICS_MSG_ACCEPTED);
-    bool online = broker_direct(srv, s->peer, m);
+    bool online = broker_direct(srv, a->peer, m);
     size_t pos = net_pending_output(s->conn);
-    session_ok_numbers(s, s->tag, m->id, online); /* 0: kept for later */
+    session_ok_numbers(s, a->tag, m->id, online); /* 0: kept for later */
     if (store_answers_early(srv->store))
-        server_undo_on_failure(srv, s, s->tag, pos, net_pending_output(s->conn) - pos, 0);
+        server_undo_on_failure(srv, s, a->tag, pos, net_pending_output(s->conn) - pos, 0);
 }
 
 /* The store's answer to a MSG. */
 static void msg_stored(void *arg, int rc, const struct store_msg *m)
 {
-    struct session *s = arg;
+    struct session_answer *a = arg;
+    struct session *s = a->s;
     if (session_live(s)) {
         if (rc == 0) {
-            msg_accepted(s, m);
+            msg_accepted(a, m);
         } else if (rc == STORE_FULL) {
-            session_err(s, s->tag, PROTO_E_QUEUE_FULL);
+            session_err(s, a->tag, PROTO_E_QUEUE_FULL);
         } else if (rc == STORE_FENCED) {
-            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
-            session_bye(s, "session-taken");
+            session_err(s, a->tag, PROTO_E_STORE_UNAVAILABLE);
+            session_bye(s, "taken");
         } else {
             log_error("store: cannot queue a message: %s", store_error(s->srv->store));
-            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+            session_err(s, a->tag, PROTO_E_STORE_UNAVAILABLE);
         }
     }
-    session_resume(s);
+    session_answer_end(a);
 }
 
 void msg_direct(struct session *s, const struct request *r)
@@ -206,26 +208,25 @@ void msg_direct(struct session *s, const struct request *r)
     }
     if (!rate_ok(s, tag))
         return;
-    memcpy(s->tag, tag, sizeof(s->tag));
-    s->peer = to;
-    session_wait(s);
+    struct session_answer *a = session_answer_begin(s, tag, to, true);
     /* --max-queued: every message stored for `to` counts, shown or not, until acknowledged (a
      * recipient online who never acknowledges is bounded too); the store checks it. */
     store_queue_push(srv->store, s->user->name, to->name, (int64_t)time(NULL), r->text.ptr,
-                     r->text.len, (int64_t)srv->cfg.max_queued, msg_stored, s);
+                     r->text.len, (int64_t)srv->cfg.max_queued, msg_stored, a);
 }
 
 /* The broadcast went out: the answer says how many blocked it. */
 static void broadcast_counted(void *arg, long skipped)
 {
-    struct session *s = arg;
+    struct session_answer *a = arg;
+    struct session *s = a->s;
     if (session_live(s)) {
         if (skipped < 0)
-            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+            session_err(s, a->tag, PROTO_E_STORE_UNAVAILABLE);
         else
-            session_ok_number(s, s->tag, skipped);
+            session_ok_number(s, a->tag, skipped);
     }
-    session_resume(s);
+    session_answer_end(a);
 }
 
 void msg_broadcast(struct session *s, const struct request *r)
@@ -239,7 +240,6 @@ void msg_broadcast(struct session *s, const struct request *r)
         return;
     }
     metrics_count(METRICS_BROADCASTS);
-    memcpy(s->tag, tag, sizeof(s->tag));
-    session_wait(s);
-    broker_broadcast(srv, s->user, r->text.ptr, r->text.len, broadcast_counted, s);
+    struct session_answer *a = session_answer_begin(s, tag, NULL, true);
+    broker_broadcast(srv, s->user, r->text.ptr, r->text.len, broadcast_counted, a);
 }

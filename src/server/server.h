@@ -53,6 +53,14 @@ struct session_link {
     int64_t deadline_ms;
 };
 
+/* A request whose answer comes later (session_answer_begin). */
+struct session_answer {
+    struct session *s;
+    struct user *peer; /* the user the request names, if any */
+    bool allocated;    /* one of several in flight (else the session's own, s->answer) */
+    char tag[PROTO_MAX_TAG + 1];
+};
+
 /* One client connection. */
 struct session {
     struct server *srv;
@@ -79,8 +87,11 @@ struct session {
     /* Answers the session waits for (session_wait) keep its requests from running: frames
      * read meanwhile wait in `stash` (one read's worth at most: net_pause_read). */
     unsigned held;
-    unsigned refs; /* answers still to come, held or not: the session is freed after the last */
-    bool gone;     /* its connection is gone; freed when refs reaches 0 */
+    unsigned refs;    /* answers still to come, held or not: the session is freed after the last */
+    unsigned pending; /* pipelined requests in flight (MSG, BCAST on a cluster): answered in
+                         order, they let the next pipelined request run but hold the others */
+    struct session_answer answer; /* the one request a held session waits for */
+    bool gone;                    /* its connection is gone; freed when refs reaches 0 */
     bool replaying;
     char *stash;
     size_t stash_len, stash_cap;
@@ -230,6 +241,20 @@ void session_wait(struct session *s);
  * runs the requests kept meanwhile. May free a session whose connection went (then returns
  * false and `s` must not be used). */
 bool session_resume(struct session *s);
+
+/* Starts a request answered later: returns where its continuation finds the session, the tag
+ * and `peer`. A `pipelined` one (MSG, BCAST) on a store that answers only once the engine
+ * confirmed (a cluster) lets the session's next pipelined requests run meanwhile (its answers
+ * come in order: one batch after another); otherwise the session waits (session_wait). */
+struct session_answer *session_answer_begin(struct session *s, const char *tag, struct user *peer,
+                                            bool pipelined);
+
+/* The continuation of `a` wrote its answer: frees `a` and lets the session go on. Returns
+ * false when the session was freed (see session_resume). */
+bool session_answer_end(struct session_answer *a);
+
+/* True when the frame is a request that may run while pipelined ones are in flight. */
+bool cmd_pipelines(const char *line, size_t len);
 
 /* Keeps the session allocated until a matching session_unref (an answer that does not hold
  * its requests back: a backlog page). */

@@ -9,6 +9,7 @@
 #include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
+#include "server/store.h"
 
 static void list_remove(struct session *s, enum session_due which)
 {
@@ -227,6 +228,8 @@ static void replay_stash(struct session *s)
         struct stash_head h;
         memcpy(&h, s->stash + off, sizeof(h));
         const char *line = s->stash + off + sizeof(h);
+        if (s->pending && !(h.kind == LINEBUF_LINE && cmd_pipelines(line, h.len)))
+            break; /* it must wait for the pipelined answers before it */
         off += sizeof(h) + h.len;
         run_frame(s, (enum linebuf_kind)h.kind, line, h.len);
     }
@@ -268,15 +271,54 @@ void session_wait(struct session *s)
     session_ref(s);
 }
 
+/* Runs what was kept once nothing holds it back any more. */
+static void go_on(struct session *s)
+{
+    if (s->held || s->gone)
+        return;
+    replay_stash(s);
+    if (!s->held && s->stash_len == 0 && s->state != SESSION_CLOSING)
+        net_resume_read(s->conn);
+}
+
 bool session_resume(struct session *s)
 {
     assert(s->held > 0);
     s->held--;
-    if (!s->held && !s->gone) {
-        replay_stash(s);
-        if (!s->held && s->stash_len == 0 && s->state != SESSION_CLOSING)
-            net_resume_read(s->conn);
+    go_on(s);
+    return session_unref(s);
+}
+
+struct session_answer *session_answer_begin(struct session *s, const char *tag, struct user *peer,
+                                            bool pipelined)
+{
+    struct session_answer *a = NULL;
+    if (pipelined && !store_answers_early(s->srv->store))
+        a = malloc(sizeof(*a));
+    if (a) {
+        s->pending++;
+        session_ref(s);
+    } else {
+        a = &s->answer;
+        session_wait(s);
     }
+    a->s = s;
+    a->peer = peer;
+    a->allocated = a != &s->answer;
+    snprintf(a->tag, sizeof(a->tag), "%s", tag);
+    return a;
+}
+
+bool session_answer_end(struct session_answer *a)
+{
+    struct session *s = a->s;
+    if (!a->allocated)
+        return session_resume(s);
+    free(a);
+    assert(s->pending > 0);
+    s->pending--;
+    if (!s->pending)
+        go_on(s);
     return session_unref(s);
 }
 
@@ -285,7 +327,8 @@ int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t le
     struct session *s = arg;
     if (s->state == SESSION_CLOSING)
         return 1;
-    if (s->held || s->stash_len) {
+    if (s->held || s->stash_len ||
+        (s->pending && !(kind == LINEBUF_LINE && cmd_pipelines(line, len)))) {
         net_pause_read(s->conn); /* at the first frame kept: an answer at once costs nothing */
         if (stash_frame(s, kind, line, len))
             return 0;

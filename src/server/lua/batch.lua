@@ -13,9 +13,15 @@ local out = {}
 local function ev(text)
   redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', text)
 end
+local owned = {}
 local function mine(name)
-  return held and redis.call('HGET', 'parley:online', name) == node
+  if owned[name] == nil then
+    owned[name] = held and redis.call('HGET', 'parley:online', name) == node
+  end
+  return owned[name]
 end
+-- Ids and the waiting count are read once and written once per batch, not per message.
+local nextid, queued = nil, 0
 local i, n = 5, #ARGV
 while i <= n do
   local op = ARGV[i]
@@ -27,9 +33,11 @@ while i <= n do
     elseif max > 0 and redis.call('ZCARD', 'parley:q:' .. r) >= max then
       out[#out + 1] = -1
     else
-      local id = redis.call('INCR', 'parley:nextid')
+      if not nextid then nextid = tonumber(redis.call('GET', 'parley:nextid') or '0') end
+      nextid = nextid + 1
+      local id = nextid
       redis.call('ZADD', 'parley:q:' .. r, id, id .. ' ' .. at .. ' ' .. s .. ' ' .. body)
-      redis.call('HINCRBY', 'parley:stats', 'messages', 1)
+      queued = queued + 1
       ev('M ' .. node .. ' ' .. id .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
       out[#out + 1] = id
     end
@@ -37,9 +45,10 @@ while i <= n do
     local r, upto = ARGV[i + 1], ARGV[i + 2]
     i = i + 3
     local k = redis.call('ZREMRANGEBYSCORE', 'parley:q:' .. r, '-inf', upto)
-    if k > 0 then redis.call('HINCRBY', 'parley:stats', 'messages', -k) end
+    queued = queued - k
     out[#out + 1] = k
   elseif op == 'C' then
+    owned[ARGV[i + 1]] = nil
     local name = ARGV[i + 1]
     i = i + 2
     local h = redis.call('HGET', 'parley:online', name)
@@ -56,6 +65,7 @@ while i <= n do
     end
   elseif op == 'O' then
     local name, at = ARGV[i + 1], ARGV[i + 2]
+    owned[name] = nil
     i = i + 3
     redis.call('ZADD', 'parley:lastout', at, name)
     if redis.call('HGET', 'parley:online', name) == node then
@@ -140,7 +150,10 @@ while i <= n do
     i = i + 2
     out[#out + 1] = 0
   else
-    return redis.error_reply('parley: unknown operation ' .. tostring(op))
+    out[#out + 1] = redis.error_reply('parley: unknown operation ' .. tostring(op))
+    break -- the rest cannot be read; what ran is kept, and the ids below are saved
   end
 end
+if nextid then redis.call('SET', 'parley:nextid', nextid) end
+if queued ~= 0 then redis.call('HINCRBY', 'parley:stats', 'messages', queued) end
 return out

@@ -97,7 +97,6 @@ def test_cluster_spreads_clients_over_nodes(unstarted):
     assert [c.port for _ in range(4)] == [7001, 7002, 7003, 7001]
 
 
-@pytest.mark.xfail(strict=False, reason="needs the redis store")
 def test_three_nodes_start_and_share_one_login(make_cluster):
     c = make_cluster()
     assert c.running() and len(set(c.ports)) == 3

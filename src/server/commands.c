@@ -466,6 +466,18 @@ static struct user *block_target(struct session *s, const struct request *r, con
     return NULL;
 }
 
+/* Answers a BLOCK or UNBLOCK the store took (rc >= 0) or not, and lets the session go on. */
+static void answer_stored(struct session *s, int rc)
+{
+    if (session_live(s)) {
+        if (rc < 0)
+            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
+        else
+            session_ok(s, s->tag, NULL);
+    }
+    session_resume(s);
+}
+
 /* The store recorded the block (rc 0) or not: the directory follows it, then the answer. */
 static void block_stored(void *arg, int rc)
 {
@@ -474,13 +486,7 @@ static void block_stored(void *arg, int rc)
         log_error("store: cannot record a block: %s", store_error(s->srv->store));
     else if (directory_block(s->user, s->peer) < 0)
         rc = -1;
-    if (session_live(s)) {
-        if (rc < 0)
-            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
-        else
-            session_ok(s, s->tag, NULL);
-    }
-    session_resume(s);
+    answer_stored(s, rc);
 }
 
 /* Holds the session's requests until the store answers the one naming `u`. */
@@ -509,13 +515,7 @@ static void unblock_stored(void *arg, int rc)
         log_error("store: cannot lift a block: %s", store_error(s->srv->store));
     else
         directory_unblock(s->user, s->peer);
-    if (session_live(s)) {
-        if (rc < 0)
-            session_err(s, s->tag, PROTO_E_STORE_UNAVAILABLE);
-        else
-            session_ok(s, s->tag, NULL);
-    }
-    session_resume(s);
+    answer_stored(s, rc);
 }
 
 static void cmd_unblock(struct session *s, const struct request *r)

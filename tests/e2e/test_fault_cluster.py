@@ -599,3 +599,29 @@ def test_one_login_per_user_across_nodes(make_cluster):
     again.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "on-node-3")
     p = n1.connect()
     err(p.login_reply("hans", c.users["hans"]), 409)
+
+
+# 7. /healthz of a node follows its Redis (issue 14: Redis in the health check)
+
+def test_healthz_503_while_redis_is_unreachable(make_cluster):
+    import urllib.error
+    import urllib.request
+    from test_server_metrics import _free_port
+    port = _free_port()
+    c = make_cluster(nodes=1, args=["--metrics", f"127.0.0.1:{port}"])
+
+    def healthz():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    hans = c.node(0).login("hans")
+    assert healthz() == (200, "ok\n")
+    c.redis.kill9()  # no request is made: the health check itself must notice
+    wait_until(lambda: healthz()[0] == 503, timeout=10, what="/healthz 503 without Redis")
+    assert healthz() == (503, "store unwritable\n")
+    c.redis.start()
+    _retry(hans, "MSG", "yoda", "after-the-restart", deadline=15, what="the node resuming")
+    wait_until(lambda: healthz() == (200, "ok\n"), timeout=10, what="/healthz 200 again")

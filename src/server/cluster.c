@@ -114,11 +114,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-const char *cluster_node(const struct cluster *c)
-{
-    return c->node;
-}
-
 bool cluster_up(const struct cluster *c)
 {
     return c->cmd && redis_link_up(c->cmd) && c->lease_held && !c->fatal &&

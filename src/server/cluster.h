@@ -68,7 +68,8 @@ struct cluster_handlers {
     void (*on_resync)(void *ctx);
     /* Calls `fn(arg, name)` for every user this node holds a session of (to re-validate). */
     void (*each_local)(void *ctx, void (*fn)(void *arg, const char *name), void *arg);
-    /* A reply of a re-validation: `name` is online elsewhere (remote replica). */
+    /* `name` is logged in on another node (`node`): from the list read at start-up or again
+     * after the stream was cut (on_resync). */
     void (*on_online)(void *ctx, const char *name, const char *node, bool online);
 };
 
@@ -93,9 +94,6 @@ int cluster_start(struct cluster *c, const struct cluster_handlers *h, void *ctx
 /* True while the command connection is up and the lease is held (what needs Redis can be
  * done). */
 bool cluster_up(const struct cluster *c);
-
-/* This node's id. */
-const char *cluster_node(const struct cluster *c);
 
 /* Adds operation `op` (a letter of the batch script: docs/CLUSTER.md) with its `nargs`
  * arguments (binary-safe; `lens` NULL: strlen) to this iteration's batch; `fn` gets its answer

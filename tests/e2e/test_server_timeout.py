@@ -165,6 +165,7 @@ def test_accepted_connections_have_tcp_keepalive(server):
     """A peer that vanishes without closing (power cut, cable pulled) is found by TCP
     keep-alive: the server's side of every connection has a keep-alive timer of about 60 s
     (the options are set on the listening socket and inherited by each accepted one)."""
+    import re
     import shutil
     import subprocess
     if not shutil.which("ss"):

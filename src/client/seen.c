@@ -10,6 +10,8 @@
  * exactly is ignored). */
 #include "client/seen.h"
 
+#include "common/fileio.h"
+
 #include "common/proto.h"
 
 #include <errno.h>
@@ -166,20 +168,6 @@ static bool make_dirs(char *path)
     }
 }
 
-static bool write_all(int fd, const char *s, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        s += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
 /* Replaces the file with the current record: a new file (0600) renamed over the old one, so
  * the file is always a whole record. A failure (read-only or full disk) is silent. */
 static void save(struct seen *s)
@@ -197,7 +185,7 @@ static void save(struct seen *s)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    bool ok = write_all(fd, text, hl + (size_t)n);
+    bool ok = fileio_write_all(fd, text, hl + (size_t)n) == 0;
     ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, s->path) != 0)
         unlink(tmp);

@@ -2,6 +2,8 @@
  * libsodium), appending, rewriting the file hashed, and the lock-out rule. */
 #include "server/auth.h"
 
+#include "common/fileio.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -521,21 +523,6 @@ int auth_hash(const char *password, const struct auth_cost *cost, char *out, siz
     return 0;
 }
 
-/* Writes all of `len` bytes. Returns 0 or -1. */
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Returns 1 when the file is non-empty and its last byte is not a LF, 0 otherwise, -1 on error. */
 static int needs_newline(int fd, off_t *size)
 {
@@ -693,7 +680,7 @@ static int write_temp(const char *path, const struct outbuf *o, mode_t mode, cha
     if (fd < 0)
         return -1;
     if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fchmod(fd, mode) != 0 ||
-        write_all(fd, o->data ? o->data : "", o->len) != 0 || fsync(fd) != 0)
+        fileio_write_all(fd, o->data ? o->data : "", o->len) != 0 || fsync(fd) != 0)
         goto fail;
     if (close(fd) != 0) {
         fd = -1;
@@ -707,27 +694,6 @@ fail:;
     unlink(tmp);
     errno = saved;
     return -1;
-}
-
-/* Syncs the directory holding `path` so a rename in it is durable. Returns 0 or -1. */
-static int sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
-        return -1;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 /* When nothing needs hashing the file is left alone. If only the final directory sync fails
@@ -758,7 +724,7 @@ int auth_rewrite_hashed(const char *path, const struct auth_cost *cost, char *er
         count = -1;
         goto done;
     }
-    if (sync_dir(path) != 0)
+    if (fileio_sync_parent(path) != 0)
         set_err(err, errlen, "%s replaced but its directory could not be synced", path);
 done:
     sodium_memzero(buf, len);

@@ -1,6 +1,8 @@
 /* The node id of a cluster node; see nodeid.h. */
 #include "server/nodeid.h"
 
+#include "common/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -115,32 +117,6 @@ static int make_id(char *out, size_t size, char *err, size_t errlen)
     return 0;
 }
 
-/* Writes all of `data` to `fd`. */
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Flushes directory `dir` so that a rename in it survives a crash. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Writes "<id>\n" to `path` atomically: a temporary file in `dir`, flushed, renamed. */
 static int write_kept(const char *dir, const char *path, const char *id, char *err, size_t errlen)
 {
@@ -153,7 +129,7 @@ static int write_kept(const char *dir, const char *path, const char *id, char *e
         return -1;
     }
     int n = snprintf(line, sizeof line, "%s\n", id);
-    int rc = write_all(fd, line, (size_t)n);
+    int rc = fileio_write_all(fd, line, (size_t)n);
     if (rc == 0)
         rc = fsync(fd);
     if (close(fd) != 0)
@@ -161,7 +137,7 @@ static int write_kept(const char *dir, const char *path, const char *id, char *e
     if (rc == 0)
         rc = rename(tmp, path);
     if (rc == 0)
-        rc = sync_dir(dir);
+        rc = fileio_sync_parent(path);
     if (rc != 0) {
         snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
         unlink(tmp);

@@ -16,6 +16,8 @@
  * the log is rewritten. */
 #include "server/qlog.h"
 
+#include "common/fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -399,23 +401,6 @@ static int write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Makes a rename or a creation in the directory of `path` durable. */
-static void sync_dir(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 /* Copying the waiting messages into a new log. */
 struct copy {
     struct qlog *q;
@@ -480,7 +465,7 @@ static int rewrite(struct qlog *q)
         goto fail;
     size += q->batch_len;
     q->batch_len = 0;
-    sync_dir(q->path);
+    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     close(q->fd);
     q->fd = fd;
     q->file_size = size;
@@ -686,7 +671,7 @@ static int create_log(struct qlog *q)
     q->file_size = QLOG_MAGIC_LEN;
     if (add_next_id(q) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
-    sync_dir(q->path);
+    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     return 0;
 }
 
@@ -714,7 +699,7 @@ static int keep_copy(struct qlog *q, const unsigned char *map, uint64_t size, ch
         return -1;
     }
     close(fd);
-    sync_dir(q->path);
+    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     return 0;
 }
 

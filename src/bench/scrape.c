@@ -59,7 +59,7 @@ static int open_request(int port, double timeout_ms, char *err, size_t errlen)
     if (set_timeouts(fd, timeout_ms) < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
         send(fd, scrape_request, sizeof(scrape_request) - 1, MSG_NOSIGNAL) !=
             (ssize_t)(sizeof(scrape_request) - 1)) {
-        snprintf(err, errlen, "127.0.0.1:%d: %s", port, strerror(errno));
+        snprintf(err, errlen, "%s", strerror(errno));
         close(fd);
         return -1;
     }
@@ -163,7 +163,7 @@ int scrape_get(int port, int timeout_ms, char **body, size_t *len, char *err, si
     const char *b = NULL;
     size_t bl = 0;
     if (n >= 0 && scrape_response(buf, (size_t)n, &b, &bl) < 0) {
-        snprintf(err, errlen, "127.0.0.1:%d: not an HTTP 200 answer with a whole body", port);
+        snprintf(err, errlen, "not an HTTP 200 answer with a whole body");
         n = -1;
     }
     if (n < 0) {

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bench/scrape.h"
+
 struct event;
 struct event_base;
 
@@ -95,6 +97,9 @@ struct opts {
     /* --server-pid A,B,...: /proc figures summed over these processes */
     int server_pids[MAX_NODES];
     int npids;
+    /* --metrics P1,P2,...: 127.0.0.1:P/metrics of each server, in the order of ports[] */
+    int metrics_ports[MAX_NODES];
+    int nmetrics;
     double hold;            /* idle: keep the sessions this long after measuring (or SIGUSR1) */
     const char *ready_file; /* idle: written once the sessions are logged in and quiet */
     const char *workload;
@@ -180,7 +185,8 @@ void hook_reply(struct bconn *c, bool ok);
 void hook_delivery(struct bconn *c, const char *text, size_t len);
 void hook_closed(struct bconn *c, bool expected);
 
-/* stats.c: latency histogram, the server's /proc figures, its system calls, credentials */
+/* stats.c: latency histogram, the server's /proc figures, its system calls, its /metrics,
+ * credentials */
 struct hist;
 struct hist *hist_new(void);
 void hist_reset(struct hist *h);
@@ -209,6 +215,18 @@ void srv_sample(int pid, struct srv_sample *s);
 int sys_open_all(void);
 void srv_sample_all(struct srv_sample *s);
 double self_cpu_s(void);
+
+/* What the servers' /metrics say at one moment (--metrics), summed over the servers. */
+struct srv_metrics {
+    bool ok;                    /* every server answered with every figure */
+    double reads, writes;       /* parley_socket_reads_total, parley_socket_writes_total */
+    double accepted, delivered; /* parley_messages_accepted_total, ..._delivered_total */
+    struct scrape_hist loop;    /* parley_loop_iteration_duration_seconds, merged */
+};
+
+/* Scrapes every server of o.metrics_ports; not ok (and a line on stderr) when one of them does
+ * not answer in time or lacks a figure, or when there is no --metrics. */
+void srv_metrics_all(struct srv_metrics *m);
 
 /* Writes a credentials file: u<base>..u<base+users-1> with `password` in plain text, then
  * s0..s<hashed-1> with an argon2id hash of it. Returns 0 or -1. */

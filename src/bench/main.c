@@ -2,12 +2,13 @@
  *
  *   parley-bench --make-credentials FILE --users N [--hashed K] [--password PW]
  *   parley-bench --target parley|redis|mqtt --port P --workload broadcast|dm|idle|login|offline
- *                [--server-pid PID] [options]
+ *                [--server-pid PID] [--metrics PORT] [options]
  *
  * Every run prints a human summary and one `RESULT key=value ...` line for bench/compare. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -246,6 +247,7 @@ static double connect_range(uint32_t lo, uint32_t hi)
 struct window {
     uint64_t t0, t1;
     struct srv_sample s0, s1;
+    struct srv_metrics m0, m1; /* --metrics, scraped with s0 and s1 */
     double self0, self1;
     int threads;
 };
@@ -254,6 +256,7 @@ static void window_begin(struct window *w)
 {
     w->threads = sys_open_all();
     srv_sample_all(&w->s0);
+    srv_metrics_all(&w->m0);
     w->self0 = self_cpu_s();
     hist_reset(B.hist);
     B.delivered = 0;
@@ -269,6 +272,7 @@ static void window_end(struct window *w)
     B.measuring = false;
     w->t1 = now_ns();
     srv_sample_all(&w->s1);
+    srv_metrics_all(&w->m1);
     w->self1 = self_cpu_s();
     sys_close();
 }
@@ -276,6 +280,48 @@ static void window_end(struct window *w)
 static double window_secs(const struct window *w)
 {
     return (double)(w->t1 - w->t0) / NS;
+}
+
+/* The loop-iteration histogram of a window (after - before): its iterations, p99, the upper
+ * bound of its highest non-empty bucket and the iterations over 1 ms. */
+static void report_loop(const struct window *w)
+{
+    struct scrape_hist d;
+    if (scrape_hist_delta(&w->m0.loop, &w->m1.loop, &d) < 0) {
+        fprintf(stderr, "parley-bench: --metrics: the loop histogram went back (a restart?)\n");
+        return;
+    }
+    double iters = scrape_hist_count(&d), p99 = scrape_hist_quantile(&d, 0.99) * 1e6;
+    double top = scrape_hist_max_bound(&d) * 1e6, over = scrape_hist_above(&d, 0.001);
+    char top_s[32];
+    if (isinf(top))
+        snprintf(top_s, sizeof(top_s), "inf");
+    else
+        snprintf(top_s, sizeof(top_s), "%.0f", top);
+    res(" loop_iters=%.0f loop_p99_us=%.1f loop_max_bucket_us=%s loop_over_1ms=%.0f", iters, p99,
+        top_s, over);
+    say("  server loop: %.0f iterations, p99 %.1f us, %.0f over 1 ms, the longest <= %s us\n",
+        iters, p99, over, top_s);
+}
+
+/* The /metrics figures of a window (--metrics): socket reads and writes per message (the
+ * denominator of sys_per_msg), messages accepted and delivered, the loop iterations. */
+static void report_metrics(const struct window *w, uint64_t msgs)
+{
+    if (!w->m0.ok || !w->m1.ok)
+        return;
+    double io = (w->m1.reads - w->m0.reads) + (w->m1.writes - w->m0.writes);
+    double acc = w->m1.accepted - w->m0.accepted, dlv = w->m1.delivered - w->m0.delivered;
+    if (io < 0 || acc < 0 || dlv < 0) {
+        fprintf(stderr, "parley-bench: --metrics: counters went back (a restart?)\n");
+        return;
+    }
+    double per = msgs ? io / (double)msgs : 0.0;
+    res(" srv_io=%.0f io_per_msg=%.3f srv_accepted=%.0f srv_delivered=%.0f", io, per, acc, dlv);
+    say("  server /metrics: %.0f socket reads and writes = %.3f per message; %.0f messages "
+        "accepted, %.0f delivered\n",
+        io, per, acc, dlv);
+    report_loop(w);
 }
 
 /* Appends the rate, latency and server figures of a window to the result and the summary. */
@@ -310,6 +356,7 @@ static void report_window(const struct window *w, uint64_t msgs, const char *wha
                 (unsigned long long)sc, w->threads, msgs ? (double)sc / (double)msgs : 0.0);
         }
     }
+    report_metrics(w, msgs);
 }
 
 static void report_health(void)
@@ -947,6 +994,11 @@ static void usage(FILE *f)
             "                      the (i mod n)th; dm pairs are always on two different ones\n"
             "  --server-pid PID    read the server's CPU, RSS and system calls from /proc; a\n"
             "                      comma list (in --port's order): summed, idle also per node\n"
+            "  --metrics P         parley: read http://127.0.0.1:P/metrics (parleyd --metrics)\n"
+            "                      at the start and end of the measured window; a comma list,\n"
+            "                      one per --port in its order (summed): io_per_msg (socket\n"
+            "                      reads+writes per message), loop_iters, loop_p99_us,\n"
+            "                      loop_max_bucket_us, loop_over_1ms, srv_accepted, srv_delivered\n"
             "  --n N               broadcast recipients, idle sessions, offline recipients "
             "(100)\n"
             "  --pairs P           dm and login: pairs of sessions (50)\n"
@@ -1002,6 +1054,7 @@ enum {
     O_TLS,
     O_HOLD,
     O_READY,
+    O_METRICS,
     O_HELP,
 };
 
@@ -1036,6 +1089,7 @@ static const struct option longopts[] = {
     {"tls", no_argument, NULL, O_TLS},
     {"hold", required_argument, NULL, O_HOLD},
     {"ready-file", required_argument, NULL, O_READY},
+    {"metrics", required_argument, NULL, O_METRICS},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -1150,6 +1204,9 @@ int main(int argc, char **argv)
         case O_READY:
             o->ready_file = optarg;
             break;
+        case O_METRICS:
+            ok = int_list(optarg, 1, 65535, o->metrics_ports, &o->nmetrics);
+            break;
         case O_WORKLOAD:
             o->workload = optarg;
             break;
@@ -1259,6 +1316,10 @@ int main(int argc, char **argv)
         o->target = TGT_MQTT;
     else {
         fprintf(stderr, "parley-bench: unknown target %s\n", target);
+        return 2;
+    }
+    if (o->nmetrics && (o->target != TGT_PARLEY || o->nmetrics != o->nports)) {
+        fprintf(stderr, "parley-bench: --metrics is for --target parley, one port per --port\n");
         return 2;
     }
     struct in_addr a;

@@ -1,5 +1,6 @@
 /* Measurement helpers of parley-bench: a log-linear latency histogram, the server's CPU time,
- * memory and system calls read from /proc and perf tracepoints, and credentials files. */
+ * memory and system calls read from /proc and perf tracepoints, its counters read from
+ * /metrics, and credentials files. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -238,6 +239,72 @@ void srv_sample_all(struct srv_sample *s)
             s->have_syscalls = one.have_syscalls;
         }
     }
+}
+
+/* ---- the server's /metrics (--metrics) ------------------------------------------------- */
+
+/* A scrape waits this long for each server: parleyd answers on its own loop, between two
+ * iterations, so even a busy one answers within milliseconds. */
+#define METRICS_TIMEOUT_MS 2000
+
+static const char *const metrics_counters[] = {
+    "parley_socket_reads_total",
+    "parley_socket_writes_total",
+    "parley_messages_accepted_total",
+    "parley_messages_delivered_total",
+};
+#define METRICS_NCOUNTERS (sizeof(metrics_counters) / sizeof(metrics_counters[0]))
+#define METRICS_LOOP "parley_loop_iteration_duration_seconds"
+
+/* Adds the figures of one server's text to `m`. Returns 0, or -1 naming what is wrong. */
+static int metrics_add(struct srv_metrics *m, const char *text, size_t len, const char **what)
+{
+    double v[METRICS_NCOUNTERS];
+    for (size_t i = 0; i < METRICS_NCOUNTERS; i++)
+        if (scrape_sum(text, len, metrics_counters[i], &v[i]) != SCRAPE_OK) {
+            *what = metrics_counters[i];
+            return -1;
+        }
+    struct scrape_hist h;
+    if (scrape_histogram(text, len, METRICS_LOOP, &h) != SCRAPE_OK ||
+        scrape_hist_merge(&m->loop, &h) < 0) {
+        *what = METRICS_LOOP;
+        return -1;
+    }
+    m->reads += v[0];
+    m->writes += v[1];
+    m->accepted += v[2];
+    m->delivered += v[3];
+    return 0;
+}
+
+/* Scrapes one server into `m`. Returns 0 or -1 (said on stderr). */
+static int metrics_one(int port, struct srv_metrics *m)
+{
+    char *text, err[256];
+    size_t len;
+    if (scrape_get(port, METRICS_TIMEOUT_MS, &text, &len, err, sizeof(err)) < 0) {
+        fprintf(stderr, "parley-bench: --metrics: 127.0.0.1:%d/metrics: %s\n", port, err);
+        return -1;
+    }
+    const char *what = "";
+    int rc = metrics_add(m, text, len, &what);
+    if (rc < 0)
+        fprintf(stderr, "parley-bench: --metrics: 127.0.0.1:%d/metrics: no usable %s\n", port,
+                what);
+    free(text);
+    return rc;
+}
+
+void srv_metrics_all(struct srv_metrics *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (B.o.nmetrics <= 0)
+        return;
+    for (int i = 0; i < B.o.nmetrics; i++)
+        if (metrics_one(B.o.metrics_ports[i], m) < 0)
+            return;
+    m->ok = true;
 }
 
 double self_cpu_s(void)

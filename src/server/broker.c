@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "server/cluster.h"
+#include "server/fanout.h"
 #include "server/log.h"
 #include "server/presence.h"
 #include "server/server.h"
@@ -64,6 +65,7 @@ bool broker_direct(struct server *srv, struct user *to, const struct store_msg *
         return true;
     size_t n = broker_msg_frame(srv, m);
     assert(n > 0); /* the scratch buffer holds --max-line and more: a new text always fits */
+    fanout_catch_up(peer); /* before the position a failed commit cuts back to */
     size_t pos = net_pending_output(peer->conn);
     session_send(peer, srv->fmt, n);
     metrics_count(METRICS_MSG_DELIVERED);
@@ -178,25 +180,10 @@ void broker_broadcast_here(struct server *srv, struct user *from, const char *te
     fan_out(srv, from, text, len);
 }
 
-/* A presence notice being fanned out. */
-struct notice {
-    struct user *about;
-    const char *line;
-    size_t len;
-};
-
-static void notice_to(void *ctx, struct session *s)
-{
-    struct notice *nt = ctx;
-    if (s->user != nt->about && !directory_related(nt->about, s->user))
-        session_send(s, nt->line, nt->len);
-}
-
 void broker_presence(struct server *srv, struct user *u, enum broker_event ev)
 {
     assert(ev >= 0 && ev < BROKER_EVENT_COUNT);
     char line[PROTO_MAX_NAME + 32];
     int n = snprintf(line, sizeof(line), "* %s %s\n", broker_event_words[ev], u->name);
-    struct notice nt = {u, line, (size_t)n};
-    presence_each_session(srv, notice_to, &nt);
+    fanout_presence(srv, u, line, (size_t)n);
 }

@@ -32,7 +32,7 @@ struct config {
     bool verbose;
     unsigned long long hash_ops;
     size_t hash_mem;
-    int hash_threads;
+    int hash_threads; /* default: one fewer than the cores, at least 1 (config_defaults) */
     unsigned long long max_hash_ops; /* cost caps for hashes read from the credentials file */
     size_t max_hash_mem;
     unsigned max_hash_jobs;   /* password hashes queued or running, server-wide */
@@ -43,6 +43,7 @@ struct config {
     size_t max_output;
     size_t max_connections;
     size_t max_per_address; /* connections at once from one source address (0: no limit) */
+    size_t fanout_slice;    /* sessions given presence notices per loop iteration (fanout.h) */
     long login_timeout;
     long hello_timeout;     /* seconds a new connection has to send HELLO */
     long handshake_timeout; /* seconds a TLS handshake may take */

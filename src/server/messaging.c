@@ -167,6 +167,7 @@ static void msg_accepted(struct session_answer *a, const struct store_msg *m)
     struct server *srv = s->srv;
     metrics_count(METRICS_MSG_ACCEPTED);
     bool online = broker_direct(srv, a->peer, m);
+    fanout_catch_up(s); /* before the position a failed commit cuts back to */
     size_t pos = net_pending_output(s->conn);
     session_ok_numbers(s, a->tag, m->id, online); /* 0: kept for later */
     if (store_answers_early(srv->store))

@@ -66,6 +66,7 @@ void presence_online(struct session *s)
     assert(s->state == SESSION_ONLINE && !u->online);
     directory_set_elsewhere(&srv->dir, u, false); /* this node holds the claim now */
     directory_set_online(&srv->dir, u, s);
+    fanout_joined(s);
     if (store_presence_login(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record login: %s", store_error(srv->store));
     broker_presence(srv, u, BROKER_LOGIN);
@@ -76,6 +77,7 @@ void presence_offline(struct session *s)
     struct server *srv = s->srv;
     struct user *u = s->user;
     assert(u->online == s);
+    fanout_leaving(srv, u);
     directory_set_online(&srv->dir, u, NULL);
     if (store_presence_logout(srv->store, u->name, (int64_t)time(NULL)) < 0)
         log_error("store: cannot record logout: %s", store_error(srv->store));

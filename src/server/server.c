@@ -601,10 +601,13 @@ int server_run(struct server *srv)
 {
     while (!srv->stopping) {
         double cpu = server_clock_seconds(srv, CLOCK_THREAD_CPUTIME_ID);
-        if (event_base_loop(srv->base, EVLOOP_ONCE) < 0) {
+        /* notices still to deal: look at the sockets, but do not wait for them */
+        int flags = EVLOOP_ONCE | (fanout_pending(srv) ? EVLOOP_NONBLOCK : 0);
+        if (event_base_loop(srv->base, flags) < 0) {
             log_error("event loop failed");
             break;
         }
+        fanout_run(srv);
         commit_store(srv);
         net_flush(srv->net);
         metrics_observe(METRICS_LOOP_ITERATION,
@@ -623,6 +626,7 @@ void server_free(struct server *srv)
     net_tls_free(srv->tls);
     worker_pool_free(srv->workers);
     p2p_free(srv);
+    fanout_free(srv);
     struct event *evs[] = {srv->tick, srv->sig_term, srv->sig_int, srv->sig_hup};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])

@@ -11,6 +11,7 @@
 #include "common/proto.h"
 #include "server/config.h"
 #include "server/directory.h"
+#include "server/fanout.h"
 #include "server/net.h"
 #include "server/pairmap.h"
 #include "server/ratelimit.h"
@@ -73,6 +74,7 @@ struct session {
     struct ratelimit rate;
     /* requests other than messages before login (--req-rate; once online, the user's) */
     struct ratelimit request_budget;
+    uint64_t fan_seq;  /* the newest presence notice it has been dealt (fanout.h) */
     int64_t sent_id;   /* highest message id sent */
     int64_t acked_id;  /* highest message id acknowledged */
     bool draining;     /* queued messages remain in the store to be sent */
@@ -109,6 +111,7 @@ struct server {
     struct store *store;
     struct cluster *cluster; /* --redis: this node's cluster (cluster.h); NULL: one node */
     struct directory dir;
+    struct fanout fan; /* presence notices on their way to everyone (fanout.h) */
     struct worker_pool *workers;
     size_t hash_jobs;                       /* password hashes queued or running (login.c) */
     struct ratelimit_table register_limits; /* registrations per address (login.c) */

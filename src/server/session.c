@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/fanout.h"
 #include "server/metrics.h"
 #include "server/log.h"
 #include "server/presence.h"
@@ -80,9 +81,16 @@ void session_touch(struct session *s)
                     server_now_ms() + seconds_ms(s->srv->cfg.timeout));
 }
 
+/* Every frame to a session leaves through here: presence notices it has not had yet go first. */
+static void write_frame(struct session *s, const char *data, size_t len)
+{
+    fanout_catch_up(s);
+    net_send(s->conn, data, len);
+}
+
 void session_send(struct session *s, const char *data, size_t len)
 {
-    net_send(s->conn, data, len);
+    write_frame(s, data, len);
 }
 
 /* Formats into the server's scratch buffer and queues the result with a final LF. */
@@ -97,7 +105,7 @@ static void send_formatted(struct session *s, const char *prefix, const char *fm
         return;
     }
     srv->fmt[n++] = '\n';
-    net_send(s->conn, srv->fmt, (size_t)n);
+    write_frame(s, srv->fmt, (size_t)n);
 }
 
 void session_ok(struct session *s, const char *tag, const char *fmt, ...)
@@ -118,7 +126,7 @@ void session_ok_number(struct session *s, const char *tag, int64_t n)
     memcpy(line + len, " OK ", 4);
     char *end = proto_put_i64(line + len + 4, n);
     *end++ = '\n';
-    net_send(s->conn, line, (size_t)(end - line));
+    write_frame(s, line, (size_t)(end - line));
 }
 
 void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b)
@@ -131,7 +139,7 @@ void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b
     *end++ = ' ';
     end = proto_put_i64(end, b);
     *end++ = '\n';
-    net_send(s->conn, line, (size_t)(end - line));
+    write_frame(s, line, (size_t)(end - line));
 }
 
 void session_err(struct session *s, const char *tag, int code)
@@ -139,7 +147,7 @@ void session_err(struct session *s, const char *tag, int code)
     char line[PROTO_MAX_TAG + 80];
     int n = snprintf(line, sizeof(line), "%s ERR %d %s\n", tag, code, proto_error_text(code));
     metrics_refused(code);
-    net_send(s->conn, line, (size_t)n);
+    write_frame(s, line, (size_t)n);
 }
 
 void session_event(struct session *s, const char *fmt, ...)

@@ -84,3 +84,55 @@ def test_mass_disconnect_with_pending_output(make_server):
         assert ok(w.request("WHO")) == []
         w.events.clear()
     assert s.running()
+
+
+def test_notices_dealt_in_slices_keep_their_order(make_server):
+    """With --fanout-slice 1 a login's notice reaches one session per loop iteration; a session
+    that gets anything else first is given the notice before it (issue 14: no fan-out stall,
+    and no reordering)."""
+    watchers = [f"w{i}" for i in range(8)]
+    users = {n: "pw" for n in watchers}
+    users["newbie"] = "pw"
+    s = make_server(users=users, args=["--fanout-slice", "1"])
+    conns = [s.login(n) for n in watchers]
+    for c in conns:  # everyone online: the watchers' own notices are out of the way
+        c.pump(0.2)
+        c.events.clear()
+    n = s.connect()
+    n.hello()
+    assert n.request("USER", "newbie") == ["OK"]
+    # PASS and the messages in one write: they run in the same iteration as the login, before
+    # the slices reach most watchers.
+    n.send_raw(b"p PASS pw\n" + b"".join(b"m%d MSG %s hello %d\n" % (i, w.encode(), i)
+                                         for i, w in enumerate(watchers)))
+    assert n.get_reply("p") == ["OK"]
+    for i in range(len(watchers)):
+        assert n.get_reply(f"m{i}")[0] == "OK"
+    assert n.request("LOGOUT") == ["OK"]
+    for c in conns:
+        evs = c.wait_events(lambda e: e[0] in ("LOGIN", "MSG", "LOGOUT"), 3)
+        kinds = [e[0] for e in evs]
+        assert kinds == ["LOGIN", "MSG", "LOGOUT"], f"{c.user}: {evs}"
+        assert evs[0] == ["LOGIN", "newbie"] and evs[2] == ["LOGOUT", "newbie"]
+        c.no_event("LOGIN", within=0.1)  # once each
+
+
+def test_notices_to_many_in_slices_reach_everyone_once(make_server):
+    """Logins and logouts faster than the slices deal them: every watcher sees each notice
+    once, in the order made."""
+    watchers = [f"w{i:02d}" for i in range(30)]
+    users = {n: "pw" for n in watchers}
+    users.update({f"x{i}": "pw" for i in range(5)})
+    s = make_server(users=users, args=["--fanout-slice", "2"])
+    conns = [s.login(n) for n in watchers]
+    for c in conns:
+        c.pump(0.2)
+        c.events.clear()
+    for i in range(5):
+        x = s.login(f"x{i}")
+        assert x.request("LOGOUT") == ["OK"]
+    want = [[ev, f"x{i}"] for i in range(5) for ev in ("LOGIN", "LOGOUT")]
+    for c in conns:
+        evs = c.wait_events(lambda e: e[0] in ("LOGIN", "LOGOUT"), len(want))
+        assert evs == want, f"{c.user}: {evs}"
+        c.no_event(lambda e: e[0] in ("LOGIN", "LOGOUT"), within=0.1)

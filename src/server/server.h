@@ -135,6 +135,7 @@ struct server {
     int64_t last_heartbeat;
     unsigned long long last_bytes_in; /* input seen by the previous tick */
     bool heap_dirty;                  /* traffic since the heap was last trimmed */
+    bool trimming;                    /* a malloc_trim runs on a worker */
     bool commit_failed; /* the last group commit holding writes was lost, and no write has
                            succeeded since (for /healthz) */
     bool stopping;

@@ -581,3 +581,39 @@ def test_login_timeout(make_server):
     assert ["BYE", "login-timeout"] in halfway.all_events, halfway.frames
     done.no_event("BYE", within=0)
     ok(done.request("WHO"))
+
+
+@pytest.mark.single_node  # measures the RSS of one parleyd process
+def test_memory_freed_by_a_burst_goes_back_once_traffic_pauses(make_server):
+    """Waiting messages held in memory, then delivered and acknowledged: the heap's holes go
+    back to the system once traffic pauses (a heap trim, run off the event loop)."""
+    if _is_asan():
+        pytest.skip("ASan's allocator keeps its own heap: malloc_trim does not apply")
+    names = [f"r{i}" for i in range(8)]
+    users = {n: "pw" for n in names}
+    users["hans"] = "pw"
+    s = make_server(users=users, args=["--msg-rate", "1000000", "--msg-burst", "1000000",
+                                       "--max-line", "8192", "--max-message", "4000"])
+    sender = s.login("hans")
+    rss0 = s.rss_kb()
+    text = "q" * 3000
+    per_user = 2000
+    for n in names:
+        for start in range(0, per_user, 200):
+            sender.send_raw("".join(f"{n}{i} MSG {n} {text}\n"
+                                    for i in range(start, start + 200)).encode())
+            for i in range(start, start + 200):
+                assert sender.get_reply(f"{n}{i}")[0] == "OK"
+    full = s.rss_kb()
+    assert full - rss0 > 30 * 1024, f"the backlog took only {full - rss0} KB"
+    for n in names:
+        r = s.login(n)
+        for _ in range(per_user):  # the backlog comes in pages, each after the last one's ACK
+            r.ack(r.wait_event("MSG", timeout=20)[1])
+        assert r.request("LOGOUT") == ["OK"]
+        assert r.closed(10)
+    deadline = time.monotonic() + 15
+    while s.rss_kb() - rss0 > (full - rss0) / 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = s.rss_kb() - rss0
+    assert left <= (full - rss0) / 2, f"{left} KB of {full - rss0} KB still held after the burst"

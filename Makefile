@@ -28,7 +28,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench) \
          $(BUILD)/parley-p2p-bench
 
-.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-smoke soak \
+.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-tail bench-smoke soak \
         bench-p2p install uninstall
 all: $(PROGS)
 
@@ -225,6 +225,12 @@ BENCH_ARGS ?= --quick
 bench: all
 	@scripts/deps.sh bench
 	BUILD=$(abspath $(BUILD)) bench/compare $(BENCH_ARGS)
+
+# The steady-tail targets (issue 14) over TAIL_RUNS runs of bench/compare --full --shapes paced,login.
+TAIL_RUNS ?= 5
+bench-tail: all
+	@scripts/deps.sh bench
+	BUILD=$(abspath $(BUILD)) bench/tail-check $(TAIL_RUNS)
 
 # Plain against encrypted P2P sessions on loopback, and the handshake time.
 bench-p2p: $(BUILD)/parley-p2p-bench

@@ -66,6 +66,12 @@ struct undo {
     struct mqueue_mark mark;
 };
 
+/* Records being gathered before they are written: the batch, the copy of a rewrite. */
+struct buf {
+    unsigned char *p;
+    size_t len, cap;
+};
+
 struct qlog {
     int fd;
     char *path;
@@ -76,8 +82,7 @@ struct qlog {
     int64_t next_id;
     struct strmap queues;
     struct qqueue *all;
-    unsigned char *batch;
-    size_t batch_len, batch_cap;
+    struct buf batch;
     bool batch_pushes; /* the batch holds a new message (it needs the flush of --fsync) */
     struct undo *undo;
     size_t undo_len, undo_cap;
@@ -249,30 +254,48 @@ static int64_t queue_cut(struct qlog *q, struct qqueue *queue, int64_t up_to_id,
 
 /* ---- the batch ---- */
 
-/* Makes room for a record of `payload_len` bytes; returns where its payload goes, or NULL. */
-static unsigned char *record_begin(struct qlog *q, size_t payload_len)
+/* Makes room for `n` more bytes in `b`; returns where they go, or NULL. */
+static unsigned char *buf_room(struct buf *b, size_t n)
 {
-    size_t need = q->batch_len + QLOG_REC_HEAD + payload_len;
-    if (need > q->batch_cap) {
-        size_t cap = q->batch_cap ? q->batch_cap : 4096;
+    size_t need = b->len + n;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
         while (cap < need)
             cap *= 2;
-        unsigned char *b = realloc(q->batch, cap);
-        if (!b)
+        unsigned char *p = realloc(b->p, cap);
+        if (!p)
             return NULL;
-        q->batch = b;
-        q->batch_cap = cap;
+        b->p = p;
+        b->cap = cap;
     }
-    return q->batch + q->batch_len + QLOG_REC_HEAD;
+    return b->p + b->len;
+}
+
+/* Empties `b`, freeing its memory when it grew large. */
+static void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->cap > QLOG_BATCH_KEEP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+/* Makes room for a record of `payload_len` bytes; returns where its payload goes, or NULL. */
+static unsigned char *record_begin(struct buf *b, size_t payload_len)
+{
+    unsigned char *head = buf_room(b, QLOG_REC_HEAD + payload_len);
+    return head ? head + QLOG_REC_HEAD : NULL;
 }
 
 /* Seals the record whose payload record_begin returned. */
-static void record_end(struct qlog *q, size_t payload_len)
+static void record_end(struct buf *b, size_t payload_len)
 {
-    unsigned char *head = q->batch + q->batch_len;
+    unsigned char *head = b->p + b->len;
     put_u32(head, (uint32_t)payload_len);
     put_u32(head + 4, crc32_of(head + QLOG_REC_HEAD, payload_len));
-    q->batch_len += QLOG_REC_HEAD + payload_len;
+    b->len += QLOG_REC_HEAD + payload_len;
 }
 
 static int undo_reserve(struct qlog *q)
@@ -312,40 +335,40 @@ static void encode_push(unsigned char *p, const struct qqueue *queue, const stru
                        m->text + m->sender_len + 1, m->body_len);
 }
 
-/* Adds a NEXT_ID record to the batch. */
-static int add_next_id(struct qlog *q)
+/* Adds a NEXT_ID record to `b`. */
+static int add_next_id(struct qlog *q, struct buf *b)
 {
-    unsigned char *p = record_begin(q, QLOG_NEXT_ID_LEN);
+    unsigned char *p = record_begin(b, QLOG_NEXT_ID_LEN);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_NEXT_ID;
     put_i64(p + 1, q->next_id);
-    record_end(q, QLOG_NEXT_ID_LEN);
+    record_end(b, QLOG_NEXT_ID_LEN);
     return 0;
 }
 
-/* Adds a STORE_ID record to the batch when the log has a store id. */
-static int add_store_id(struct qlog *q)
+/* Adds a STORE_ID record to `b` when the log has a store id. */
+static int add_store_id(struct qlog *q, struct buf *b)
 {
     if (!q->store_id[0])
         return 0;
-    unsigned char *p = record_begin(q, 1 + QLOG_STORE_ID_LEN);
+    unsigned char *p = record_begin(b, 1 + QLOG_STORE_ID_LEN);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_STORE_ID;
     memcpy(p + 1, q->store_id, QLOG_STORE_ID_LEN);
-    record_end(q, 1 + QLOG_STORE_ID_LEN);
+    record_end(b, 1 + QLOG_STORE_ID_LEN);
     return 0;
 }
 
-/* Adds a COMMIT record to the batch. */
-static int add_commit(struct qlog *q)
+/* Adds a COMMIT record to `b`. */
+static int add_commit(struct qlog *q, struct buf *b)
 {
-    unsigned char *p = record_begin(q, 1);
+    unsigned char *p = record_begin(b, 1);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_COMMIT;
-    record_end(q, 1);
+    record_end(b, 1);
     return 0;
 }
 
@@ -371,13 +394,8 @@ static void batch_done(struct qlog *q)
         if (q->undo[i].kind == UNDO_ACK)
             mqueue_release(&q->undo[i].queue->mq);
     q->undo_len = 0;
-    q->batch_len = 0;
     q->batch_pushes = false;
-    if (q->batch_cap > QLOG_BATCH_KEEP) {
-        free(q->batch);
-        q->batch = NULL;
-        q->batch_cap = 0;
-    }
+    buf_reset(&q->batch);
 }
 
 /* ---- the file ---- */
@@ -416,20 +434,20 @@ static int copy_one(void *ctx, const struct mqueue_msg *m)
     struct copy *c = ctx;
     struct qlog *q = c->q;
     size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
-    unsigned char *p = record_begin(q, len);
+    unsigned char *p = record_begin(&q->batch, len);
     if (!p) {
         c->err = ENOMEM;
         return 1;
     }
     encode_push(p, c->queue, m);
-    record_end(q, len);
-    if (q->batch_len >= QLOG_BATCH_KEEP / 2) {
-        if (write_at(c->fd, q->batch, q->batch_len, c->size) != 0) {
+    record_end(&q->batch, len);
+    if (q->batch.len >= QLOG_BATCH_KEEP / 2) {
+        if (write_at(c->fd, q->batch.p, q->batch.len, c->size) != 0) {
             c->err = errno;
             return 1;
         }
-        c->size += q->batch_len;
-        q->batch_len = 0;
+        c->size += q->batch.len;
+        q->batch.len = 0;
     }
     return 0;
 }
@@ -448,7 +466,7 @@ static int rewrite(struct qlog *q)
     if (fd < 0)
         return fail(q, "creating %s: %s", tmp, strerror(errno));
     if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
-        add_next_id(q) != 0 || add_store_id(q) != 0)
+        add_next_id(q, &q->batch) != 0 || add_store_id(q, &q->batch) != 0)
         goto fail;
     struct copy c = {q, NULL, fd, size, 0};
     for (struct qqueue *queue = q->all; queue && c.err == 0; queue = queue->all_next) {
@@ -460,11 +478,11 @@ static int rewrite(struct qlog *q)
         errno = c.err;
         goto fail;
     }
-    if (add_commit(q) != 0 || write_at(fd, q->batch, q->batch_len, size) != 0 ||
+    if (add_commit(q, &q->batch) != 0 || write_at(fd, q->batch.p, q->batch.len, size) != 0 ||
         fdatasync(fd) != 0 || rename(tmp, q->path) != 0)
         goto fail;
-    size += q->batch_len;
-    q->batch_len = 0;
+    size += q->batch.len;
+    q->batch.len = 0;
     fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     close(q->fd);
     q->fd = fd;
@@ -473,7 +491,7 @@ static int rewrite(struct qlog *q)
 
 fail:
     fail(q, "rewriting %s: %s", q->path, strerror(errno));
-    q->batch_len = 0;
+    q->batch.len = 0;
     close(fd);
     unlink(tmp);
     return -1;
@@ -669,7 +687,7 @@ static int create_log(struct qlog *q)
         write_at(q->fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
     q->file_size = QLOG_MAGIC_LEN;
-    if (add_next_id(q) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
+    if (add_next_id(q, &q->batch) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
     fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     return 0;
@@ -832,7 +850,7 @@ void qlog_close(struct qlog *q)
         free(queue);
     }
     strmap_free(&q->queues);
-    free(q->batch);
+    free(q->batch.p);
     free(q->undo);
     free(q->path);
     free(q);
@@ -845,18 +863,18 @@ void qlog_set_fsync(struct qlog *q, bool on)
 
 int qlog_commit(struct qlog *q)
 {
-    if (q->batch_len == 0)
+    if (q->batch.len == 0)
         return 0;
-    if (add_commit(q) != 0)
+    if (add_commit(q, &q->batch) != 0)
         goto fail;
     /* Acknowledgements alone are not flushed: losing them to a power cut only means those
      * messages are delivered again (at-least-once); the next flush covers them. */
-    if (write_at(q->fd, q->batch, q->batch_len, q->file_size) != 0 ||
+    if (write_at(q->fd, q->batch.p, q->batch.len, q->file_size) != 0 ||
         (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
         fail(q, "writing %s: %s", q->path, strerror(errno));
         goto fail;
     }
-    q->file_size += q->batch_len;
+    q->file_size += q->batch.len;
     batch_done(q);
     maybe_rewrite(q);
     return 0;
@@ -887,7 +905,7 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
         return fail(q, "message id %lld was given before", (long long)id);
     struct qqueue *queue = queue_get(q, recipient, rlen);
     size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len;
-    unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
     struct undo *u = &q->undo[q->undo_len];
@@ -896,7 +914,7 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
         return fail(q, "out of memory");
     q->undo_len++;
     encode_push_fields(p, queue, id, sent_at, sender, slen, body, body_len);
-    record_end(q, len);
+    record_end(&q->batch, len);
     q->next_id = id + 1;
     q->batch_pushes = true;
     return 0;
@@ -919,7 +937,7 @@ int qlog_raise_next_id(struct qlog *q, int64_t next_id)
         return 0;
     int64_t old = q->next_id;
     q->next_id = next_id;
-    if (add_next_id(q) != 0) {
+    if (add_next_id(q, &q->batch) != 0) {
         q->next_id = old;
         return -1;
     }
@@ -946,7 +964,7 @@ int qlog_set_store_id(struct qlog *q, const char *id)
     if (strlen(id) != QLOG_STORE_ID_LEN)
         return fail(q, "a store id has %d characters", QLOG_STORE_ID_LEN);
     memcpy(q->store_id, id, QLOG_STORE_ID_LEN + 1);
-    return add_store_id(q);
+    return add_store_id(q, &q->batch);
 }
 
 /* Hands messages of a walk to a store_msg callback. */
@@ -988,7 +1006,7 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     if (!queue || queue->mq.count == 0)
         return 0; /* nothing to remove, nothing to write */
     size_t len = QLOG_ACK_FIXED + rlen;
-    unsigned char *p = undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    unsigned char *p = undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
     struct undo *u = &q->undo[q->undo_len];
@@ -1000,7 +1018,7 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     put_i64(p + 1, up_to_id);
     put_u16(p + 9, (uint16_t)rlen);
     memcpy(p + QLOG_ACK_FIXED, recipient, rlen);
-    record_end(q, len);
+    record_end(&q->batch, len);
     return 0;
 }
 

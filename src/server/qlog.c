@@ -18,6 +18,7 @@
 
 #include "common/fileio.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,6 +45,7 @@
 #define QLOG_PUSH_FIXED 25             /* type, id, sent_at, three lengths */
 #define QLOG_ACK_FIXED 11              /* type, up_to_id, recipient length */
 #define QLOG_NEXT_ID_LEN 9
+#define QLOG_QUEUE_STEP 64   /* bytes a queue's step counts in a slice of a rewrite, empty or not */
 #define QLOG_MAX_COPIES 100  /* names tried for the copy of a damaged log */
 #define QLOG_MAX_REPORTED 10 /* unreadable stretches logged one by one */
 
@@ -51,7 +53,8 @@ enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4, REC_
 
 /* The queue of one recipient. Queues are never freed before the log closes. */
 struct qqueue {
-    struct qqueue *all_next;
+    struct qqueue *all_next; /* the one made before it: the list is newest first */
+    uint64_t seq;            /* the order it was made in */
     struct mqueue mq;
     uint16_t name_len;
     char name[];
@@ -72,16 +75,49 @@ struct buf {
     size_t len, cap;
 };
 
+/* A flush of a rewrite's file handed to a worker. It owns a duplicate of the descriptor, so
+ * the log may drop the rewrite, or close, while it runs. */
+struct flush {
+    struct qlog *q; /* NULL once the log no longer waits for it */
+    int fd;
+    uint64_t size; /* bytes of the file it covers */
+    int err;       /* errno of its fdatasync, or 0 */
+};
+
+/* A rewrite of the log (see "the rewrite" below). */
+struct rewrite {
+    enum qlog_rewrite_state state; /* changed by rewrite_enter only */
+    int fd;                        /* <path>.new, or -1 */
+    uint64_t size;                 /* bytes written to it */
+    uint64_t synced;               /* bytes a finished flush covered */
+    uint64_t copy_end;             /* SYNCING: its size when the copy was whole */
+    int flush_err;                 /* errno of a flush that failed, or 0 */
+    struct flush *flush;           /* the flush handed off and not done, or NULL */
+    struct qqueue *queue;          /* COPYING: the queue being copied; NULL when all are */
+    struct mqueue_pos pos;         /* where in it */
+    size_t pushed;                 /* bytes the batch pushed to it: the next slice adds them */
+    uint64_t first_new;            /* a queue with this seq or above was made during it */
+    struct buf out;                /* for the file: the batch's mirror, then a slice */
+};
+
 struct qlog {
     int fd;
     char *path;
+    char *new_path; /* <path>.new, the file of a rewrite */
     bool fsync;
     uint64_t file_size;     /* bytes of committed records (the file may hold more) */
     uint64_t live_bytes;    /* what the live messages take as records */
     uint64_t compact_floor; /* do not try a rewrite below this file size */
+    uint64_t compact_min;   /* the floor after a rewrite; it rises by this after a failure */
+    size_t slice;           /* bytes a commit copies in a rewrite */
+    size_t sync_every;      /* bytes a rewrite writes between two flushes handed off */
+    store_submit_fn submit; /* hands the flushes of a rewrite off the loop, or NULL */
+    void *submit_ctx;
+    struct rewrite rw;
     int64_t next_id;
     struct strmap queues;
     struct qqueue *all;
+    uint64_t next_seq;
     struct buf batch;
     bool batch_pushes; /* the batch holds a new message (it needs the flush of --fsync) */
     struct undo *undo;
@@ -221,6 +257,7 @@ static struct qqueue *queue_get(struct qlog *q, const char *name, size_t len)
         return NULL;
     memcpy(queue->name, name, len);
     queue->name_len = (uint16_t)len;
+    queue->seq = q->next_seq++;
     if (strmap_put(&q->queues, queue->name, queue) != 0) {
         free(queue);
         return NULL;
@@ -419,95 +456,352 @@ static int write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Copying the waiting messages into a new log. */
-struct copy {
-    struct qlog *q;
-    const struct qqueue *queue;
-    int fd;
-    uint64_t size; /* bytes written so far */
-    int err;       /* errno of a failure, or 0 */
-};
+/* ---- the rewrite ----
+ *
+ * When the log has grown well past its live messages they are copied to <path>.new, a slice
+ * per commit (q->slice bytes), by a walk down the list of queues (newest first) that keeps
+ * its place: the queue being copied and the position in it. The log stays the log meanwhile:
+ * every batch is written to it first, and what the batch changed in the part already copied
+ * is mirrored to the new file, with the batch's COMMIT, so that each change reaches it once and
+ * in order:
+ * - a PUSH to a queue copied whole is mirrored; one to the queue being copied, or to one not
+ *   reached yet, is not: the walk copies it when it gets there (the next slice is larger by
+ *   what the batch pushed to the queue being copied, so that pushes cannot outrun the walk);
+ * - an ACK to a queue whose copy has begun is mirrored (the part copied loses what it took;
+ *   the walk does not see it in the rest); one to a queue not reached yet is not;
+ * - a queue made during the rewrite goes to the front of the list, behind the walk: it counts
+ *   as copied whole (asserted);
+ * - NEXT_ID and STORE_ID records are always mirrored.
+ * A batch that is taken back takes its mirror back. When the walk is done (NEXT_ID, COMMIT),
+ * the file is flushed off the loop (q->submit; also every q->sync_every bytes while copying)
+ * while commits go on writing to both files; the first commit after a flush covered the whole
+ * copy renames the new file over the log and writes only there from then on. Any failure
+ * drops the new file and keeps the log, and the next try waits until the log grew by
+ * compact_min. A crash leaves the old log whole (a stale <path>.new is removed at open), or the
+ * new one, renamed only once flushed. */
 
-/* Adds one message to the new log, writing the batch buffer out when it grows. */
-static int copy_one(void *ctx, const struct mqueue_msg *m)
+/* The only place the state changes. */
+static void rewrite_enter(struct qlog *q, enum qlog_rewrite_state to)
 {
-    struct copy *c = ctx;
-    struct qlog *q = c->q;
-    size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
-    unsigned char *p = record_begin(&q->batch, len);
-    if (!p) {
-        c->err = ENOMEM;
-        return 1;
-    }
-    encode_push(p, c->queue, m);
-    record_end(&q->batch, len);
-    if (q->batch.len >= QLOG_BATCH_KEEP / 2) {
-        if (write_at(c->fd, q->batch.p, q->batch.len, c->size) != 0) {
-            c->err = errno;
-            return 1;
-        }
-        c->size += q->batch.len;
-        q->batch.len = 0;
-    }
-    return 0;
+    struct rewrite *rw = &q->rw;
+    assert((rw->state == QLOG_REWRITE_IDLE && to == QLOG_REWRITE_COPYING) ||
+           (rw->state == QLOG_REWRITE_COPYING && to == QLOG_REWRITE_SYNCING) ||
+           (rw->state != QLOG_REWRITE_IDLE && to == QLOG_REWRITE_IDLE));
+    if (to == QLOG_REWRITE_SYNCING)
+        rw->copy_end = rw->size;
+    rw->state = to;
 }
 
-/* Writes a new log holding only the live messages next to the old one and renames it over.
- * Returns 0, or -1 (the old log stays in use). */
-static int rewrite(struct qlog *q)
+/* True when the rewrite has copied `queue` whole, so that its new messages go to the new file
+ * as they come. */
+static bool copied_whole(const struct qlog *q, const struct qqueue *queue)
 {
-    char tmp[PATH_MAX];
-    uint64_t size = QLOG_MAGIC_LEN;
-    int fd = -1;
+    const struct rewrite *rw = &q->rw;
+    if (rw->state != QLOG_REWRITE_COPYING)
+        return rw->state == QLOG_REWRITE_SYNCING;
+    bool whole = !rw->queue || queue->seq > rw->queue->seq; /* ahead of the walk in the list */
+    assert(whole || queue->seq < rw->first_new);
+    return whole;
+}
 
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new", q->path) >= sizeof tmp)
-        return fail(q, "log path too long");
-    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return fail(q, "creating %s: %s", tmp, strerror(errno));
-    if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
-        add_next_id(q, &q->batch) != 0 || add_store_id(q, &q->batch) != 0)
-        goto fail;
-    struct copy c = {q, NULL, fd, size, 0};
-    for (struct qqueue *queue = q->all; queue && c.err == 0; queue = queue->all_next) {
-        c.queue = queue;
-        mqueue_walk(&queue->mq, 0, 0, copy_one, &c);
-    }
-    size = c.size;
-    if (c.err != 0) {
-        errno = c.err;
-        goto fail;
-    }
-    if (add_commit(q, &q->batch) != 0 || write_at(fd, q->batch.p, q->batch.len, size) != 0 ||
-        fdatasync(fd) != 0 || rename(tmp, q->path) != 0)
-        goto fail;
-    size += q->batch.len;
-    q->batch.len = 0;
-    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
-    close(q->fd);
-    q->fd = fd;
-    q->file_size = size;
-    return 0;
+/* True when the rewrite has begun to copy `queue`, or copied it whole. */
+static bool copy_begun(const struct qlog *q, const struct qqueue *queue)
+{
+    return copied_whole(q, queue) || (q->rw.state == QLOG_REWRITE_COPYING && queue == q->rw.queue);
+}
 
-fail:
-    fail(q, "rewriting %s: %s", q->path, strerror(errno));
-    q->batch.len = 0;
-    close(fd);
-    unlink(tmp);
+/* Drops the rewrite: its file goes, the log stays as it is. */
+static void rewrite_drop(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    if (rw->state == QLOG_REWRITE_IDLE)
+        return;
+    if (rw->flush)
+        rw->flush->q = NULL; /* its descriptor is its own: it ends by itself */
+    rw->flush = NULL;
+    close(rw->fd);
+    rw->fd = -1;
+    unlink(q->new_path);
+    buf_reset(&rw->out);
+    rewrite_enter(q, QLOG_REWRITE_IDLE);
+}
+
+/* Drops a rewrite that failed; the next try waits until the log grew by compact_min. Returns
+ * -1. */
+static int rewrite_abandon(struct qlog *q)
+{
+    rewrite_drop(q);
+    q->compact_floor = q->file_size + q->compact_min;
     return -1;
 }
 
-/* Rewrites the log when it has grown well past its live messages. */
-static void maybe_rewrite(struct qlog *q)
+/* Copies the batch's records from `from` on to the new file's buffer. */
+static void mirror(struct qlog *q, size_t from)
 {
-    if (q->file_size < q->compact_floor || q->file_size < QLOG_COMPACT_RATIO * q->live_bytes)
-        return;
-    if (rewrite(q) == 0) {
-        q->compact_floor = QLOG_COMPACT_MIN;
+    size_t n = q->batch.len - from;
+    unsigned char *p = buf_room(&q->rw.out, n);
+    if (!p) {
+        fail(q, "rewriting %s: out of memory", q->path);
+        log_error("queue log: %s; keeping the old log", q->err);
+        rewrite_abandon(q);
         return;
     }
-    log_error("queue log: %s; keeping the old log", q->err);
-    q->compact_floor = q->file_size + QLOG_COMPACT_MIN;
+    memcpy(p, q->batch.p + from, n);
+    q->rw.out.len += n;
+}
+
+/* Mirrors the PUSH to `queue` the batch holds from `from` on when the queue was copied whole;
+ * one to the queue being copied makes the next slice larger by as much instead. */
+static void mirror_push(struct qlog *q, const struct qqueue *queue, size_t from)
+{
+    if (copied_whole(q, queue))
+        mirror(q, from);
+    else if (q->rw.state == QLOG_REWRITE_COPYING && queue == q->rw.queue)
+        q->rw.pushed += q->batch.len - from;
+}
+
+/* Runs on a worker: flushes the new file. */
+static void flush_run(void *arg)
+{
+    struct flush *f = arg;
+    f->err = fdatasync(f->fd) == 0 ? 0 : errno;
+}
+
+/* Runs on the loop when the flush is done: tells the rewrite, unless it was dropped. */
+static void flush_done(void *arg)
+{
+    struct flush *f = arg;
+    if (f->q) {
+        struct rewrite *rw = &f->q->rw;
+        rw->flush = NULL;
+        if (f->err)
+            rw->flush_err = f->err;
+        else
+            rw->synced = f->size;
+    }
+    close(f->fd);
+    free(f);
+}
+
+/* Starts a flush of the new file as it is now: handed off, or run here when the log has no
+ * submit function. A hand-off refused (a full queue) is tried again at the next commit. */
+static int flush_start(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    struct flush *f = malloc(sizeof *f);
+    int fd = f ? fcntl(rw->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0) {
+        int e = f ? errno : ENOMEM;
+        free(f);
+        return fail(q, "flushing %s: %s", q->new_path, strerror(e));
+    }
+    *f = (struct flush){q, fd, rw->size, 0};
+    if (!q->submit) {
+        flush_run(f);
+        flush_done(f);
+        return 0;
+    }
+    rw->flush = f;
+    if (q->submit(q->submit_ctx, flush_run, flush_done, f) != 0) {
+        rw->flush = NULL;
+        close(fd);
+        free(f);
+    }
+    return 0;
+}
+
+/* Starts a rewrite: the new file with the magic, NEXT_ID and STORE_ID; the walk at the newest
+ * queue. */
+static int rewrite_start(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    int fd = open(q->new_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail(q, "creating %s: %s", q->new_path, strerror(errno));
+    assert(!rw->flush && rw->out.len == 0);
+    rw->fd = fd;
+    rw->size = rw->synced = 0;
+    rw->flush_err = 0;
+    rw->queue = q->all;
+    rw->pos = (struct mqueue_pos){0};
+    rw->pushed = 0;
+    rw->first_new = q->next_seq;
+    rewrite_enter(q, QLOG_REWRITE_COPYING);
+    unsigned char *p = buf_room(&rw->out, QLOG_MAGIC_LEN);
+    if (!p)
+        return fail(q, "out of memory");
+    memcpy(p, QLOG_MAGIC, QLOG_MAGIC_LEN);
+    rw->out.len += QLOG_MAGIC_LEN;
+    if (add_next_id(q, &rw->out) != 0 || add_store_id(q, &rw->out) != 0)
+        return -1;
+    if (write_at(fd, rw->out.p, rw->out.len, 0) != 0)
+        return fail(q, "writing %s: %s", q->new_path, strerror(errno));
+    rw->size = rw->out.len;
+    buf_reset(&rw->out);
+    return 0;
+}
+
+/* A slice of the copy being made. */
+struct copy {
+    struct qlog *q;
+    const struct qqueue *queue;
+    size_t budget; /* bytes the slice may take */
+    size_t bytes;  /* counted towards it */
+    bool nomem;
+};
+
+/* Adds one message to the slice; stops the walk when the slice is full. */
+static int copy_one(void *ctx, const struct mqueue_msg *m)
+{
+    struct copy *c = ctx;
+    struct buf *out = &c->q->rw.out;
+    size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
+    unsigned char *p = record_begin(out, len);
+    if (!p) {
+        c->nomem = true;
+        return 1;
+    }
+    encode_push(p, c->queue, m);
+    record_end(out, len);
+    c->bytes += QLOG_REC_HEAD + len;
+    return c->bytes >= c->budget;
+}
+
+/* Moves the walk on to the next queue down the list (an older one). */
+static void next_queue(struct rewrite *rw)
+{
+    struct qqueue *next = rw->queue->all_next;
+    assert(!next || next->seq < rw->queue->seq);
+    rw->queue = next;
+    rw->pos = (struct mqueue_pos){0};
+}
+
+/* Adds the next slice of live messages to the new file's buffer, from where the walk stopped
+ * until the slice is full or every queue is copied; the slice that ends the walk ends with
+ * NEXT_ID and COMMIT. */
+static int copy_slice(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    struct copy c = {q, NULL, q->slice + rw->pushed, 0, false};
+    rw->pushed = 0;
+    while (rw->queue && !c.nomem && c.bytes < c.budget) {
+        c.queue = rw->queue;
+        if (mqueue_walk_from(&rw->queue->mq, &rw->pos, copy_one, &c) == 0) {
+            next_queue(rw);
+            c.bytes += QLOG_QUEUE_STEP;
+        }
+    }
+    if (c.nomem)
+        return fail(q, "rewriting %s: out of memory", q->path);
+    if (!rw->queue && (add_next_id(q, &rw->out) != 0 || add_commit(q, &rw->out) != 0))
+        return -1;
+    return 0;
+}
+
+/* Writes to the new file what this commit gave it: the batch's mirror, sealed with a COMMIT,
+ * and while copying the next slice. The slice that ends the walk ends the copy. */
+static int rewrite_write(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    if (rw->out.len > 0 && add_commit(q, &rw->out) != 0)
+        return -1;
+    if (rw->state == QLOG_REWRITE_COPYING && copy_slice(q) != 0)
+        return -1;
+    if (rw->out.len > 0) {
+        if (write_at(rw->fd, rw->out.p, rw->out.len, rw->size) != 0)
+            return fail(q, "writing %s: %s", q->new_path, strerror(errno));
+        rw->size += rw->out.len;
+        buf_reset(&rw->out);
+    }
+    if (rw->state == QLOG_REWRITE_COPYING && !rw->queue)
+        rewrite_enter(q, QLOG_REWRITE_SYNCING);
+    return 0;
+}
+
+/* Runs on a worker: closes the old log. Its last descriptor going frees the file's blocks and
+ * cached pages, tens of milliseconds for a log of a hundred MB. */
+static void close_run(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+/* Closes the descriptor of the old log, off the loop when the log can hand work off. */
+static void close_old(const struct qlog *q, int fd)
+{
+    if (!q->submit || q->submit(q->submit_ctx, close_run, NULL, (void *)(intptr_t)fd) != 0)
+        close(fd);
+}
+
+/* Puts the flushed new file in place of the log; from now on it is the log. */
+static int rewrite_finish(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    assert(!rw->flush && rw->out.len == 0);
+    /* With --fsync a commit's guarantee is about the log it was written to: the old one, which
+     * stays the log until the rename, so nothing changes for a commit during a rewrite. What
+     * was mirrored since the flush began must be on the disk in the new file before it takes
+     * over; that tail is short (what came during one flush), and only --fsync waits for it. */
+    if (q->fsync && rw->size > rw->synced && fdatasync(rw->fd) != 0)
+        return fail(q, "flushing %s: %s", q->new_path, strerror(errno));
+    if (rename(q->new_path, q->path) != 0)
+        return fail(q, "renaming %s: %s", q->new_path, strerror(errno));
+    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
+    close_old(q, q->fd);
+    q->fd = rw->fd;
+    q->file_size = rw->size;
+    q->compact_floor = q->compact_min;
+    rw->fd = -1;
+    rewrite_enter(q, QLOG_REWRITE_IDLE);
+    return 0;
+}
+
+/* Hands off a flush of the new file when one is due (while copying, every sync_every bytes,
+ * and only when there is a submit function; once the copy is whole, until a flush covered it)
+ * and puts the file in place once one has. */
+static int rewrite_sync(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    bool due = rw->state == QLOG_REWRITE_SYNCING
+                   ? rw->synced < rw->copy_end
+                   : q->submit && rw->size - rw->synced >= q->sync_every;
+    if (due && !rw->flush && flush_start(q) != 0)
+        return -1;
+    if (rw->flush_err)
+        return fail(q, "flushing %s: %s", q->new_path, strerror(rw->flush_err));
+    if (rw->state == QLOG_REWRITE_SYNCING && rw->synced >= rw->copy_end)
+        return rewrite_finish(q);
+    return 0;
+}
+
+/* True when the log has grown well past its live messages. */
+static bool rewrite_due(const struct qlog *q)
+{
+    return q->file_size >= q->compact_floor && q->file_size >= QLOG_COMPACT_RATIO * q->live_bytes;
+}
+
+/* Moves the rewrite on after a commit: starts one when the log is due, writes this commit's
+ * share to the new file and hands off or checks its flush. Returns 0, or -1 when it failed:
+ * then it is dropped and the log kept. */
+static int rewrite_step(struct qlog *q)
+{
+    if (q->rw.state == QLOG_REWRITE_IDLE && !rewrite_due(q))
+        return 0;
+    if ((q->rw.state == QLOG_REWRITE_IDLE && rewrite_start(q) != 0) || rewrite_write(q) != 0 ||
+        rewrite_sync(q) != 0)
+        return rewrite_abandon(q);
+    return 0;
+}
+
+/* Rewrites the log whole, here and now (at open, before anything is served). */
+static int rewrite_all(struct qlog *q)
+{
+    assert(q->rw.state == QLOG_REWRITE_IDLE && !q->submit);
+    if (rewrite_start(q) != 0)
+        return rewrite_abandon(q);
+    while (q->rw.state != QLOG_REWRITE_IDLE)
+        if (rewrite_write(q) != 0 || rewrite_sync(q) != 0)
+            return rewrite_abandon(q);
+    return 0;
 }
 
 /* ---- loading ---- */
@@ -790,14 +1084,77 @@ static int load(struct qlog *q)
         return -1;
     if (q->file_size < size && ftruncate(q->fd, (off_t)q->file_size) != 0)
         return fail(q, "truncating %s: %s", q->path, strerror(errno));
-    if (q->damaged && rewrite(q) != 0)
+    if (q->damaged && rewrite_all(q) != 0)
         log_error("queue log: %s; the damage stays in the file and is skipped again", q->err);
     return 0;
 }
 
 /* ---- the interface ---- */
 
-int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
+/* Writes the batch to the log, flushed with --fsync when it holds a message. Returns 0, or -1
+ * when it was lost: then it is undone, in memory and in a rewrite's mirror. */
+static int write_batch(struct qlog *q)
+{
+    if (add_commit(q, &q->batch) != 0)
+        goto fail;
+    /* Acknowledgements alone are not flushed: losing them to a power cut only means those
+     * messages are delivered again (at-least-once); the next flush covers them. */
+    if (write_at(q->fd, q->batch.p, q->batch.len, q->file_size) != 0 ||
+        (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
+        fail(q, "writing %s: %s", q->path, strerror(errno));
+        goto fail;
+    }
+    q->file_size += q->batch.len;
+    batch_done(q);
+    return 0;
+
+fail:
+    /* What reached the file has no COMMIT after it (or is cut here): it is never loaded, and
+     * the next batch is written over it. */
+    if (ftruncate(q->fd, (off_t)q->file_size) != 0)
+        log_error("queue log: cannot cut a failed batch from %s: %s", q->path, strerror(errno));
+    batch_undo(q);
+    batch_done(q);
+    buf_reset(&q->rw.out); /* it held this batch's mirror alone */
+    q->rw.pushed = 0;
+    return -1;
+}
+
+/* Takes the parameters of qlog_open, or their defaults. */
+static void take_params(struct qlog *q, const struct qlog_params *p)
+{
+    const struct qlog_params none = {0};
+    if (!p)
+        p = &none;
+    q->slice = p->rewrite_slice ? p->rewrite_slice : QLOG_REWRITE_SLICE;
+    q->sync_every = p->rewrite_sync_every ? p->rewrite_sync_every : QLOG_REWRITE_SYNC_EVERY;
+    q->compact_min = p->compact_min ? p->compact_min : QLOG_COMPACT_MIN;
+    q->compact_floor = q->compact_min;
+}
+
+/* Keeps the path of the log and makes the path of a rewrite's file. */
+static int take_paths(struct qlog *q, const char *path)
+{
+    size_t n = strlen(path);
+    q->path = strdup(path);
+    q->new_path = malloc(n + sizeof ".new");
+    if (!q->path || !q->new_path)
+        return fail(q, "out of memory");
+    memcpy(q->new_path, path, n);
+    memcpy(q->new_path + n, ".new", sizeof ".new");
+    return 0;
+}
+
+/* Removes the file of a rewrite that did not finish: the log still holds everything (the new
+ * file replaces it only by a rename, and then its old name is gone). */
+static void remove_stale_rewrite(const struct qlog *q)
+{
+    if (unlink(q->new_path) == 0)
+        log_info("queue log: removed %s, left by a rewrite that did not finish", q->new_path);
+}
+
+int qlog_open(struct qlog **out, const char *path, const struct qlog_params *p, char *err,
+              size_t errlen)
 {
     struct qlog *q = calloc(1, sizeof *q);
     *out = NULL;
@@ -808,15 +1165,13 @@ int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
     }
     if (!crc_fn)
         crc_init();
-    q->fd = -1;
+    q->fd = q->rw.fd = -1;
     q->next_id = 1;
-    q->compact_floor = QLOG_COMPACT_MIN;
+    take_params(q, p);
     strmap_init(&q->queues);
-    q->path = strdup(path);
-    if (!q->path) {
-        fail(q, "out of memory");
+    if (take_paths(q, path) != 0)
         goto fail;
-    }
+    remove_stale_rewrite(q);
     q->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (q->fd < 0) {
         fail(q, "opening %s: %s", path, strerror(errno));
@@ -824,7 +1179,8 @@ int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
     }
     if (load(q) != 0)
         goto fail;
-    maybe_rewrite(q);
+    if (rewrite_due(q) && rewrite_all(q) != 0)
+        log_error("queue log: %s; keeping the old log", q->err);
     *out = q;
     return 0;
 
@@ -839,8 +1195,9 @@ void qlog_close(struct qlog *q)
 {
     if (!q)
         return;
+    rewrite_drop(q); /* the log holds everything; the last batch goes to it alone */
     if (q->fd >= 0) {
-        if (qlog_commit(q) != 0)
+        if (q->batch.len > 0 && write_batch(q) != 0) /* and starts no rewrite */
             log_error("queue log: last batch lost at close: %s", q->err);
         close(q->fd);
     }
@@ -851,9 +1208,22 @@ void qlog_close(struct qlog *q)
     }
     strmap_free(&q->queues);
     free(q->batch.p);
+    free(q->rw.out.p);
     free(q->undo);
     free(q->path);
+    free(q->new_path);
     free(q);
+}
+
+void qlog_set_submit(struct qlog *q, store_submit_fn submit, void *ctx)
+{
+    q->submit = submit;
+    q->submit_ctx = ctx;
+}
+
+enum qlog_rewrite_state qlog_rewrite_state(const struct qlog *q)
+{
+    return q->rw.state;
 }
 
 void qlog_set_fsync(struct qlog *q, bool on)
@@ -863,30 +1233,11 @@ void qlog_set_fsync(struct qlog *q, bool on)
 
 int qlog_commit(struct qlog *q)
 {
-    if (q->batch.len == 0)
-        return 0;
-    if (add_commit(q, &q->batch) != 0)
-        goto fail;
-    /* Acknowledgements alone are not flushed: losing them to a power cut only means those
-     * messages are delivered again (at-least-once); the next flush covers them. */
-    if (write_at(q->fd, q->batch.p, q->batch.len, q->file_size) != 0 ||
-        (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
-        fail(q, "writing %s: %s", q->path, strerror(errno));
-        goto fail;
-    }
-    q->file_size += q->batch.len;
-    batch_done(q);
-    maybe_rewrite(q);
+    if (q->batch.len > 0 && write_batch(q) != 0)
+        return -1;
+    if (rewrite_step(q) != 0)
+        log_error("queue log: %s; keeping the old log", q->err);
     return 0;
-
-fail:
-    /* What reached the file has no COMMIT after it (or is cut here): it is never loaded, and
-     * the next batch is written over it. */
-    if (ftruncate(q->fd, (off_t)q->file_size) != 0)
-        log_error("queue log: cannot cut a failed batch from %s: %s", q->path, strerror(errno));
-    batch_undo(q);
-    batch_done(q);
-    return -1;
 }
 
 const char *qlog_error(const struct qlog *q)
@@ -904,7 +1255,7 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
     if (id < q->next_id)
         return fail(q, "message id %lld was given before", (long long)id);
     struct qqueue *queue = queue_get(q, recipient, rlen);
-    size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len;
+    size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len, from = q->batch.len;
     unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
@@ -915,6 +1266,7 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
     q->undo_len++;
     encode_push_fields(p, queue, id, sent_at, sender, slen, body, body_len);
     record_end(&q->batch, len);
+    mirror_push(q, queue, from);
     q->next_id = id + 1;
     q->batch_pushes = true;
     return 0;
@@ -936,11 +1288,14 @@ int qlog_raise_next_id(struct qlog *q, int64_t next_id)
     if (next_id <= q->next_id)
         return 0;
     int64_t old = q->next_id;
+    size_t from = q->batch.len;
     q->next_id = next_id;
     if (add_next_id(q, &q->batch) != 0) {
         q->next_id = old;
         return -1;
     }
+    if (q->rw.state != QLOG_REWRITE_IDLE)
+        mirror(q, from);
     return 0;
 }
 
@@ -964,7 +1319,12 @@ int qlog_set_store_id(struct qlog *q, const char *id)
     if (strlen(id) != QLOG_STORE_ID_LEN)
         return fail(q, "a store id has %d characters", QLOG_STORE_ID_LEN);
     memcpy(q->store_id, id, QLOG_STORE_ID_LEN + 1);
-    return add_store_id(q, &q->batch);
+    size_t from = q->batch.len;
+    if (add_store_id(q, &q->batch) != 0)
+        return -1;
+    if (q->rw.state != QLOG_REWRITE_IDLE)
+        mirror(q, from);
+    return 0;
 }
 
 /* Hands messages of a walk to a store_msg callback. */
@@ -1005,7 +1365,7 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     struct qqueue *queue = queue_find(q, recipient, rlen);
     if (!queue || queue->mq.count == 0)
         return 0; /* nothing to remove, nothing to write */
-    size_t len = QLOG_ACK_FIXED + rlen;
+    size_t len = QLOG_ACK_FIXED + rlen, from = q->batch.len;
     unsigned char *p = undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
@@ -1019,6 +1379,8 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     put_u16(p + 9, (uint16_t)rlen);
     memcpy(p + QLOG_ACK_FIXED, recipient, rlen);
     record_end(&q->batch, len);
+    if (copy_begun(q, queue))
+        mirror(q, from);
     return 0;
 }
 

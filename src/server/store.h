@@ -102,6 +102,11 @@ void store_backend_names(char *out, size_t len);
 int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
                size_t errlen);
 
+/* Runs `job(arg)` on another thread, then `done(arg)` (unless NULL) on the loop's thread.
+ * Returns 0, or -1 when the job cannot be queued now (then neither runs). */
+typedef int (*store_submit_fn)(void *ctx, void (*job)(void *arg), void (*done)(void *arg),
+                               void *arg);
+
 /* What a backend on a network engine needs besides the directory (store_open_with). */
 struct store_params {
     const char *dir; /* the data directory (the local files; a cluster node's own files) */

@@ -564,7 +564,7 @@ static int open_queue(struct store_local *st, const char *dir)
 
     if (store_path(st, path, dir, STORE_QUEUE_NAME) != 0)
         return -1;
-    return qlog_open(&st->queue, path, st->err, sizeof st->err);
+    return qlog_open(&st->queue, path, NULL, st->err, sizeof st->err);
 }
 
 /* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */

@@ -113,6 +113,8 @@ struct store_params {
     bool accept_loss;
     struct event_base *base; /* the loop an asynchronous backend answers from */
     struct cluster *cluster; /* the node's cluster (cluster.h), for the redis backend */
+    store_submit_fn submit;  /* slow file work off the loop (the worker pool); NULL: on it */
+    void *submit_ctx;        /* its first argument */
     struct store *owner;     /* set by store_open_with: what a backend passes to store_note */
 };
 

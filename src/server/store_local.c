@@ -884,8 +884,10 @@ static int local_open(void **out, const struct store_params *p, char *err, size_
 {
     struct store_local *st;
     int rc = open_store(&st, p->dir, p->accept_loss, err, errlen);
-    if (rc == 0)
+    if (rc == 0) {
         st->owner = p->owner;
+        qlog_set_submit(st->queue, p->submit, p->submit_ctx);
+    }
     *out = st;
     return rc;
 }

@@ -56,9 +56,9 @@ struct qlog_params {
 int qlog_open(struct qlog **out, const char *path, const struct qlog_params *p, char *err,
               size_t errlen);
 
-/* Hands the slow file work of a rewrite (the flushes of its file, the close of the old log) to
- * `submit` from now on (the worker pool), so that a commit never waits for it; without it, it
- * runs in qlog_commit. */
+/* Hands the slow file work of a rewrite (the flushes of its file, the close of the old log, the
+ * directory's flush without --fsync) to `submit` from now on (the worker pool), so that a
+ * commit never waits for it; without it, it runs in qlog_commit. */
 void qlog_set_submit(struct qlog *q, store_submit_fn submit, void *ctx);
 
 /* Returns where a rewrite of the log stands. */

@@ -213,8 +213,8 @@ static int join_cluster(struct server *srv)
     return 0;
 }
 
-/* Hands the store's slow file work (the flushes of a queue log rewrite, the close of the old
- * log) to the workers. */
+/* Hands the store's slow file work (the flushes and the close of a queue log rewrite) to the
+ * workers. */
 static int submit_to_workers(void *pool, void (*job)(void *arg), void (*done)(void *arg), void *arg)
 {
     return worker_submit(pool, job, done, arg) ? 0 : -1;

@@ -57,7 +57,7 @@ static void check_whole(struct qlog *q)
     if (qlog_push(q, "fuzz", "fuzzed", 1, "x", 1, &id) != 0 || qlog_commit(q) != 0)
         abort();
     qlog_close(q);
-    if (qlog_open(&q, path, err, sizeof err) != 0 || qlog_damaged(q) ||
+    if (qlog_open(&q, path, NULL, err, sizeof err) != 0 || qlog_damaged(q) ||
         qlog_count(q, "fuzzed") < 1 || qlog_next_id(q) <= id)
         abort();
     qlog_close(q);
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         atexit(remove_dir);
         snprintf(path, sizeof path, "%s/parley.queue", dir);
     }
-    if (write_log(data, size) == 0 && qlog_open(&q, path, err, sizeof err) == 0)
+    if (write_log(data, size) == 0 && qlog_open(&q, path, NULL, err, sizeof err) == 0)
         check_whole(q);
     empty_dir();
     return 0;

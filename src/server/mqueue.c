@@ -184,6 +184,49 @@ void mqueue_walk(struct mqueue *mq, int64_t after_id, size_t limit,
     }
 }
 
+/* Returns the first waiting message, or NULL when there is none. */
+static const struct mqueue_msg *front(const struct mqueue *mq)
+{
+    if (mq->count == 0)
+        return NULL;
+    const struct mqueue_block *b = mq->head;
+    uint32_t off = mq->head_off;
+    while (off >= b->used) { /* a waiting message follows: count says so */
+        b = b->next;
+        off = 0;
+    }
+    return msg_at(b, off);
+}
+
+int mqueue_walk_from(struct mqueue *mq, struct mqueue_pos *pos,
+                     int (*fn)(void *ctx, const struct mqueue_msg *m), void *ctx)
+{
+    const struct mqueue_msg *first = front(mq);
+    if (!first)
+        return 0;
+    /* While the first message is at or before the one last passed, that one is still queued and
+     * its block allocated; otherwise every message is new to this walk. */
+    struct mqueue_block *b = pos->block;
+    uint32_t off = pos->off;
+    if (!b || first->id > pos->after) {
+        b = mq->head;
+        off = mq->head_off;
+    }
+    while (b) {
+        if (off >= b->used) {
+            b = b->next;
+            off = 0;
+            continue;
+        }
+        const struct mqueue_msg *m = msg_at(b, off);
+        off += m->size;
+        *pos = (struct mqueue_pos){b, off, m->id};
+        if (fn(ctx, m) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 void mqueue_free(struct mqueue *mq)
 {
     struct mqueue_block *b = mq->first;

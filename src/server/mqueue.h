@@ -65,6 +65,22 @@ void mqueue_release(struct mqueue *mq);
 void mqueue_walk(struct mqueue *mq, int64_t after_id, size_t limit,
                  int (*fn)(void *ctx, const struct mqueue_msg *m), void *ctx);
 
+/* A place in a queue that a caller keeps between walks of its own (mqueue_walk_from), apart
+ * from the queue's cursor, which every mqueue_walk moves. Zero-initialised it is the front. It
+ * stays usable across pushes, cuts, releases and undos, as long as the message it was last
+ * moved past is not taken back (mqueue_unpush). */
+struct mqueue_pos {
+    struct mqueue_block *block; /* block of the message last passed, or NULL */
+    uint32_t off;               /* just after that message */
+    int64_t after;              /* its id */
+};
+
+/* Calls `fn` for each message after `pos`, in order, moving `pos` past each, until `fn` returns
+ * non-zero. Messages cut since are not passed; when every message `pos` had passed is gone, the
+ * walk starts at the front. Returns 1 when `fn` stopped it, 0 when it passed the last message. */
+int mqueue_walk_from(struct mqueue *mq, struct mqueue_pos *pos,
+                     int (*fn)(void *ctx, const struct mqueue_msg *m), void *ctx);
+
 /* Frees everything; the queue is empty afterwards. */
 void mqueue_free(struct mqueue *mq);
 

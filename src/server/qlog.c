@@ -18,6 +18,7 @@
 
 #include "common/fileio.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,14 +45,17 @@
 #define QLOG_PUSH_FIXED 25             /* type, id, sent_at, three lengths */
 #define QLOG_ACK_FIXED 11              /* type, up_to_id, recipient length */
 #define QLOG_NEXT_ID_LEN 9
-#define QLOG_MAX_COPIES 100  /* names tried for the copy of a damaged log */
-#define QLOG_MAX_REPORTED 10 /* unreadable stretches logged one by one */
+#define QLOG_QUEUE_STEP 64       /* bytes a queue counts for in a slice of a rewrite */
+#define QLOG_FREE_STEP (8 << 20) /* the old log is freed in steps of this many bytes */
+#define QLOG_MAX_COPIES 100      /* names tried for the copy of a damaged log */
+#define QLOG_MAX_REPORTED 10     /* unreadable stretches logged one by one */
 
 enum rec_type { REC_PUSH = 1, REC_ACK = 2, REC_NEXT_ID = 3, REC_COMMIT = 4, REC_STORE_ID = 5 };
 
 /* The queue of one recipient. Queues are never freed before the log closes. */
 struct qqueue {
-    struct qqueue *all_next;
+    struct qqueue *all_next; /* the one made before it: the list is newest first */
+    uint64_t seq;            /* the order it was made in */
     struct mqueue mq;
     uint16_t name_len;
     char name[];
@@ -66,18 +70,56 @@ struct undo {
     struct mqueue_mark mark;
 };
 
+/* Records being gathered before they are written: the batch, the copy of a rewrite. */
+struct buf {
+    unsigned char *p;
+    size_t len, cap;
+};
+
+/* A flush of a rewrite's file handed to a worker. It owns a duplicate of the descriptor, so
+ * the log may drop the rewrite, or close, while it runs. */
+struct flush {
+    struct qlog *q; /* NULL once the log no longer waits for it */
+    int fd;
+    uint64_t size; /* bytes of the file it covers */
+    int err;       /* errno of its fdatasync, or 0 */
+};
+
+/* A rewrite of the log (see "the rewrite" below). */
+struct rewrite {
+    enum qlog_rewrite_state state; /* changed by rewrite_enter only */
+    int fd;                        /* <path>.new, or -1 */
+    uint64_t size;                 /* bytes written to it */
+    uint64_t synced;               /* bytes a finished flush covered */
+    uint64_t copy_end;             /* SYNCING: its size when the copy was whole */
+    int flush_err;                 /* errno of a flush that failed, or 0 */
+    struct flush *flush;           /* the flush handed off and not done, or NULL */
+    struct qqueue *queue;          /* COPYING: the queue being copied; NULL when all are */
+    struct mqueue_pos pos;         /* where in it */
+    size_t pushed;                 /* bytes the batch pushed to it: the next slice adds them */
+    uint64_t first_new;            /* a queue with this seq or above was made during it */
+    struct buf out;                /* for the file: the batch's mirror, then a slice */
+};
+
 struct qlog {
     int fd;
     char *path;
+    char *new_path; /* <path>.new, the file of a rewrite */
     bool fsync;
     uint64_t file_size;     /* bytes of committed records (the file may hold more) */
     uint64_t live_bytes;    /* what the live messages take as records */
     uint64_t compact_floor; /* do not try a rewrite below this file size */
+    uint64_t compact_min;   /* the floor after a rewrite; it rises by this after a failure */
+    size_t slice;           /* bytes a commit copies in a rewrite */
+    size_t sync_every;      /* bytes a rewrite writes between two flushes handed off */
+    store_submit_fn submit; /* hands the flushes of a rewrite off the loop, or NULL */
+    void *submit_ctx;
+    struct rewrite rw;
     int64_t next_id;
     struct strmap queues;
     struct qqueue *all;
-    unsigned char *batch;
-    size_t batch_len, batch_cap;
+    uint64_t next_seq;
+    struct buf batch;
     bool batch_pushes; /* the batch holds a new message (it needs the flush of --fsync) */
     struct undo *undo;
     size_t undo_len, undo_cap;
@@ -216,6 +258,7 @@ static struct qqueue *queue_get(struct qlog *q, const char *name, size_t len)
         return NULL;
     memcpy(queue->name, name, len);
     queue->name_len = (uint16_t)len;
+    queue->seq = q->next_seq++;
     if (strmap_put(&q->queues, queue->name, queue) != 0) {
         free(queue);
         return NULL;
@@ -249,30 +292,48 @@ static int64_t queue_cut(struct qlog *q, struct qqueue *queue, int64_t up_to_id,
 
 /* ---- the batch ---- */
 
-/* Makes room for a record of `payload_len` bytes; returns where its payload goes, or NULL. */
-static unsigned char *record_begin(struct qlog *q, size_t payload_len)
+/* Makes room for `n` more bytes in `b`; returns where they go, or NULL. */
+static unsigned char *buf_room(struct buf *b, size_t n)
 {
-    size_t need = q->batch_len + QLOG_REC_HEAD + payload_len;
-    if (need > q->batch_cap) {
-        size_t cap = q->batch_cap ? q->batch_cap : 4096;
+    size_t need = b->len + n;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
         while (cap < need)
             cap *= 2;
-        unsigned char *b = realloc(q->batch, cap);
-        if (!b)
+        unsigned char *p = realloc(b->p, cap);
+        if (!p)
             return NULL;
-        q->batch = b;
-        q->batch_cap = cap;
+        b->p = p;
+        b->cap = cap;
     }
-    return q->batch + q->batch_len + QLOG_REC_HEAD;
+    return b->p + b->len;
+}
+
+/* Empties `b`, freeing its memory when it grew large. */
+static void buf_reset(struct buf *b)
+{
+    b->len = 0;
+    if (b->cap > QLOG_BATCH_KEEP) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+/* Makes room for a record of `payload_len` bytes; returns where its payload goes, or NULL. */
+static unsigned char *record_begin(struct buf *b, size_t payload_len)
+{
+    unsigned char *head = buf_room(b, QLOG_REC_HEAD + payload_len);
+    return head ? head + QLOG_REC_HEAD : NULL;
 }
 
 /* Seals the record whose payload record_begin returned. */
-static void record_end(struct qlog *q, size_t payload_len)
+static void record_end(struct buf *b, size_t payload_len)
 {
-    unsigned char *head = q->batch + q->batch_len;
+    unsigned char *head = b->p + b->len;
     put_u32(head, (uint32_t)payload_len);
     put_u32(head + 4, crc32_of(head + QLOG_REC_HEAD, payload_len));
-    q->batch_len += QLOG_REC_HEAD + payload_len;
+    b->len += QLOG_REC_HEAD + payload_len;
 }
 
 static int undo_reserve(struct qlog *q)
@@ -312,40 +373,40 @@ static void encode_push(unsigned char *p, const struct qqueue *queue, const stru
                        m->text + m->sender_len + 1, m->body_len);
 }
 
-/* Adds a NEXT_ID record to the batch. */
-static int add_next_id(struct qlog *q)
+/* Adds a NEXT_ID record to `b`. */
+static int add_next_id(struct qlog *q, struct buf *b)
 {
-    unsigned char *p = record_begin(q, QLOG_NEXT_ID_LEN);
+    unsigned char *p = record_begin(b, QLOG_NEXT_ID_LEN);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_NEXT_ID;
     put_i64(p + 1, q->next_id);
-    record_end(q, QLOG_NEXT_ID_LEN);
+    record_end(b, QLOG_NEXT_ID_LEN);
     return 0;
 }
 
-/* Adds a STORE_ID record to the batch when the log has a store id. */
-static int add_store_id(struct qlog *q)
+/* Adds a STORE_ID record to `b` when the log has a store id. */
+static int add_store_id(struct qlog *q, struct buf *b)
 {
     if (!q->store_id[0])
         return 0;
-    unsigned char *p = record_begin(q, 1 + QLOG_STORE_ID_LEN);
+    unsigned char *p = record_begin(b, 1 + QLOG_STORE_ID_LEN);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_STORE_ID;
     memcpy(p + 1, q->store_id, QLOG_STORE_ID_LEN);
-    record_end(q, 1 + QLOG_STORE_ID_LEN);
+    record_end(b, 1 + QLOG_STORE_ID_LEN);
     return 0;
 }
 
-/* Adds a COMMIT record to the batch. */
-static int add_commit(struct qlog *q)
+/* Adds a COMMIT record to `b`. */
+static int add_commit(struct qlog *q, struct buf *b)
 {
-    unsigned char *p = record_begin(q, 1);
+    unsigned char *p = record_begin(b, 1);
     if (!p)
         return fail(q, "out of memory");
     p[0] = REC_COMMIT;
-    record_end(q, 1);
+    record_end(b, 1);
     return 0;
 }
 
@@ -371,13 +432,8 @@ static void batch_done(struct qlog *q)
         if (q->undo[i].kind == UNDO_ACK)
             mqueue_release(&q->undo[i].queue->mq);
     q->undo_len = 0;
-    q->batch_len = 0;
     q->batch_pushes = false;
-    if (q->batch_cap > QLOG_BATCH_KEEP) {
-        free(q->batch);
-        q->batch = NULL;
-        q->batch_cap = 0;
-    }
+    buf_reset(&q->batch);
 }
 
 /* ---- the file ---- */
@@ -401,95 +457,383 @@ static int write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
     return 0;
 }
 
-/* Copying the waiting messages into a new log. */
-struct copy {
-    struct qlog *q;
-    const struct qqueue *queue;
-    int fd;
-    uint64_t size; /* bytes written so far */
-    int err;       /* errno of a failure, or 0 */
-};
+/* ---- the rewrite ----
+ *
+ * When the log has grown well past its live messages they are copied to <path>.new, a slice
+ * per commit (q->slice bytes), by a walk down the list of queues (newest first) that keeps
+ * its place: the queue being copied and the position in it. The log stays the log meanwhile:
+ * every batch is written to it first, and what the batch changed in the part already copied
+ * is mirrored to the new file, with the batch's COMMIT, so that each change reaches it once and
+ * in order:
+ * - a PUSH to a queue copied whole is mirrored; one to the queue being copied, or to one not
+ *   reached yet, is not: the walk copies it when it gets there (the next slice is larger by
+ *   what the batch pushed to the queue being copied, so that pushes cannot outrun the walk);
+ * - an ACK to a queue whose copy has begun is mirrored (the part copied loses what it took;
+ *   the walk does not see it in the rest); one to a queue not reached yet is not;
+ * - a queue made during the rewrite goes to the front of the list, behind the walk: it counts
+ *   as copied whole (asserted);
+ * - NEXT_ID and STORE_ID records are always mirrored.
+ * A batch that is taken back takes its mirror back. When the walk is done (NEXT_ID, COMMIT),
+ * the file is flushed off the loop (q->submit; also every q->sync_every bytes while copying)
+ * while commits go on writing to both files; the first commit after a flush covered the whole
+ * copy renames the new file over the log and writes only there from then on (the old log's
+ * close, and without --fsync the directory's flush, go off the loop too). Any failure
+ * drops the new file and keeps the log, and the next try waits until the log grew by
+ * compact_min. A crash leaves the old log whole (a stale <path>.new is removed at open), or the
+ * new one, renamed only once flushed. */
 
-/* Adds one message to the new log, writing the batch buffer out when it grows. */
-static int copy_one(void *ctx, const struct mqueue_msg *m)
+/* The only place the state changes. */
+static void rewrite_enter(struct qlog *q, enum qlog_rewrite_state to)
 {
-    struct copy *c = ctx;
-    struct qlog *q = c->q;
-    size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
-    unsigned char *p = record_begin(q, len);
-    if (!p) {
-        c->err = ENOMEM;
-        return 1;
-    }
-    encode_push(p, c->queue, m);
-    record_end(q, len);
-    if (q->batch_len >= QLOG_BATCH_KEEP / 2) {
-        if (write_at(c->fd, q->batch, q->batch_len, c->size) != 0) {
-            c->err = errno;
-            return 1;
-        }
-        c->size += q->batch_len;
-        q->batch_len = 0;
-    }
-    return 0;
+    struct rewrite *rw = &q->rw;
+    assert((rw->state == QLOG_REWRITE_IDLE && to == QLOG_REWRITE_COPYING) ||
+           (rw->state == QLOG_REWRITE_COPYING && to == QLOG_REWRITE_SYNCING) ||
+           (rw->state != QLOG_REWRITE_IDLE && to == QLOG_REWRITE_IDLE));
+    if (to == QLOG_REWRITE_SYNCING)
+        rw->copy_end = rw->size;
+    rw->state = to;
 }
 
-/* Writes a new log holding only the live messages next to the old one and renames it over.
- * Returns 0, or -1 (the old log stays in use). */
-static int rewrite(struct qlog *q)
+/* True when the rewrite has copied `queue` whole, so that its new messages go to the new file
+ * as they come. */
+static bool copied_whole(const struct qlog *q, const struct qqueue *queue)
 {
-    char tmp[PATH_MAX];
-    uint64_t size = QLOG_MAGIC_LEN;
-    int fd = -1;
+    const struct rewrite *rw = &q->rw;
+    if (rw->state != QLOG_REWRITE_COPYING)
+        return rw->state == QLOG_REWRITE_SYNCING;
+    bool whole = !rw->queue || queue->seq > rw->queue->seq; /* ahead of the walk in the list */
+    assert(whole || queue->seq < rw->first_new);
+    return whole;
+}
 
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.new", q->path) >= sizeof tmp)
-        return fail(q, "log path too long");
-    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return fail(q, "creating %s: %s", tmp, strerror(errno));
-    if (write_at(fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0 ||
-        add_next_id(q) != 0 || add_store_id(q) != 0)
-        goto fail;
-    struct copy c = {q, NULL, fd, size, 0};
-    for (struct qqueue *queue = q->all; queue && c.err == 0; queue = queue->all_next) {
-        c.queue = queue;
-        mqueue_walk(&queue->mq, 0, 0, copy_one, &c);
-    }
-    size = c.size;
-    if (c.err != 0) {
-        errno = c.err;
-        goto fail;
-    }
-    if (add_commit(q) != 0 || write_at(fd, q->batch, q->batch_len, size) != 0 ||
-        fdatasync(fd) != 0 || rename(tmp, q->path) != 0)
-        goto fail;
-    size += q->batch_len;
-    q->batch_len = 0;
-    fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
-    close(q->fd);
-    q->fd = fd;
-    q->file_size = size;
-    return 0;
+/* True when the rewrite has begun to copy `queue`, or copied it whole. */
+static bool copy_begun(const struct qlog *q, const struct qqueue *queue)
+{
+    return copied_whole(q, queue) || (q->rw.state == QLOG_REWRITE_COPYING && queue == q->rw.queue);
+}
 
-fail:
-    fail(q, "rewriting %s: %s", q->path, strerror(errno));
-    q->batch_len = 0;
-    close(fd);
-    unlink(tmp);
+/* Drops the rewrite: its file goes, the log stays as it is. */
+static void rewrite_drop(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    if (rw->state == QLOG_REWRITE_IDLE)
+        return;
+    if (rw->flush)
+        rw->flush->q = NULL; /* its descriptor is its own: it ends by itself */
+    rw->flush = NULL;
+    close(rw->fd);
+    rw->fd = -1;
+    unlink(q->new_path);
+    buf_reset(&rw->out);
+    rewrite_enter(q, QLOG_REWRITE_IDLE);
+}
+
+/* Drops a rewrite that failed; the next try waits until the log grew by compact_min. Returns
+ * -1. */
+static int rewrite_abandon(struct qlog *q)
+{
+    rewrite_drop(q);
+    q->compact_floor = q->file_size + q->compact_min;
     return -1;
 }
 
-/* Rewrites the log when it has grown well past its live messages. */
-static void maybe_rewrite(struct qlog *q)
+/* Copies the batch's records from `from` on to the new file's buffer. */
+static void mirror(struct qlog *q, size_t from)
 {
-    if (q->file_size < q->compact_floor || q->file_size < QLOG_COMPACT_RATIO * q->live_bytes)
-        return;
-    if (rewrite(q) == 0) {
-        q->compact_floor = QLOG_COMPACT_MIN;
+    size_t n = q->batch.len - from;
+    unsigned char *p = buf_room(&q->rw.out, n);
+    if (!p) {
+        fail(q, "rewriting %s: out of memory", q->path);
+        log_error("queue log: %s; keeping the old log", q->err);
+        rewrite_abandon(q);
         return;
     }
-    log_error("queue log: %s; keeping the old log", q->err);
-    q->compact_floor = q->file_size + QLOG_COMPACT_MIN;
+    memcpy(p, q->batch.p + from, n);
+    q->rw.out.len += n;
+}
+
+/* Mirrors the PUSH to `queue` the batch holds from `from` on when the queue was copied whole;
+ * one to the queue being copied makes the next slice larger by as much instead. */
+static void mirror_push(struct qlog *q, const struct qqueue *queue, size_t from)
+{
+    if (copied_whole(q, queue))
+        mirror(q, from);
+    else if (q->rw.state == QLOG_REWRITE_COPYING && queue == q->rw.queue)
+        q->rw.pushed += q->batch.len - from;
+}
+
+/* Runs on a worker: flushes the new file. */
+static void flush_run(void *arg)
+{
+    struct flush *f = arg;
+    f->err = fdatasync(f->fd) == 0 ? 0 : errno;
+}
+
+/* Runs on the loop when the flush is done: tells the rewrite, unless it was dropped. */
+static void flush_done(void *arg)
+{
+    struct flush *f = arg;
+    if (f->q) {
+        struct rewrite *rw = &f->q->rw;
+        rw->flush = NULL;
+        if (f->err)
+            rw->flush_err = f->err;
+        else
+            rw->synced = f->size;
+    }
+    close(f->fd);
+    free(f);
+}
+
+/* Starts a flush of the new file as it is now: handed off, or run here when the log has no
+ * submit function. A hand-off refused (a full queue) is tried again at the next commit. */
+static int flush_start(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    struct flush *f = malloc(sizeof *f);
+    int fd = f ? fcntl(rw->fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0) {
+        int e = f ? errno : ENOMEM;
+        free(f);
+        return fail(q, "flushing %s: %s", q->new_path, strerror(e));
+    }
+    *f = (struct flush){q, fd, rw->size, 0};
+    if (!q->submit) {
+        flush_run(f);
+        flush_done(f);
+        return 0;
+    }
+    rw->flush = f;
+    if (q->submit(q->submit_ctx, flush_run, flush_done, f) != 0) {
+        rw->flush = NULL;
+        close(fd);
+        free(f);
+    }
+    return 0;
+}
+
+/* Starts a rewrite: the new file with the magic, NEXT_ID and STORE_ID; the walk at the newest
+ * queue. */
+static int rewrite_start(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    int fd = open(q->new_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail(q, "creating %s: %s", q->new_path, strerror(errno));
+    assert(!rw->flush && rw->out.len == 0);
+    rw->fd = fd;
+    rw->size = rw->synced = 0;
+    rw->flush_err = 0;
+    rw->queue = q->all;
+    rw->pos = (struct mqueue_pos){0};
+    rw->pushed = 0;
+    rw->first_new = q->next_seq;
+    rewrite_enter(q, QLOG_REWRITE_COPYING);
+    unsigned char *p = buf_room(&rw->out, QLOG_MAGIC_LEN);
+    if (!p)
+        return fail(q, "out of memory");
+    memcpy(p, QLOG_MAGIC, QLOG_MAGIC_LEN);
+    rw->out.len += QLOG_MAGIC_LEN;
+    if (add_next_id(q, &rw->out) != 0 || add_store_id(q, &rw->out) != 0)
+        return -1;
+    if (write_at(fd, rw->out.p, rw->out.len, 0) != 0)
+        return fail(q, "writing %s: %s", q->new_path, strerror(errno));
+    rw->size = rw->out.len;
+    buf_reset(&rw->out);
+    return 0;
+}
+
+/* A slice of the copy being made. */
+struct copy {
+    struct qlog *q;
+    const struct qqueue *queue;
+    size_t budget; /* bytes the slice may take */
+    size_t bytes;  /* counted towards it */
+    bool nomem;
+};
+
+/* Adds one message to the slice; stops the walk when the slice is full. */
+static int copy_one(void *ctx, const struct mqueue_msg *m)
+{
+    struct copy *c = ctx;
+    struct buf *out = &c->q->rw.out;
+    size_t len = QLOG_PUSH_FIXED + c->queue->name_len + m->sender_len + m->body_len;
+    unsigned char *p = record_begin(out, len);
+    if (!p) {
+        c->nomem = true;
+        return 1;
+    }
+    encode_push(p, c->queue, m);
+    record_end(out, len);
+    c->bytes += QLOG_REC_HEAD + len;
+    return c->bytes >= c->budget;
+}
+
+/* Moves the walk on to the next queue down the list (an older one). */
+static void next_queue(struct rewrite *rw)
+{
+    struct qqueue *next = rw->queue->all_next;
+    assert(!next || next->seq < rw->queue->seq);
+    rw->queue = next;
+    rw->pos = (struct mqueue_pos){0};
+}
+
+/* Adds the next slice of live messages to the new file's buffer, from where the walk stopped
+ * until the slice is full or every queue is copied; the slice that ends the walk ends with
+ * NEXT_ID and COMMIT. */
+static int copy_slice(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    struct copy c = {q, NULL, q->slice + rw->pushed, 0, false};
+    rw->pushed = 0;
+    while (rw->queue && !c.nomem && c.bytes < c.budget) {
+        c.queue = rw->queue;
+        if (mqueue_walk_from(&rw->queue->mq, &rw->pos, copy_one, &c) == 0) {
+            next_queue(rw);
+            c.bytes += QLOG_QUEUE_STEP;
+        }
+    }
+    if (c.nomem)
+        return fail(q, "rewriting %s: out of memory", q->path);
+    if (!rw->queue && (add_next_id(q, &rw->out) != 0 || add_commit(q, &rw->out) != 0))
+        return -1;
+    return 0;
+}
+
+/* Writes to the new file what this commit gave it: the batch's mirror, sealed with a COMMIT,
+ * and while copying the next slice. The slice that ends the walk ends the copy. */
+static int rewrite_write(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    if (rw->out.len > 0 && add_commit(q, &rw->out) != 0)
+        return -1;
+    if (rw->state == QLOG_REWRITE_COPYING && copy_slice(q) != 0)
+        return -1;
+    if (rw->out.len > 0) {
+        if (write_at(rw->fd, rw->out.p, rw->out.len, rw->size) != 0)
+            return fail(q, "writing %s: %s", q->new_path, strerror(errno));
+        rw->size += rw->out.len;
+        buf_reset(&rw->out);
+    }
+    if (rw->state == QLOG_REWRITE_COPYING && !rw->queue)
+        rewrite_enter(q, QLOG_REWRITE_SYNCING);
+    return 0;
+}
+
+/* Runs `job(arg)` on a worker when the log can hand work off and the pool takes it, here
+ * otherwise. */
+static void off_loop(const struct qlog *q, void (*job)(void *arg), void *arg)
+{
+    if (!q->submit || q->submit(q->submit_ctx, job, NULL, arg) != 0)
+        job(arg);
+}
+
+/* Runs on a worker: closes the old log, which no name refers to any more. Its last descriptor
+ * going frees its blocks and pages (60 ms for 100 MB), in one journal transaction that a flush
+ * on the loop (--fsync) would wait behind (25 ms); a few MB at a time, it waits for little. */
+static void close_run(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0)
+        for (off_t size = sb.st_size; size > 0;) {
+            size = size > QLOG_FREE_STEP ? size - QLOG_FREE_STEP : 0;
+            if (ftruncate(fd, size) != 0)
+                break;
+        }
+    close(fd);
+}
+
+/* Runs on a worker: makes the rename durable, and frees the path it is given. */
+static void sync_dir_run(void *arg)
+{
+    fileio_sync_parent(arg); /* best effort: the data itself is flushed already */
+    free(arg);
+}
+
+/* Makes the rename durable. With --fsync the next commit's flush counts only once it is, so it
+ * is done here (the data before it is flushed: the journal has little to write). Without, no
+ * commit waits for the disk, and the directory's flush, which waits for every block written
+ * since the last one, goes to a worker (it took up to 350 ms on the loop under load). */
+static void sync_rename(const struct qlog *q)
+{
+    char *path = q->fsync ? NULL : strdup(q->path);
+    if (path)
+        off_loop(q, sync_dir_run, path);
+    else
+        fileio_sync_parent(q->path); /* best effort, as above */
+}
+
+/* Puts the flushed new file in place of the log; from now on it is the log. */
+static int rewrite_finish(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    assert(!rw->flush && rw->out.len == 0);
+    /* With --fsync a commit's guarantee is about the log it was written to: the old one, which
+     * stays the log until the rename, so nothing changes for a commit during a rewrite. What
+     * was mirrored since the flush began must be on the disk in the new file before it takes
+     * over; that tail is short (what came during one flush), and only --fsync waits for it. */
+    if (q->fsync && rw->size > rw->synced && fdatasync(rw->fd) != 0)
+        return fail(q, "flushing %s: %s", q->new_path, strerror(errno));
+    if (rename(q->new_path, q->path) != 0)
+        return fail(q, "renaming %s: %s", q->new_path, strerror(errno));
+    sync_rename(q);
+    off_loop(q, close_run, (void *)(intptr_t)q->fd);
+    q->fd = rw->fd;
+    q->file_size = rw->size;
+    q->compact_floor = q->compact_min;
+    rw->fd = -1;
+    rewrite_enter(q, QLOG_REWRITE_IDLE);
+    return 0;
+}
+
+/* Hands off a flush of the new file when one is due (while copying, every sync_every bytes,
+ * and only when there is a submit function; once the copy is whole, until a flush covered it)
+ * and puts the file in place once one has. */
+static int rewrite_sync(struct qlog *q)
+{
+    struct rewrite *rw = &q->rw;
+    bool due = rw->state == QLOG_REWRITE_SYNCING
+                   ? rw->synced < rw->copy_end
+                   : q->submit && rw->size - rw->synced >= q->sync_every;
+    if (due && !rw->flush && flush_start(q) != 0)
+        return -1;
+    if (rw->flush_err)
+        return fail(q, "flushing %s: %s", q->new_path, strerror(rw->flush_err));
+    if (rw->state == QLOG_REWRITE_SYNCING && rw->synced >= rw->copy_end)
+        return rewrite_finish(q);
+    return 0;
+}
+
+/* True when the log has grown well past its live messages. */
+static bool rewrite_due(const struct qlog *q)
+{
+    return q->file_size >= q->compact_floor && q->file_size >= QLOG_COMPACT_RATIO * q->live_bytes;
+}
+
+/* Moves the rewrite on after a commit: starts one when the log is due, writes this commit's
+ * share to the new file and hands off or checks its flush. Returns 0, or -1 when it failed:
+ * then it is dropped and the log kept. */
+static int rewrite_step(struct qlog *q)
+{
+    if (q->rw.state == QLOG_REWRITE_IDLE && !rewrite_due(q))
+        return 0;
+    if ((q->rw.state == QLOG_REWRITE_IDLE && rewrite_start(q) != 0) || rewrite_write(q) != 0 ||
+        rewrite_sync(q) != 0)
+        return rewrite_abandon(q);
+    return 0;
+}
+
+/* Rewrites the log whole, here and now (at open, before anything is served). */
+static int rewrite_all(struct qlog *q)
+{
+    assert(q->rw.state == QLOG_REWRITE_IDLE && !q->submit);
+    if (rewrite_start(q) != 0)
+        return rewrite_abandon(q);
+    while (q->rw.state != QLOG_REWRITE_IDLE)
+        if (rewrite_write(q) != 0 || rewrite_sync(q) != 0)
+            return rewrite_abandon(q);
+    return 0;
 }
 
 /* ---- loading ---- */
@@ -669,7 +1013,7 @@ static int create_log(struct qlog *q)
         write_at(q->fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
     q->file_size = QLOG_MAGIC_LEN;
-    if (add_next_id(q) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
+    if (add_next_id(q, &q->batch) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
     fileio_sync_parent(q->path); /* best effort: the data itself is flushed already */
     return 0;
@@ -772,14 +1116,77 @@ static int load(struct qlog *q)
         return -1;
     if (q->file_size < size && ftruncate(q->fd, (off_t)q->file_size) != 0)
         return fail(q, "truncating %s: %s", q->path, strerror(errno));
-    if (q->damaged && rewrite(q) != 0)
+    if (q->damaged && rewrite_all(q) != 0)
         log_error("queue log: %s; the damage stays in the file and is skipped again", q->err);
     return 0;
 }
 
 /* ---- the interface ---- */
 
-int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
+/* Writes the batch to the log, flushed with --fsync when it holds a message. Returns 0, or -1
+ * when it was lost: then it is undone, in memory and in a rewrite's mirror. */
+static int write_batch(struct qlog *q)
+{
+    if (add_commit(q, &q->batch) != 0)
+        goto fail;
+    /* Acknowledgements alone are not flushed: losing them to a power cut only means those
+     * messages are delivered again (at-least-once); the next flush covers them. */
+    if (write_at(q->fd, q->batch.p, q->batch.len, q->file_size) != 0 ||
+        (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
+        fail(q, "writing %s: %s", q->path, strerror(errno));
+        goto fail;
+    }
+    q->file_size += q->batch.len;
+    batch_done(q);
+    return 0;
+
+fail:
+    /* What reached the file has no COMMIT after it (or is cut here): it is never loaded, and
+     * the next batch is written over it. */
+    if (ftruncate(q->fd, (off_t)q->file_size) != 0)
+        log_error("queue log: cannot cut a failed batch from %s: %s", q->path, strerror(errno));
+    batch_undo(q);
+    batch_done(q);
+    buf_reset(&q->rw.out); /* it held this batch's mirror alone */
+    q->rw.pushed = 0;
+    return -1;
+}
+
+/* Takes the parameters of qlog_open, or their defaults. */
+static void take_params(struct qlog *q, const struct qlog_params *p)
+{
+    const struct qlog_params none = {0};
+    if (!p)
+        p = &none;
+    q->slice = p->rewrite_slice ? p->rewrite_slice : QLOG_REWRITE_SLICE;
+    q->sync_every = p->rewrite_sync_every ? p->rewrite_sync_every : QLOG_REWRITE_SYNC_EVERY;
+    q->compact_min = p->compact_min ? p->compact_min : QLOG_COMPACT_MIN;
+    q->compact_floor = q->compact_min;
+}
+
+/* Keeps the path of the log and makes the path of a rewrite's file. */
+static int take_paths(struct qlog *q, const char *path)
+{
+    size_t n = strlen(path);
+    q->path = strdup(path);
+    q->new_path = malloc(n + sizeof ".new");
+    if (!q->path || !q->new_path)
+        return fail(q, "out of memory");
+    memcpy(q->new_path, path, n);
+    memcpy(q->new_path + n, ".new", sizeof ".new");
+    return 0;
+}
+
+/* Removes the file of a rewrite that did not finish: the log still holds everything (the new
+ * file replaces it only by a rename, and then its old name is gone). */
+static void remove_stale_rewrite(const struct qlog *q)
+{
+    if (unlink(q->new_path) == 0)
+        log_info("queue log: removed %s, left by a rewrite that did not finish", q->new_path);
+}
+
+int qlog_open(struct qlog **out, const char *path, const struct qlog_params *p, char *err,
+              size_t errlen)
 {
     struct qlog *q = calloc(1, sizeof *q);
     *out = NULL;
@@ -790,15 +1197,13 @@ int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
     }
     if (!crc_fn)
         crc_init();
-    q->fd = -1;
+    q->fd = q->rw.fd = -1;
     q->next_id = 1;
-    q->compact_floor = QLOG_COMPACT_MIN;
+    take_params(q, p);
     strmap_init(&q->queues);
-    q->path = strdup(path);
-    if (!q->path) {
-        fail(q, "out of memory");
+    if (take_paths(q, path) != 0)
         goto fail;
-    }
+    remove_stale_rewrite(q);
     q->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (q->fd < 0) {
         fail(q, "opening %s: %s", path, strerror(errno));
@@ -806,7 +1211,8 @@ int qlog_open(struct qlog **out, const char *path, char *err, size_t errlen)
     }
     if (load(q) != 0)
         goto fail;
-    maybe_rewrite(q);
+    if (rewrite_due(q) && rewrite_all(q) != 0)
+        log_error("queue log: %s; keeping the old log", q->err);
     *out = q;
     return 0;
 
@@ -821,8 +1227,9 @@ void qlog_close(struct qlog *q)
 {
     if (!q)
         return;
+    rewrite_drop(q); /* the log holds everything; the last batch goes to it alone */
     if (q->fd >= 0) {
-        if (qlog_commit(q) != 0)
+        if (q->batch.len > 0 && write_batch(q) != 0) /* and starts no rewrite */
             log_error("queue log: last batch lost at close: %s", q->err);
         close(q->fd);
     }
@@ -832,10 +1239,23 @@ void qlog_close(struct qlog *q)
         free(queue);
     }
     strmap_free(&q->queues);
-    free(q->batch);
+    free(q->batch.p);
+    free(q->rw.out.p);
     free(q->undo);
     free(q->path);
+    free(q->new_path);
     free(q);
+}
+
+void qlog_set_submit(struct qlog *q, store_submit_fn submit, void *ctx)
+{
+    q->submit = submit;
+    q->submit_ctx = ctx;
+}
+
+enum qlog_rewrite_state qlog_rewrite_state(const struct qlog *q)
+{
+    return q->rw.state;
 }
 
 void qlog_set_fsync(struct qlog *q, bool on)
@@ -845,30 +1265,11 @@ void qlog_set_fsync(struct qlog *q, bool on)
 
 int qlog_commit(struct qlog *q)
 {
-    if (q->batch_len == 0)
-        return 0;
-    if (add_commit(q) != 0)
-        goto fail;
-    /* Acknowledgements alone are not flushed: losing them to a power cut only means those
-     * messages are delivered again (at-least-once); the next flush covers them. */
-    if (write_at(q->fd, q->batch, q->batch_len, q->file_size) != 0 ||
-        (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
-        fail(q, "writing %s: %s", q->path, strerror(errno));
-        goto fail;
-    }
-    q->file_size += q->batch_len;
-    batch_done(q);
-    maybe_rewrite(q);
+    if (q->batch.len > 0 && write_batch(q) != 0)
+        return -1;
+    if (rewrite_step(q) != 0)
+        log_error("queue log: %s; keeping the old log", q->err);
     return 0;
-
-fail:
-    /* What reached the file has no COMMIT after it (or is cut here): it is never loaded, and
-     * the next batch is written over it. */
-    if (ftruncate(q->fd, (off_t)q->file_size) != 0)
-        log_error("queue log: cannot cut a failed batch from %s: %s", q->path, strerror(errno));
-    batch_undo(q);
-    batch_done(q);
-    return -1;
 }
 
 const char *qlog_error(const struct qlog *q)
@@ -886,8 +1287,8 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
     if (id < q->next_id)
         return fail(q, "message id %lld was given before", (long long)id);
     struct qqueue *queue = queue_get(q, recipient, rlen);
-    size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len;
-    unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    size_t len = QLOG_PUSH_FIXED + rlen + slen + body_len, from = q->batch.len;
+    unsigned char *p = queue && undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
     struct undo *u = &q->undo[q->undo_len];
@@ -896,7 +1297,8 @@ int qlog_push_with_id(struct qlog *q, int64_t id, const char *sender, const char
         return fail(q, "out of memory");
     q->undo_len++;
     encode_push_fields(p, queue, id, sent_at, sender, slen, body, body_len);
-    record_end(q, len);
+    record_end(&q->batch, len);
+    mirror_push(q, queue, from);
     q->next_id = id + 1;
     q->batch_pushes = true;
     return 0;
@@ -918,11 +1320,14 @@ int qlog_raise_next_id(struct qlog *q, int64_t next_id)
     if (next_id <= q->next_id)
         return 0;
     int64_t old = q->next_id;
+    size_t from = q->batch.len;
     q->next_id = next_id;
-    if (add_next_id(q) != 0) {
+    if (add_next_id(q, &q->batch) != 0) {
         q->next_id = old;
         return -1;
     }
+    if (q->rw.state != QLOG_REWRITE_IDLE)
+        mirror(q, from);
     return 0;
 }
 
@@ -946,7 +1351,12 @@ int qlog_set_store_id(struct qlog *q, const char *id)
     if (strlen(id) != QLOG_STORE_ID_LEN)
         return fail(q, "a store id has %d characters", QLOG_STORE_ID_LEN);
     memcpy(q->store_id, id, QLOG_STORE_ID_LEN + 1);
-    return add_store_id(q);
+    size_t from = q->batch.len;
+    if (add_store_id(q, &q->batch) != 0)
+        return -1;
+    if (q->rw.state != QLOG_REWRITE_IDLE)
+        mirror(q, from);
+    return 0;
 }
 
 /* Hands messages of a walk to a store_msg callback. */
@@ -987,8 +1397,8 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     struct qqueue *queue = queue_find(q, recipient, rlen);
     if (!queue || queue->mq.count == 0)
         return 0; /* nothing to remove, nothing to write */
-    size_t len = QLOG_ACK_FIXED + rlen;
-    unsigned char *p = undo_reserve(q) == 0 ? record_begin(q, len) : NULL;
+    size_t len = QLOG_ACK_FIXED + rlen, from = q->batch.len;
+    unsigned char *p = undo_reserve(q) == 0 ? record_begin(&q->batch, len) : NULL;
     if (!p)
         return fail(q, "out of memory");
     struct undo *u = &q->undo[q->undo_len];
@@ -1000,7 +1410,9 @@ int qlog_ack(struct qlog *q, const char *recipient, int64_t up_to_id)
     put_i64(p + 1, up_to_id);
     put_u16(p + 9, (uint16_t)rlen);
     memcpy(p + QLOG_ACK_FIXED, recipient, rlen);
-    record_end(q, len);
+    record_end(&q->batch, len);
+    if (copy_begun(q, queue))
+        mirror(q, from);
     return 0;
 }
 

@@ -215,13 +215,22 @@ static int join_cluster(struct server *srv)
     return 0;
 }
 
+/* Hands the store's slow file work (the flushes and the close of a queue log rewrite) to the
+ * workers. */
+static int submit_to_workers(void *pool, void (*job)(void *arg), void (*done)(void *arg), void *arg)
+{
+    return worker_submit(pool, job, done, arg) ? 0 : -1;
+}
+
 static int open_store(struct server *srv)
 {
     char err[512];
     struct store_params p = {.dir = srv->cfg.data_dir,
                              .accept_loss = srv->cfg.accept_store_loss,
                              .base = srv->base,
-                             .cluster = srv->cluster};
+                             .cluster = srv->cluster,
+                             .submit = submit_to_workers,
+                             .submit_ctx = srv->workers};
     int rc = store_open_with(&srv->store, srv->cfg.store, &p, err, sizeof(err));
     if (rc < 0) {
         log_error("cannot open the store in %s: %s", srv->cfg.data_dir, err);
@@ -588,14 +597,15 @@ int server_init(struct server *srv, const struct config *cfg)
     if (!srv->fmt || auth_init() < 0)
         goto fail;
     srv->base = event_base_new();
-    if (!srv->base || load_credentials(srv, false) < 0 || join_cluster(srv) < 0 ||
+    /* Before the store, which hands the workers the slow part of its log's rewrite. */
+    srv->workers = worker_pool_new(srv->base, cfg->hash_threads,
+                                   cfg->max_hash_jobs + SERVER_POOL_SPARE);
+    if (!srv->workers || load_credentials(srv, false) < 0 || join_cluster(srv) < 0 ||
         open_store(srv) < 0)
         goto fail;
     if (srv->cluster && cluster_start(srv->cluster, &relay_handlers, srv) < 0)
         goto fail;
-    srv->workers = worker_pool_new(srv->base, cfg->hash_threads,
-                                   cfg->max_hash_jobs + SERVER_POOL_SPARE);
-    if (!srv->workers || start_events(srv) < 0 || start_metrics(srv) < 0 || start_network(srv) < 0)
+    if (start_events(srv) < 0 || start_metrics(srv) < 0 || start_network(srv) < 0)
         goto fail;
     return 0;
 fail:

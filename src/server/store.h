@@ -102,12 +102,19 @@ void store_backend_names(char *out, size_t len);
 int store_open(struct store **out, const struct store_ops *ops, const char *dir, char *err,
                size_t errlen);
 
+/* Runs `job(arg)` on another thread, then `done(arg)` (unless NULL) on the loop's thread.
+ * Returns 0, or -1 when the job cannot be queued now (then neither runs). */
+typedef int (*store_submit_fn)(void *ctx, void (*job)(void *arg), void (*done)(void *arg),
+                               void *arg);
+
 /* What a backend on a network engine needs besides the directory (store_open_with). */
 struct store_params {
     const char *dir; /* the data directory (the local files; a cluster node's own files) */
     bool accept_loss;
     struct event_base *base; /* the loop an asynchronous backend answers from */
     struct cluster *cluster; /* the node's cluster (cluster.h), for the redis backend */
+    store_submit_fn submit;  /* slow file work off the loop (the worker pool); NULL: on it */
+    void *submit_ctx;        /* its first argument */
     struct store *owner;     /* set by store_open_with: what a backend passes to store_note */
 };
 

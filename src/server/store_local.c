@@ -564,7 +564,7 @@ static int open_queue(struct store_local *st, const char *dir)
 
     if (store_path(st, path, dir, STORE_QUEUE_NAME) != 0)
         return -1;
-    return qlog_open(&st->queue, path, st->err, sizeof st->err);
+    return qlog_open(&st->queue, path, NULL, st->err, sizeof st->err);
 }
 
 /* Steps `s` and hands each row to `row` until the rows end or `row` returns non-zero. */
@@ -884,8 +884,10 @@ static int local_open(void **out, const struct store_params *p, char *err, size_
 {
     struct store_local *st;
     int rc = open_store(&st, p->dir, p->accept_loss, err, errlen);
-    if (rc == 0)
+    if (rc == 0) {
         st->owner = p->owner;
+        qlog_set_submit(st->queue, p->submit, p->submit_ctx);
+    }
     *out = st;
     return rc;
 }

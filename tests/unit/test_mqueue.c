@@ -1,5 +1,6 @@
 /* Unit tests for one recipient's message queue in blocks (src/server/mqueue.c): order across
- * block boundaries, cuts, undo of pushes and cuts, release, and walks that resume. */
+ * block boundaries, cuts, undo of pushes and cuts, release, walks that resume, and walks from a
+ * position the caller keeps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -195,6 +196,80 @@ static void test_resumed_walks(void **state)
     mqueue_free(&mq);
 }
 
+/* Walks `n` messages from `pos`; returns what they were and whether `fn` stopped the walk. */
+static struct seen walk_from(struct mqueue *mq, struct mqueue_pos *pos, size_t n, int *stopped)
+{
+    struct seen s = {.stop_after = n};
+    *stopped = mqueue_walk_from(mq, pos, check_one, &s);
+    return s;
+}
+
+/* A walk from a kept position goes on where it stopped whatever other walks, cuts, releases,
+ * undos and pushes happened since; once the messages it passed are gone it starts at the
+ * front. */
+static void test_walk_from_kept_position(void **state)
+{
+    (void)state;
+    struct mqueue mq = {0};
+    struct mqueue_pos pos = {0};
+    struct mqueue_mark undo, undo2;
+    int stopped;
+    for (int64_t id = 1; id <= 300; id++)
+        push(&mq, id, NULL);
+    int64_t next = 1;
+    for (int round = 0; round < 20; round++) {
+        struct seen s = walk_from(&mq, &pos, 7, &stopped);
+        assert_int_equal(stopped, 1);
+        assert_int_equal(s.n, 7);
+        assert_int_equal(s.ids[0], next);
+        next = s.ids[6] + 1;
+        walk(&mq, (int64_t)round * 13, 5); /* moves the queue's own cursor elsewhere */
+        if (round % 3 == 0)
+            mqueue_cut(&mq, next - 3, &undo); /* behind the position */
+        if (round % 6 == 3)
+            mqueue_cut(&mq, next - 1, &undo); /* up to the message it passed */
+        if (round % 4 == 0)
+            mqueue_release(&mq);
+    }
+    /* A cut past the position, taken back: the walk goes on from the position. */
+    assert_true(mqueue_cut(&mq, next + 20, &undo) > 0);
+    mqueue_uncut(&mq, &undo);
+    struct seen s = walk_from(&mq, &pos, 1, &stopped);
+    assert_int_equal(s.ids[0], next);
+    /* A cut past the position, released: the walk starts at the new front. */
+    assert_true(mqueue_cut(&mq, next + 20, &undo) > 0);
+    mqueue_release(&mq);
+    s = walk_from(&mq, &pos, 1, &stopped);
+    assert_int_equal(s.ids[0], next + 21);
+    /* To the end; a push taken back and one kept: only the kept one is seen next. */
+    s = walk_from(&mq, &pos, 0, &stopped);
+    assert_int_equal(stopped, 0);
+    assert_int_equal(s.ids[s.n - 1], 300);
+    s = walk_from(&mq, &pos, 0, &stopped);
+    assert_int_equal(s.n, 0);
+    push(&mq, 77, &undo); /* larger than a block: a new block, freed by the undo */
+    push(&mq, 301, &undo2);
+    mqueue_unpush(&mq, &undo2);
+    mqueue_unpush(&mq, &undo);
+    push(&mq, 302, NULL);
+    s = walk_from(&mq, &pos, 0, &stopped);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.ids[0], 302);
+    /* Everything cut and freed, then new messages: they are seen. */
+    assert_true(mqueue_cut(&mq, 302, &undo) > 0);
+    assert_int_equal(mq.count, 0);
+    mqueue_release(&mq);
+    assert_null(mq.first);
+    s = walk_from(&mq, &pos, 0, &stopped);
+    assert_int_equal(s.n, 0);
+    push(&mq, 303, NULL);
+    push(&mq, 304, NULL);
+    s = walk_from(&mq, &pos, 0, &stopped);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.ids[0], 303);
+    mqueue_free(&mq);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_cut_and_release),
         cmocka_unit_test(test_undo),
         cmocka_unit_test(test_resumed_walks),
+        cmocka_unit_test(test_walk_from_kept_position),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(scratch());

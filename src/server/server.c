@@ -24,7 +24,8 @@
 #include "server/worker.h"
 
 #define TICK_MS 250
-/* Places in the worker queue beyond --max-hash-jobs, for the server's own jobs (heap trim). */
+/* Places in the worker queue beyond --max-hash-jobs, for the server's own jobs (the heap trim,
+ * the queue log's flushes), so they never take a login's place. */
 #define SERVER_POOL_SPARE 4
 #define HEARTBEAT_SEC 5
 

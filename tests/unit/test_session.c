@@ -144,10 +144,13 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Feeds one frame (without LF) to connection i. */
+/* Feeds one frame (without LF) to connection i, then deals the presence notices as the end of a
+ * loop iteration does (server_run). */
 static void feed(struct fx *f, int i, const char *line)
 {
     session_frame(f->s[i], LINEBUF_LINE, line, strlen(line));
+    while (fanout_pending(&f->srv))
+        fanout_run(&f->srv);
 }
 
 /* Returns connection i's output so far and forgets it. */

@@ -11,12 +11,16 @@
  * STORE_LOCAL_WAL_CHECKPOINT_PAGES asks the checkpoint thread, which has its own connection, for
  * one (PASSIVE: it never blocks the loop's writer), one at a time. A failed one is logged once
  * and asked again at the next heartbeat; past STORE_LOCAL_WAL_LIMIT_PAGES the commit checkpoints
- * on the loop, the last resort that keeps the WAL bounded. The thread is its own, not one of the
- * worker pool's (worker.h): those run at SCHED_IDLE, behind a bounded queue of password hashes,
- * and answer through the event loop. In a login storm, when the WAL grows fastest, a checkpoint
- * would wait behind hundreds of milliseconds of hashing (or find the queue full) while the loop
- * reached the limit and paid for it; the thread is mostly waiting for the disk, and takes
- * little CPU from the loop at the normal priority. */
+ * on the loop, the last resort that keeps the WAL bounded. What stays on the loop is SQLite's
+ * sync of the WAL's header in the commit that starts the WAL over after a checkpoint (a small
+ * fdatasync, once per STORE_LOCAL_WAL_CHECKPOINT_PAGES at most; without it a power loss could
+ * bring back old frames) and, with store_set_fsync, the flush of each durable write.
+ *
+ * The thread is its own, not one of the worker pool's (worker.h): those run at SCHED_IDLE,
+ * behind a bounded queue of password hashes, and answer through the event loop. In a login
+ * storm, when the WAL grows fastest, a checkpoint would wait behind hundreds of milliseconds of
+ * hashing (or find the queue full) while the loop reached the limit and paid for it; the thread
+ * is mostly waiting for the disk, and takes little CPU from the loop at the normal priority. */
 #include "server/store.h"
 
 #include <assert.h>

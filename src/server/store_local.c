@@ -59,6 +59,10 @@
  * lost or damaged log never makes ids go back. */
 #define STORE_ID_BLOCK 65536
 #define STORE_BUSY_MS 5000
+/* A checkpoint that gave up on a lock (busy) is tried again this many times, this many
+ * microseconds apart, on the checkpoint thread, before it counts as failed. */
+#define STORE_CKPT_BUSY_TRIES 50
+#define STORE_CKPT_BUSY_US 1000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
 static const char *const migrations[] = {
@@ -355,12 +359,28 @@ static int ckpt_connect(struct checkpointer *c, char *err, size_t len)
     return rc;
 }
 
+/* On the thread: steps PRAGMA wal_checkpoint(PASSIVE) once; returns SQLite's result, and in
+ * `*busy` whether the checkpoint gave up on a lock (its first column). */
+static int ckpt_step(struct checkpointer *c, bool *busy, char *err, size_t len)
+{
+    int rc = sqlite3_step(c->stmt);
+
+    *busy = rc == SQLITE_ROW && sqlite3_column_int(c->stmt, 0) != 0;
+    if (rc != SQLITE_ROW)
+        snprintf(err, len, "%s", sqlite3_errmsg(c->db));
+    sqlite3_reset(c->stmt);
+    return rc;
+}
+
 /* On the thread: one PASSIVE checkpoint; returns SQLite's result (`err` says why it failed). A
- * failed connection is opened again for the next one. */
+ * checkpoint that finds the WAL's index in the middle of a commit's update gives up (busy):
+ * it is tried again, STORE_CKPT_BUSY_TRIES times, STORE_CKPT_BUSY_US apart. A failed
+ * connection is opened again for the next checkpoint. */
 static int ckpt_run(struct checkpointer *c, char *err, size_t len)
 {
     store_checkpoint_hook_fn hook = atomic_load(&ckpt_hook);
-    int rc;
+    bool busy = true;
+    int rc = SQLITE_OK;
 
     if (hook && hook() != 0) {
         snprintf(err, len, "refused by the test hook");
@@ -368,17 +388,16 @@ static int ckpt_run(struct checkpointer *c, char *err, size_t len)
     }
     if (!c->db && (rc = ckpt_connect(c, err, len)) != SQLITE_OK)
         return rc;
-    rc = sqlite3_step(c->stmt);
-    bool busy = rc == SQLITE_ROW && sqlite3_column_int(c->stmt, 0) != 0;
-    if (rc != SQLITE_ROW)
-        snprintf(err, len, "%s", sqlite3_errmsg(c->db));
-    sqlite3_reset(c->stmt);
-    if (rc != SQLITE_ROW) {
-        ckpt_disconnect(c);
-        return rc;
+    for (int i = 0; busy && i < STORE_CKPT_BUSY_TRIES; i++) {
+        if (i > 0)
+            usleep(STORE_CKPT_BUSY_US);
+        if ((rc = ckpt_step(c, &busy, err, len)) != SQLITE_ROW) {
+            ckpt_disconnect(c);
+            return rc;
+        }
     }
     if (busy) {
-        snprintf(err, len, "another process is checkpointing %s", STORE_DB_NAME);
+        snprintf(err, len, "another connection kept %s-wal locked", STORE_DB_NAME);
         return SQLITE_BUSY;
     }
     return SQLITE_OK;

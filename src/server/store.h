@@ -307,6 +307,18 @@ struct store_ops {
 /* The backend of store_local.c: this process's data directory. */
 extern const struct store_ops store_local_ops;
 
+/* The local backend's bounds on parley.db's write-ahead log, in pages (4 KiB each by default):
+ * past the first, a commit asks the checkpoint thread to copy the WAL into the database; past
+ * the second (the thread failed or fell behind), the commit does it on the loop, logged. */
+#define STORE_LOCAL_WAL_CHECKPOINT_PAGES 1000
+#define STORE_LOCAL_WAL_LIMIT_PAGES 4000
+
+/* For tests of the local backend: `hook` runs on the checkpoint thread before each of its
+ * checkpoints (a test may wait in it); a non-zero return fails that checkpoint, as a refusing
+ * disk would. NULL, the default: none. */
+typedef int (*store_checkpoint_hook_fn)(void);
+void store_local_set_checkpoint_hook(store_checkpoint_hook_fn hook);
+
 /* The backend of store_redis.c: the cluster's Redis (--redis). */
 extern const struct store_ops store_redis_ops;
 

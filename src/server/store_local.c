@@ -4,13 +4,33 @@
  * (blocks and lock-outs a power loss too, with store_set_fsync); each such call is its own
  * transaction, except login history, which joins one transaction per store_commit. Every statement
  * is prepared once. The message queue is the append-only log of qlog.c, parley.queue, next to it.
- * Callbacks of the walking functions must not call back into the store. */
+ * Callbacks of the walking functions must not call back into the store.
+ *
+ * Checkpoints (copying the WAL into parley.db, with two fsyncs) never run inside the loop's
+ * commits, where SQLite would run them by itself: a commit that leaves the WAL past
+ * STORE_LOCAL_WAL_CHECKPOINT_PAGES asks the checkpoint thread, which has its own connection, for
+ * one (PASSIVE: it never blocks the loop's writer), one at a time. A failed one is logged once
+ * and asked again at the next heartbeat; past STORE_LOCAL_WAL_LIMIT_PAGES the commit checkpoints
+ * on the loop, the last resort that keeps the WAL bounded. What stays on the loop is SQLite's
+ * sync of the WAL's header in the commit that starts the WAL over after a checkpoint (a small
+ * fdatasync, once per STORE_LOCAL_WAL_CHECKPOINT_PAGES at most; without it a power loss could
+ * bring back old frames) and, with store_set_fsync, the flush of each durable write.
+ *
+ * The thread is its own, not one of the worker pool's (worker.h): those run at SCHED_IDLE,
+ * behind a bounded queue of password hashes, and answer through the event loop. In a login
+ * storm, when the WAL grows fastest, a checkpoint would wait behind hundreds of milliseconds of
+ * hashing (or find the queue full) while the loop reached the limit and paid for it; the thread
+ * is mostly waiting for the disk, and takes little CPU from the loop at the normal priority. */
 #include "server/store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +59,10 @@
  * lost or damaged log never makes ids go back. */
 #define STORE_ID_BLOCK 65536
 #define STORE_BUSY_MS 5000
+/* A checkpoint that gave up on a lock (busy) is tried again this many times, this many
+ * microseconds apart, on the checkpoint thread, before it counts as failed. */
+#define STORE_CKPT_BUSY_TRIES 50
+#define STORE_CKPT_BUSY_US 1000
 
 /* Schema migrations: entry i takes the schema from version i to version i + 1. */
 static const char *const migrations[] = {
@@ -126,6 +150,28 @@ static const char *const stmt_sql[STMT_COUNT] = {
               " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 };
 
+/* Where the checkpoint thread is. */
+enum ckpt_state {
+    CKPT_IDLE,    /* waiting to be asked */
+    CKPT_ASKED,   /* asked; it has not started yet */
+    CKPT_RUNNING, /* checkpointing */
+    CKPT_DONE,    /* finished; its result waits for the loop */
+};
+
+/* The checkpoint thread and its own connection to parley.db. */
+struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    enum ckpt_state state; /* under mu */
+    bool stopping;         /* under mu */
+    int rc;                /* under mu: SQLite's result of the last checkpoint */
+    char err[256];         /* under mu: why it failed */
+    sqlite3 *db;           /* the thread's alone */
+    sqlite3_stmt *stmt;    /* the thread's alone: PRAGMA wal_checkpoint(PASSIVE) */
+    char path[PATH_MAX];
+};
+
 /* A lock-out record the disk refused, written again at each heartbeat until it is stored. */
 struct pending_lock {
     struct pending_lock *next;
@@ -147,6 +193,11 @@ struct store_local {
     bool in_batch;       /* login-history writes wait in an open transaction for store_commit */
     bool fsync;          /* blocks and lock-outs are flushed to the disk when written */
     struct store *owner; /* told of asynchronous writes' outcomes (store_note) */
+    struct checkpointer *ckpt; /* started at the first checkpoint asked for */
+    bool ckpt_asked;           /* a checkpoint was asked for; its result is not read yet */
+    bool ckpt_failing;         /* the last one failed (logged once) */
+    bool ckpt_hold;            /* after a failure: none asked for before the next heartbeat */
+    bool loop_hold;            /* after a failure on the loop: none there before it either */
     char err[512];
 };
 
@@ -271,6 +322,271 @@ static int write_guard(struct store_local *st)
         return -1;
     batch_end(st);
     return 0;
+}
+
+/* ---- checkpoints, off the loop (see the top of this file) ---- */
+
+static _Atomic(store_checkpoint_hook_fn) ckpt_hook;
+
+/* Sets the test hook of the checkpoint threads (store.h). */
+void store_local_set_checkpoint_hook(store_checkpoint_hook_fn hook)
+{
+    atomic_store(&ckpt_hook, hook);
+}
+
+/* On the thread: closes its connection (the loop's, still open, keeps the WAL). */
+static void ckpt_disconnect(struct checkpointer *c)
+{
+    sqlite3_finalize(c->stmt);
+    sqlite3_close(c->db);
+    c->stmt = NULL;
+    c->db = NULL;
+}
+
+/* On the thread: opens its connection to parley.db; returns SQLite's result (`err` says why). */
+static int ckpt_connect(struct checkpointer *c, char *err, size_t len)
+{
+    int rc = sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_busy_timeout(c->db, STORE_BUSY_MS);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(c->db, "PRAGMA wal_checkpoint(PASSIVE)", -1, &c->stmt, NULL);
+    if (rc == SQLITE_OK)
+        return SQLITE_OK;
+    snprintf(err, len, "opening its connection: %s",
+             c->db ? sqlite3_errmsg(c->db) : "out of memory");
+    ckpt_disconnect(c);
+    return rc;
+}
+
+/* On the thread: steps PRAGMA wal_checkpoint(PASSIVE) once; returns SQLite's result, and in
+ * `*busy` whether the checkpoint gave up on a lock (its first column). */
+static int ckpt_step(struct checkpointer *c, bool *busy, char *err, size_t len)
+{
+    int rc = sqlite3_step(c->stmt);
+
+    *busy = rc == SQLITE_ROW && sqlite3_column_int(c->stmt, 0) != 0;
+    if (rc != SQLITE_ROW)
+        snprintf(err, len, "%s", sqlite3_errmsg(c->db));
+    sqlite3_reset(c->stmt);
+    return rc;
+}
+
+/* On the thread: one PASSIVE checkpoint; returns SQLite's result (`err` says why it failed). A
+ * checkpoint that finds the WAL's index in the middle of a commit's update gives up (busy):
+ * it is tried again, STORE_CKPT_BUSY_TRIES times, STORE_CKPT_BUSY_US apart. A failed
+ * connection is opened again for the next checkpoint. */
+static int ckpt_run(struct checkpointer *c, char *err, size_t len)
+{
+    store_checkpoint_hook_fn hook = atomic_load(&ckpt_hook);
+    bool busy = true;
+    int rc = SQLITE_OK;
+
+    if (hook && hook() != 0) {
+        snprintf(err, len, "refused by the test hook");
+        return SQLITE_IOERR;
+    }
+    if (!c->db && (rc = ckpt_connect(c, err, len)) != SQLITE_OK)
+        return rc;
+    for (int i = 0; busy && i < STORE_CKPT_BUSY_TRIES; i++) {
+        if (i > 0)
+            usleep(STORE_CKPT_BUSY_US);
+        if ((rc = ckpt_step(c, &busy, err, len)) != SQLITE_ROW) {
+            ckpt_disconnect(c);
+            return rc;
+        }
+    }
+    if (busy) {
+        snprintf(err, len, "another connection kept %s-wal locked", STORE_DB_NAME);
+        return SQLITE_BUSY;
+    }
+    return SQLITE_OK;
+}
+
+/* The thread: runs each checkpoint it is asked for, until told to stop (one asked for and not
+ * started then is dropped: the loop's connection checkpoints as it closes). */
+static void *ckpt_main(void *arg)
+{
+    struct checkpointer *c = arg;
+    char err[sizeof c->err];
+
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->state != CKPT_ASKED && !c->stopping)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->stopping)
+            break;
+        c->state = CKPT_RUNNING;
+        pthread_mutex_unlock(&c->mu);
+        err[0] = '\0';
+        int rc = ckpt_run(c, err, sizeof err);
+        pthread_mutex_lock(&c->mu);
+        c->rc = rc;
+        memcpy(c->err, err, sizeof err);
+        c->state = CKPT_DONE;
+    }
+    pthread_mutex_unlock(&c->mu);
+    ckpt_disconnect(c);
+    return NULL;
+}
+
+/* Starts the thread with every signal blocked (they are the loop's); it connects at its first
+ * checkpoint. Returns 0, or an errno value. */
+static int ckpt_start(struct store_local *st)
+{
+    const char *path = sqlite3_db_filename(st->db, "main");
+    struct checkpointer *c;
+    sigset_t all, old;
+    int rc;
+
+    if (!path || !path[0] || strlen(path) >= sizeof c->path)
+        return ENAMETOOLONG;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return ENOMEM;
+    memcpy(c->path, path, strlen(path) + 1);
+    if ((rc = pthread_mutex_init(&c->mu, NULL)) != 0)
+        goto fail;
+    if ((rc = pthread_cond_init(&c->cv, NULL)) != 0)
+        goto fail_mu;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&c->thread, NULL, ckpt_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        goto fail_cv;
+    st->ckpt = c;
+    return 0;
+
+fail_cv:
+    pthread_cond_destroy(&c->cv);
+fail_mu:
+    pthread_mutex_destroy(&c->mu);
+fail:
+    free(c);
+    return rc;
+}
+
+/* Stops the thread, after the checkpoint it is running, if any. */
+static void ckpt_stop(struct store_local *st)
+{
+    struct checkpointer *c = st->ckpt;
+
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+    st->ckpt = NULL;
+    st->ckpt_asked = false;
+}
+
+/* Takes in a checkpoint's result `rc`: a failure is logged once, and no checkpoint is asked for
+ * again before the next heartbeat. */
+static void ckpt_note(struct store_local *st, int rc, const char *err)
+{
+    if (rc == SQLITE_OK) {
+        if (st->ckpt_failing)
+            log_error("store: checkpoints of %s work again", STORE_DB_NAME);
+        st->ckpt_failing = false;
+        return;
+    }
+    if (!st->ckpt_failing)
+        log_error("store: checkpoint of %s failed: %s; tried again at each heartbeat, and on "
+                  "the loop past %d pages of WAL",
+                  STORE_DB_NAME, err, STORE_LOCAL_WAL_LIMIT_PAGES);
+    st->ckpt_failing = true;
+    st->ckpt_hold = true;
+}
+
+/* Reads the result of the checkpoint asked for, once the thread is done with it. */
+static void ckpt_collect(struct store_local *st)
+{
+    struct checkpointer *c = st->ckpt;
+    char err[sizeof c->err];
+    bool done;
+    int rc;
+
+    if (!st->ckpt_asked)
+        return;
+    pthread_mutex_lock(&c->mu);
+    done = c->state == CKPT_DONE;
+    rc = c->rc;
+    if (done) {
+        memcpy(err, c->err, sizeof err);
+        c->state = CKPT_IDLE;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return;
+    st->ckpt_asked = false;
+    ckpt_note(st, rc, err);
+}
+
+/* Asks the thread for a checkpoint (starting it the first time), unless one is in flight or a
+ * failure holds them until the next heartbeat. */
+static void ckpt_ask(struct store_local *st)
+{
+    int rc;
+
+    if (st->ckpt_asked || st->ckpt_hold)
+        return;
+    if (!st->ckpt && (rc = ckpt_start(st)) != 0) {
+        char why[128];
+        snprintf(why, sizeof why, "cannot start its thread: %s", strerror(rc));
+        ckpt_note(st, SQLITE_ERROR, why);
+        return;
+    }
+    pthread_mutex_lock(&st->ckpt->mu);
+    assert(st->ckpt->state == CKPT_IDLE);
+    st->ckpt->state = CKPT_ASKED;
+    pthread_cond_signal(&st->ckpt->cv);
+    pthread_mutex_unlock(&st->ckpt->mu);
+    st->ckpt_asked = true;
+}
+
+/* The last resort past STORE_LOCAL_WAL_LIMIT_PAGES: a PASSIVE checkpoint on the loop (what
+ * SQLite does in every commit past 1000 pages), logged; a failed one waits for the heartbeat. */
+static void ckpt_on_loop(struct store_local *st, int pages)
+{
+    if (st->loop_hold)
+        return;
+    log_error("store: the WAL of %s has %d pages (limit %d): checkpointing it on the loop",
+              STORE_DB_NAME, pages, STORE_LOCAL_WAL_LIMIT_PAGES);
+    if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+        return;
+    log_error("store: checkpoint of %s on the loop failed: %s; tried again after the next "
+              "heartbeat",
+              STORE_DB_NAME, sqlite3_errmsg(st->db));
+    st->loop_hold = true;
+}
+
+/* SQLite's WAL hook, called on the loop after each commit with the pages in the WAL. Installing
+ * it turns SQLite's automatic checkpoint off (sqlite3_wal_autocheckpoint is such a hook). */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store_local *st = arg;
+
+    (void)db;
+    (void)name;
+    ckpt_collect(st);
+    if (pages >= STORE_LOCAL_WAL_LIMIT_PAGES && !st->ckpt_asked)
+        ckpt_on_loop(st, pages);
+    else if (pages >= STORE_LOCAL_WAL_CHECKPOINT_PAGES)
+        ckpt_ask(st);
+    return SQLITE_OK;
+}
+
+/* At each heartbeat: checkpoints held back by a failure may be tried again. */
+static void ckpt_retry(struct store_local *st)
+{
+    st->ckpt_hold = false;
+    st->loop_hold = false;
 }
 
 /* Creates directory `dir` and its missing parents with mode 0700; an existing directory is
@@ -660,6 +976,7 @@ static int open_db(struct store_local *st, const char *path)
     if (sqlite3_busy_timeout(st->db, STORE_BUSY_MS) != SQLITE_OK || enable_wal(st) != 0 ||
         exec_sql(st, "PRAGMA synchronous = NORMAL", "setting synchronous") != 0)
         return -1;
+    sqlite3_wal_hook(st->db, on_wal_commit, st);
     return 0;
 }
 
@@ -906,6 +1223,7 @@ static void local_close(void *be)
     if (st->reserve_fd >= 0)
         close(st->reserve_fd);
     qlog_close(st->queue);
+    ckpt_stop(st); /* first: the loop's connection, closed last, checkpoints the WAL */
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
@@ -1159,8 +1477,8 @@ static int exec_time(struct store_local *st, enum stmt_id id, int64_t t, const c
     return exec_stmt(st, s, what);
 }
 
-/* Records that the server was alive at `now`; writes the lock-outs the disk refused before and
- * refills the reserve when the disk has room again. */
+/* Records that the server was alive at `now`; writes the lock-outs the disk refused before,
+ * refills the reserve when the disk has room again and lets failed checkpoints be tried again. */
 static int local_heartbeat(void *be, int64_t now)
 {
     struct store_local *st = be;
@@ -1168,6 +1486,7 @@ static int local_heartbeat(void *be, int64_t now)
         return -1;
     pending_retry(st);
     reserve_refill(st);
+    ckpt_retry(st); /* the heartbeat's own commit asks for one when the WAL needs it */
     return exec_time(st, P_HEARTBEAT, now, "writing heartbeat");
 }
 

@@ -12,9 +12,11 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -365,10 +367,13 @@ static void reopen(struct fx *f)
     reopen_reading(f, NULL, NULL);
 }
 
+static void hook_remove(void);
+
 static int teardown(void **state)
 {
     struct fx *f = *state;
 
+    hook_remove();
     close_store(f);
     free_loop();
     nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -1856,6 +1861,249 @@ static void test_lock_refused_by_the_disk_written_later(void **state)
     assert_int_equal(got.locked_until, 900);
 }
 
+/* ---- checkpoints of parley.db (local) ---- */
+
+/* The logouts of a batch of write_history, and the logouts a case wrote. */
+#define HISTORY_BATCH 20
+static int history_written;
+
+/* What the checkpoint hook saw and does: it counts the checkpoints, notes one run on the loop's
+ * (the test's) thread, waits while `gate` is closed and fails when `refuse` is set. */
+static struct {
+    atomic_int calls;
+    atomic_bool on_loop;
+    atomic_bool gate;
+    atomic_bool refuse;
+    atomic_int sleep_ms;
+    pthread_t loop;
+} hook;
+
+static int checkpoint_hook(void)
+{
+    atomic_fetch_add(&hook.calls, 1);
+    if (pthread_equal(pthread_self(), hook.loop))
+        atomic_store(&hook.on_loop, true);
+    while (atomic_load(&hook.gate))
+        usleep(1000);
+    usleep((useconds_t)atomic_load(&hook.sleep_ms) * 1000);
+    return atomic_load(&hook.refuse) ? -1 : 0;
+}
+
+static void hook_install(void)
+{
+    atomic_store(&hook.calls, 0);
+    history_written = 0;
+    atomic_store(&hook.on_loop, false);
+    hook.loop = pthread_self();
+    store_local_set_checkpoint_hook(checkpoint_hook);
+}
+
+/* Waits until the hook was called `n` times (fails after WAIT_MS); returns the count then. */
+static int wait_calls(int n)
+{
+    for (int64_t deadline = mono_ms() + WAIT_MS; atomic_load(&hook.calls) < n; usleep(1000))
+        if (mono_ms() > deadline)
+            fail_msg("%d checkpoints, not %d", atomic_load(&hook.calls), n);
+    usleep(20000); /* time for one more, if one came */
+    return atomic_load(&hook.calls);
+}
+
+/* Teardown: nothing waits in the hook (a store closing waits for its checkpoint). */
+static void hook_remove(void)
+{
+    atomic_store(&hook.gate, false);
+    atomic_store(&hook.refuse, false);
+    atomic_store(&hook.sleep_ms, 0);
+    store_local_set_checkpoint_hook(NULL);
+}
+
+/* The WAL as SQLite's shared index (parley.db-shm) tells it, in the layout of
+ * https://sqlite.org/walformat.html: the frames since it last started over (mxFrame) and how
+ * many of them are in parley.db (nBackfill). */
+struct wal_state {
+    uint32_t frames;
+    uint32_t backfilled;
+};
+
+static struct wal_state wal_state(const char *dir)
+{
+    char path[PATH_MAX];
+    uint32_t hdr[12], backfilled;
+
+    join(path, sizeof path, dir, "parley.db-shm");
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+    assert_int_equal(pread(fd, &backfilled, sizeof backfilled, 96), (ssize_t)sizeof backfilled);
+    close(fd);
+    return (struct wal_state){hdr[4], backfilled};
+}
+
+/* The frames parley.db-wal has room for: its size is that of the most it ever held. */
+static long wal_file_frames(const char *dir)
+{
+    char path[PATH_MAX];
+    unsigned char hdr[32];
+    struct stat sb;
+
+    join(path, sizeof path, dir, "parley.db-wal");
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+    assert_int_equal(fstat(fd, &sb), 0);
+    close(fd);
+    long page = (long)hdr[8] << 24 | (long)hdr[9] << 16 | (long)hdr[10] << 8 | (long)hdr[11];
+    return (long)(sb.st_size - 32) / (page + 24);
+}
+
+/* Logouts of users not seen before, in one batch of the login history (one commit). */
+
+static void write_history(struct store *st)
+{
+    char name[40];
+
+    for (int i = 0; i < HISTORY_BATCH; i++, history_written++) {
+        snprintf(name, sizeof name, "user-%08d-of-the-checkpoint-tests", history_written);
+        assert_int_equal(store_presence_logout(st, name, 1000 + history_written), 0);
+    }
+    assert_int_equal(commit(st), 0);
+}
+
+/* Writes batches until the WAL holds at least `frames` frames (it must not start over). */
+static void grow_wal(struct fx *f, uint32_t frames)
+{
+    while (wal_state(f->dir).frames < frames) {
+        uint32_t before = wal_state(f->dir).frames;
+        write_history(f->st);
+        assert_true(wal_state(f->dir).frames > before);
+    }
+}
+
+/* Writes batches until `frames` frames went into the WAL, however often it starts over. */
+static void write_frames(struct fx *f, long frames)
+{
+    for (long done = 0; done < frames;) {
+        uint32_t before = wal_state(f->dir).frames, after;
+        write_history(f->st);
+        after = wal_state(f->dir).frames;
+        done += after > before ? after - before : after;
+    }
+}
+
+/* Writes batches until the WAL starts over (the loop checkpointed it at its limit). */
+static void start_over(struct fx *f)
+{
+    for (uint32_t before = 0, now; (now = wal_state(f->dir).frames) >= before; before = now)
+        write_history(f->st);
+}
+
+/* Heartbeats, as a server's, until every frame the WAL has now is in parley.db (or it started
+ * over, which it does only then), for at most `ms`; returns whether it came to that. */
+static bool heartbeats_until_checkpointed(struct fx *f, int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+    uint32_t frames = wal_state(f->dir).frames;
+
+    for (int64_t t = 2000000000;; t++) {
+        struct wal_state w = wal_state(f->dir);
+        if (w.backfilled == w.frames || w.frames < frames)
+            return true;
+        if (mono_ms() > deadline)
+            return false;
+        usleep(10000);
+        assert_int_equal(store_heartbeat(f->st, t), 0);
+    }
+}
+
+/* The same, failing the case after WAIT_MS. */
+static void wait_checkpointed(struct fx *f)
+{
+    if (!heartbeats_until_checkpointed(f, WAIT_MS))
+        fail_msg("the WAL is not checkpointed within %d ms", WAIT_MS);
+}
+
+/* A commit past STORE_LOCAL_WAL_CHECKPOINT_PAGES asks the thread for a checkpoint: one, while it
+ * runs, however many commits follow, and none on the loop. The next commit after it starts the
+ * WAL over. */
+static void test_checkpoint_runs_off_the_loop(void **state)
+{
+    struct fx *f = *state;
+
+    hook_install();
+    atomic_store(&hook.gate, true);
+    grow_wal(f, STORE_LOCAL_WAL_CHECKPOINT_PAGES + 500);
+    assert_int_equal(wait_calls(1), 1);
+    assert_int_equal(wal_state(f->dir).backfilled, 0);
+    atomic_store(&hook.gate, false);
+    wait_checkpointed(f);
+    assert_false(atomic_load(&hook.on_loop));
+    write_history(f->st);
+    assert_true(wal_state(f->dir).frames < 100);
+}
+
+/* Writes in bursts with pauses of heartbeats between them (a server's load): the checkpoints
+ * keep the WAL's file near STORE_LOCAL_WAL_CHECKPOINT_PAGES, far under the limit where the loop
+ * takes over. A pause lasts until the checkpoint is done, or a second. */
+static void test_wal_bounded_by_checkpoints(void **state)
+{
+    struct fx *f = *state;
+
+    hook_install();
+    for (int burst = 0; burst < 30; burst++) {
+        write_frames(f, STORE_LOCAL_WAL_CHECKPOINT_PAGES / 5);
+        if (wal_state(f->dir).frames >= STORE_LOCAL_WAL_CHECKPOINT_PAGES)
+            heartbeats_until_checkpointed(f, 1000);
+    }
+    assert_true(wal_file_frames(f->dir) <= STORE_LOCAL_WAL_CHECKPOINT_PAGES * 3 / 2);
+    assert_true(atomic_load(&hook.calls) >= 5);
+}
+
+/* Failed checkpoints: logged, not asked for again before the next heartbeat, and the store
+ * works on; the loop checkpoints past STORE_LOCAL_WAL_LIMIT_PAGES, so the WAL stays bounded
+ * without them. Once they work again, the WAL is checkpointed off the loop again. */
+static void test_wal_bounded_when_checkpoints_fail(void **state)
+{
+    struct fx *f = *state;
+    int64_t rows;
+
+    hook_install();
+    atomic_store(&hook.refuse, true);
+    write_frames(f, 3L * STORE_LOCAL_WAL_LIMIT_PAGES);
+    assert_int_equal(wait_calls(1), 1);
+    assert_true(wal_file_frames(f->dir) <= STORE_LOCAL_WAL_LIMIT_PAGES + 100);
+    rows = sql_int(f->dir, "SELECT count(*) FROM presence");
+    assert_int_equal(rows, history_written);
+    start_over(f);
+    grow_wal(f, STORE_LOCAL_WAL_CHECKPOINT_PAGES);
+    assert_int_equal(store_heartbeat(f->st, 2000000000), 0); /* tried again: refused again */
+    assert_int_equal(wait_calls(2), 2);
+    atomic_store(&hook.refuse, false);
+    wait_checkpointed(f);
+    assert_true(atomic_load(&hook.calls) >= 3);
+    assert_false(atomic_load(&hook.on_loop));
+}
+
+/* A checkpoint still running when the store closes: the close waits for it, then checkpoints
+ * what is left itself (the WAL is gone), and every write is there at the next open. */
+static void test_checkpoint_in_flight_at_close(void **state)
+{
+    struct fx *f = *state;
+    char wal[PATH_MAX];
+    struct stat sb;
+
+    hook_install();
+    atomic_store(&hook.sleep_ms, 300);
+    grow_wal(f, STORE_LOCAL_WAL_CHECKPOINT_PAGES);
+    wait_calls(1);
+    write_history(f->st); /* a commit while it runs */
+    close_store(f);
+    join(wal, sizeof wal, f->dir, "parley.db-wal");
+    assert_int_equal(stat(wal, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+    reopen(f);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM presence"), history_written);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 /* Runs the conformance cases on the backend `name`; returns the number that failed. */
@@ -1917,6 +2165,10 @@ static int run_local(void)
         T(test_presence_since_reads_only_recent),
         T(test_presence_forget_deletes_the_row),
         T(test_lock_refused_by_the_disk_written_later),
+        T(test_checkpoint_runs_off_the_loop),
+        T(test_wal_bounded_by_checkpoints),
+        T(test_wal_bounded_when_checkpoints_fail),
+        T(test_checkpoint_in_flight_at_close),
     };
     const struct CMUnitTest local_only[] = {
         T(test_queue_totals_follow_pushes_and_acks),

@@ -155,6 +155,21 @@ void mqueue_release(struct mqueue *mq)
     }
 }
 
+/* Returns the message at (*b, *off), past the ends of blocks, and moves the place after it; or
+ * NULL at the end of the queue. */
+static const struct mqueue_msg *step(struct mqueue_block **b, uint32_t *off)
+{
+    while (*b && *off >= (*b)->used) {
+        *b = (*b)->next;
+        *off = 0;
+    }
+    if (!*b)
+        return NULL;
+    const struct mqueue_msg *m = msg_at(*b, *off);
+    *off += m->size;
+    return m;
+}
+
 void mqueue_walk(struct mqueue *mq, int64_t after_id, size_t limit,
                  int (*fn)(void *ctx, const struct mqueue_msg *m), void *ctx)
 {
@@ -165,14 +180,8 @@ void mqueue_walk(struct mqueue *mq, int64_t after_id, size_t limit,
         off = mq->cursor_off;
     }
     size_t n = 0;
-    while (b && (limit == 0 || n < limit)) {
-        if (off >= b->used) {
-            b = b->next;
-            off = 0;
-            continue;
-        }
-        const struct mqueue_msg *m = msg_at(b, off);
-        off += m->size;
+    const struct mqueue_msg *m;
+    while ((limit == 0 || n < limit) && (m = step(&b, &off))) {
         if (m->id <= after_id)
             continue;
         n++;
@@ -187,15 +196,9 @@ void mqueue_walk(struct mqueue *mq, int64_t after_id, size_t limit,
 /* Returns the first waiting message, or NULL when there is none. */
 static const struct mqueue_msg *front(const struct mqueue *mq)
 {
-    if (mq->count == 0)
-        return NULL;
-    const struct mqueue_block *b = mq->head;
+    struct mqueue_block *b = mq->count ? mq->head : NULL;
     uint32_t off = mq->head_off;
-    while (off >= b->used) { /* a waiting message follows: count says so */
-        b = b->next;
-        off = 0;
-    }
-    return msg_at(b, off);
+    return step(&b, &off);
 }
 
 int mqueue_walk_from(struct mqueue *mq, struct mqueue_pos *pos,
@@ -212,14 +215,8 @@ int mqueue_walk_from(struct mqueue *mq, struct mqueue_pos *pos,
         b = mq->head;
         off = mq->head_off;
     }
-    while (b) {
-        if (off >= b->used) {
-            b = b->next;
-            off = 0;
-            continue;
-        }
-        const struct mqueue_msg *m = msg_at(b, off);
-        off += m->size;
+    const struct mqueue_msg *m;
+    while ((m = step(&b, &off))) {
         *pos = (struct mqueue_pos){b, off, m->id};
         if (fn(ctx, m) != 0)
             return 1;

@@ -599,8 +599,8 @@ int server_init(struct server *srv, const struct config *cfg)
         goto fail;
     srv->base = event_base_new();
     /* Before the store, which hands the workers the slow part of its log's rewrite. */
-    srv->workers = worker_pool_new(srv->base, cfg->hash_threads,
-                                   cfg->max_hash_jobs + SERVER_POOL_SPARE);
+    srv->workers =
+        worker_pool_new(srv->base, cfg->hash_threads, cfg->max_hash_jobs + SERVER_POOL_SPARE);
     if (!srv->workers || load_credentials(srv, false) < 0 || join_cluster(srv) < 0 ||
         open_store(srv) < 0)
         goto fail;

@@ -636,6 +636,24 @@ static void model_compare(struct qlog *q, const struct model *m)
     }
 }
 
+/* Commits with a disk that may refuse part of the batch: the model of what is committed follows
+ * when the commit succeeds; when it is refused, what was pending goes back to the committed model
+ * (refused ids may come again after a reopen). */
+static void commit_maybe_refused(struct fx *f, struct model *committed, struct model *pending,
+                                 int64_t *committed_max, int64_t *pushed_max)
+{
+    limit_file_size((rlim_t)file_size(f->path) + (rlim_t)(rand() % 64));
+    int rc = qlog_commit(f->q);
+    limit_file_size(RLIM_INFINITY);
+    if (rc == 0) {
+        *committed = *pending;
+        *committed_max = *pushed_max;
+    } else {
+        *pending = *committed;
+        *pushed_max = *committed_max;
+    }
+}
+
 /* Thousands of random pushes, acknowledgements, commits (some refused by the disk, part
  * written) and reopenings: the log always holds exactly what the committed model holds. */
 static void test_random_against_model(void **state)
@@ -666,16 +684,7 @@ static void test_random_against_model(void **state)
             assert_int_equal(qlog_ack(f->q, model_names[u], up_to), 0);
             model_ack(&pending, u, up_to);
         } else if (op < 88) {
-            limit_file_size((rlim_t)file_size(f->path) + (rlim_t)(rand() % 64));
-            int rc = qlog_commit(f->q);
-            limit_file_size(RLIM_INFINITY);
-            if (rc == 0) {
-                committed = pending;
-                committed_max = pushed_max;
-            } else {
-                pending = committed;
-                pushed_max = committed_max;
-            }
+            commit_maybe_refused(f, &committed, &pending, &committed_max, &pushed_max);
         } else {
             assert_int_equal(qlog_commit(f->q), 0);
             committed = pending;
@@ -945,16 +954,7 @@ static void test_rewrite_random_against_model(void **state)
             int64_t up_to = pending.n[u] ? pending.id[u][rand() % pending.n[u]] : 0;
             model_ack_both(f->q, &pending, u, up_to);
         } else if (op < 80) {
-            limit_file_size((rlim_t)file_size(f->path) + (rlim_t)(rand() % 64));
-            int rc = qlog_commit(f->q);
-            limit_file_size(RLIM_INFINITY);
-            if (rc == 0) {
-                committed = pending;
-                committed_max = pushed_max;
-            } else {
-                pending = committed;
-                pushed_max = committed_max; /* refused ids may come again after a reopen */
-            }
+            commit_maybe_refused(f, &committed, &pending, &committed_max, &pushed_max);
         } else if (op < 85) {
             run_held();
         } else if (op < 99) {

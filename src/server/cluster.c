@@ -22,8 +22,9 @@
 #define CLUSTER_BATCH_MAX_OPS 4096
 /* How long one XREAD waits for new events before it is sent again. */
 #define CLUSTER_XREAD_BLOCK_MS 1000
-/* Events one XREAD returns at most. */
-#define CLUSTER_XREAD_COUNT "1000"
+/* Stream entries one XREAD returns at most: each holds up to 64 events (batch.lua), so a reply
+ * carries about a thousand events at most. */
+#define CLUSTER_XREAD_COUNT "16"
 /* Reconnection delays (redis_link.h). */
 #define CLUSTER_BACKOFF_MIN_MS 50
 #define CLUSTER_BACKOFF_MAX_MS 2000
@@ -383,18 +384,11 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
     return ev->a && ev->a[0];
 }
 
-/* Hands one stream entry ([id, [field, value]]) to the handlers. */
-static void take_entry(struct cluster *c, const redisReply *e)
+/* Hands one event (a field's value) to the handlers. */
+static void take_event(struct cluster *c, const redisReply *v)
 {
-    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-        e->element[0]->type != REDIS_REPLY_STRING)
+    if (v->type != REDIS_REPLY_STRING)
         return;
-    snprintf(c->last_id, sizeof(c->last_id), "%s", e->element[0]->str);
-    const redisReply *kv = e->element[1];
-    if (kv->type != REDIS_REPLY_ARRAY || kv->elements != 2 ||
-        kv->element[1]->type != REDIS_REPLY_STRING)
-        return;
-    const redisReply *v = kv->element[1];
     char *text = malloc(v->len + 1);
     if (!text) {
         log_error("redis: out of memory reading an event; skipped");
@@ -408,6 +402,21 @@ static void take_entry(struct cluster *c, const redisReply *e)
     else
         log_error("redis: an event in parley:events cannot be read; skipped");
     free(text);
+}
+
+/* Hands the events of one stream entry ([id, [field, value, field, value...]]: one batch of one
+ * node, in order) to the handlers. */
+static void take_entry(struct cluster *c, const redisReply *e)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    snprintf(c->last_id, sizeof(c->last_id), "%s", e->element[0]->str);
+    const redisReply *kv = e->element[1];
+    if (kv->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 1; i < kv->elements; i += 2)
+        take_event(c, kv->element[i]);
 }
 
 static void read_events(struct cluster *c);

@@ -65,7 +65,8 @@ static const char usage_text[] =
     "  --redis-max-inflight N Redis commands in flight; past it, error 503 (default 10000)\n"
     "  --lease SECS           a node's users stay its own this long after its last\n"
     "                         heartbeat (2 to 15, default 10)\n"
-    "  --redis-stream-max N   events kept for nodes that were cut off (default 100000)\n"
+    "  --redis-stream-max N   stream entries kept for nodes that were cut off, each one batch\n"
+    "                         of up to 64 events (default 10000)\n"
     "limits:\n"
     "  --max-line BYTES       frame length, newline included (default 4096)\n"
     "  --max-message BYTES    message text length (default 1000)\n"
@@ -256,7 +257,7 @@ static void set_defaults(struct config *cfg)
     cfg->redis_timeout_ms = 2000;
     cfg->redis_max_inflight = 10000;
     cfg->lease_secs = 10;
-    cfg->redis_stream_max = 100000;
+    cfg->redis_stream_max = 10000;
 }
 
 /* How a numeric option is stored in struct config. */

@@ -192,7 +192,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.redis_timeout_ms, 2000);
     assert_int_equal(cfg.redis_max_inflight, 10000);
     assert_int_equal(cfg.lease_secs, 10);
-    assert_int_equal(cfg.redis_stream_max, 100000);
+    assert_int_equal(cfg.redis_stream_max, 10000);
 }
 
 /* --store picks a backend by name; a name no backend has is a usage error. */

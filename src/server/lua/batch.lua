@@ -2,16 +2,36 @@
 -- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its
 -- arguments; the answer has one element per operation. A batch Redis starts after its
 -- deadline does nothing: the node has answered its requests "unavailable" by then.
--- docs/CLUSTER.md lists the keys and the operations.
+-- docs/CLUSTER.md lists the keys and the operations. Inside Redis a call costs more than the
+-- command it runs (with the AOF on, each write is also propagated into it), so the batch makes
+-- few: the events go into the stream at the end, EV_PER_ENTRY to an entry, and the messages
+-- to one recipient in one ZADD (PERFORMANCE.md §13).
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
+local EV_PER_ENTRY = 64 -- events in one stream entry (cluster.c reads every field of an entry)
+local ZADD_CHUNK = 1000 -- messages in one ZADD (Lua's unpack has a limit)
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then
   return redis.error_reply('parley: batch past its deadline')
 end
 local held = redis.call('GET', 'parley:node:' .. node) == token
 local out = {}
+local evs = {}
 local function ev(text)
-  redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', text)
+  evs[#evs + 1] = text
+end
+-- The messages to each recipient waiting for their ZADD, and each recipient's queue length.
+local adds, qlen = {}, {}
+local function add_flush(r)
+  local a = adds[r]
+  if not a then return end
+  for c = 1, #a, 2 * ZADD_CHUNK do
+    redis.call('ZADD', 'parley:q:' .. r, unpack(a, c, math.min(c + 2 * ZADD_CHUNK - 1, #a)))
+  end
+  adds[r] = nil
+end
+local function queue_len(r)
+  if not qlen[r] then qlen[r] = redis.call('ZCARD', 'parley:q:' .. r) end
+  return qlen[r]
 end
 local owned = {}
 local function mine(name)
@@ -30,13 +50,17 @@ while i <= n do
     i = i + 6
     if not mine(s) then
       out[#out + 1] = -2
-    elseif max > 0 and redis.call('ZCARD', 'parley:q:' .. r) >= max then
+    elseif max > 0 and queue_len(r) >= max then
       out[#out + 1] = -1
     else
       if not nextid then nextid = tonumber(redis.call('GET', 'parley:nextid') or '0') end
       nextid = nextid + 1
       local id = nextid
-      redis.call('ZADD', 'parley:q:' .. r, id, id .. ' ' .. at .. ' ' .. s .. ' ' .. body)
+      local a = adds[r]
+      if not a then a = {} adds[r] = a end
+      a[#a + 1] = id
+      a[#a + 1] = id .. ' ' .. at .. ' ' .. s .. ' ' .. body
+      if qlen[r] then qlen[r] = qlen[r] + 1 end
       queued = queued + 1
       ev('M ' .. node .. ' ' .. id .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
       out[#out + 1] = id
@@ -44,7 +68,9 @@ while i <= n do
   elseif op == 'A' then
     local r, upto = ARGV[i + 1], ARGV[i + 2]
     i = i + 3
+    add_flush(r) -- what this batch queued for `r` first, so the removal sees the whole queue
     local k = redis.call('ZREMRANGEBYSCORE', 'parley:q:' .. r, '-inf', upto)
+    if qlen[r] then qlen[r] = qlen[r] - k end
     queued = queued - k
     out[#out + 1] = k
   elseif op == 'C' then
@@ -153,6 +179,15 @@ while i <= n do
     out[#out + 1] = redis.error_reply('parley: unknown operation ' .. tostring(op))
     break -- the rest cannot be read; what ran is kept, and the ids below are saved
   end
+end
+for r in pairs(adds) do add_flush(r) end
+for c = 1, #evs, EV_PER_ENTRY do
+  local f = {}
+  for j = c, math.min(c + EV_PER_ENTRY - 1, #evs) do
+    f[#f + 1] = 'e'
+    f[#f + 1] = evs[j]
+  end
+  redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', unpack(f))
 end
 if nextid then redis.call('SET', 'parley:nextid', nextid) end
 if queued ~= 0 then redis.call('HINCRBY', 'parley:stats', 'messages', queued) end

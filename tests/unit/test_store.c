@@ -2104,6 +2104,54 @@ static void test_checkpoint_in_flight_at_close(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM presence"), history_written);
 }
 
+/* Many pushes to one recipient in one batch (one group commit; in Redis one script, whose
+ * messages to a recipient go in chunks of one ZADD), with the queue limit reached inside the
+ * batch and an acknowledgement in the middle of it that makes room: every backend takes the same
+ * ones, in order. */
+#define MANY_PUSHES 2500
+#define MANY_LIMIT 2400
+static void test_many_pushes_in_one_batch(void **state)
+{
+    struct fx *f = *state;
+    static struct answer a[MANY_PUSHES];
+    int64_t first = push(f->st, "alice", "bob", 1, "first");
+    char body[32];
+
+    memset(a, 0, sizeof a);
+    claim("carol");
+    for (int i = 0; i < MANY_PUSHES; i++) {
+        if (i == MANY_PUSHES / 2)
+            assert_int_equal(store_queue_ack(f->st, "bob", first), 0);
+        int n = snprintf(body, sizeof body, "m%d", i);
+        store_queue_push(f->st, "carol", "bob", 2 + i, body, (size_t)n, MANY_LIMIT, on_pushed,
+                         &a[i]);
+    }
+    assert_int_equal(wait_answer(f->st, &a[MANY_PUSHES - 1]), STORE_FULL);
+    int taken = 0;
+    int64_t last = first;
+    for (int i = 0; i < MANY_PUSHES; i++) {
+        assert_int_equal(a[i].answered, 1);
+        if (a[i].rc == 0) {
+            assert_true(a[i].value > last);
+            last = a[i].value;
+            taken++;
+        } else {
+            assert_int_equal(a[i].rc, STORE_FULL);
+        }
+    }
+    /* 1 waiting + the first 1250 = 1251; the ack makes 1250; then up to the limit */
+    assert_int_equal(taken, MANY_LIMIT);
+    assert_int_equal(count(f->st, "bob"), MANY_LIMIT);
+    struct seen_msgs s = load(f->st, "bob", 0, MAX_SEEN);
+    assert_int_equal(s.n, MAX_SEEN);
+    assert_string_equal(s.body[0], "m0");
+    assert_string_equal(s.body[MAX_SEEN - 1], "m15");
+    s = load(f->st, "bob", a[MANY_PUSHES / 2 - 1].value, 2); /* across the acknowledgement */
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.body[0], "m1250");
+    assert_string_equal(s.body[1], "m1251");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 /* Runs the conformance cases on the backend `name`; returns the number that failed. */
@@ -2119,6 +2167,7 @@ static int run_conformance(const char *name)
         T(test_ack_only_up_to_id_and_recipient),
         T(test_count),
         T(test_push_refused_when_full),
+        T(test_many_pushes_in_one_batch),
         T(test_bodies_exact),
         T(test_group_commit_boundary),
         T(test_message_survives_kill),

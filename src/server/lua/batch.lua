@@ -56,13 +56,16 @@ while i <= n do
       if not nextid then nextid = tonumber(redis.call('GET', 'parley:nextid') or '0') end
       nextid = nextid + 1
       local id = nextid
+      -- formatted once, as an integer, for the score, the member and the event (Lua's own
+      -- number-to-text is a float printf, which showed in Redis's profile)
+      local ids = string.format('%d', id)
       local a = adds[r]
       if not a then a = {} adds[r] = a end
-      a[#a + 1] = id
-      a[#a + 1] = id .. ' ' .. at .. ' ' .. s .. ' ' .. body
+      a[#a + 1] = ids
+      a[#a + 1] = ids .. ' ' .. at .. ' ' .. s .. ' ' .. body
       if qlen[r] then qlen[r] = qlen[r] + 1 end
       queued = queued + 1
-      ev('M ' .. node .. ' ' .. id .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
+      ev('M ' .. node .. ' ' .. ids .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
       out[#out + 1] = id
     end
   elseif op == 'A' then

@@ -129,6 +129,7 @@ static int teardown(void **state)
     for (int i = 0; i < 3; i++)
         if (f->s[i])
             session_closed(f->s[i], NET_CLOSE_EOF);
+    fanout_free(&f->srv); /* the logouts' notices nobody was left to get */
     worker_pool_free(f->srv.workers);
     event_base_free(f->srv.base);
     p2p_free(&f->srv);

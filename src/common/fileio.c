@@ -4,15 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <string.h>
 
-int fileio_write_all(int fd, const void *data, size_t len)
+/* Writes all `len` bytes, at `off` when `at` (pwrite), else at the file position. */
+static int write_loop(int fd, const void *data, size_t len, bool at, off_t off)
 {
     const char *p = data;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = at ? pwrite(fd, p, len, off) : write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -22,8 +24,19 @@ int fileio_write_all(int fd, const void *data, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        off += n;
     }
     return 0;
+}
+
+int fileio_write_all(int fd, const void *data, size_t len)
+{
+    return write_loop(fd, data, len, false, 0);
+}
+
+int fileio_pwrite_all(int fd, const void *data, size_t len, off_t off)
+{
+    return write_loop(fd, data, len, true, off);
 }
 
 int fileio_sync_parent(const char *path)

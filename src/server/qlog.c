@@ -438,25 +438,6 @@ static void batch_done(struct qlog *q)
 
 /* ---- the file ---- */
 
-/* Writes all `len` bytes at `off`. */
-static int write_at(int fd, const unsigned char *buf, size_t len, uint64_t off)
-{
-    while (len > 0) {
-        ssize_t n = pwrite(fd, buf, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
 /* ---- the rewrite ----
  *
  * When the log has grown well past its live messages they are copied to <path>.new, a slice
@@ -636,7 +617,7 @@ static int rewrite_start(struct qlog *q)
     rw->out.len += QLOG_MAGIC_LEN;
     if (add_next_id(q, &rw->out) != 0 || add_store_id(q, &rw->out) != 0)
         return -1;
-    if (write_at(fd, rw->out.p, rw->out.len, 0) != 0)
+    if (fileio_pwrite_all(fd, rw->out.p, rw->out.len, 0) != 0)
         return fail(q, "writing %s: %s", q->new_path, strerror(errno));
     rw->size = rw->out.len;
     buf_reset(&rw->out);
@@ -710,7 +691,7 @@ static int rewrite_write(struct qlog *q)
     if (rw->state == QLOG_REWRITE_COPYING && copy_slice(q) != 0)
         return -1;
     if (rw->out.len > 0) {
-        if (write_at(rw->fd, rw->out.p, rw->out.len, rw->size) != 0)
+        if (fileio_pwrite_all(rw->fd, rw->out.p, rw->out.len, (off_t)rw->size) != 0)
             return fail(q, "writing %s: %s", q->new_path, strerror(errno));
         rw->size += rw->out.len;
         buf_reset(&rw->out);
@@ -1009,8 +990,7 @@ static int replay(struct qlog *q, const unsigned char *map, const struct scan *s
 /* Starts an empty log in the open, empty (or torn at birth) file. */
 static int create_log(struct qlog *q)
 {
-    if (ftruncate(q->fd, 0) != 0 ||
-        write_at(q->fd, (const unsigned char *)QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0)
+    if (ftruncate(q->fd, 0) != 0 || fileio_pwrite_all(q->fd, QLOG_MAGIC, QLOG_MAGIC_LEN, 0) != 0)
         return fail(q, "creating %s: %s", q->path, strerror(errno));
     q->file_size = QLOG_MAGIC_LEN;
     if (add_next_id(q, &q->batch) != 0 || qlog_commit(q) != 0 || fdatasync(q->fd) != 0)
@@ -1036,7 +1016,7 @@ static int keep_copy(struct qlog *q, const unsigned char *map, uint64_t size, ch
     }
     if (fd < 0)
         return fail(q, "cannot keep a copy of the damaged %s: %s", q->path, strerror(errno));
-    if (write_at(fd, map, size, 0) != 0 || fdatasync(fd) != 0) {
+    if (fileio_pwrite_all(fd, map, size, 0) != 0 || fdatasync(fd) != 0) {
         fail(q, "cannot keep a copy of the damaged %s in %s: %s", q->path, name, strerror(errno));
         close(fd);
         unlink(name);
@@ -1131,7 +1111,7 @@ static int write_batch(struct qlog *q)
         goto fail;
     /* Acknowledgements alone are not flushed: losing them to a power cut only means those
      * messages are delivered again (at-least-once); the next flush covers them. */
-    if (write_at(q->fd, q->batch.p, q->batch.len, q->file_size) != 0 ||
+    if (fileio_pwrite_all(q->fd, q->batch.p, q->batch.len, (off_t)q->file_size) != 0 ||
         (q->fsync && q->batch_pushes && fdatasync(q->fd) != 0)) {
         fail(q, "writing %s: %s", q->path, strerror(errno));
         goto fail;

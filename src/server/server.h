@@ -217,7 +217,8 @@ void session_close(struct session *s);
 /* Queues `* BYE <reason>` and closes the connection after it is written. */
 void session_bye(struct session *s, const char *reason);
 
-/* Queues raw frame bytes (LF included). */
+/* Queues raw frame bytes (LF included), after the presence notices the session has not had
+ * yet (fanout_catch_up). */
 void session_send(struct session *s, const char *data, size_t len);
 
 /* Queues `<tag> OK <n>`. */

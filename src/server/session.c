@@ -82,15 +82,10 @@ void session_touch(struct session *s)
 }
 
 /* Every frame to a session leaves through here: presence notices it has not had yet go first. */
-static void write_frame(struct session *s, const char *data, size_t len)
+void session_send(struct session *s, const char *data, size_t len)
 {
     fanout_catch_up(s);
     net_send(s->conn, data, len);
-}
-
-void session_send(struct session *s, const char *data, size_t len)
-{
-    write_frame(s, data, len);
 }
 
 /* Formats into the server's scratch buffer and queues the result with a final LF. */
@@ -105,7 +100,7 @@ static void send_formatted(struct session *s, const char *prefix, const char *fm
         return;
     }
     srv->fmt[n++] = '\n';
-    write_frame(s, srv->fmt, (size_t)n);
+    session_send(s, srv->fmt, (size_t)n);
 }
 
 void session_ok(struct session *s, const char *tag, const char *fmt, ...)
@@ -126,7 +121,7 @@ void session_ok_number(struct session *s, const char *tag, int64_t n)
     memcpy(line + len, " OK ", 4);
     char *end = proto_put_i64(line + len + 4, n);
     *end++ = '\n';
-    write_frame(s, line, (size_t)(end - line));
+    session_send(s, line, (size_t)(end - line));
 }
 
 void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b)
@@ -139,7 +134,7 @@ void session_ok_numbers(struct session *s, const char *tag, int64_t a, int64_t b
     *end++ = ' ';
     end = proto_put_i64(end, b);
     *end++ = '\n';
-    write_frame(s, line, (size_t)(end - line));
+    session_send(s, line, (size_t)(end - line));
 }
 
 void session_err(struct session *s, const char *tag, int code)
@@ -147,7 +142,7 @@ void session_err(struct session *s, const char *tag, int code)
     char line[PROTO_MAX_TAG + 80];
     int n = snprintf(line, sizeof(line), "%s ERR %d %s\n", tag, code, proto_error_text(code));
     metrics_refused(code);
-    write_frame(s, line, (size_t)n);
+    session_send(s, line, (size_t)n);
 }
 
 void session_event(struct session *s, const char *fmt, ...)

@@ -56,7 +56,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
 	$(CC) $(CFLAGS) -MMD -MP $(LDFLAGS) $(filter tests/%.c %.o,$^) -o $@ $(PKG_LIBS) -lreadline -lcmocka
 $(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.c src/server/qlog.c src/server/auth.c \
                            src/server/store_redis.c src/server/cluster.c src/server/redis_link.c src/server/redis_event.c \
-                           src/server/mqueue.c src/server/log.c)
+                           src/server/mqueue.c src/server/log.c src/server/metrics.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
 $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
@@ -66,7 +66,7 @@ $(BUILD)/tests/test_ratelimit: $(call obj,src/server/ratelimit.c)
 $(BUILD)/tests/test_config: $(call obj,src/server/config.c src/server/nodeid.c src/server/store.c \
                             src/server/store_redis.c src/server/cluster.c src/server/redis_link.c src/server/redis_event.c \
                             src/server/store_local.c src/server/auth.c src/server/qlog.c src/server/mqueue.c \
-                            src/server/log.c)
+                            src/server/log.c src/server/metrics.c)
 $(BUILD)/tests/test_nodeid: $(call obj,src/server/nodeid.c)
 $(BUILD)/tests/test_pairmap: $(call obj,src/server/pairmap.c)
 $(BUILD)/tests/test_peerlimit: $(call obj,src/server/peerlimit.c src/server/pairmap.c)

@@ -15,6 +15,7 @@
 
 #include "server/cluster_lua.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/redis_link.h"
 
 /* Operations one batch takes at most; more go in the next (one script runs at a time in
@@ -89,6 +90,7 @@ struct cluster {
     int64_t clock_skew_ms; /* Redis's clock minus this host's (TIME, at start and each renewal) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
     bool resync_due; /* the events link came back: resync once commands can run too */
+    bool paused;     /* the stream is left unread: the handlers could not take more */
 };
 
 static int64_t wall_ms(void)
@@ -443,6 +445,13 @@ static void read_events(struct cluster *c)
 {
     if (c->reading || !c->started || !redis_link_up(c->events))
         return;
+    if (!c->h->may_read(c->ctx)) {
+        if (!c->paused)
+            metrics_count(METRICS_EVENTS_PAUSED);
+        c->paused = true;
+        return;
+    }
+    c->paused = false;
     char block[24];
     snprintf(block, sizeof(block), "%d", CLUSTER_XREAD_BLOCK_MS);
     const char *argv[] = {"XREAD", "COUNT",   CLUSTER_XREAD_COUNT, "BLOCK",
@@ -881,6 +890,12 @@ static void on_drain_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
+}
+
+void cluster_read_events(struct cluster *c)
+{
+    if (c->paused)
+        read_events(c);
 }
 
 void cluster_drain(struct cluster *c, long timeout_ms)

@@ -71,6 +71,9 @@ struct cluster_handlers {
     /* `name` is logged in on another node (`node`): from the list read at start-up or again
      * after the stream was cut (on_resync). */
     void (*on_online)(void *ctx, const char *name, const char *node, bool online);
+    /* False while the node cannot take more events now (its presence notices are behind):
+     * the stream is left unread until cluster_read_events finds this true again. */
+    bool (*may_read)(void *ctx);
 };
 
 /* The answer of one operation: its element of the batch's reply, or NULL when the batch was
@@ -90,6 +93,10 @@ struct redisReply *cluster_boot_query(struct cluster *c, int argc, const char **
 /* Starts serving: tells `h` of every user online on other nodes (on_online), then reads the
  * stream from the position noted by cluster_new, renews the lease and reaps dead nodes. */
 int cluster_start(struct cluster *c, const struct cluster_handlers *h, void *ctx);
+
+/* Reads the event stream again if it was left unread (may_read) and may be read now; called
+ * once per loop iteration. */
+void cluster_read_events(struct cluster *c);
 
 /* True while the command connection is up and the lease is held (what needs Redis can be
  * done). */

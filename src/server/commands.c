@@ -541,6 +541,7 @@ static void cmd_touch(struct session *s, const struct request *r)
 static void cmd_logout(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
+    fanout_skip(s);
     session_ok(s, tag, NULL);
     session_close(s);
 }

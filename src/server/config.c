@@ -76,6 +76,8 @@ static const char usage_text[] =
     "                         (default 256)\n"
     "  --fanout-slice N       sessions told of logins and logouts per loop iteration\n"
     "                         (default 64)\n"
+    "  --fanout-backlog N     presence notices waiting beyond which password checks wait,\n"
+    "                         and a cluster node pauses its event stream at 4x (default 1024)\n"
     "  --login-timeout S      time allowed to finish logging in (default 120)\n"
     "  --hello-timeout S      time allowed to send HELLO after connecting (default 10)\n"
     "  --handshake-timeout S  time allowed for a TLS handshake (default 10)\n"
@@ -119,6 +121,7 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_MAX_PER_ADDRESS,
     OPT_FANOUT_SLICE,
+    OPT_FANOUT_BACKLOG,
     OPT_LOGIN_TIMEOUT,
     OPT_HELLO_TIMEOUT,
     OPT_HANDSHAKE_TIMEOUT,
@@ -177,6 +180,7 @@ static const struct option long_options[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"fanout-slice", required_argument, NULL, OPT_FANOUT_SLICE},
+    {"fanout-backlog", required_argument, NULL, OPT_FANOUT_BACKLOG},
     {"login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT},
     {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
@@ -241,6 +245,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_connections = 100000;
     cfg->max_per_address = 256;
     cfg->fanout_slice = 64;
+    cfg->fanout_backlog = 1024;
     cfg->login_timeout = 120;
     cfg->hello_timeout = 10;
     cfg->handshake_timeout = 10;
@@ -299,6 +304,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_MAX_CONNECTIONS, "--max-connections", 1, 10000000, NUM_SIZE, max_connections),
     NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
     NUM(OPT_FANOUT_SLICE, "--fanout-slice", 1, 10000000, NUM_SIZE, fanout_slice),
+    NUM(OPT_FANOUT_BACKLOG, "--fanout-backlog", 1, 1000000, NUM_SIZE, fanout_backlog),
     NUM(OPT_LOGIN_TIMEOUT, "--login-timeout", 1, 100000000, NUM_LONG, login_timeout),
     NUM(OPT_HELLO_TIMEOUT, "--hello-timeout", 1, 100000000, NUM_LONG, hello_timeout),
     NUM(OPT_HANDSHAKE_TIMEOUT, "--handshake-timeout", 1, 100000000, NUM_LONG, handshake_timeout),

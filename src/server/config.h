@@ -44,6 +44,7 @@ struct config {
     size_t max_connections;
     size_t max_per_address; /* connections at once from one source address (0: no limit) */
     size_t fanout_slice;    /* sessions given presence notices per loop iteration (fanout.h) */
+    size_t fanout_backlog;  /* notices waiting beyond which password checks wait (fanout.h) */
     long login_timeout;
     long hello_timeout;     /* seconds a new connection has to send HELLO */
     long handshake_timeout; /* seconds a TLS handshake may take */

@@ -5,7 +5,9 @@
  * from its head and deals each session every notice above its number; users who come online
  * during a pass join at the head (directory.c), behind the pass, and start at the newest
  * number (fanout_joined), so the pass never needs to reach them. When a pass ends, every
- * session online holds at least the number the pass began with, and those notices are freed. */
+ * session online holds at least the number the pass began with, and those notices are freed.
+ *
+ * Nothing here ever finishes the notices at once: what makes them waits instead (fanout.h). */
 #include "server/fanout.h"
 
 #include <assert.h>
@@ -14,6 +16,7 @@
 
 #include "server/directory.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/server.h"
 
 struct fanout_job {
@@ -24,10 +27,13 @@ struct fanout_job {
     char line[];
 };
 
-/* True when the notice `j` is for the user of `s`. */
-static bool meant_for(const struct fanout_job *j, const struct session *s)
+/* True when the notice `j` is for `me`. Most users block no one: the block lists are looked
+ * up only when either side has one. */
+static bool meant_for(const struct fanout_job *j, const struct user *me)
 {
-    return s->user != j->about && !directory_related(j->about, s->user);
+    if (me == j->about)
+        return false;
+    return (me->n_blocked == 0 && j->about->n_blocked == 0) || !directory_related(j->about, me);
 }
 
 void fanout_catch_up(struct session *s)
@@ -36,7 +42,7 @@ void fanout_catch_up(struct session *s)
     if (s->state != SESSION_ONLINE || s->fan_seq >= f->last_seq)
         return;
     for (struct fanout_job *j = f->head; j; j = j->next)
-        if (j->seq > s->fan_seq && meant_for(j, s))
+        if (j->seq > s->fan_seq && meant_for(j, s->user))
             net_send(s->conn, j->line, j->len);
     s->fan_seq = f->last_seq;
 }
@@ -80,30 +86,61 @@ static size_t run_pass(struct server *srv, size_t budget)
     return budget;
 }
 
+bool fanout_admits(const struct server *srv)
+{
+    return srv->fan.jobs + srv->hash_jobs < srv->cfg.fanout_backlog;
+}
+
+bool fanout_takes_events(const struct server *srv)
+{
+    return srv->fan.jobs < srv->cfg.fanout_backlog * FANOUT_STREAM_FACTOR;
+}
+
+void fanout_hold(struct session *s)
+{
+    struct fanout *f = &s->srv->fan;
+    assert(s->state == SESSION_PASSWORD && !s->fan_held);
+    session_wait(s);
+    s->fan_held = true;
+    s->fan_next = NULL;
+    if (f->held_tail)
+        f->held_tail->fan_next = s;
+    else
+        f->held_head = s;
+    f->held_tail = s;
+    metrics_count(METRICS_LOGIN_HELD);
+}
+
+/* Takes the oldest held session off the queue and lets it go on (its kept frames run now,
+ * unless its connection is gone meanwhile). */
+static void release_one(struct fanout *f)
+{
+    struct session *s = f->held_head;
+    f->held_head = s->fan_next;
+    if (!f->held_head)
+        f->held_tail = NULL;
+    s->fan_next = NULL;
+    s->fan_held = false;
+    session_resume(s);
+}
+
 void fanout_run(struct server *srv)
 {
     size_t budget = srv->cfg.fanout_slice;
     while (srv->fan.head && budget > 0)
         budget = run_pass(srv, budget);
+    while (srv->fan.held_head && fanout_admits(srv))
+        release_one(&srv->fan);
 }
 
 bool fanout_pending(const struct server *srv)
 {
-    return srv->fan.head != NULL;
-}
-
-/* Finishes every pass there is to make, whatever it costs. */
-static void run_all(struct server *srv)
-{
-    while (srv->fan.head)
-        run_pass(srv, SIZE_MAX);
+    return srv->fan.head != NULL || (srv->fan.held_head != NULL && fanout_admits(srv));
 }
 
 void fanout_presence(struct server *srv, struct user *about, const char *line, size_t len)
 {
     struct fanout *f = &srv->fan;
-    if (f->jobs >= FANOUT_MAX_JOBS)
-        run_all(srv);
     struct fanout_job *j = malloc(sizeof(*j) + len);
     if (!j) {
         log_error("out of memory: a presence notice is lost");
@@ -127,6 +164,11 @@ void fanout_joined(struct session *s)
     s->fan_seq = s->srv->fan.last_seq;
 }
 
+void fanout_skip(struct session *s)
+{
+    s->fan_seq = s->srv->fan.last_seq;
+}
+
 void fanout_leaving(struct server *srv, struct user *u)
 {
     if (srv->fan.cursor == u)
@@ -136,6 +178,8 @@ void fanout_leaving(struct server *srv, struct user *u)
 void fanout_free(struct server *srv)
 {
     struct fanout *f = &srv->fan;
+    while (f->held_head) /* their connections are gone by now: this frees them */
+        release_one(f);
     while (f->head) {
         struct fanout_job *j = f->head;
         f->head = j->next;

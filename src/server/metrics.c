@@ -40,6 +40,11 @@ static const struct metrics_series metrics_counter_series[METRICS_COUNTER_COUNT]
                                     "Copies of broadcasts written to users."},
     [METRICS_P2P_BROKERED] = {"parley_p2p_sessions_brokered_total", "",
                               "Private sessions brokered."},
+    [METRICS_LOGIN_HELD] = {"parley_logins_held_total", "",
+                            "Password checks that waited while presence notices were behind."},
+    [METRICS_EVENTS_PAUSED] = {"parley_event_reads_paused_total", "",
+                               "Times the event stream was left unread while presence notices "
+                               "were behind (cluster)."},
 };
 
 static const struct metrics_series metrics_histogram_series[METRICS_HISTOGRAM_COUNT] = {

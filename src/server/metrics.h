@@ -24,7 +24,9 @@ enum metrics_counter {
     METRICS_BROADCASTS = 7,         /* broadcasts sent */
     METRICS_BROADCAST_DELIVERY = 8, /* copies of them written to users */
     METRICS_P2P_BROKERED = 9,       /* private sessions the server brokered */
-    METRICS_COUNTER_COUNT = 10,
+    METRICS_LOGIN_HELD = 10,        /* password checks that waited for presence notices */
+    METRICS_EVENTS_PAUSED = 11,     /* times a cluster node stopped reading its event stream */
+    METRICS_COUNTER_COUNT = 12,
 };
 
 /* The histograms, in seconds. */

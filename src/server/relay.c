@@ -156,10 +156,16 @@ static void on_online(void *ctx, const char *name, const char *node, bool online
         presence_elsewhere(srv, u, online, true);
 }
 
+static bool may_read(void *ctx)
+{
+    return fanout_takes_events(ctx);
+}
+
 const struct cluster_handlers relay_handlers = {
     .on_event = on_event,
     .on_lost = on_lost,
     .on_resync = on_resync,
     .each_local = each_local,
     .on_online = on_online,
+    .may_read = may_read,
 };

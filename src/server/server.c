@@ -638,6 +638,8 @@ int server_run(struct server *srv)
             break;
         }
         fanout_run(srv);
+        if (srv->cluster)
+            cluster_read_events(srv->cluster);
         commit_store(srv);
         net_flush(srv->net);
         metrics_observe(METRICS_LOOP_ITERATION,

@@ -74,12 +74,14 @@ struct session {
     struct ratelimit rate;
     /* requests other than messages before login (--req-rate; once online, the user's) */
     struct ratelimit request_budget;
-    uint64_t fan_seq;  /* the newest presence notice it has been dealt (fanout.h) */
-    int64_t sent_id;   /* highest message id sent */
-    int64_t acked_id;  /* highest message id acknowledged */
-    bool draining;     /* queued messages remain in the store to be sent */
-    int64_t refill_id; /* while draining: the next page goes once this id is acknowledged */
-    bool new_account;  /* PASS creates the account (registration) */
+    uint64_t fan_seq;         /* the newest presence notice it has been dealt (fanout.h) */
+    bool fan_held;            /* its password check waits for the notices (fanout_hold) */
+    struct session *fan_next; /* the next session held after it */
+    int64_t sent_id;          /* highest message id sent */
+    int64_t acked_id;         /* highest message id acknowledged */
+    bool draining;            /* queued messages remain in the store to be sent */
+    int64_t refill_id;        /* while draining: the next page goes once this id is acknowledged */
+    bool new_account;         /* PASS creates the account (registration) */
     uint16_t p2p_port;
     struct p2p_request *p2p_req[2]; /* the P2P requests it made [0] and that were made to it [1] */
     struct p2p_pair *p2p_pairs;     /* its open private sessions */

@@ -184,6 +184,7 @@ void session_bye(struct session *s, const char *reason)
 {
     if (s->state == SESSION_CLOSING)
         return;
+    fanout_skip(s);
     session_event(s, "BYE %s", reason);
     session_close(s);
 }
@@ -330,6 +331,8 @@ int session_frame(void *arg, enum linebuf_kind kind, const char *line, size_t le
     struct session *s = arg;
     if (s->state == SESSION_CLOSING)
         return 1;
+    if (s->state == SESSION_PASSWORD && !s->fan_held && !fanout_admits(s->srv))
+        fanout_hold(s); /* presence notices are behind: no new login adds to them for now */
     if (s->held || s->stash_len ||
         (s->pending && !(kind == LINEBUF_LINE && cmd_pipelines(line, len)))) {
         net_pause_read(s->conn); /* at the first frame kept: an answer at once costs nothing */

@@ -10,7 +10,9 @@ injects one fault:
    a while longer;
 4. a slow Redis (SIGSTOP of redis-server) against --redis-timeout;
 5. the lock-out counted across nodes, sequential and parallel guesses;
-6. one login per user across nodes.
+6. one login per user across nodes;
+7. /healthz while Redis is unreachable;
+8. a burst of logins on one node while another is behind with its presence notices.
 
 The lease bound used below: a node renews its lease (parley:node:<id>, PX lease) every
 lease/3, and every node runs the reaper at the same period. A node killed at time K renewed
@@ -625,3 +627,36 @@ def test_healthz_503_while_redis_is_unreachable(make_cluster):
     c.redis.start()
     _retry(hans, "MSG", "yoda", "after-the-restart", deadline=15, what="the node resuming")
     wait_until(lambda: healthz() == (200, "ok\n"), timeout=10, what="/healthz 200 again")
+
+
+# 8. A node behind with its presence notices stops reading the stream, and loses nothing
+
+def test_node_behind_with_notices_pauses_its_stream(make_cluster):
+    """Node 1 deals each notice to one session per loop iteration (--fanout-slice 1) to 40
+    watchers and takes more events only while fewer than 4 notices wait (--fanout-backlog 1,
+    FANOUT_STREAM_FACTOR 4). A burst of 16 logins on node 2 reaches it through the stream
+    faster than that: node 1 leaves the stream unread meanwhile (counted in its /metrics) and
+    reads on from where it stopped, so every watcher still gets every notice once."""
+    from test_server_metrics import _free_port, _scrape, _v, _burst_of_logins
+    watchers = [f"w{i:02d}" for i in range(40)]
+    newcomers = [f"n{i:02d}" for i in range(16)]
+    c = make_cluster(nodes=2, users={n: "pw" for n in watchers + newcomers})
+    behind, busy = c.nodes
+    port = _free_port()
+    behind.stop()
+    behind.args = behind.args + ["--metrics", f"127.0.0.1:{port}", "--fanout-backlog", "1",
+                                 "--fanout-slice", "1"]
+    behind.start()
+    behind.metrics_port = port
+    conns = [behind.login(n) for n in watchers]
+    for w in conns:
+        w.pump(0.1)
+        w.events.clear()
+    paused = _v(_scrape(behind), "parley_event_reads_paused_total")
+    _burst_of_logins(busy, newcomers)
+    want = sorted(("LOGIN", n) for n in newcomers)
+    for w in conns:
+        evs = w.wait_events(lambda e: e[0] == "LOGIN", len(want), timeout=20)
+        assert sorted(map(tuple, evs)) == want, w.user
+        w.no_event("LOGIN", within=0.05)
+    assert _v(_scrape(behind), "parley_event_reads_paused_total") > paused

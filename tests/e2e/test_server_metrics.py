@@ -24,9 +24,9 @@ def _free_port():
     return port
 
 
-def _metrics_server(make_server, *args):
+def _metrics_server(make_server, *args, **kw):
     port = _free_port()
-    s = make_server(args=["--metrics", f"127.0.0.1:{port}", *args])
+    s = make_server(args=["--metrics", f"127.0.0.1:{port}", *args], **kw)
     s.metrics_port = port
     return s
 
@@ -178,3 +178,41 @@ def test_p2p_sessions_brokered_counted(make_server):
     tag = pa.send_request("P2P", "luke")  # offline: refused, not brokered
     assert pa.get_reply(tag)[0] == "ERR"
     assert _v(_scrape(s), "parley_p2p_sessions_brokered_total") == 1
+
+
+def _burst_of_logins(s, names):
+    """Connects `names`, says HELLO and USER on each, then sends every PASS back to back (one
+    loop iteration reads most of them); returns the connections once each PASS is OK."""
+    conns = []
+    for n in names:
+        c = s.connect()
+        c.hello()
+        assert c.request("USER", n) == ["OK"]
+        conns.append(c)
+    tags = [c.send_request("PASS", s.users[n]) for c, n in zip(conns, names)]
+    for c, n, t in zip(conns, names, tags):
+        assert c.get_reply(t, timeout=20) == ["OK"], n
+        c.user = n
+    return conns
+
+
+def test_logins_wait_while_presence_notices_are_behind(make_server):
+    """--fanout-backlog 1: while any notice waits (or a password check runs), a PASS waits
+    before its check starts instead of adding to the notices (issue 11's 50,000-session run
+    stalled on them). Every login still succeeds, and every watcher gets each notice once."""
+    watchers = [f"w{i:02d}" for i in range(40)]
+    newcomers = [f"n{i:02d}" for i in range(12)]
+    users = {n: "pw" for n in watchers + newcomers}
+    s = _metrics_server(make_server, "--fanout-backlog", "1", "--fanout-slice", "1", users=users)
+    conns = [s.login(n) for n in watchers]
+    for c in conns:
+        c.pump(0.1)
+        c.events.clear()
+    held = _v(_scrape(s), "parley_logins_held_total")
+    _burst_of_logins(s, newcomers)
+    assert _v(_scrape(s), "parley_logins_held_total") > held
+    want = [["LOGIN", n] for n in newcomers]
+    for c in conns:
+        evs = c.wait_events(lambda e: e[0] == "LOGIN", len(want), timeout=20)
+        assert sorted(map(tuple, evs)) == sorted(map(tuple, want)), c.user
+        c.no_event("LOGIN", within=0.05)

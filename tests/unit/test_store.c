@@ -293,9 +293,15 @@ static void ignore_online(void *ctx, const char *name, const char *node, bool on
     (void)online;
 }
 
+static bool always_read(void *ctx)
+{
+    (void)ctx;
+    return true;
+}
+
 /* A node with no sessions: the store is all these cases look at. */
-static const struct cluster_handlers no_sessions = {ignore_event, ignore_name, ignore_resync,
-                                                    hold_no_one, ignore_online};
+static const struct cluster_handlers no_sessions = {ignore_event, ignore_name,   ignore_resync,
+                                                    hold_no_one,  ignore_online, always_read};
 
 static bool node_up(const void *cl)
 {

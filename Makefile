@@ -159,7 +159,8 @@ test: deps
 	@$(MAKE) --no-print-directory lint-check
 
 # libFuzzer harnesses (clang): `make fuzz FUZZ_SECONDS=600` for a long run; `fuzz-smoke` is the
-# short pass inside `make test`. Crashes are written to build/fuzz/ and fail the run.
+# short pass inside `make test` (6 s per harness, FUZZ_SMOKE_SECONDS). Crashes are written to
+# build/fuzz/ and fail the run.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := frame credentials server p2p qlog
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -DPARLEY_VERSION='"$(VERSION)"' \
@@ -187,7 +188,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	done
 
 fuzz-smoke:
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-10}
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-6}
 
 format:
 	clang-format -i $$(git ls-files 'bench/*.c' 'src/*.c' 'src/*.h' 'tests/*.c' 'tests/*.h' 'fuzz/*.c' 'fuzz/*.h')

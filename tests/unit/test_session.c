@@ -350,6 +350,52 @@ static void test_max_errors_above_16_bits(void **state)
     assert_string_equal(take(f, 0), "2 ERR 501 unknown request\n* BYE flood\n");
 }
 
+/* --fanout-backlog 1: while a notice waits, a PASS waits before its check (no reply, still in
+ * SESSION_PASSWORD); the loop's fan-out deals the notice, then lets the session go on. */
+static void test_login_waits_for_presence_notices(void **state)
+{
+    struct fx *f = *state;
+    f->srv.cfg.fanout_backlog = 1;
+    login(f, 0, "hans", "falcon");
+    open_conn(f, 1);
+    feed(f, 1, "1 HELLO 1");
+    feed(f, 1, "2 USER yoda");
+    take(f, 1);
+    struct user *vader = directory_add(&f->srv.dir, "vader");
+    assert_non_null(vader);
+    fanout_presence(&f->srv, vader, "* LOGIN vader\n", 14);
+    assert_false(fanout_admits(&f->srv));
+    session_frame(f->s[1], LINEBUF_LINE, "3 PASS wise", 11);
+    assert_string_equal(take(f, 1), "");
+    assert_int_equal(f->s[1]->state, SESSION_PASSWORD);
+    assert_true(f->s[1]->fan_held);
+    assert_true(fanout_pending(&f->srv));
+    fanout_run(&f->srv); /* deals the notice, then lets yoda's PASS run */
+    assert_false(f->s[1]->fan_held);
+    assert_string_equal(take(f, 1), "3 OK\n");
+    assert_int_equal(f->s[1]->state, SESSION_ONLINE);
+    while (fanout_pending(&f->srv))
+        fanout_run(&f->srv);
+    assert_string_equal(take(f, 0), "* LOGIN vader\n* LOGIN yoda\n");
+}
+
+/* A session that logs out is not given the notices still waiting for it; the others are. */
+static void test_logout_skips_waiting_notices(void **state)
+{
+    struct fx *f = *state;
+    login(f, 0, "hans", "falcon");
+    login(f, 1, "yoda", "wise");
+    take(f, 0);
+    struct user *vader = directory_add(&f->srv.dir, "vader");
+    assert_non_null(vader);
+    fanout_presence(&f->srv, vader, "* LOGIN vader\n", 14);
+    session_frame(f->s[0], LINEBUF_LINE, "4 LOGOUT", 8);
+    assert_string_equal(take(f, 0), "4 OK\n");
+    while (fanout_pending(&f->srv))
+        fanout_run(&f->srv);
+    assert_string_equal(take(f, 1), "* LOGIN vader\n* LOGOUT hans\n");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -362,6 +408,8 @@ int main(void)
         T(test_lockout_with_clock),
         T(test_max_errors_above_16_bits),
         T(test_p2p_requests_and_sessions),
+        T(test_login_waits_for_presence_notices),
+        T(test_logout_skips_waiting_notices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ enum cluster_script {
     SCRIPT_REVALIDATE,
     SCRIPT_REAP,
     SCRIPT_BOOT,
+    SCRIPT_LOAD,
     SCRIPT_COUNT,
 };
 
@@ -47,6 +48,7 @@ static const char *const script_text[SCRIPT_COUNT] = {
     [SCRIPT_REVALIDATE] = cluster_lua_revalidate,
     [SCRIPT_REAP] = cluster_lua_reap,
     [SCRIPT_BOOT] = cluster_lua_boot,
+    [SCRIPT_LOAD] = cluster_lua_load,
 };
 
 /* One operation's answer to give. */
@@ -305,6 +307,16 @@ static void read_answered(void *arg, struct redisReply *r)
     rd.fn(rd.arg, r);
 }
 
+void cluster_read_queue(struct cluster *c, const char *name, int64_t after_id, size_t limit,
+                        cluster_reply_fn fn, void *arg)
+{
+    char after[24], count[24];
+    snprintf(after, sizeof(after), "%lld", (long long)after_id);
+    snprintf(count, sizeof(count), "%zu", limit);
+    const char *argv[] = {"EVALSHA", c->sha[SCRIPT_LOAD], "0", name, after, count};
+    cluster_command(c, 6, argv, NULL, fn, arg);
+}
+
 void cluster_command(struct cluster *c, int argc, const char *const *argv, const size_t *lens,
                      cluster_reply_fn fn, void *arg)
 {
@@ -352,12 +364,6 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
     ev->node = next_field(&p);
     ev->own = strcmp(ev->node, c->node) == 0;
     switch (ev->kind) {
-    case CLUSTER_MSG:
-        ev->n1 = field_i64(&p);
-        ev->a = next_field(&p);
-        ev->n2 = field_i64(&p);
-        ev->b = next_field(&p);
-        break;
     case CLUSTER_BCAST:
     case CLUSTER_ACCOUNT:
     case CLUSTER_LOGIN:
@@ -378,8 +384,8 @@ static bool parse_event(struct cluster *c, char *text, struct cluster_event *ev)
     default:
         return false;
     }
-    if (p && (ev->kind == CLUSTER_MSG || ev->kind == CLUSTER_BCAST || ev->kind == CLUSTER_ACCOUNT ||
-              ev->kind == CLUSTER_P2P)) {
+    if (p &&
+        (ev->kind == CLUSTER_BCAST || ev->kind == CLUSTER_ACCOUNT || ev->kind == CLUSTER_P2P)) {
         ev->text = p;
         ev->text_len = strlen(p);
     }
@@ -406,8 +412,67 @@ static void take_event(struct cluster *c, const redisReply *v)
     free(text);
 }
 
+/* The run of direct messages a stream entry is reading: to one recipient, from one node. */
+struct cluster_run {
+    char node[65];
+    char to[80];
+    int64_t next_id; /* the id of its next message */
+    bool open, own;
+};
+
+/* Starts a run from its header ("<node> <recipient> <id of the next message>"). Returns false
+ * (and no run is open) when it cannot be read. */
+static bool take_header(struct cluster *c, struct cluster_run *run, const redisReply *v)
+{
+    char copy[160];
+    run->open = false;
+    if (v->type != REDIS_REPLY_STRING || v->len >= sizeof(copy))
+        return false;
+    memcpy(copy, v->str, v->len + 1);
+    char *p = copy;
+    const char *node = next_field(&p), *to = p ? next_field(&p) : NULL;
+    if (!to || !p || strlen(node) >= sizeof(run->node) || strlen(to) >= sizeof(run->to) || !to[0])
+        return false;
+    snprintf(run->node, sizeof(run->node), "%s", node);
+    snprintf(run->to, sizeof(run->to), "%s", to);
+    run->next_id = field_i64(&p);
+    run->own = strcmp(run->node, c->node) == 0;
+    run->open = run->next_id > 0;
+    return run->open;
+}
+
+/* Hands the run's next message ("<time> <sender> <body>", as queued) to the handlers as a
+ * CLUSTER_MSG event. Returns false when it cannot be read. */
+static bool take_message(struct cluster *c, struct cluster_run *run, const redisReply *v)
+{
+    int64_t id = run->next_id++;
+    if (v->type != REDIS_REPLY_STRING)
+        return false;
+    char *end;
+    long long at = strtoll(v->str, &end, 10);
+    const char *sender = end + 1;
+    const char *sp = *end == ' ' ? memchr(sender, ' ', v->len - (size_t)(sender - v->str)) : NULL;
+    char name[80];
+    if (!sp || (size_t)(sp - sender) >= sizeof(name) || sp == sender)
+        return false;
+    memcpy(name, sender, (size_t)(sp - sender));
+    name[sp - sender] = '\0';
+    struct cluster_event ev = {.kind = CLUSTER_MSG,
+                               .own = run->own,
+                               .node = run->node,
+                               .a = run->to,
+                               .b = name,
+                               .n1 = id,
+                               .n2 = at,
+                               .text = sp + 1,
+                               .text_len = v->len - (size_t)(sp + 1 - v->str)};
+    c->h->on_event(c->ctx, &ev);
+    return true;
+}
+
 /* Hands the events of one stream entry ([id, [field, value, field, value...]]: one batch of one
- * node, in order) to the handlers. */
+ * node, or a part of it, in order) to the handlers: 'e' fields are events, 'n' starts a run of
+ * direct messages whose 'm' fields follow (batch.lua). */
 static void take_entry(struct cluster *c, const redisReply *e)
 {
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
@@ -417,8 +482,22 @@ static void take_entry(struct cluster *c, const redisReply *e)
     const redisReply *kv = e->element[1];
     if (kv->type != REDIS_REPLY_ARRAY)
         return;
-    for (size_t i = 1; i < kv->elements; i += 2)
-        take_event(c, kv->element[i]);
+    struct cluster_run run = {.open = false};
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        const redisReply *f = kv->element[i], *v = kv->element[i + 1];
+        char kind = f->type == REDIS_REPLY_STRING && f->len == 1 ? f->str[0] : '?';
+        bool ok = true;
+        if (kind == 'e')
+            take_event(c, v);
+        else if (kind == 'n')
+            ok = take_header(c, &run, v);
+        else if (kind == 'm' && run.open)
+            ok = take_message(c, &run, v);
+        else
+            ok = false;
+        if (!ok)
+            log_error("redis: a field of parley:events cannot be read; skipped");
+    }
 }
 
 static void read_events(struct cluster *c);
@@ -778,6 +857,25 @@ static redisReply *boot_script(struct cluster *c, const char *mode, char *err, s
     return boot_command(c, 9, argv, err, errlen);
 }
 
+/* Refuses a Redis that holds queues of the earlier layout (sorted sets, one global id in
+ * parley:nextid): this version would fail every batch that touched them. */
+static int boot_layout(struct cluster *c, char *err, size_t errlen)
+{
+    const char *argv[] = {"EXISTS", "parley:nextid"};
+    redisReply *r = boot_command(c, 2, argv, err, errlen);
+    if (!r)
+        return -1;
+    bool old = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    if (old)
+        snprintf(err, errlen,
+                 "redis %s holds message queues of an earlier parleyd (parley:nextid, sorted sets "
+                 "parley:q:*): deliver them with that version, or delete those keys "
+                 "(docs/CLUSTER.md)",
+                 c->addr);
+    return old ? -1 : 0;
+}
+
 static int boot_start(struct cluster *c, char *err, size_t errlen)
 {
     redisReply *r = boot_script(c, "start", err, errlen);
@@ -851,8 +949,8 @@ struct cluster *cluster_new(struct event_base *base, const struct cluster_settin
         goto fail;
     }
     if (boot_connect(c, err, errlen) < 0 || boot_clock(c, err, errlen) < 0 ||
-        boot_scripts(c, err, errlen) < 0 || boot_start(c, err, errlen) < 0 ||
-        make_links(c, err, errlen) < 0)
+        boot_layout(c, err, errlen) < 0 || boot_scripts(c, err, errlen) < 0 ||
+        boot_start(c, err, errlen) < 0 || make_links(c, err, errlen) < 0)
         goto fail;
     c->lease_held = true;
     c->renewed_ms = mono_ms();

@@ -32,7 +32,8 @@ struct cluster_settings {
 
 /* The kinds of event in the stream (their first letter there). */
 enum cluster_event_kind {
-    CLUSTER_MSG = 'M',     /* a direct message was queued: id, recipient, time, sender, body */
+    CLUSTER_MSG = 'M',     /* a direct message was queued: id, recipient, time, sender, body (in the
+                              stream, one of a run: docs/CLUSTER.md) */
     CLUSTER_BCAST = 'B',   /* a broadcast: sender, text */
     CLUSTER_LOGIN = 'I',   /* a user was claimed by a node */
     CLUSTER_LOGOUT = 'O',  /* a claim ended (logout, or the node's lease ran out) */
@@ -117,6 +118,12 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
  * of requests); `fn` gets the whole reply, or NULL (at once when Redis cannot be reached). */
 void cluster_command(struct cluster *c, int argc, const char *const *argv, const size_t *lens,
                      cluster_reply_fn fn, void *arg);
+
+/* Reads the messages queued for `name` with ids above `after_id`, at most `limit` (0: all), as
+ * cluster_command does (after the batch so far); `fn` gets {the first one's id, [messages as
+ * queued: "<time> <sender> <body>"]}, or NULL. */
+void cluster_read_queue(struct cluster *c, const char *name, int64_t after_id, size_t limit,
+                        cluster_reply_fn fn, void *arg);
 
 /* Runs the loop until every command sent is answered or `timeout_ms` passed (at shutdown, so
  * the last logouts reach Redis). */

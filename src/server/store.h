@@ -170,8 +170,9 @@ int store_set_reserve(struct store *st, size_t bytes);
 const char *store_error(const struct store *st);
 
 /* Queues a direct message unless `recipient` has `max_queued` (0: no limit) waiting, and
- * answers with it and its id, above every id given before (even after a lost or damaged log),
- * and above every id queued before for the same recipient. Queue writes (this and
+ * answers with it and its id: above every id queued before for the same recipient (even after
+ * a lost or damaged log). Ids of different recipients are not related: the local backend
+ * counts for everyone, the redis backend per recipient (parley:qnext). Queue writes (this and
  * store_queue_ack) are grouped: they are durable once store_commit confirmed them, and then
  * survive a crash of the process. `done` is called exactly once (before this returns, or
  * later from the loop). */

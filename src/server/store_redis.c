@@ -115,9 +115,9 @@ struct push {
     store_push_fn done;
     void *arg;
     int64_t sent_at;
-    size_t body_len;
+    size_t head_len, body_len; /* text: "<time> <sender> " (head_len bytes), then the body */
     char sender[80], recipient[80];
-    char body[]; /* body_len bytes and a NUL */
+    char text[]; /* the message as queued and published (batch.lua), and a NUL */
 };
 
 static void pushed(void *arg, const struct redisReply *r)
@@ -136,8 +136,8 @@ static void pushed(void *arg, const struct redisReply *r)
     } else {
         if (open)
             store_note(st->owner, 0);
-        struct store_msg m = {r->integer, p->sender, p->recipient,
-                              p->sent_at, p->body,   p->body_len};
+        struct store_msg m = {
+            r->integer, p->sender, p->recipient, p->sent_at, p->text + p->head_len, p->body_len};
         p->done(p->arg, 0, &m);
     }
     free(p);
@@ -148,24 +148,26 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
                              store_push_fn done, void *arg)
 {
     struct store_redis *st = be;
-    struct push *p = malloc(sizeof(*p) + body_len + 1);
+    char head[128], max[24];
+    int n = snprintf(head, sizeof(head), "%lld %s ", (long long)sent_at, sender);
+    struct push *p =
+        n > 0 && (size_t)n < sizeof(head) ? malloc(sizeof(*p) + (size_t)n + body_len + 1) : NULL;
     if (!p || strlen(sender) >= sizeof(p->sender) || strlen(recipient) >= sizeof(p->recipient)) {
         free(p);
         done(arg, -1, NULL);
         return;
     }
-    *p = (struct push){st, done, arg, sent_at, body_len, "", ""};
+    *p = (struct push){st, done, arg, sent_at, (size_t)n, body_len, "", ""};
     snprintf(p->sender, sizeof(p->sender), "%s", sender);
     snprintf(p->recipient, sizeof(p->recipient), "%s", recipient);
-    memcpy(p->body, body, body_len);
-    p->body[body_len] = '\0';
-    char at[24], max[24];
-    snprintf(at, sizeof(at), "%lld", (long long)sent_at);
+    memcpy(p->text, head, (size_t)n);
+    memcpy(p->text + n, body, body_len);
+    p->text[(size_t)n + body_len] = '\0';
     snprintf(max, sizeof(max), "%lld", (long long)max_queued);
-    const char *args[] = {sender, recipient, at, p->body, max};
-    size_t lens[] = {strlen(sender), strlen(recipient), strlen(at), body_len, strlen(max)};
+    const char *args[] = {sender, recipient, p->text, max};
+    size_t lens[] = {strlen(sender), strlen(recipient), (size_t)n + body_len, strlen(max)};
     expect(st);
-    cluster_op(st->cl, 'P', 5, args, lens, pushed, p);
+    cluster_op(st->cl, 'P', 4, args, lens, pushed, p);
 }
 
 /* A read of a recipient's queue. */
@@ -177,17 +179,14 @@ struct load {
     char recipient[80];
 };
 
-/* Parses "<id> <time> <sender> <body>" (a member of parley:q:<name>) and hands it on. Returns
- * the callback's answer, or 0 for a member that cannot be read (skipped). */
-static int hand_member(struct load *l, const redisReply *e)
+/* Parses a message as queued ("<time> <sender> <body>", its id `id`) and hands it on. Returns
+ * the callback's answer, or 0 for one that cannot be read (skipped). */
+static int hand_member(struct load *l, int64_t id, const redisReply *e)
 {
     if (e->type != REDIS_REPLY_STRING)
         return 0;
     char *end;
-    int64_t id = strtoll(e->str, &end, 10);
-    if (*end != ' ')
-        return 0;
-    int64_t at = strtoll(end + 1, &end, 10);
+    int64_t at = strtoll(e->str, &end, 10);
     if (*end != ' ')
         return 0;
     const char *sender = end + 1;
@@ -205,16 +204,22 @@ static int hand_member(struct load *l, const redisReply *e)
     return l->fn(l->ctx, &m);
 }
 
+/* The answer of load.lua: {the first message's id, [messages]}. */
 static void loaded(void *arg, const struct redisReply *r)
 {
     struct load *l = arg;
     int rc = 0;
     bool open = answer_came(l->st);
-    if (!r || r->type != REDIS_REPLY_ARRAY)
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_ARRAY) {
         rc = open ? redis_fail(l->st, "loading messages") : -1;
-    else
-        for (size_t i = 0; i < r->elements && hand_member(l, r->element[i]) == 0; i++)
+    } else {
+        const redisReply *list = r->element[1];
+        int64_t id = r->element[0]->integer;
+        for (size_t i = 0;
+             i < list->elements && hand_member(l, id + (int64_t)i, list->element[i]) == 0; i++)
             ;
+    }
     l->done(l->ctx, rc);
     free(l);
 }
@@ -231,13 +236,8 @@ static void redis_queue_load(void *be, const char *recipient, int64_t after_id, 
     }
     *l = (struct load){st, fn, done, ctx, ""};
     snprintf(l->recipient, sizeof(l->recipient), "%s", recipient);
-    char key[96], from[24], count[24];
-    snprintf(key, sizeof(key), "parley:q:%s", recipient);
-    snprintf(from, sizeof(from), "(%lld", (long long)after_id);
-    snprintf(count, sizeof(count), "%lld", limit ? (long long)limit : -1LL);
-    const char *argv[] = {"ZRANGEBYSCORE", key, from, "+inf", "LIMIT", "0", count};
     expect(st);
-    cluster_command(st->cl, 7, argv, NULL, loaded, l);
+    cluster_read_queue(st->cl, recipient, after_id, limit, loaded, l);
 }
 
 /* An answer nobody waits for: only its failure counts (store_writable) and is logged. */
@@ -309,7 +309,7 @@ static void redis_queue_count(void *be, const char *recipient, store_count_fn do
     *c = (struct counted){st, done, arg};
     char key[96];
     snprintf(key, sizeof(key), "parley:q:%s", recipient);
-    const char *argv[] = {"ZCARD", key};
+    const char *argv[] = {"LLEN", key};
     expect(st);
     cluster_command(st->cl, 2, argv, NULL, counted, c);
 }

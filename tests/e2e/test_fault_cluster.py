@@ -71,12 +71,12 @@ def _retry(proto, *fields, deadline, what):
 
 
 def _queue(redis, name):
-    """The messages waiting for `name` in Redis: [(id, text)]."""
-    out = []
-    for member in redis.command("ZRANGE", f"parley:q:{name}", "0", "-1"):
-        mid, _at, _sender, text = member.split(" ", 3)
-        out.append((int(mid), text))
-    return out
+    """The messages waiting for `name` in Redis: [(id, text)]. parley:q:<name> lists them
+    oldest first as "<time> <sender> <text>", the ids running up to parley:qnext's field."""
+    members = redis.command("LRANGE", f"parley:q:{name}", "0", "-1")
+    last = int(redis.command("HGET", "parley:qnext", name) or 0)
+    first = last - len(members) + 1
+    return [(first + i, m.split(" ", 2)[2]) for i, m in enumerate(members)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_kill9_of_a_node_while_100_senders_stream(make_cluster):
         for r in recips.values():
             r.proto.pump(0)
             r.take()
-        return all(redis.command("ZCARD", f"parley:q:{n}") == 0 for n in RECIPIENTS)
+        return all(redis.command("LLEN", f"parley:q:{n}") == 0 for n in RECIPIENTS)
 
     wait_until(drained, timeout=60 if is_asan() else 25, interval=0.05,
                what="every backlog delivered and acknowledged")
@@ -660,3 +660,27 @@ def test_node_behind_with_notices_pauses_its_stream(make_cluster):
         assert sorted(map(tuple, evs)) == want, w.user
         w.no_event("LOGIN", within=0.05)
     assert _v(_scrape(behind), "parley_event_reads_paused_total") > paused
+
+
+# 9. A Redis that holds queues of the earlier layout is refused at start, with a clear line
+
+def test_redis_with_queues_of_the_earlier_layout_is_refused(make_cluster, tmp_path):
+    """Queues were sorted sets with one global id (parley:nextid) before ids counted per
+    recipient; a node of this version would fail every batch touching them, so it does not
+    start on such a Redis, and says what to do. Emptied of those keys, the Redis is taken."""
+    from conftest import ParleyServer
+    c = make_cluster(nodes=1)
+    c.stop()
+    c.redis.command("SET", "parley:nextid", "41")
+    c.redis.command("ZADD", "parley:q:yoda", "41", "41 1700000000 hans old")
+    n = ParleyServer(tmp_path / "late", users=dict(c.users),
+                     args=["--redis", c.redis.addr, "--node-id", "late"])
+    with pytest.raises(Exception):
+        n.start()
+    n.expected_exit = True
+    assert "holds message queues of an earlier parleyd" in n.stderr_text()
+    c.redis.command("DEL", "parley:nextid", "parley:q:yoda")
+    c.start()
+    hans = c.node(0).login("hans")
+    ok(hans.request("MSG", "yoda", "new-layout"))
+    assert _queue(c.redis, "yoda") == [(1, "new-layout")]

@@ -2,36 +2,78 @@
 -- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its
 -- arguments; the answer has one element per operation. A batch Redis starts after its
 -- deadline does nothing: the node has answered its requests "unavailable" by then.
--- docs/CLUSTER.md lists the keys and the operations. Inside Redis a call costs more than the
+-- docs/CLUSTER.md lists the keys and the operations. Inside Redis each call costs more than the
 -- command it runs (with the AOF on, each write is also propagated into it), so the batch makes
--- few: the events go into the stream at the end, EV_PER_ENTRY to an entry, and the messages
--- to one recipient in one ZADD (PERFORMANCE.md §13).
+-- few, and little per message: a recipient's messages of one batch are one run, given their
+-- ids with one HINCRBY, queued with one RPUSH, and published as one header and the messages as
+-- the node sent them, in the stream at the end (PERFORMANCE.md §13).
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
-local EV_PER_ENTRY = 64 -- events in one stream entry (cluster.c reads every field of an entry)
-local ZADD_CHUNK = 1000 -- messages in one ZADD (Lua's unpack has a limit)
+local EV_PER_ENTRY = 64 -- fields in one stream entry (cluster.c reads every field of an entry)
+local PUSH_CHUNK = 1000 -- messages in one RPUSH (Lua's unpack has a limit)
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then
   return redis.error_reply('parley: batch past its deadline')
 end
 local held = redis.call('GET', 'parley:node:' .. node) == token
 local out = {}
-local evs = {}
-local function ev(text)
-  evs[#evs + 1] = text
+-- The stream entry being filled: its fields are 'e' and an event, or a run of messages to one
+-- recipient: 'n' and its header ("<node> <recipient> <id of the next message>"), then 'm' and
+-- each message. An entry holds up to EV_PER_ENTRY fields and is whole by itself: a run that
+-- goes on into the next entry starts it with a header of its own.
+local entry = {}
+local function emit(name, value)
+  entry[#entry + 1] = name
+  entry[#entry + 1] = value
 end
--- The messages to each recipient waiting for their ZADD, and each recipient's queue length.
-local adds, qlen = {}, {}
-local function add_flush(r)
-  local a = adds[r]
-  if not a then return end
-  for c = 1, #a, 2 * ZADD_CHUNK do
-    redis.call('ZADD', 'parley:q:' .. r, unpack(a, c, math.min(c + 2 * ZADD_CHUNK - 1, #a)))
+local function entry_full()
+  return #entry >= 2 * EV_PER_ENTRY
+end
+local function flush_entry()
+  if #entry > 0 then
+    redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', unpack(entry))
   end
-  adds[r] = nil
+  entry = {}
 end
+local close_runs
+local function ev(text)
+  close_runs()
+  if entry_full() then flush_entry() end
+  emit('e', text)
+end
+-- The open runs: each recipient's messages of this batch (as the node sent them) waiting for
+-- their ids, the answers that wait for those ids, and the recipients in the order their runs
+-- opened. A run closes (its ids given, its messages queued and published) before any other
+-- event, so the stream keeps the order of the operations.
+local runs, slots, order = {}, {}, {}
+local qlen = {} -- each recipient's queue length, once read
 local function queue_len(r)
-  if not qlen[r] then qlen[r] = redis.call('ZCARD', 'parley:q:' .. r) end
+  if not qlen[r] then qlen[r] = redis.call('LLEN', 'parley:q:' .. r) end
   return qlen[r]
+end
+local function close_run(r)
+  local a = runs[r]
+  local k = #a
+  local first = redis.call('HINCRBY', 'parley:qnext', r, k) - k + 1
+  for c = 1, k, PUSH_CHUNK do
+    redis.call('RPUSH', 'parley:q:' .. r, unpack(a, c, math.min(c + PUSH_CHUNK - 1, k)))
+  end
+  if qlen[r] then qlen[r] = qlen[r] + k end
+  for j = 1, k do
+    local id = first + j - 1
+    if j == 1 or entry_full() then
+      if entry_full() then flush_entry() end
+      emit('n', node .. ' ' .. r .. ' ' .. string.format('%d', id))
+    end
+    emit('m', a[j])
+    out[slots[r][j]] = id
+  end
+  runs[r], slots[r] = nil, nil
+end
+close_runs = function()
+  for _, r in ipairs(order) do
+    if runs[r] then close_run(r) end
+  end
+  order = {}
 end
 local owned = {}
 local function mine(name)
@@ -40,40 +82,42 @@ local function mine(name)
   end
   return owned[name]
 end
--- Ids and the waiting count are read once and written once per batch, not per message.
-local nextid, queued = nil, 0
+local queued = 0
 local i, n = 5, #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'P' then
-    local s, r, at, body, max = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-    i = i + 6
+    -- sender, recipient, the message as queued ("<time> <sender> <body>"), the queue's limit
+    local s, r, m, max = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+    i = i + 5
+    local a = runs[r]
     if not mine(s) then
       out[#out + 1] = -2
-    elseif max > 0 and queue_len(r) >= max then
+    elseif max > 0 and queue_len(r) + (a and #a or 0) >= max then
       out[#out + 1] = -1
     else
-      if not nextid then nextid = tonumber(redis.call('GET', 'parley:nextid') or '0') end
-      nextid = nextid + 1
-      local id = nextid
-      -- formatted once, as an integer, for the score, the member and the event (Lua's own
-      -- number-to-text is a float printf, which showed in Redis's profile)
-      local ids = string.format('%d', id)
-      local a = adds[r]
-      if not a then a = {} adds[r] = a end
-      a[#a + 1] = ids
-      a[#a + 1] = ids .. ' ' .. at .. ' ' .. s .. ' ' .. body
-      if qlen[r] then qlen[r] = qlen[r] + 1 end
+      if not a then
+        a = {}
+        runs[r], slots[r] = a, {}
+        order[#order + 1] = r
+      end
+      a[#a + 1] = m
+      out[#out + 1] = 0 -- the id, once the run closes
+      slots[r][#a] = #out
       queued = queued + 1
-      ev('M ' .. node .. ' ' .. ids .. ' ' .. r .. ' ' .. at .. ' ' .. s .. ' ' .. body)
-      out[#out + 1] = id
     end
   elseif op == 'A' then
-    local r, upto = ARGV[i + 1], ARGV[i + 2]
+    -- Every message up to `upto` goes: the queue holds ids qnext - LLEN + 1 .. qnext. A run of
+    -- this batch still open is not in the queue yet, and its ids are all above `upto`.
+    local r, upto = ARGV[i + 1], tonumber(ARGV[i + 2])
     i = i + 3
-    add_flush(r) -- what this batch queued for `r` first, so the removal sees the whole queue
-    local k = redis.call('ZREMRANGEBYSCORE', 'parley:q:' .. r, '-inf', upto)
-    if qlen[r] then qlen[r] = qlen[r] - k end
+    local len = queue_len(r)
+    local last = tonumber(redis.call('HGET', 'parley:qnext', r) or '0')
+    local k = math.max(0, math.min(len, upto - (last - len)))
+    if k > 0 then
+      redis.call('LTRIM', 'parley:q:' .. r, k, -1)
+      qlen[r] = len - k
+    end
     queued = queued - k
     out[#out + 1] = k
   elseif op == 'C' then
@@ -180,18 +224,10 @@ while i <= n do
     out[#out + 1] = 0
   else
     out[#out + 1] = redis.error_reply('parley: unknown operation ' .. tostring(op))
-    break -- the rest cannot be read; what ran is kept, and the ids below are saved
+    break -- the rest cannot be read; what ran is kept (its messages are queued below)
   end
 end
-for r in pairs(adds) do add_flush(r) end
-for c = 1, #evs, EV_PER_ENTRY do
-  local f = {}
-  for j = c, math.min(c + EV_PER_ENTRY - 1, #evs) do
-    f[#f + 1] = 'e'
-    f[#f + 1] = evs[j]
-  end
-  redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', unpack(f))
-end
-if nextid then redis.call('SET', 'parley:nextid', nextid) end
+close_runs()
+flush_entry()
 if queued ~= 0 then redis.call('HINCRBY', 'parley:stats', 'messages', queued) end
 return out

@@ -124,18 +124,25 @@ static void release_one(struct fanout *f)
     session_resume(s);
 }
 
+/* True when a held session may go on now: the notices let it, and its check would find room
+ * among the hashes (--max-hash-jobs; else it would be refused 508 after waiting). */
+static bool may_release(const struct server *srv)
+{
+    return srv->fan.held_head && fanout_admits(srv) && srv->hash_jobs < srv->cfg.max_hash_jobs;
+}
+
 void fanout_run(struct server *srv)
 {
     size_t budget = srv->cfg.fanout_slice;
     while (srv->fan.head && budget > 0)
         budget = run_pass(srv, budget);
-    while (srv->fan.held_head && fanout_admits(srv))
+    while (may_release(srv))
         release_one(&srv->fan);
 }
 
 bool fanout_pending(const struct server *srv)
 {
-    return srv->fan.head != NULL || (srv->fan.held_head != NULL && fanout_admits(srv));
+    return srv->fan.head != NULL || may_release(srv);
 }
 
 void fanout_presence(struct server *srv, struct user *about, const char *line, size_t len)

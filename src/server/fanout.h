@@ -20,8 +20,8 @@ struct user;
  * the notices push back on what makes them: while cfg.fanout_backlog notices wait (password
  * checks under way counted in), a password check waits to start (fanout_hold); while
  * FANOUT_STREAM_FACTOR times as many wait, a cluster node reads no more of the event stream
- * (fanout_takes_events). The only notices made beyond that are of local logouts, at most one
- * per session. */
+ * (fanout_takes_events). Beyond that come only the notices already on their way (one stream
+ * read's worth, the checks under way) and those of local logouts, one per session at most. */
 #define FANOUT_STREAM_FACTOR 4
 
 struct fanout_job;
@@ -43,8 +43,8 @@ struct fanout {
 void fanout_presence(struct server *srv, struct user *about, const char *line, size_t len);
 
 /* Delivers waiting notices to at most cfg.fanout_slice sessions (a pass that reaches the end
- * of the online list frees the notices it delivered), then lets held sessions go while
- * fanout_admits. */
+ * of the online list frees the notices it delivered), then lets held sessions go, in order,
+ * while fanout_admits and a password hash has room (--max-hash-jobs). */
 void fanout_run(struct server *srv);
 
 /* True when notices wait, or held sessions may go (the loop must not sleep before

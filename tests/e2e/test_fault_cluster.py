@@ -637,7 +637,8 @@ def test_node_behind_with_notices_pauses_its_stream(make_cluster):
     FANOUT_STREAM_FACTOR 4). A burst of 16 logins on node 2 reaches it through the stream
     faster than that: node 1 leaves the stream unread meanwhile (counted in its /metrics) and
     reads on from where it stopped, so every watcher still gets every notice once."""
-    from test_server_metrics import _free_port, _scrape, _v, _burst_of_logins
+    from test_server_metrics import (_burst_of_logins, _each_sees_logins_once, _free_port,
+                                     _scrape, _v, _watchers_online)
     watchers = [f"w{i:02d}" for i in range(40)]
     newcomers = [f"n{i:02d}" for i in range(16)]
     c = make_cluster(nodes=2, users={n: "pw" for n in watchers + newcomers})
@@ -648,17 +649,10 @@ def test_node_behind_with_notices_pauses_its_stream(make_cluster):
                                  "--fanout-slice", "1"]
     behind.start()
     behind.metrics_port = port
-    conns = [behind.login(n) for n in watchers]
-    for w in conns:
-        w.pump(0.1)
-        w.events.clear()
+    conns = _watchers_online(behind, watchers)
     paused = _v(_scrape(behind), "parley_event_reads_paused_total")
     _burst_of_logins(busy, newcomers)
-    want = sorted(("LOGIN", n) for n in newcomers)
-    for w in conns:
-        evs = w.wait_events(lambda e: e[0] == "LOGIN", len(want), timeout=20)
-        assert sorted(map(tuple, evs)) == want, w.user
-        w.no_event("LOGIN", within=0.05)
+    _each_sees_logins_once(conns, newcomers)
     assert _v(_scrape(behind), "parley_event_reads_paused_total") > paused
 
 

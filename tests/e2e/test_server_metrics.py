@@ -196,6 +196,25 @@ def _burst_of_logins(s, names):
     return conns
 
 
+def _watchers_online(s, names):
+    """Logs `names` in on `s` and returns their connections, the notices of their own logins
+    read and forgotten."""
+    conns = [s.login(n) for n in names]
+    for c in conns:
+        c.pump(0.1)
+        c.events.clear()
+    return conns
+
+
+def _each_sees_logins_once(conns, names):
+    """Every connection gets `* LOGIN <name>` for each of `names`, once (in any order)."""
+    want = sorted(("LOGIN", n) for n in names)
+    for c in conns:
+        evs = c.wait_events(lambda e: e[0] == "LOGIN", len(want), timeout=20)
+        assert sorted(map(tuple, evs)) == want, c.user
+        c.no_event("LOGIN", within=0.05)
+
+
 def test_logins_wait_while_presence_notices_are_behind(make_server):
     """--fanout-backlog 1: while any notice waits (or a password check runs), a PASS waits
     before its check starts instead of adding to the notices (issue 11's 50,000-session run
@@ -204,15 +223,8 @@ def test_logins_wait_while_presence_notices_are_behind(make_server):
     newcomers = [f"n{i:02d}" for i in range(12)]
     users = {n: "pw" for n in watchers + newcomers}
     s = _metrics_server(make_server, "--fanout-backlog", "1", "--fanout-slice", "1", users=users)
-    conns = [s.login(n) for n in watchers]
-    for c in conns:
-        c.pump(0.1)
-        c.events.clear()
+    conns = _watchers_online(s, watchers)
     held = _v(_scrape(s), "parley_logins_held_total")
     _burst_of_logins(s, newcomers)
     assert _v(_scrape(s), "parley_logins_held_total") > held
-    want = [["LOGIN", n] for n in newcomers]
-    for c in conns:
-        evs = c.wait_events(lambda e: e[0] == "LOGIN", len(want), timeout=20)
-        assert sorted(map(tuple, evs)) == sorted(map(tuple, want)), c.user
-        c.no_event("LOGIN", within=0.05)
+    _each_sees_logins_once(conns, newcomers)

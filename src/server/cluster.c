@@ -441,31 +441,41 @@ static bool take_header(struct cluster *c, struct cluster_run *run, const redisR
     return run->open;
 }
 
-/* Hands the run's next message ("<time> <sender> <body>", as queued) to the handlers as a
- * CLUSTER_MSG event. Returns false when it cannot be read. */
+bool cluster_parse_queued(const char *s, size_t len, struct cluster_queued *m)
+{
+    char *end;
+    m->at = strtoll(s, &end, 10);
+    if (end == s || (size_t)(end - s) >= len || *end != ' ')
+        return false;
+    const char *sender = end + 1;
+    const char *sp = memchr(sender, ' ', len - (size_t)(sender - s));
+    size_t n = sp ? (size_t)(sp - sender) : 0;
+    if (n == 0 || n >= sizeof(m->sender))
+        return false;
+    memcpy(m->sender, sender, n);
+    m->sender[n] = '\0';
+    m->body = sp + 1;
+    m->body_len = len - (size_t)(m->body - s);
+    return true;
+}
+
+/* Hands the run's next message to the handlers as a CLUSTER_MSG event. Returns false when it
+ * cannot be read. */
 static bool take_message(struct cluster *c, struct cluster_run *run, const redisReply *v)
 {
     int64_t id = run->next_id++;
-    if (v->type != REDIS_REPLY_STRING)
+    struct cluster_queued m;
+    if (v->type != REDIS_REPLY_STRING || !cluster_parse_queued(v->str, v->len, &m))
         return false;
-    char *end;
-    long long at = strtoll(v->str, &end, 10);
-    const char *sender = end + 1;
-    const char *sp = *end == ' ' ? memchr(sender, ' ', v->len - (size_t)(sender - v->str)) : NULL;
-    char name[80];
-    if (!sp || (size_t)(sp - sender) >= sizeof(name) || sp == sender)
-        return false;
-    memcpy(name, sender, (size_t)(sp - sender));
-    name[sp - sender] = '\0';
     struct cluster_event ev = {.kind = CLUSTER_MSG,
                                .own = run->own,
                                .node = run->node,
                                .a = run->to,
-                               .b = name,
+                               .b = m.sender,
                                .n1 = id,
-                               .n2 = at,
-                               .text = sp + 1,
-                               .text_len = v->len - (size_t)(sp + 1 - v->str)};
+                               .n2 = m.at,
+                               .text = m.body,
+                               .text_len = m.body_len};
     c->h->on_event(c->ctx, &ev);
     return true;
 }

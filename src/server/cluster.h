@@ -119,6 +119,17 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
 void cluster_command(struct cluster *c, int argc, const char *const *argv, const size_t *lens,
                      cluster_reply_fn fn, void *arg);
 
+/* A direct message as queued and published ("<time> <sender> <body>", batch.lua). */
+struct cluster_queued {
+    int64_t at;
+    char sender[80];
+    const char *body; /* into the parsed text */
+    size_t body_len;
+};
+
+/* Parses `len` bytes of `s` into `*m`. Returns false when they are not such a message. */
+bool cluster_parse_queued(const char *s, size_t len, struct cluster_queued *m);
+
 /* Reads the messages queued for `name` with ids above `after_id`, at most `limit` (0: all), as
  * cluster_command does (after the batch so far); `fn` gets {the first one's id, [messages as
  * queued: "<time> <sender> <body>"]}, or NULL. */

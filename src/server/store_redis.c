@@ -183,24 +183,10 @@ struct load {
  * the callback's answer, or 0 for one that cannot be read (skipped). */
 static int hand_member(struct load *l, int64_t id, const redisReply *e)
 {
-    if (e->type != REDIS_REPLY_STRING)
+    struct cluster_queued q;
+    if (e->type != REDIS_REPLY_STRING || !cluster_parse_queued(e->str, e->len, &q))
         return 0;
-    char *end;
-    int64_t at = strtoll(e->str, &end, 10);
-    if (*end != ' ')
-        return 0;
-    const char *sender = end + 1;
-    const char *sp = memchr(sender, ' ', e->len - (size_t)(sender - e->str));
-    if (!sp)
-        return 0;
-    char name[80];
-    size_t n = (size_t)(sp - sender);
-    if (n >= sizeof(name))
-        return 0;
-    memcpy(name, sender, n);
-    name[n] = '\0';
-    const char *body = sp + 1;
-    struct store_msg m = {id, name, l->recipient, at, body, e->len - (size_t)(body - e->str)};
+    struct store_msg m = {id, q.sender, l->recipient, q.at, q.body, q.body_len};
     return l->fn(l->ctx, &m);
 }
 

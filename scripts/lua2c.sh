@@ -1,6 +1,7 @@
 #!/bin/sh
 # Writes src/server/cluster_lua.h from src/server/lua/*.lua: each script as a C string named
-# cluster_lua_<name>. `make lua` runs it; `make lint-check` fails when the header is stale.
+# cluster_lua_<name>, after the helpers of src/server/lua/lib/. `make lua` runs it; `make
+# lint-check` fails when the header is stale.
 set -eu
 out=${1:-src/server/cluster_lua.h}
 {
@@ -12,7 +13,7 @@ out=${1:-src/server/cluster_lua.h}
     name=$(basename "$f" .lua)
     echo ""
     echo "static const char cluster_lua_${name}[] ="
-    sed 's/\\/\\\\/g; s/"/\\"/g; s/^/    "/; s/$/\\n"/' "$f"
+    cat src/server/lua/lib/*.lua "$f" | sed 's/\\/\\\\/g; s/"/\\"/g; s/^/    "/; s/$/\\n"/'
     echo "    ;"
   done
   echo ""

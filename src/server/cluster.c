@@ -69,6 +69,7 @@ struct cluster {
     struct event_base *base;
     char *addr, *password;
     char node[65];
+    char stream[96]; /* parley:events:<node>, the events told to this node */
     char token[33];
     long timeout_ms, lease_ms;
     size_t max_inflight;
@@ -408,7 +409,7 @@ static void take_event(struct cluster *c, const redisReply *v)
     if (parse_event(c, text, &ev))
         c->h->on_event(c->ctx, &ev);
     else
-        log_error("redis: an event in parley:events cannot be read; skipped");
+        log_error("redis: an event in %s cannot be read; skipped", c->stream);
     free(text);
 }
 
@@ -506,7 +507,7 @@ static void take_entry(struct cluster *c, const redisReply *e)
         else
             ok = false;
         if (!ok)
-            log_error("redis: a field of parley:events cannot be read; skipped");
+            log_error("redis: a field of %s cannot be read; skipped", c->stream);
     }
 }
 
@@ -544,7 +545,7 @@ static void read_events(struct cluster *c)
     char block[24];
     snprintf(block, sizeof(block), "%d", CLUSTER_XREAD_BLOCK_MS);
     const char *argv[] = {"XREAD", "COUNT",   CLUSTER_XREAD_COUNT, "BLOCK",
-                          block,   "STREAMS", "parley:events",     c->last_id};
+                          block,   "STREAMS", c->stream,           c->last_id};
     if (redis_link_command(c->events, events_read, c, 8, argv, NULL) == 0)
         c->reading = true;
 }
@@ -949,6 +950,7 @@ struct cluster *cluster_new(struct event_base *base, const struct cluster_settin
     c->addr = strdup(s->addr);
     c->password = s->password ? strdup(s->password) : NULL;
     snprintf(c->node, sizeof(c->node), "%s", s->node_id);
+    snprintf(c->stream, sizeof(c->stream), "parley:events:%s", c->node);
     c->timeout_ms = s->timeout_ms;
     c->lease_ms = s->lease_ms;
     c->max_inflight = s->max_inflight;

@@ -1,9 +1,10 @@
 /* This node's membership in a cluster of parleyd nodes sharing one Redis (issue 11;
  * docs/CLUSTER.md). Nodes never talk to each other: everything they share is in Redis, written
  * by one Lua script per loop iteration (the batch: cluster_op, cluster_flush) that also appends
- * what the other nodes must hear to one event stream (parley:events), which every node reads
- * from its own position (XREAD on a second connection), so a node cut off for a while misses
- * nothing the stream still holds. A node holds its users through claims (parley:online) that
+ * what the other nodes must hear to each node's own event stream (parley:events:<node>: every
+ * event to every other node, a direct message only to its recipient's node), which the node
+ * reads from its own position (XREAD on a second connection), so a node cut off for a while
+ * misses nothing its stream still holds. A node holds its users through claims (parley:online) that
  * last as long as its lease (parley:node:<id>, renewed every lease/3); a node that finds its
  * lease gone re-validates its claims, and the others reap the claims of a node whose lease
  * ran out. Knows Redis and the event format, nothing of sessions: the server gets the events

@@ -179,6 +179,18 @@ static bool redis_run(int argc, const char **argv)
     return ok;
 }
 
+/* The integer answer of one command on the group's redis-server; -1 when there is none. */
+static long long redis_integer(int argc, const char **argv)
+{
+    redisContext *c = redis_direct();
+    redisReply *r = c ? redisCommandArgv(c, argc, argv, NULL) : NULL;
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 static bool redis_answers(void)
 {
     const char *argv[] = {"PING"};
@@ -2137,21 +2149,31 @@ static bool stream_has(const void *arg)
     return stream_seen.n >= *(const int *)arg;
 }
 
-/* Redis only: the messages of one batch reach the stream as runs, one per recipient, split
- * over several entries when long (batch.lua); the node reads each back with its id, sender,
- * recipient and body as the push answered them, in order. */
+/* Redis only: the messages of one batch reach the stream of their recipient's node as runs,
+ * one per recipient, split over several entries when long (batch.lua); the node reads each
+ * back with its id, sender, recipient and body as the push answered them, in order. Messages
+ * to an offline user are only queued, those to a user of another node go to that node's stream
+ * only: pushed first, they would be the first the node reads. */
 static void test_stream_runs(void **state)
 {
     struct fx *f = *state;
     if (!on_redis())
         skip();
-    enum { TO_BOB = 150, TO_DAVE = 5 };
-    static struct answer a[TO_BOB + TO_DAVE];
+    enum { TO_BOB = 150, TO_DAVE = 5, ELSEWHERE = 3 };
+    static struct answer a[TO_BOB + TO_DAVE], other[2 * ELSEWHERE];
+    const char *frank_at_t2[] = {"HSET", "parley:online", "frank", "t2"};
+    const char *t2_entries[] = {"XLEN", "parley:events:t2"};
     char body[32];
 
     memset(a, 0, sizeof a);
     memset(&stream_seen, 0, sizeof stream_seen);
     claim("carol");
+    claim("bob");
+    claim("dave");
+    assert_true(redis_run(4, frank_at_t2));
+    for (int i = 0; i < 2 * ELSEWHERE; i++)
+        store_queue_push(f->st, "carol", i < ELSEWHERE ? "erin" : "frank", 1, "x", 1, 0, on_pushed,
+                         &other[i]);
     for (int i = 0; i < TO_BOB + TO_DAVE; i++) {
         bool dave = i % 31 == 7;
         int n = snprintf(body, sizeof body, "%s %d", dave ? "d" : "b", i);
@@ -2178,6 +2200,8 @@ static void test_stream_runs(void **state)
         assert_string_equal(stream_seen.body[k], body);
     }
     assert_int_equal(count(f->st, "bob") + count(f->st, "dave"), want);
+    assert_int_equal(count(f->st, "erin"), ELSEWHERE);
+    assert_int_equal(redis_integer(2, t2_entries), 1);
 }
 
 static void test_many_pushes_in_one_batch(void **state)

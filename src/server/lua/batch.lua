@@ -16,29 +16,55 @@ if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3])
 end
 local held = redis.call('GET', 'parley:node:' .. node) == token
 local out = {}
--- The stream entry being filled: its fields are 'e' and an event, or a run of messages to one
--- recipient: 'n' and its header ("<node> <recipient> <id of the next message>"), then 'm' and
--- each message. An entry holds up to EV_PER_ENTRY fields and is whole by itself: a run that
--- goes on into the next entry starts it with a header of its own.
-local entry = {}
-local function emit(name, value)
-  entry[#entry + 1] = name
-  entry[#entry + 1] = value
-end
-local function entry_full()
-  return #entry >= 2 * EV_PER_ENTRY
-end
-local function flush_entry()
-  if #entry > 0 then
-    redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', unpack(entry))
+-- Each node reads its own stream, parley:events:<node>: an event goes to every other node's
+-- stream (the node that made it applied it already), a run of messages only to the stream of
+-- the node its recipient is logged in at (none when the recipient is offline: the queue keeps
+-- it for the next login). The entries being filled, one per node: their fields are 'e' and an
+-- event, or a run of messages to one recipient: 'n' and its header ("<node> <recipient> <id of
+-- the next message>"), then 'm' and each message. An entry holds up to EV_PER_ENTRY fields and
+-- is whole by itself: a run that goes on into the next entry starts it with a header of its own.
+local entries = {}
+local peers -- the other nodes, read once
+local function entry_of(to)
+  local e = entries[to]
+  if not e then
+    e = {}
+    entries[to] = e
   end
-  entry = {}
+  return e
+end
+local function flush_entry(to)
+  local e = entries[to]
+  if e and #e > 0 then
+    redis.call('XADD', 'parley:events:' .. to, 'MAXLEN', '~', smax, '*', unpack(e))
+  end
+  entries[to] = nil
+end
+local function emit(to, name, value)
+  local e = entry_of(to)
+  e[#e + 1] = name
+  e[#e + 1] = value
+end
+-- Makes room for a field in the entry of `to`: an XADD of the entry when it is full. Returns
+-- whether the entry is new (a run must give its header again).
+local function room(to)
+  local e = entries[to]
+  if e and #e >= 2 * EV_PER_ENTRY then flush_entry(to) end
+  return entries[to] == nil
 end
 local close_runs
 local function ev(text)
   close_runs()
-  if entry_full() then flush_entry() end
-  emit('e', text)
+  if not peers then
+    peers = {}
+    for _, n in ipairs(redis.call('SMEMBERS', 'parley:nodes')) do
+      if n ~= node then peers[#peers + 1] = n end
+    end
+  end
+  for _, to in ipairs(peers) do
+    room(to)
+    emit(to, 'e', text)
+  end
 end
 -- The open runs: each recipient's messages of this batch (as the node sent them) waiting for
 -- their ids, the answers that wait for those ids, and the recipients in the order their runs
@@ -58,13 +84,15 @@ local function close_run(r)
     redis.call('RPUSH', 'parley:q:' .. r, unpack(a, c, math.min(c + PUSH_CHUNK - 1, k)))
   end
   if qlen[r] then qlen[r] = qlen[r] + k end
+  local to = redis.call('HGET', 'parley:online', r)
   for j = 1, k do
     local id = first + j - 1
-    if j == 1 or entry_full() then
-      if entry_full() then flush_entry() end
-      emit('n', node .. ' ' .. r .. ' ' .. string.format('%d', id))
+    if to then
+      if room(to) or j == 1 then
+        emit(to, 'n', node .. ' ' .. r .. ' ' .. string.format('%d', id))
+      end
+      emit(to, 'm', a[j])
     end
-    emit('m', a[j])
     out[slots[r][j]] = id
   end
   runs[r], slots[r] = nil, nil
@@ -228,6 +256,6 @@ while i <= n do
   end
 end
 close_runs()
-flush_entry()
+for to in pairs(entries) do flush_entry(to) end
 if queued ~= 0 then redis.call('HINCRBY', 'parley:stats', 'messages', queued) end
 return out

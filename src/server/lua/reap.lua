@@ -8,12 +8,13 @@ for _, n in ipairs(redis.call('SMEMBERS', 'parley:nodes')) do
       if redis.call('HGET', 'parley:online', name) == n then
         redis.call('HDEL', 'parley:online', name)
         redis.call('ZADD', 'parley:lastout', now, name)
-        redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', 'O ' .. n .. ' ' .. name)
+        cluster_tell(n, smax, 'O ' .. n .. ' ' .. name)
         ended = ended + 1
       end
     end
     redis.call('DEL', 'parley:claims:' .. n)
     redis.call('SREM', 'parley:nodes', n)
+    redis.call('DEL', 'parley:events:' .. n)
   end
 end
 return ended

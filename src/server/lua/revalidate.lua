@@ -20,7 +20,7 @@ for i = 6, #ARGV do
     else
       redis.call('HSET', 'parley:online', name, node)
       redis.call('SADD', 'parley:claims:' .. node, name)
-      redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', 'I ' .. node .. ' ' .. name)
+      cluster_tell(node, smax, 'I ' .. node .. ' ' .. name)
     end
   end
 end
@@ -30,7 +30,7 @@ for _, name in ipairs(redis.call('SMEMBERS', 'parley:claims:' .. node)) do
     if redis.call('HGET', 'parley:online', name) == node then
       redis.call('HDEL', 'parley:online', name)
       redis.call('ZADD', 'parley:lastout', now, name)
-      redis.call('XADD', 'parley:events', 'MAXLEN', '~', smax, '*', 'e', 'O ' .. node .. ' ' .. name)
+      cluster_tell(node, smax, 'O ' .. node .. ' ' .. name)
     end
   end
 end

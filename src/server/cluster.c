@@ -413,23 +413,23 @@ static void take_event(struct cluster *c, const redisReply *v)
     free(text);
 }
 
-/* The run of direct messages a stream entry is reading: to one recipient, from one node. */
+/* A run of direct messages: to one recipient, from one node. */
 struct cluster_run {
     char node[65];
     char to[80];
     int64_t next_id; /* the id of its next message */
-    bool open, own;
+    bool own;
 };
 
-/* Starts a run from its header ("<node> <recipient> <id of the next message>"). Returns false
- * (and no run is open) when it cannot be read. */
-static bool take_header(struct cluster *c, struct cluster_run *run, const redisReply *v)
+/* Reads a run's header ("<node> <recipient> <id of its first message>", `len` bytes). Returns
+ * false when it cannot be read. */
+static bool take_header(struct cluster *c, struct cluster_run *run, const char *s, size_t len)
 {
     char copy[160];
-    run->open = false;
-    if (v->type != REDIS_REPLY_STRING || v->len >= sizeof(copy))
+    if (len >= sizeof(copy))
         return false;
-    memcpy(copy, v->str, v->len + 1);
+    memcpy(copy, s, len);
+    copy[len] = '\0';
     char *p = copy;
     const char *node = next_field(&p), *to = p ? next_field(&p) : NULL;
     if (!to || !p || strlen(node) >= sizeof(run->node) || strlen(to) >= sizeof(run->to) || !to[0])
@@ -438,8 +438,7 @@ static bool take_header(struct cluster *c, struct cluster_run *run, const redisR
     snprintf(run->to, sizeof(run->to), "%s", to);
     run->next_id = field_i64(&p);
     run->own = strcmp(run->node, c->node) == 0;
-    run->open = run->next_id > 0;
-    return run->open;
+    return run->next_id > 0;
 }
 
 bool cluster_parse_queued(const char *s, size_t len, struct cluster_queued *m)
@@ -460,13 +459,13 @@ bool cluster_parse_queued(const char *s, size_t len, struct cluster_queued *m)
     return true;
 }
 
-/* Hands the run's next message to the handlers as a CLUSTER_MSG event. Returns false when it
- * cannot be read. */
-static bool take_message(struct cluster *c, struct cluster_run *run, const redisReply *v)
+/* Hands the run's next message (`len` bytes of `s`) to the handlers as a CLUSTER_MSG event.
+ * Returns false when it cannot be read. */
+static bool take_message(struct cluster *c, struct cluster_run *run, const char *s, size_t len)
 {
     int64_t id = run->next_id++;
     struct cluster_queued m;
-    if (v->type != REDIS_REPLY_STRING || !cluster_parse_queued(v->str, v->len, &m))
+    if (!cluster_parse_queued(s, len, &m))
         return false;
     struct cluster_event ev = {.kind = CLUSTER_MSG,
                                .own = run->own,
@@ -481,9 +480,31 @@ static bool take_message(struct cluster *c, struct cluster_run *run, const redis
     return true;
 }
 
+/* Hands a run of direct messages (its header, then each message, NUL between: batch.lua) to the
+ * handlers, in order. Returns false when a part of it cannot be read (the rest is skipped: the
+ * ids that follow would be wrong). */
+static bool take_run(struct cluster *c, const redisReply *v)
+{
+    if (v->type != REDIS_REPLY_STRING)
+        return false;
+    const char *p = v->str, *end = v->str + v->len;
+    const char *sep = memchr(p, '\0', (size_t)(end - p));
+    struct cluster_run run;
+    if (!sep || !take_header(c, &run, p, (size_t)(sep - p)))
+        return false;
+    for (p = sep + 1; p <= end; p = sep + 1) {
+        sep = memchr(p, '\0', (size_t)(end - p));
+        if (!sep)
+            sep = end;
+        if (!take_message(c, &run, p, (size_t)(sep - p)))
+            return false;
+    }
+    return true;
+}
+
 /* Hands the events of one stream entry ([id, [field, value, field, value...]]: one batch of one
- * node, or a part of it, in order) to the handlers: 'e' fields are events, 'n' starts a run of
- * direct messages whose 'm' fields follow (batch.lua). */
+ * node, or a part of it, in order) to the handlers: 'e' fields are events, 'r' fields runs of
+ * direct messages (batch.lua). */
 static void take_entry(struct cluster *c, const redisReply *e)
 {
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
@@ -493,17 +514,14 @@ static void take_entry(struct cluster *c, const redisReply *e)
     const redisReply *kv = e->element[1];
     if (kv->type != REDIS_REPLY_ARRAY)
         return;
-    struct cluster_run run = {.open = false};
     for (size_t i = 0; i + 1 < kv->elements; i += 2) {
         const redisReply *f = kv->element[i], *v = kv->element[i + 1];
         char kind = f->type == REDIS_REPLY_STRING && f->len == 1 ? f->str[0] : '?';
         bool ok = true;
         if (kind == 'e')
             take_event(c, v);
-        else if (kind == 'n')
-            ok = take_header(c, &run, v);
-        else if (kind == 'm' && run.open)
-            ok = take_message(c, &run, v);
+        else if (kind == 'r')
+            ok = take_run(c, v);
         else
             ok = false;
         if (!ok)

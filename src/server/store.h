@@ -169,7 +169,8 @@ int store_set_reserve(struct store *st, size_t bytes);
 /* Returns the last failure's description; never NULL. */
 const char *store_error(const struct store *st);
 
-/* Queues a direct message unless `recipient` has `max_queued` (0: no limit) waiting, and
+/* Queues a direct message (the redis backend refuses a body with a NUL byte, which no line of
+ * the protocol has, as a failure) unless `recipient` has `max_queued` (0: no limit) waiting, and
  * answers with it and its id: above every id queued before for the same recipient (even after
  * a lost or damaged log). Ids of different recipients are not related: the local backend
  * counts for everyone, the redis backend per recipient (parley:qnext). Queue writes (this and

@@ -152,7 +152,9 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
     int n = snprintf(head, sizeof(head), "%lld %s ", (long long)sent_at, sender);
     struct push *p =
         n > 0 && (size_t)n < sizeof(head) ? malloc(sizeof(*p) + (size_t)n + body_len + 1) : NULL;
-    if (!p || strlen(sender) >= sizeof(p->sender) || strlen(recipient) >= sizeof(p->recipient)) {
+    /* a NUL would end the message early in the stream's runs (batch.lua); no line has one */
+    if (!p || strlen(sender) >= sizeof(p->sender) || strlen(recipient) >= sizeof(p->recipient) ||
+        memchr(body, '\0', body_len)) {
         free(p);
         done(arg, -1, NULL);
         return;

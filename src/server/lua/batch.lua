@@ -5,8 +5,8 @@
 -- docs/CLUSTER.md lists the keys and the operations. Inside Redis each call costs more than the
 -- command it runs (with the AOF on, each write is also propagated into it), so the batch makes
 -- few, and little per message: a recipient's messages of one batch are one run, given their
--- ids with one HINCRBY, queued with one RPUSH, and published as one header and the messages as
--- the node sent them, in the stream at the end (PERFORMANCE.md §13).
+-- ids with one HINCRBY, queued with one RPUSH, and published as one field (a header and the
+-- messages as the node sent them, joined by NUL bytes) in the stream (PERFORMANCE.md §13).
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
 local EV_PER_ENTRY = 64 -- fields in one stream entry (cluster.c reads every field of an entry)
 local PUSH_CHUNK = 1000 -- messages in one RPUSH (Lua's unpack has a limit)
@@ -20,9 +20,10 @@ local out = {}
 -- stream (the node that made it applied it already), a run of messages only to the stream of
 -- the node its recipient is logged in at (none when the recipient is offline: the queue keeps
 -- it for the next login). The entries being filled, one per node: their fields are 'e' and an
--- event, or a run of messages to one recipient: 'n' and its header ("<node> <recipient> <id of
--- the next message>"), then 'm' and each message. An entry holds up to EV_PER_ENTRY fields and
--- is whole by itself: a run that goes on into the next entry starts it with a header of its own.
+-- event, or 'r' and a run of messages to one recipient: its header ("<node> <recipient> <id of
+-- its first message>") and each message, each ended by a NUL byte but the last (a message
+-- has none: store_redis.c refuses it).
+-- An entry holds up to EV_PER_ENTRY fields.
 local entries = {}
 local peers -- the other nodes, read once
 local function entry_of(to)
@@ -45,12 +46,10 @@ local function emit(to, name, value)
   e[#e + 1] = name
   e[#e + 1] = value
 end
--- Makes room for a field in the entry of `to`: an XADD of the entry when it is full. Returns
--- whether the entry is new (a run must give its header again).
+-- Makes room for a field in the entry of `to`: an XADD of the entry when it is full.
 local function room(to)
   local e = entries[to]
   if e and #e >= 2 * EV_PER_ENTRY then flush_entry(to) end
-  return entries[to] == nil
 end
 local close_runs
 local function ev(text)
@@ -85,16 +84,12 @@ local function close_run(r)
   end
   if qlen[r] then qlen[r] = qlen[r] + k end
   local to = redis.call('HGET', 'parley:online', r)
-  for j = 1, k do
-    local id = first + j - 1
-    if to then
-      if room(to) or j == 1 then
-        emit(to, 'n', node .. ' ' .. r .. ' ' .. string.format('%d', id))
-      end
-      emit(to, 'm', a[j])
-    end
-    out[slots[r][j]] = id
+  if to then
+    room(to)
+    emit(to, 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
+      table.concat(a, '\0'))
   end
+  for j = 1, k do out[slots[r][j]] = first + j - 1 end
   runs[r], slots[r] = nil, nil
 end
 close_runs = function()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Writes src/server/cluster_lua.h from src/server/lua/*.lua: each script as a C string named
-# cluster_lua_<name>, after the helpers of src/server/lua/lib/. `make lua` runs it; `make
-# lint-check` fails when the header is stale.
+# cluster_lua_<name>, after the helpers of src/server/lua/lib/ it calls (lib/<x>.lua defines
+# cluster_<x>). `make lua` runs it; `make lint-check` fails when the header is stale.
 set -eu
 out=${1:-src/server/cluster_lua.h}
 {
@@ -13,7 +13,12 @@ out=${1:-src/server/cluster_lua.h}
     name=$(basename "$f" .lua)
     echo ""
     echo "static const char cluster_lua_${name}[] ="
-    cat src/server/lua/lib/*.lua "$f" | sed 's/\\/\\\\/g; s/"/\\"/g; s/^/    "/; s/$/\\n"/'
+    {
+      for lib in src/server/lua/lib/*.lua; do
+        grep -q "cluster_$(basename "$lib" .lua)(" "$f" && cat "$lib"
+      done
+      cat "$f"
+    } | sed 's/\\/\\\\/g; s/"/\\"/g; s/^/    "/; s/$/\\n"/'
     echo "    ;"
   done
   echo ""

@@ -4,16 +4,6 @@
 /* clang-format off */
 
 static const char cluster_lua_batch[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
-    "-- (the node the event is about, which applied it already) one event, in its own stream\n"
-    "-- parley:events:<node>, kept to about `smax` entries.\n"
-    "local function cluster_tell(from, smax, text)\n"
-    "  for _, n in ipairs(redis.call('SMEMBERS', 'parley:nodes')) do\n"
-    "    if n ~= from then\n"
-    "      redis.call('XADD', 'parley:events:' .. n, 'MAXLEN', '~', smax, '*', 'e', text)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
     "-- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token,\n"
     "-- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its\n"
     "-- arguments; the answer has one element per operation. A batch Redis starts after its\n"
@@ -37,9 +27,8 @@ static const char cluster_lua_batch[] =
     "-- the node its recipient is logged in at (none when the recipient is offline: the queue keeps\n"
     "-- it for the next login). The entries being filled, one per node: their fields are 'e' and an\n"
     "-- event, or 'r' and a run of messages to one recipient: its header (\"<node> <recipient> <id of\n"
-    "-- its first message>\") and each message, each ended by a NUL byte but the last (a message\n"
-    "-- has none: store_redis.c refuses it).\n"
-    "-- An entry holds up to EV_PER_ENTRY fields.\n"
+    "-- its first message>\") then each message, separated by NUL bytes (a message has none:\n"
+    "-- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields.\n"
     "local entries = {}\n"
     "local peers -- the other nodes, read once\n"
     "local function entry_of(to)\n"
@@ -273,7 +262,7 @@ static const char cluster_lua_batch[] =
     ;
 
 static const char cluster_lua_boot[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
+    "-- (scripts/lua2c.sh puts this before each script that calls it.) Tells every node but `from`\n"
     "-- (the node the event is about, which applied it already) one event, in its own stream\n"
     "-- parley:events:<node>, kept to about `smax` entries.\n"
     "local function cluster_tell(from, smax, text)\n"
@@ -314,16 +303,6 @@ static const char cluster_lua_boot[] =
     ;
 
 static const char cluster_lua_load[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
-    "-- (the node the event is about, which applied it already) one event, in its own stream\n"
-    "-- parley:events:<node>, kept to about `smax` entries.\n"
-    "local function cluster_tell(from, smax, text)\n"
-    "  for _, n in ipairs(redis.call('SMEMBERS', 'parley:nodes')) do\n"
-    "    if n ~= from then\n"
-    "      redis.call('XADD', 'parley:events:' .. n, 'MAXLEN', '~', smax, '*', 'e', text)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
     "-- A page of one recipient's queue (store_redis.c redis_queue_load), read only. ARGV: the\n"
     "-- recipient, after_id, limit (0: all). The queue parley:q:<name> holds the messages with ids\n"
     "-- qnext - LLEN + 1 .. qnext (parley:qnext), oldest first. Answers {the id of the first message\n"
@@ -339,7 +318,7 @@ static const char cluster_lua_load[] =
     ;
 
 static const char cluster_lua_reap[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
+    "-- (scripts/lua2c.sh puts this before each script that calls it.) Tells every node but `from`\n"
     "-- (the node the event is about, which applied it already) one event, in its own stream\n"
     "-- parley:events:<node>, kept to about `smax` entries.\n"
     "local function cluster_tell(from, smax, text)\n"
@@ -372,16 +351,6 @@ static const char cluster_lua_reap[] =
     ;
 
 static const char cluster_lua_renew[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
-    "-- (the node the event is about, which applied it already) one event, in its own stream\n"
-    "-- parley:events:<node>, kept to about `smax` entries.\n"
-    "local function cluster_tell(from, smax, text)\n"
-    "  for _, n in ipairs(redis.call('SMEMBERS', 'parley:nodes')) do\n"
-    "    if n ~= from then\n"
-    "      redis.call('XADD', 'parley:events:' .. n, 'MAXLEN', '~', smax, '*', 'e', text)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
     "-- Renews a node's lease. ARGV: node, token, lease (ms). 1: renewed; 0: gone (it ran out: the\n"
     "-- claims must be re-validated); -1: another process holds this node id.\n"
     "local key = 'parley:node:' .. ARGV[1]\n"
@@ -395,7 +364,7 @@ static const char cluster_lua_renew[] =
     ;
 
 static const char cluster_lua_revalidate[] =
-    "-- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`\n"
+    "-- (scripts/lua2c.sh puts this before each script that calls it.) Tells every node but `from`\n"
     "-- (the node the event is about, which applied it already) one event, in its own stream\n"
     "-- parley:events:<node>, kept to about `smax` entries.\n"
     "local function cluster_tell(from, smax, text)\n"

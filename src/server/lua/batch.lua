@@ -21,9 +21,8 @@ local out = {}
 -- the node its recipient is logged in at (none when the recipient is offline: the queue keeps
 -- it for the next login). The entries being filled, one per node: their fields are 'e' and an
 -- event, or 'r' and a run of messages to one recipient: its header ("<node> <recipient> <id of
--- its first message>") and each message, each ended by a NUL byte but the last (a message
--- has none: store_redis.c refuses it).
--- An entry holds up to EV_PER_ENTRY fields.
+-- its first message>") then each message, separated by NUL bytes (a message has none:
+-- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields.
 local entries = {}
 local peers -- the other nodes, read once
 local function entry_of(to)

@@ -1,4 +1,4 @@
--- (scripts/lua2c.sh puts the files of lua/lib/ before every script.) Tells every node but `from`
+-- (scripts/lua2c.sh puts this before each script that calls it.) Tells every node but `from`
 -- (the node the event is about, which applied it already) one event, in its own stream
 -- parley:events:<node>, kept to about `smax` entries.
 local function cluster_tell(from, smax, text)

@@ -21,6 +21,8 @@
 /* Operations one batch takes at most; more go in the next (one script runs at a time in
  * Redis: a bound on how long one node's batch holds everyone else's). */
 #define CLUSTER_BATCH_MAX_OPS 4096
+/* The width of a list's count of items (cluster_op_item): written again as items join. */
+#define CLUSTER_LIST_DIGITS 5
 /* How long one XREAD waits for new events before it is sent again. */
 #define CLUSTER_XREAD_BLOCK_MS 1000
 /* Stream entries one XREAD returns at most: each holds up to 64 events (batch.lua), so a reply
@@ -87,6 +89,10 @@ struct cluster {
     size_t argc, argcap;
     struct cluster_pending *ops;
     size_t nops, opscap;
+    /* the batch's last operation when it is a list (cluster_op_item), else list_op 0: the
+     * argument index of its first fixed argument and of its count, how many fixed ones */
+    char list_op;
+    size_t list_first, list_count, list_nfixed, list_items;
     char last_id[64]; /* the stream position read up to */
     struct event *lease_timer;
     int64_t renewed_ms;    /* when the lease was last confirmed (monotonic) */
@@ -186,6 +192,7 @@ static void batch_reset(struct cluster *c)
     c->buf_len = 0;
     c->argc = 0;
     c->nops = 0;
+    c->list_op = 0;
 }
 
 static void batch_answered(void *arg, struct redisReply *r)
@@ -227,6 +234,71 @@ void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, 
         fn(arg, NULL);
         return;
     }
+    c->list_op = 0;
+    if (c->nops >= CLUSTER_BATCH_MAX_OPS)
+        cluster_flush(c, noop_done, NULL);
+}
+
+/* Whether the batch's last operation is a list `op` whose fixed arguments are these. */
+static bool joins_list(const struct cluster *c, char op, size_t nfixed, const char *const *args,
+                       const size_t *lens)
+{
+    if (c->list_op != op || c->list_nfixed != nfixed)
+        return false;
+    for (size_t i = 0; i < nfixed; i++) {
+        size_t n = lens ? lens[i] : strlen(args[i]);
+        size_t k = c->list_first + i;
+        if (c->lens[k] != n || memcmp(c->buf + c->offs[k], args[i], n) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Writes the list's count of items over its fixed-width argument. */
+static void set_list_count(struct cluster *c)
+{
+    char digits[CLUSTER_LIST_DIGITS + 1];
+    assert(c->list_items < CLUSTER_BATCH_MAX_OPS);
+    snprintf(digits, sizeof(digits), "%0*zu", CLUSTER_LIST_DIGITS, c->list_items);
+    memcpy(c->buf + c->offs[c->list_count], digits, CLUSTER_LIST_DIGITS);
+}
+
+void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *args,
+                     const size_t *lens, cluster_reply_fn fn, void *arg)
+{
+    assert(nargs >= 1);
+    if (!cluster_up(c)) {
+        fn(arg, NULL);
+        return;
+    }
+    size_t nfixed = (size_t)nargs - 1, mark_argc = c->argc, mark_len = c->buf_len;
+    const char *item = args[nfixed];
+    size_t item_len = lens ? lens[nfixed] : strlen(item);
+    bool joins = joins_list(c, op, nfixed, args, lens);
+    bool ok = true;
+    if (!joins) {
+        char zeros[CLUSTER_LIST_DIGITS];
+        memset(zeros, '0', sizeof(zeros));
+        ok = batch_arg(c, &op, 1);
+        for (size_t i = 0; ok && i < nfixed; i++)
+            ok = batch_arg(c, args[i], lens ? lens[i] : strlen(args[i]));
+        ok = ok && batch_arg(c, zeros, sizeof(zeros));
+    }
+    if (!ok || !batch_arg(c, item, item_len) || !batch_pending(c, fn, arg)) {
+        c->argc = mark_argc;
+        c->buf_len = mark_len;
+        fn(arg, NULL);
+        return;
+    }
+    if (!joins) {
+        c->list_op = op;
+        c->list_first = mark_argc + 1;
+        c->list_nfixed = nfixed;
+        c->list_count = mark_argc + 1 + nfixed;
+        c->list_items = 0;
+    }
+    c->list_items++;
+    set_list_count(c);
     if (c->nops >= CLUSTER_BATCH_MAX_OPS)
         cluster_flush(c, noop_done, NULL);
 }

@@ -111,6 +111,13 @@ bool cluster_up(const struct cluster *c);
 void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, const size_t *lens,
                 cluster_reply_fn fn, void *arg);
 
+/* Adds operation `op` as cluster_op does, its last argument one item of a list: when the
+ * batch's last operation is the same `op` with the same other arguments, the item joins it.
+ * The script sees `op`, the other arguments, the count of items (5 digits), then the items;
+ * each item has its own `fn` and its own answer. */
+void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *args,
+                     const size_t *lens, cluster_reply_fn fn, void *arg);
+
 /* Sends the batch (one EVALSHA); `done(arg, rc)` is called once it ran (0) or was lost (-1),
  * after every operation's answer; at once (0) when the batch is empty. */
 void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg);

@@ -166,10 +166,10 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
     memcpy(p->text + n, body, body_len);
     p->text[(size_t)n + body_len] = '\0';
     snprintf(max, sizeof(max), "%lld", (long long)max_queued);
-    const char *args[] = {sender, recipient, p->text, max};
-    size_t lens[] = {strlen(sender), strlen(recipient), (size_t)n + body_len, strlen(max)};
+    const char *args[] = {sender, recipient, max, p->text};
+    size_t lens[] = {strlen(sender), strlen(recipient), strlen(max), (size_t)n + body_len};
     expect(st);
-    cluster_op(st->cl, 'P', 4, args, lens, pushed, p);
+    cluster_op_item(st->cl, 'Q', 4, args, lens, pushed, p);
 }
 
 /* A read of a recipient's queue. */

@@ -108,26 +108,33 @@ local queued = 0
 local i, n = 5, #ARGV
 while i <= n do
   local op = ARGV[i]
-  if op == 'P' then
-    -- sender, recipient, the message as queued ("<time> <sender> <body>"), the queue's limit
-    local s, r, m, max = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-    i = i + 5
+  if op == 'Q' then
+    -- sender, recipient, the queue's limit, a count, then that many messages as queued ("<time>
+    -- <sender> <body>"): consecutive messages of one sender to one recipient (cluster_op_item)
+    local s, r, max, k = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    local m0 = i + 5
+    i = m0 + k
     local a = runs[r]
+    local take = k -- how many fit
     if not mine(s) then
-      out[#out + 1] = -2
-    elseif max > 0 and queue_len(r) + (a and #a or 0) >= max then
-      out[#out + 1] = -1
-    else
-      if not a then
-        a = {}
-        runs[r], slots[r] = a, {}
-        order[#order + 1] = r
-      end
-      a[#a + 1] = m
-      out[#out + 1] = 0 -- the id, once the run closes
-      slots[r][#a] = #out
-      queued = queued + 1
+      take = 0
+    elseif max > 0 then
+      take = math.max(0, math.min(k, max - queue_len(r) - (a and #a or 0)))
     end
+    if take > 0 and not a then
+      a = {}
+      runs[r], slots[r] = a, {}
+      order[#order + 1] = r
+    end
+    local sl = slots[r]
+    for j = m0, m0 + take - 1 do
+      a[#a + 1] = ARGV[j]
+      out[#out + 1] = 0 -- the id, once the run closes
+      sl[#a] = #out
+    end
+    local refused = mine(s) and -1 or -2
+    for _ = take + 1, k do out[#out + 1] = refused end
+    queued = queued + take
   elseif op == 'A' then
     -- Every message up to `upto` goes: the queue holds ids qnext - LLEN + 1 .. qnext. A run of
     -- this batch still open is not in the queue yet, and its ids are all above `upto`.

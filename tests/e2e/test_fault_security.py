@@ -2,7 +2,8 @@
 protocol smuggling, and no secrets in the server's log.
 
 - Lock-out race: 10 connections wait at the USER stage for one account, all send a wrong
-  `PASS` at once, then an 11th sends the right one. At most 3 wrong passwords are counted
+  `PASS` at once, then an 11th sends the right one (once 3 of the 10 are answered: the order
+  in which a server reads different connections is not promised). At most 3 wrong passwords are counted
   (2 x 401, then one 424, the rest 423) and the right one is refused (423). Also with the right
   password as the 4th or 6th of 10 parallel guesses: it must not get in. Done for plain
   accounts and for argon2id accounts created with `--allow-register`, after a restart (their
@@ -61,8 +62,11 @@ def _lock_row(s, user):
 
 
 def _race(s, user, right, label, right_among=None):
-    """10 wrong PASS at once, then the right one on an 11th connection (or, with
-    `right_among`, the right password as guess number `right_among` of the 10)."""
+    """10 wrong PASS at once, then the right one on an 11th connection while the last of them
+    may still be in flight (or, with `right_among`, the right password as guess number
+    `right_among` of the 10). The 11th is sent once 3 of the 10 are answered: the server
+    reads different connections in no promised order, so one sent just after the others
+    could be read before them, and with 3 wrong ones answered the lock is certain."""
     conns = _at_pass_stage(s, user, 11)
     guesses = [f"wrong{i}" for i in range(10)]
     if right_among is not None:
@@ -71,10 +75,10 @@ def _race(s, user, right, label, right_among=None):
     for p, line in payload:
         p.send_raw(line)
     last = conns[10]
-    if right_among is None:
-        last.send_raw(f"7 PASS {right}\n")
     codes = []
-    for p in conns[:10]:
+    for i, p in enumerate(conns[:10]):
+        if i == 3 and right_among is None:
+            last.send_raw(f"7 PASS {right}\n")
         r = p.get_reply("7", timeout=30)
         codes.append("OK" if r == ["OK"] else r[1])
     final = None

@@ -217,6 +217,16 @@ static void noop_done(void *arg, int rc)
     (void)rc;
 }
 
+/* Adds the letter `op` and its `n` arguments to the batch. */
+static bool batch_head(struct cluster *c, char op, size_t n, const char *const *args,
+                       const size_t *lens)
+{
+    bool ok = batch_arg(c, &op, 1);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = batch_arg(c, args[i], lens ? lens[i] : strlen(args[i]));
+    return ok;
+}
+
 void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, const size_t *lens,
                 cluster_reply_fn fn, void *arg)
 {
@@ -225,10 +235,7 @@ void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, 
         return;
     }
     size_t mark_argc = c->argc, mark_len = c->buf_len;
-    bool ok = batch_arg(c, &op, 1);
-    for (int i = 0; ok && i < nargs; i++)
-        ok = batch_arg(c, args[i], lens ? lens[i] : strlen(args[i]));
-    if (!ok || !batch_pending(c, fn, arg)) {
+    if (!batch_head(c, op, (size_t)nargs, args, lens) || !batch_pending(c, fn, arg)) {
         c->argc = mark_argc;
         c->buf_len = mark_len;
         fn(arg, NULL);
@@ -275,15 +282,10 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
     const char *item = args[nfixed];
     size_t item_len = lens ? lens[nfixed] : strlen(item);
     bool joins = joins_list(c, op, nfixed, args, lens);
-    bool ok = true;
-    if (!joins) {
-        char zeros[CLUSTER_LIST_DIGITS];
-        memset(zeros, '0', sizeof(zeros));
-        ok = batch_arg(c, &op, 1);
-        for (size_t i = 0; ok && i < nfixed; i++)
-            ok = batch_arg(c, args[i], lens ? lens[i] : strlen(args[i]));
-        ok = ok && batch_arg(c, zeros, sizeof(zeros));
-    }
+    char zeros[CLUSTER_LIST_DIGITS];
+    memset(zeros, '0', sizeof(zeros));
+    bool ok =
+        joins || (batch_head(c, op, nfixed, args, lens) && batch_arg(c, zeros, sizeof(zeros)));
     if (!ok || !batch_arg(c, item, item_len) || !batch_pending(c, fn, arg)) {
         c->argc = mark_argc;
         c->buf_len = mark_len;

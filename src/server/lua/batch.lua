@@ -25,14 +25,6 @@ local out = {}
 -- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields.
 local entries = {}
 local peers -- the other nodes, read once
-local function entry_of(to)
-  local e = entries[to]
-  if not e then
-    e = {}
-    entries[to] = e
-  end
-  return e
-end
 local function flush_entry(to)
   local e = entries[to]
   if e and #e > 0 then
@@ -40,15 +32,14 @@ local function flush_entry(to)
   end
   entries[to] = nil
 end
+-- Adds a field to the entry of `to`, after an XADD of the entry when it is full.
 local function emit(to, name, value)
-  local e = entry_of(to)
-  e[#e + 1] = name
-  e[#e + 1] = value
-end
--- Makes room for a field in the entry of `to`: an XADD of the entry when it is full.
-local function room(to)
   local e = entries[to]
   if e and #e >= 2 * EV_PER_ENTRY then flush_entry(to) end
+  e = entries[to] or {}
+  entries[to] = e
+  e[#e + 1] = name
+  e[#e + 1] = value
 end
 local close_runs
 local function ev(text)
@@ -59,10 +50,7 @@ local function ev(text)
       if n ~= node then peers[#peers + 1] = n end
     end
   end
-  for _, to in ipairs(peers) do
-    room(to)
-    emit(to, 'e', text)
-  end
+  for _, to in ipairs(peers) do emit(to, 'e', text) end
 end
 -- The open runs: each recipient's messages of this batch (as the node sent them) waiting for
 -- their ids, the answers that wait for those ids, and the recipients in the order their runs
@@ -84,7 +72,6 @@ local function close_run(r)
   if qlen[r] then qlen[r] = qlen[r] + k end
   local to = redis.call('HGET', 'parley:online', r)
   if to then
-    room(to)
     emit(to, 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
       table.concat(a, '\0'))
   end

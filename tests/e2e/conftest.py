@@ -43,7 +43,8 @@ What is here:
   encrypted handshake through `noise_peer.py` (`NoisePeer.connect/accept`), whose default key
   for a user is that user's key in `CONFIG_HOME` (`static_for`).
 - Topologies: the files in `CLUSTER_SUITE` run once per topology named in $PARLEY_TOPOLOGIES
-  (a comma list; default "single"): `topology` = "single" (one parleyd) or "cluster", where
+  (a comma list; default "single,cluster"; the client suite files follow
+  $PARLEY_CLIENT_TOPOLOGIES instead when it is set): `topology` = "single" (one parleyd) or "cluster", where
   `server` and `make_server` give a `ParleyCluster`: three nodes on one Redis of their own,
   sharing the first node's credentials file, with the same interface as far as tests use a
   ParleyServer (`.port`, `.tls_port`, `.connect()`, `.login()` hand out the nodes in turn;
@@ -502,13 +503,17 @@ CLUSTER_SUITE = {"test_server_block", "test_server_broadcast", "test_server_limi
 TOPOLOGIES = ("single", "cluster")
 
 
-def _topologies():
-    """The topologies to run, from $PARLEY_TOPOLOGIES (a comma list; default both)."""
-    names = [t.strip() for t in os.environ.get("PARLEY_TOPOLOGIES", "single,cluster").split(",")
-             if t.strip()]
+def _topologies(module):
+    """The topologies to run `module` on: $PARLEY_TOPOLOGIES (a comma list; default both), or
+    for a client suite file $PARLEY_CLIENT_TOPOLOGIES when set (the sanitizer pass runs the
+    client suites on one node: what they test is the client)."""
+    var = "PARLEY_TOPOLOGIES"
+    if module.startswith("test_client_") and os.environ.get("PARLEY_CLIENT_TOPOLOGIES"):
+        var = "PARLEY_CLIENT_TOPOLOGIES"
+    names = [t.strip() for t in os.environ.get(var, "single,cluster").split(",") if t.strip()]
     bad = [t for t in names if t not in TOPOLOGIES]
     if bad or not names:
-        raise pytest.UsageError(f"PARLEY_TOPOLOGIES={os.environ.get('PARLEY_TOPOLOGIES')!r}: "
+        raise pytest.UsageError(f"{var}={os.environ.get(var)!r}: "
                                 f"a comma list of {', '.join(TOPOLOGIES)}")
     return names
 
@@ -534,7 +539,7 @@ def pytest_generate_tests(metafunc):
         one = metafunc.definition.get_closest_marker("single_node") is not None
         skip = pytest.mark.skip(reason="single_node: about one parleyd process")
         metafunc.parametrize("topology", [
-            pytest.param(t, marks=skip if one and t == "cluster" else ()) for t in _topologies()])
+            pytest.param(t, marks=skip if one and t == "cluster" else ()) for t in _topologies(module)])
 
 
 @pytest.fixture

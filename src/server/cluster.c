@@ -264,10 +264,11 @@ static bool joins_list(const struct cluster *c, char op, size_t nfixed, const ch
 /* Writes the list's count of items over its fixed-width argument. */
 static void set_list_count(struct cluster *c)
 {
-    char digits[CLUSTER_LIST_DIGITS + 1];
     assert(c->list_items < CLUSTER_BATCH_MAX_OPS);
-    snprintf(digits, sizeof(digits), "%0*zu", CLUSTER_LIST_DIGITS, c->list_items);
-    memcpy(c->buf + c->offs[c->list_count], digits, CLUSTER_LIST_DIGITS);
+    char *d = c->buf + c->offs[c->list_count];
+    size_t v = c->list_items;
+    for (int i = CLUSTER_LIST_DIGITS - 1; i >= 0; i--, v /= 10)
+        d[i] = (char)('0' + v % 10);
 }
 
 void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *args,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/proto.h"
 #include "server/cluster.h"
 #include "server/log.h"
 
@@ -148,26 +149,32 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
                              store_push_fn done, void *arg)
 {
     struct store_redis *st = be;
-    char head[128], max[24];
-    int n = snprintf(head, sizeof(head), "%lld %s ", (long long)sent_at, sender);
-    struct push *p =
-        n > 0 && (size_t)n < sizeof(head) ? malloc(sizeof(*p) + (size_t)n + body_len + 1) : NULL;
+    size_t slen = strlen(sender), rlen = strlen(recipient);
     /* a NUL would end the message early in the stream's runs (batch.lua); no line has one */
-    if (!p || strlen(sender) >= sizeof(p->sender) || strlen(recipient) >= sizeof(p->recipient) ||
-        memchr(body, '\0', body_len)) {
-        free(p);
+    struct push *p =
+        slen < sizeof(p->sender) && rlen < sizeof(p->recipient) && !memchr(body, '\0', body_len)
+            ? malloc(sizeof(*p) + 23 + slen + body_len)
+            : NULL;
+    if (!p) {
         done(arg, -1, NULL);
         return;
     }
-    *p = (struct push){st, done, arg, sent_at, (size_t)n, body_len, "", ""};
-    snprintf(p->sender, sizeof(p->sender), "%s", sender);
-    snprintf(p->recipient, sizeof(p->recipient), "%s", recipient);
-    memcpy(p->text, head, (size_t)n);
-    memcpy(p->text + n, body, body_len);
-    p->text[(size_t)n + body_len] = '\0';
-    snprintf(max, sizeof(max), "%lld", (long long)max_queued);
+    *p = (struct push){st, done, arg, sent_at, 0, body_len, "", ""};
+    memcpy(p->sender, sender, slen + 1);
+    memcpy(p->recipient, recipient, rlen + 1);
+    /* the text as queued: "<time> <sender> <body>" (at most 20 + 1 + slen + 1 + body_len + 1) */
+    char *t = proto_put_i64(p->text, sent_at);
+    *t++ = ' ';
+    memcpy(t, sender, slen);
+    t += slen;
+    *t++ = ' ';
+    p->head_len = (size_t)(t - p->text);
+    memcpy(t, body, body_len);
+    t[body_len] = '\0';
+    char max[24];
+    size_t max_len = (size_t)(proto_put_i64(max, max_queued) - max);
     const char *args[] = {sender, recipient, max, p->text};
-    size_t lens[] = {strlen(sender), strlen(recipient), strlen(max), (size_t)n + body_len};
+    size_t lens[] = {slen, rlen, max_len, p->head_len + body_len};
     expect(st);
     cluster_op_item(st->cl, 'Q', 4, args, lens, pushed, p);
 }

@@ -53,16 +53,19 @@ static const char *const script_text[SCRIPT_COUNT] = {
     [SCRIPT_LOAD] = cluster_lua_load,
 };
 
-/* One operation's answer to give. */
+/* One operation's answer to give: element `answer` of the batch's reply; for an item of a list
+ * (`item` >= 0) its part of the list's answer (cluster_op_item). */
 struct cluster_pending {
     cluster_reply_fn fn;
     void *arg;
+    size_t answer;
+    long item;
 };
 
-/* A batch sent and not answered yet. */
+/* A batch sent and not answered yet: n operations, nanswers elements in the reply. */
 struct cluster_batch {
     struct cluster_pending *ops;
-    size_t n;
+    size_t n, nanswers;
     void (*done)(void *arg, int rc);
     void *done_arg;
 };
@@ -89,6 +92,7 @@ struct cluster {
     size_t argc, argcap;
     struct cluster_pending *ops;
     size_t nops, opscap;
+    size_t nanswers; /* the batch's operations, a list counting once */
     /* the batch's last operation when it is a list (cluster_op_item), else list_op 0: the
      * argument index of its first fixed argument and of its count, how many fixed ones */
     char list_op;
@@ -172,7 +176,9 @@ static bool batch_arg(struct cluster *c, const char *s, size_t n)
     return true;
 }
 
-static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg)
+/* Adds an answer to give: the next element of the reply, or (`item` >= 0) an item of the list
+ * that is the batch's last operation. */
+static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg, long item)
 {
     if (c->nops == c->opscap) {
         size_t cap = c->opscap ? c->opscap * 2 : 64;
@@ -182,7 +188,9 @@ static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg)
         c->ops = p;
         c->opscap = cap;
     }
-    c->ops[c->nops++] = (struct cluster_pending){fn, arg};
+    if (item <= 0)
+        c->nanswers++;
+    c->ops[c->nops++] = (struct cluster_pending){fn, arg, c->nanswers - 1, item};
     return true;
 }
 
@@ -192,19 +200,41 @@ static void batch_reset(struct cluster *c)
     c->buf_len = 0;
     c->argc = 0;
     c->nops = 0;
+    c->nanswers = 0;
     c->list_op = 0;
+}
+
+/* Gives item `item` of a list its answer from the list's: {base, n, rest}, base + item for the
+ * first n items, rest for the others (cluster.h). */
+static void answer_item(const struct cluster_pending *p, const redisReply *list)
+{
+    struct redisReply *const *e = list->element;
+    if (list->type != REDIS_REPLY_ARRAY || list->elements != 3 ||
+        e[0]->type != REDIS_REPLY_INTEGER || e[1]->type != REDIS_REPLY_INTEGER ||
+        e[2]->type != REDIS_REPLY_INTEGER) {
+        p->fn(p->arg, list);
+        return;
+    }
+    redisReply one = {.type = REDIS_REPLY_INTEGER};
+    one.integer = p->item < e[1]->integer ? e[0]->integer + p->item : e[2]->integer;
+    p->fn(p->arg, &one);
 }
 
 static void batch_answered(void *arg, struct redisReply *r)
 {
     struct cluster_batch *b = arg;
     struct redisReply **answers =
-        r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n ? r->element : NULL;
+        r && r->type == REDIS_REPLY_ARRAY && r->elements == b->nanswers ? r->element : NULL;
     bool whole = answers != NULL;
     if (r && r->type == REDIS_REPLY_ERROR)
         log_error("redis: a batch was refused: %s", r->str);
-    for (size_t i = 0; i < b->n; i++)
-        b->ops[i].fn(b->ops[i].arg, answers ? answers[i] : NULL);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct cluster_pending *p = &b->ops[i];
+        if (answers && p->item >= 0)
+            answer_item(p, answers[p->answer]);
+        else
+            p->fn(p->arg, answers ? answers[p->answer] : NULL);
+    }
     if (b->done)
         b->done(b->done_arg, whole ? 0 : -1);
     free(b->ops);
@@ -235,7 +265,7 @@ void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, 
         return;
     }
     size_t mark_argc = c->argc, mark_len = c->buf_len;
-    if (!batch_head(c, op, (size_t)nargs, args, lens) || !batch_pending(c, fn, arg)) {
+    if (!batch_head(c, op, (size_t)nargs, args, lens) || !batch_pending(c, fn, arg, -1)) {
         c->argc = mark_argc;
         c->buf_len = mark_len;
         fn(arg, NULL);
@@ -287,7 +317,8 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
     memset(zeros, '0', sizeof(zeros));
     bool ok =
         joins || (batch_head(c, op, nfixed, args, lens) && batch_arg(c, zeros, sizeof(zeros)));
-    if (!ok || !batch_arg(c, item, item_len) || !batch_pending(c, fn, arg)) {
+    long index = joins ? (long)c->list_items : 0;
+    if (!ok || !batch_arg(c, item, item_len) || !batch_pending(c, fn, arg, index)) {
         c->argc = mark_argc;
         c->buf_len = mark_len;
         fn(arg, NULL);
@@ -361,7 +392,7 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
         done(arg, -1);
         return;
     }
-    *b = (struct cluster_batch){c->ops, c->nops, done, arg};
+    *b = (struct cluster_batch){c->ops, c->nops, c->nanswers, done, arg};
     c->ops = NULL;
     c->opscap = 0;
     int rc = send_batch(c, b);

@@ -453,6 +453,45 @@ def test_redis_restart_nodes_resume_by_themselves(make_cluster):
             node2_back_s=round(back2, 3), node3_after_relink_s=round(back3, 3))
 
 
+def _aof_bytes(redis):
+    """Every append-only file of `redis` (Redis 7 keeps them in a directory), concatenated."""
+    data = b""
+    for root, _, files in os.walk(redis.dir):
+        for f in files:
+            if ".aof" in f:
+                with open(os.path.join(root, f), "rb") as fh:
+                    data += fh.read()
+    return data
+
+
+def test_message_published_unread_when_redis_dies_is_delivered(make_cluster):
+    """A message is on the disk once (its queue; the stream's copy is not in the append-only
+    file), and one whose stream entry its recipient's node had not read when Redis was killed
+    still arrives, exactly once, after the restart: the node's links dropped, so it reads its
+    sessions' queues again."""
+    c = make_cluster()
+    n1, n2, _ = c.nodes
+    hans, yoda = n1.login("hans"), n2.login("yoda")
+    ok(hans.request("MSG", "yoda", "warm-up"))
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "warm-up", timeout=10)
+    _stop(n2.pid)  # node 2 reads nothing from here on
+    try:
+        mid = ok(hans.request("MSG", "yoda", "unread-when-redis-died"))[0]
+        assert _aof_bytes(c.redis).count(b"unread-when-redis-died") == 1
+        c.redis.kill9()
+        c.redis.start()
+    finally:
+        _cont(n2.pid)
+    m = yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "unread-when-redis-died",
+                        timeout=20)
+    assert (m[1], m[2]) == (mid, "hans"), m
+    _retry(hans, "MSG", "yoda", "after-the-restart", deadline=15, what="node 1 resuming")
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "after-the-restart", timeout=15)
+    texts = [ev[4] for ev in yoda.all_events if ev[0] == "MSG"]
+    assert texts.count("unread-when-redis-died") == 1, texts
+    assert n2.running()
+
+
 # --------------------------------------------------------------------------------------------
 # 4. A slow Redis never stalls a node's event loop
 

@@ -1,6 +1,8 @@
 -- One loop iteration's writes of one node (cluster.c cluster_flush). ARGV: node, token,
 -- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its
--- arguments; the answer has one element per operation. A batch Redis starts after its
+-- arguments; the answer has one element per operation (a Q for all of its messages: {the
+-- first one's id, how many were queued, the answer of the others}, cluster.h cluster_op_item).
+-- A batch Redis starts after its
 -- deadline does nothing: the node has answered its requests "unavailable" by then.
 -- docs/CLUSTER.md lists the keys and the operations. Inside Redis each call costs more than the
 -- command it runs (with the AOF on, each write is also propagated into it), so the batch makes
@@ -22,22 +24,30 @@ local out = {}
 -- it for the next login). The entries being filled, one per node: their fields are 'e' and an
 -- event, or 'r' and a run of messages to one recipient: its header ("<node> <recipient> <id of
 -- its first message>") then each message, separated by NUL bytes (a message has none:
--- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields.
-local entries = {}
+-- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields, all events or all runs.
+-- An entry of runs is not written to the append-only file (it goes to replicas only): its
+-- messages are in the queues, which are, and a node whose links dropped (as when Redis
+-- restarts) reads its sessions' queues again (cluster.c resync). So a message is written to the
+-- disk once, not twice (PERFORMANCE.md §13).
+local entries, kinds = {}, {}
 local peers -- the other nodes, read once
+local RUNS_REPL = redis.REPL_REPLICA or redis.REPL_SLAVE
 local function flush_entry(to)
   local e = entries[to]
   if e and #e > 0 then
+    if kinds[to] == 'r' then redis.set_repl(RUNS_REPL) end
     redis.call('XADD', 'parley:events:' .. to, 'MAXLEN', '~', smax, '*', unpack(e))
+    if kinds[to] == 'r' then redis.set_repl(redis.REPL_ALL) end
   end
-  entries[to] = nil
+  entries[to], kinds[to] = nil, nil
 end
--- Adds a field to the entry of `to`, after an XADD of the entry when it is full.
+-- Adds a field to the entry of `to`, after an XADD of the entry when it is full or of the other
+-- kind.
 local function emit(to, name, value)
   local e = entries[to]
-  if e and #e >= 2 * EV_PER_ENTRY then flush_entry(to) end
+  if e and (#e >= 2 * EV_PER_ENTRY or kinds[to] ~= name) then flush_entry(to) end
   e = entries[to] or {}
-  entries[to] = e
+  entries[to], kinds[to] = e, name
   e[#e + 1] = name
   e[#e + 1] = value
 end
@@ -53,10 +63,11 @@ local function ev(text)
   for _, to in ipairs(peers) do emit(to, 'e', text) end
 end
 -- The open runs: each recipient's messages of this batch (as the node sent them) waiting for
--- their ids, the answers that wait for those ids, and the recipients in the order their runs
--- opened. A run closes (its ids given, its messages queued and published) before any other
--- event, so the stream keeps the order of the operations.
-local runs, slots, order = {}, {}, {}
+-- their ids, how many, the answers that wait for those ids (each holds its first message's
+-- place in the run until the run closes), and the recipients in the order their runs opened. A
+-- run closes (its ids given, its messages queued and published) before any other event, so
+-- the stream keeps the order of the operations.
+local runs, counts, waits, order = {}, {}, {}, {}
 local qlen = {} -- each recipient's queue length, once read
 local function queue_len(r)
   if not qlen[r] then qlen[r] = redis.call('LLEN', 'parley:q:' .. r) end
@@ -64,7 +75,7 @@ local function queue_len(r)
 end
 local function close_run(r)
   local a = runs[r]
-  local k = #a
+  local k = counts[r]
   local first = redis.call('HINCRBY', 'parley:qnext', r, k) - k + 1
   for c = 1, k, PUSH_CHUNK do
     redis.call('RPUSH', 'parley:q:' .. r, unpack(a, c, math.min(c + PUSH_CHUNK - 1, k)))
@@ -75,8 +86,8 @@ local function close_run(r)
     emit(to, 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
       table.concat(a, '\0'))
   end
-  for j = 1, k do out[slots[r][j]] = first + j - 1 end
-  runs[r], slots[r] = nil, nil
+  for _, w in ipairs(waits[r]) do out[w][1] = first + out[w][1] end
+  runs[r], counts[r], waits[r] = nil, nil, nil
 end
 close_runs = function()
   for _, r in ipairs(order) do
@@ -101,26 +112,28 @@ while i <= n do
     local s, r, max, k = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
     local m0 = i + 5
     i = m0 + k
-    local a = runs[r]
     local take = k -- how many fit
     if not mine(s) then
       take = 0
     elseif max > 0 then
-      take = math.max(0, math.min(k, max - queue_len(r) - (a and #a or 0)))
+      take = math.max(0, math.min(k, max - queue_len(r) - (counts[r] or 0)))
     end
-    if take > 0 and not a then
-      a = {}
-      runs[r], slots[r] = a, {}
-      order[#order + 1] = r
+    local answer = {0, take, mine(s) and -1 or -2}
+    out[#out + 1] = answer
+    if take > 0 then
+      local a = runs[r]
+      if not a then
+        a = {}
+        runs[r], counts[r], waits[r] = a, 0, {}
+        order[#order + 1] = r
+      end
+      local c = counts[r]
+      for j = 1, take do a[c + j] = ARGV[m0 + j - 1] end
+      answer[1] = c -- the place of its first message: close_run adds the run's first id
+      local w = waits[r]
+      w[#w + 1] = #out
+      counts[r] = c + take
     end
-    local sl = slots[r]
-    for j = m0, m0 + take - 1 do
-      a[#a + 1] = ARGV[j]
-      out[#out + 1] = 0 -- the id, once the run closes
-      sl[#a] = #out
-    end
-    local refused = mine(s) and -1 or -2
-    for _ = take + 1, k do out[#out + 1] = refused end
     queued = queued + take
   elseif op == 'A' then
     -- Every message up to `upto` goes: the queue holds ids qnext - LLEN + 1 .. qnext. A run of

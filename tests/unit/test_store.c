@@ -2261,6 +2261,36 @@ static void test_many_pushes_in_one_batch(void **state)
     assert_string_equal(s.body[1], "m1251");
 }
 
+/* Two senders' messages to one recipient, alternating in one batch (one run of several
+ * operations in the redis store), against a limit: the first ones in order fit, with ids in a
+ * row, and the rest are refused. */
+static void test_alternating_senders_against_the_limit(void **state)
+{
+    struct fx *f = *state;
+    struct answer a[6];
+    const char *from[6] = {"carol", "dave", "carol", "dave", "carol", "dave"};
+    const char *body[6] = {"c1", "d1", "c2", "d2", "c3", "d3"};
+
+    memset(a, 0, sizeof a);
+    claim("carol");
+    claim("dave");
+    int64_t first = push(f->st, "alice", "bob", 1, "already waiting");
+    for (int i = 0; i < 6; i++)
+        store_queue_push(f->st, from[i], "bob", 2 + i, body[i], 2, 4, on_pushed, &a[i]);
+    assert_int_equal(wait_answer(f->st, &a[5]), STORE_FULL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(a[i].rc, 0);
+        assert_int_equal(a[i].value, first + 1 + i);
+    }
+    for (int i = 3; i < 6; i++)
+        assert_int_equal(a[i].rc, STORE_FULL);
+    struct seen_msgs s = load(f->st, "bob", first, MAX_SEEN);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.body[0], "c1");
+    assert_string_equal(s.body[1], "d1");
+    assert_string_equal(s.body[2], "c2");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 /* Runs the conformance cases on the backend `name`; returns the number that failed. */
@@ -2277,6 +2307,7 @@ static int run_conformance(const char *name)
         T(test_count),
         T(test_push_refused_when_full),
         T(test_many_pushes_in_one_batch),
+        T(test_alternating_senders_against_the_limit),
         T(test_stream_runs),
         T(test_nul_in_a_body_refused),
         T(test_bodies_exact),

@@ -2,13 +2,13 @@
 -- deadline (Redis's clock, unix ms), stream length, then the operations, each a letter and its
 -- arguments; the answer has one element per operation (a Q for all of its messages: {the
 -- first one's id, how many were queued, the answer of the others}, cluster.h cluster_op_item).
--- A batch Redis starts after its
--- deadline does nothing: the node has answered its requests "unavailable" by then.
--- docs/CLUSTER.md lists the keys and the operations. Inside Redis each call costs more than the
--- command it runs (with the AOF on, each write is also propagated into it), so the batch makes
--- few, and little per message: a recipient's messages of one batch are one run, given their
--- ids with one HINCRBY, queued with one RPUSH, and published as one field (a header and the
--- messages as the node sent them, joined by NUL bytes) in the stream (PERFORMANCE.md §13).
+-- A batch Redis starts after its deadline does nothing: the node has answered its requests
+-- "unavailable" by then. docs/CLUSTER.md lists the keys and the operations. Inside Redis each
+-- call costs more than the command it runs (with the AOF on, each write is also propagated
+-- into it), so the batch makes few, and little per message: a recipient's messages of one
+-- batch are one run, queued with one RPUSH and published as one field (a header and the
+-- messages as the node sent them, joined by NUL bytes) in the stream, and the ids and holders
+-- of all the runs are read and written with one call each (PERFORMANCE.md §13).
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
 local EV_PER_ENTRY = 64 -- fields in one stream entry (cluster.c reads every field of an entry)
 local PUSH_CHUNK = 1000 -- messages in one RPUSH (Lua's unpack has a limit)
@@ -51,7 +51,7 @@ local function emit(to, name, value)
   e[#e + 1] = name
   e[#e + 1] = value
 end
-local close_runs
+local close_runs -- defined below, with the runs
 local function ev(text)
   close_runs()
   if not peers then
@@ -62,79 +62,130 @@ local function ev(text)
   end
   for _, to in ipairs(peers) do emit(to, 'e', text) end
 end
--- The open runs: each recipient's messages of this batch (as the node sent them) waiting for
--- their ids, how many, the answers that wait for those ids (each holds its first message's
--- place in the run until the run closes), and the recipients in the order their runs opened. A
--- run closes (its ids given, its messages queued and published) before any other event, so
--- the stream keeps the order of the operations.
-local runs, counts, waits, order = {}, {}, {}, {}
+-- The queued messages wait until the next event or the batch's end, when they are stored all at
+-- once with few calls, the most expensive part of the script: one HMGET tells who holds their
+-- senders and recipients, one HMGET and one HSET give their ids, and each recipient's messages
+-- (a run) are queued with one RPUSH (whose answer, the queue's length, checks the limit) and
+-- published as one field. They are stored before any event, so the stream keeps the order of
+-- the operations. pend: the Q operations waiting, each {sender, recipient, limit, the index
+-- of its first message in ARGV, its count of messages, its answer}.
+local pend = {}
 local qlen = {} -- each recipient's queue length, once read
+local queued = 0
 local function queue_len(r)
   if not qlen[r] then qlen[r] = redis.call('LLEN', 'parley:q:' .. r) end
   return qlen[r]
 end
-local function close_run(r)
-  local a = runs[r]
-  local k = counts[r]
-  local first = redis.call('HINCRBY', 'parley:qnext', r, k) - k + 1
-  for c = 1, k, PUSH_CHUNK do
-    redis.call('RPUSH', 'parley:q:' .. r, unpack(a, c, math.min(c + PUSH_CHUNK - 1, k)))
+-- HMGET of `names` (in chunks: Lua's unpack has a limit); a table name -> value (false: none).
+local function hmget(key, names)
+  local got = {}
+  for c = 1, #names, PUSH_CHUNK do
+    local last = math.min(c + PUSH_CHUNK - 1, #names)
+    local v = redis.call('HMGET', key, unpack(names, c, last))
+    for j = c, last do got[names[j]] = v[j - c + 1] end
   end
-  if qlen[r] then qlen[r] = qlen[r] + k end
-  local to = redis.call('HGET', 'parley:online', r)
-  if to then
-    emit(to, 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
-      table.concat(a, '\0'))
+  return got
+end
+-- Who holds the pending operations' senders and recipients (parley:online), read once.
+local function holders()
+  local names, seen = {}, {}
+  for _, q in ipairs(pend) do
+    if not seen[q[1]] then names[#names + 1], seen[q[1]] = q[1], true end
+    if not seen[q[2]] then names[#names + 1], seen[q[2]] = q[2], true end
   end
-  for _, w in ipairs(waits[r]) do out[w][1] = first + out[w][1] end
-  runs[r], counts[r], waits[r] = nil, nil, nil
+  return hmget('parley:online', names)
+end
+-- The runs of the pending operations whose senders this node holds (the others are refused):
+-- recipient -> {its operations, how many messages, the limit}, and the recipients in order.
+local function runs_of(at)
+  local runs, order = {}, {}
+  for _, q in ipairs(pend) do
+    if held and at[q[1]] == node then
+      local r = q[2]
+      local run = runs[r]
+      if not run then
+        run = {ops = {}, n = 0, max = q[3]}
+        runs[r] = run
+        order[#order + 1] = r
+      end
+      run.ops[#run.ops + 1] = q
+      q.off = run.n -- the place of its first message in the run
+      run.n = run.n + q[5]
+    else
+      q[6][3] = -2
+    end
+  end
+  return runs, order
+end
+-- The messages of a run: a table and the index before the first (ARGV itself for one operation).
+local function run_texts(run)
+  if #run.ops == 1 then return ARGV, run.ops[1][4] - 1 end
+  local t = {}
+  for _, q in ipairs(run.ops) do
+    for j = q[4], q[4] + q[5] - 1 do t[#t + 1] = ARGV[j] end
+  end
+  return t, 0
+end
+-- Queues a run; returns how many of its messages fit (the others are taken off the queue again).
+local function push_run(r, run)
+  local t, base = run_texts(run)
+  local len
+  for c = 1, run.n, PUSH_CHUNK do
+    len = redis.call('RPUSH', 'parley:q:' .. r,
+      unpack(t, base + c, base + math.min(c + PUSH_CHUNK - 1, run.n)))
+  end
+  local kept = run.n
+  if run.max > 0 and len > run.max then
+    local over = math.min(run.n, len - run.max)
+    redis.call('LTRIM', 'parley:q:' .. r, 0, -over - 1)
+    kept, len = run.n - over, len - over
+  end
+  qlen[r] = len
+  return kept, t, base
 end
 close_runs = function()
+  if #pend == 0 then return end
+  local at = holders()
+  local runs, order = runs_of(at)
+  local last = hmget('parley:qnext', order)
+  local next_ids = {}
   for _, r in ipairs(order) do
-    if runs[r] then close_run(r) end
+    local run = runs[r]
+    local kept, t, base = push_run(r, run)
+    local first = tonumber(last[r] or '0') + 1
+    if kept > 0 then
+      next_ids[#next_ids + 1] = r
+      next_ids[#next_ids + 1] = string.format('%d', first + kept - 1)
+      if at[r] then
+        emit(at[r], 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
+          table.concat(t, '\0', base + 1, base + kept))
+      end
+    end
+    for _, q in ipairs(run.ops) do
+      q[6][1] = first + q.off
+      q[6][2] = math.max(0, math.min(q[5], kept - q.off))
+    end
+    queued = queued + kept
   end
-  order = {}
-end
-local owned = {}
-local function mine(name)
-  if owned[name] == nil then
-    owned[name] = held and redis.call('HGET', 'parley:online', name) == node
+  for c = 1, #next_ids, 2 * PUSH_CHUNK do
+    redis.call('HSET', 'parley:qnext', unpack(next_ids, c, math.min(c + 2 * PUSH_CHUNK - 1,
+      #next_ids)))
   end
-  return owned[name]
+  pend = {}
 end
-local queued = 0
 local i, n = 5, #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'Q' then
     -- sender, recipient, the queue's limit, a count, then that many messages as queued ("<time>
-    -- <sender> <body>"): consecutive messages of one sender to one recipient (cluster_op_item)
-    local s, r, max, k = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-    local m0 = i + 5
-    i = m0 + k
-    local take = k -- how many fit
-    if not mine(s) then
-      take = 0
-    elseif max > 0 then
-      take = math.max(0, math.min(k, max - queue_len(r) - (counts[r] or 0)))
-    end
-    local answer = {0, take, mine(s) and -1 or -2}
+    -- <sender> <body>"): consecutive messages of one sender to one recipient (cluster_op_item).
+    -- The answer, filled in when they are stored: {the first one's id, how many were queued,
+    -- the answer of the others: -1 the queue is full, -2 this node does not hold the sender}.
+    local k = tonumber(ARGV[i + 4])
+    local answer = {0, 0, -1}
     out[#out + 1] = answer
-    if take > 0 then
-      local a = runs[r]
-      if not a then
-        a = {}
-        runs[r], counts[r], waits[r] = a, 0, {}
-        order[#order + 1] = r
-      end
-      local c = counts[r]
-      for j = 1, take do a[c + j] = ARGV[m0 + j - 1] end
-      answer[1] = c -- the place of its first message: close_run adds the run's first id
-      local w = waits[r]
-      w[#w + 1] = #out
-      counts[r] = c + take
-    end
-    queued = queued + take
+    pend[#pend + 1] = {ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), i + 5, k, answer}
+    i = i + 5 + k
   elseif op == 'A' then
     -- Every message up to `upto` goes: the queue holds ids qnext - LLEN + 1 .. qnext. A run of
     -- this batch still open is not in the queue yet, and its ids are all above `upto`.
@@ -150,7 +201,6 @@ while i <= n do
     queued = queued - k
     out[#out + 1] = k
   elseif op == 'C' then
-    owned[ARGV[i + 1]] = nil
     local name = ARGV[i + 1]
     i = i + 2
     local h = redis.call('HGET', 'parley:online', name)
@@ -167,7 +217,6 @@ while i <= n do
     end
   elseif op == 'O' then
     local name, at = ARGV[i + 1], ARGV[i + 2]
-    owned[name] = nil
     i = i + 3
     redis.call('ZADD', 'parley:lastout', at, name)
     if redis.call('HGET', 'parley:online', name) == node then

@@ -178,6 +178,19 @@ static bool batch_arg(struct cluster *c, const char *s, size_t n)
 
 /* Adds an answer to give: the next element of the reply, or (`item` >= 0) an item of the list
  * that is the batch's last operation. */
+/* Appends a NUL byte and `n` bytes to the batch's last argument. */
+static bool batch_join(struct cluster *c, const char *s, size_t n)
+{
+    assert(c->argc > 0 && c->offs[c->argc - 1] + c->lens[c->argc - 1] == c->buf_len);
+    if (!batch_room(c, n + 1))
+        return false;
+    c->buf[c->buf_len] = '\0';
+    memcpy(c->buf + c->buf_len + 1, s, n);
+    c->buf_len += n + 1;
+    c->lens[c->argc - 1] += n + 1;
+    return true;
+}
+
 static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg, long item)
 {
     if (c->nops == c->opscap) {
@@ -313,14 +326,18 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
     const char *item = args[nfixed];
     size_t item_len = lens ? lens[nfixed] : strlen(item);
     bool joins = joins_list(c, op, nfixed, args, lens);
+    size_t mark_last = joins ? c->lens[c->argc - 1] : 0;
     char zeros[CLUSTER_LIST_DIGITS];
     memset(zeros, '0', sizeof(zeros));
-    bool ok =
-        joins || (batch_head(c, op, nfixed, args, lens) && batch_arg(c, zeros, sizeof(zeros)));
+    bool ok = joins ? batch_join(c, item, item_len)
+                    : batch_head(c, op, nfixed, args, lens) && batch_arg(c, zeros, sizeof(zeros)) &&
+                          batch_arg(c, item, item_len);
     long index = joins ? (long)c->list_items : 0;
-    if (!ok || !batch_arg(c, item, item_len) || !batch_pending(c, fn, arg, index)) {
+    if (!ok || !batch_pending(c, fn, arg, index)) {
         c->argc = mark_argc;
         c->buf_len = mark_len;
+        if (joins)
+            c->lens[c->argc - 1] = mark_last;
         fn(arg, NULL);
         return;
     }
@@ -992,21 +1009,21 @@ static redisReply *boot_script(struct cluster *c, const char *mode, char *err, s
     return boot_command(c, 9, argv, err, errlen);
 }
 
-/* Refuses a Redis that holds queues of the earlier layout (sorted sets, one global id in
- * parley:nextid): this version would fail every batch that touched them. */
+/* Refuses a Redis that holds queues of an earlier layout (parley:nextid: sorted sets with one
+ * global id; parley:qnext: a list element per message): this version would misread them. */
 static int boot_layout(struct cluster *c, char *err, size_t errlen)
 {
-    const char *argv[] = {"EXISTS", "parley:nextid"};
-    redisReply *r = boot_command(c, 2, argv, err, errlen);
+    const char *argv[] = {"EXISTS", "parley:nextid", "parley:qnext"};
+    redisReply *r = boot_command(c, 3, argv, err, errlen);
     if (!r)
         return -1;
     bool old = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
     freeReplyObject(r);
     if (old)
         snprintf(err, errlen,
-                 "redis %s holds message queues of an earlier parleyd (parley:nextid, sorted sets "
-                 "parley:q:*): deliver them with that version, or delete those keys "
-                 "(docs/CLUSTER.md)",
+                 "redis %s holds message queues of an earlier parleyd (parley:nextid or "
+                 "parley:qnext, and parley:q:*): deliver them with that version, or delete "
+                 "those keys (docs/CLUSTER.md)",
                  c->addr);
     return old ? -1 : 0;
 }

@@ -113,10 +113,11 @@ void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, 
 
 /* Adds operation `op` as cluster_op does, its last argument one item of a list: when the
  * batch's last operation is the same `op` with the same other arguments, the item joins it.
- * The script sees `op`, the other arguments, the count of items (5 digits), then the items,
- * and answers the whole list with three integers {base, n, rest}; each item's `fn` gets its
- * own answer, an integer: base + j for the j-th item (from 0) when j < n, else rest (a list of
- * ids given in a row, and the refusal of the items past them). */
+ * The script sees `op`, the other arguments, the count of items (5 digits), then the items in
+ * one argument, joined by NUL bytes (an item must have none), and answers the whole list with three
+ * integers {base, n, rest}; each item's `fn` gets its own answer, an integer: base + j for the j-th
+ * item (from 0) when j < n, else rest (a list of ids given in a row, and the refusal of the items
+ * past them). */
 void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *args,
                      const size_t *lens, cluster_reply_fn fn, void *arg);
 

@@ -302,11 +302,13 @@ static void redis_queue_count(void *be, const char *recipient, store_count_fn do
         return;
     }
     *c = (struct counted){st, done, arg};
-    char key[96];
-    snprintf(key, sizeof(key), "parley:q:%s", recipient);
-    const char *argv[] = {"LLEN", key};
+    /* the queue holds the ids from its acknowledged mark up to its last (batch.lua) */
+    static const char count_lua[] =
+        "local v = redis.call('HMGET', 'parley:qids', ARGV[1], ARGV[1] .. ' acked') "
+        "return (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0)";
+    const char *argv[] = {"EVAL", count_lua, "0", recipient};
     expect(st);
-    cluster_command(st->cl, 2, argv, NULL, counted, c);
+    cluster_command(st->cl, 4, argv, NULL, counted, c);
 }
 
 static void totals_read(void *arg, const struct redisReply *r)

@@ -71,12 +71,17 @@ def _retry(proto, *fields, deadline, what):
 
 
 def _queue(redis, name):
-    """The messages waiting for `name` in Redis: [(id, text)]. parley:q:<name> lists them
-    oldest first as "<time> <sender> <text>", the ids running up to parley:qnext's field."""
-    members = redis.command("LRANGE", f"parley:q:{name}", "0", "-1")
-    last = int(redis.command("HGET", "parley:qnext", name) or 0)
-    first = last - len(members) + 1
-    return [(first + i, m.split(" ", 2)[2]) for i, m in enumerate(members)]
+    """The messages waiting for `name` in Redis: [(id, text)]. parley:q:<name> lists elements
+    oldest first, each "<first id> <count>", NUL, then messages "<time> <sender> <text>" joined
+    by NUL bytes; those up to parley:qids "<name> acked" were acknowledged."""
+    acked = int(redis.command("HGET", "parley:qids", f"{name} acked") or 0)
+    out = []
+    for e in redis.command("LRANGE", f"parley:q:{name}", "0", "-1"):
+        head, *msgs = e.split("\0")
+        first, count = (int(x) for x in head.split(" "))
+        assert len(msgs) == count, e
+        out += [(first + i, m.split(" ", 2)[2]) for i, m in enumerate(msgs) if first + i > acked]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,22 +702,28 @@ def test_node_behind_with_notices_pauses_its_stream(make_cluster):
 
 # 9. A Redis that holds queues of the earlier layout is refused at start, with a clear line
 
-def test_redis_with_queues_of_the_earlier_layout_is_refused(make_cluster, tmp_path):
+@pytest.mark.parametrize("layout", ["sorted-sets", "a-message-an-element"])
+def test_redis_with_queues_of_the_earlier_layout_is_refused(make_cluster, tmp_path, layout):
     """Queues were sorted sets with one global id (parley:nextid) before ids counted per
-    recipient; a node of this version would fail every batch touching them, so it does not
-    start on such a Redis, and says what to do. Emptied of those keys, the Redis is taken."""
+    recipient, then lists of one message an element (ids in parley:qnext) before an element held
+    an operation's messages; a node of this version would misread them, so it does not start on
+    such a Redis, and says what to do. Emptied of those keys, the Redis is taken."""
     from conftest import ParleyServer
     c = make_cluster(nodes=1)
     c.stop()
-    c.redis.command("SET", "parley:nextid", "41")
-    c.redis.command("ZADD", "parley:q:yoda", "41", "41 1700000000 hans old")
+    if layout == "sorted-sets":
+        c.redis.command("SET", "parley:nextid", "41")
+        c.redis.command("ZADD", "parley:q:yoda", "41", "41 1700000000 hans old")
+    else:
+        c.redis.command("HSET", "parley:qnext", "yoda", "1")
+        c.redis.command("RPUSH", "parley:q:yoda", "1700000000 hans old")
     n = ParleyServer(tmp_path / "late", users=dict(c.users),
                      args=["--redis", c.redis.addr, "--node-id", "late"])
     with pytest.raises(Exception):
         n.start()
     n.expected_exit = True
     assert "holds message queues of an earlier parleyd" in n.stderr_text()
-    c.redis.command("DEL", "parley:nextid", "parley:q:yoda")
+    c.redis.command("DEL", "parley:nextid", "parley:qnext", "parley:q:yoda")
     c.start()
     hans = c.node(0).login("hans")
     ok(hans.request("MSG", "yoda", "new-layout"))

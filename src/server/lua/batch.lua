@@ -64,25 +64,21 @@ local function ev(text)
 end
 -- The queued messages wait until the next event or the batch's end, when they are stored all at
 -- once with few calls, the most expensive part of the script: one HMGET tells who holds their
--- senders and recipients, one HMGET and one HSET give their ids, and each recipient's messages
--- (a run) are queued with one RPUSH (whose answer, the queue's length, checks the limit) and
--- published as one field. They are stored before any event, so the stream keeps the order of
--- the operations. pend: the Q operations waiting, each {sender, recipient, limit, the index
--- of its first message in ARGV, its count of messages, its answer}.
+-- senders and recipients, one HMGET and one HSET of parley:qids give their ids and check the
+-- limits, and each recipient's messages are queued with one RPUSH and published as one field
+-- per operation. They are stored before any event, so the stream keeps the order of the
+-- operations. A queue element is one operation's messages, as the node sent them: "<id of the
+-- first> <count>", a NUL byte, then the messages joined by NUL bytes (docs/CLUSTER.md). pend:
+-- the Q operations waiting, each {sender, recipient, limit, count, messages, answer}.
 local pend = {}
-local qlen = {} -- each recipient's queue length, once read
 local queued = 0
-local function queue_len(r)
-  if not qlen[r] then qlen[r] = redis.call('LLEN', 'parley:q:' .. r) end
-  return qlen[r]
-end
--- HMGET of `names` (in chunks: Lua's unpack has a limit); a table name -> value (false: none).
-local function hmget(key, names)
+-- HMGET of `fields` (in chunks: Lua's unpack has a limit); a table field -> value (false: none).
+local function hmget(key, fields)
   local got = {}
-  for c = 1, #names, PUSH_CHUNK do
-    local last = math.min(c + PUSH_CHUNK - 1, #names)
-    local v = redis.call('HMGET', key, unpack(names, c, last))
-    for j = c, last do got[names[j]] = v[j - c + 1] end
+  for c = 1, #fields, PUSH_CHUNK do
+    local last = math.min(c + PUSH_CHUNK - 1, #fields)
+    local v = redis.call('HMGET', key, unpack(fields, c, last))
+    for j = c, last do got[fields[j]] = v[j - c + 1] end
   end
   return got
 end
@@ -95,109 +91,126 @@ local function holders()
   end
   return hmget('parley:online', names)
 end
--- The runs of the pending operations whose senders this node holds (the others are refused):
--- recipient -> {its operations, how many messages, the limit}, and the recipients in order.
+-- The pending operations whose senders this node holds, by recipient (the others are refused),
+-- and the recipients in order.
 local function runs_of(at)
   local runs, order = {}, {}
   for _, q in ipairs(pend) do
     if held and at[q[1]] == node then
-      local r = q[2]
-      local run = runs[r]
+      local run = runs[q[2]]
       if not run then
-        run = {ops = {}, n = 0, max = q[3]}
-        runs[r] = run
-        order[#order + 1] = r
+        run = {}
+        runs[q[2]] = run
+        order[#order + 1] = q[2]
       end
-      run.ops[#run.ops + 1] = q
-      q.off = run.n -- the place of its first message in the run
-      run.n = run.n + q[5]
+      run[#run + 1] = q
     else
       q[6][3] = -2
     end
   end
   return runs, order
 end
--- The messages of a run: a table and the index before the first (ARGV itself for one operation).
-local function run_texts(run)
-  if #run.ops == 1 then return ARGV, run.ops[1][4] - 1 end
-  local t = {}
-  for _, q in ipairs(run.ops) do
-    for j = q[4], q[4] + q[5] - 1 do t[#t + 1] = ARGV[j] end
-  end
-  return t, 0
+-- The first `take` of the `k` messages of `text` (joined by NUL bytes).
+local function first_messages(text, k, take)
+  if take == k then return text end
+  local at = 0
+  for _ = 1, take do at = string.find(text, '\0', at + 1, true) end
+  return string.sub(text, 1, at - 1)
 end
--- Queues a run; returns how many of its messages fit (the others are taken off the queue again).
-local function push_run(r, run)
-  local t, base = run_texts(run)
-  local len
-  for c = 1, run.n, PUSH_CHUNK do
-    len = redis.call('RPUSH', 'parley:q:' .. r,
-      unpack(t, base + c, base + math.min(c + PUSH_CHUNK - 1, run.n)))
+-- Queues the operations of one recipient's run after the message `last`, `acked` of them
+-- acknowledged; returns the new last id.
+local function push_run(r, run, last, acked, to)
+  local elems = {}
+  for _, q in ipairs(run) do
+    local k, take = q[4], q[4]
+    if q[3] > 0 then take = math.max(0, math.min(k, q[3] - (last - acked))) end
+    if take > 0 then
+      local text = first_messages(q[5], k, take)
+      local first = string.format('%d', last + 1)
+      elems[#elems + 1] = first .. ' ' .. take .. '\0' .. text
+      if to then emit(to, 'r', node .. ' ' .. r .. ' ' .. first .. '\0' .. text) end
+      q[6][1], q[6][2] = last + 1, take
+      last = last + take
+      queued = queued + take
+    end
   end
-  local kept = run.n
-  if run.max > 0 and len > run.max then
-    local over = math.min(run.n, len - run.max)
-    redis.call('LTRIM', 'parley:q:' .. r, 0, -over - 1)
-    kept, len = run.n - over, len - over
+  for c = 1, #elems, PUSH_CHUNK do
+    redis.call('RPUSH', 'parley:q:' .. r, unpack(elems, c, math.min(c + PUSH_CHUNK - 1, #elems)))
   end
-  qlen[r] = len
-  return kept, t, base
+  return last
 end
 close_runs = function()
   if #pend == 0 then return end
   local at = holders()
   local runs, order = runs_of(at)
-  local last = hmget('parley:qnext', order)
+  local fields = {}
+  for _, r in ipairs(order) do
+    fields[#fields + 1] = r
+    fields[#fields + 1] = r .. ' acked'
+  end
+  local ids = hmget('parley:qids', fields)
   local next_ids = {}
   for _, r in ipairs(order) do
-    local run = runs[r]
-    local kept, t, base = push_run(r, run)
-    local first = tonumber(last[r] or '0') + 1
-    if kept > 0 then
+    local last0 = tonumber(ids[r] or '0')
+    local last = push_run(r, runs[r], last0, tonumber(ids[r .. ' acked'] or '0'), at[r])
+    if last ~= last0 then
       next_ids[#next_ids + 1] = r
-      next_ids[#next_ids + 1] = string.format('%d', first + kept - 1)
-      if at[r] then
-        emit(at[r], 'r', node .. ' ' .. r .. ' ' .. string.format('%d', first) .. '\0' ..
-          table.concat(t, '\0', base + 1, base + kept))
-      end
+      next_ids[#next_ids + 1] = string.format('%d', last)
     end
-    for _, q in ipairs(run.ops) do
-      q[6][1] = first + q.off
-      q[6][2] = math.max(0, math.min(q[5], kept - q.off))
-    end
-    queued = queued + kept
   end
   for c = 1, #next_ids, 2 * PUSH_CHUNK do
-    redis.call('HSET', 'parley:qnext', unpack(next_ids, c, math.min(c + 2 * PUSH_CHUNK - 1,
+    redis.call('HSET', 'parley:qids', unpack(next_ids, c, math.min(c + 2 * PUSH_CHUNK - 1,
       #next_ids)))
   end
   pend = {}
+end
+-- The id of the first message of a queue element and its count of messages.
+local function element_ids(e)
+  local sp = string.find(e, ' ', 1, true)
+  local z = string.find(e, '\0', sp, true)
+  return tonumber(string.sub(e, 1, sp - 1)), tonumber(string.sub(e, sp + 1, z - 1))
+end
+local HEAD_READ = 16 -- queue elements an acknowledgement reads at a time
+-- Takes the messages up to `upto` off the queue of `r`: the mark parley:qids "<r> acked" says
+-- how far, and the elements wholly acknowledged leave the list. Returns how many went.
+local function ack(r, upto)
+  local v = redis.call('HMGET', 'parley:qids', r, r .. ' acked')
+  local last, acked = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  upto = math.min(upto, last)
+  if upto <= acked then return 0 end
+  redis.call('HSET', 'parley:qids', r .. ' acked', string.format('%d', upto))
+  local key = 'parley:q:' .. r
+  repeat
+    local head = redis.call('LRANGE', key, 0, HEAD_READ - 1)
+    local gone = 0
+    for _, e in ipairs(head) do
+      local first, k = element_ids(e)
+      if first + k - 1 > upto then break end
+      gone = gone + 1
+    end
+    if gone > 0 then redis.call('LTRIM', key, gone, -1) end
+  until gone < HEAD_READ
+  return upto - acked
 end
 local i, n = 5, #ARGV
 while i <= n do
   local op = ARGV[i]
   if op == 'Q' then
     -- sender, recipient, the queue's limit, a count, then that many messages as queued ("<time>
-    -- <sender> <body>"): consecutive messages of one sender to one recipient (cluster_op_item).
-    -- The answer, filled in when they are stored: {the first one's id, how many were queued,
-    -- the answer of the others: -1 the queue is full, -2 this node does not hold the sender}.
-    local k = tonumber(ARGV[i + 4])
+    -- <sender> <body>") joined by NUL bytes: consecutive messages of one sender to one
+    -- recipient (cluster_op_item). The answer, filled in when they are stored: {the first
+    -- one's id, how many were queued, the answer of the others: -1 the queue is full, -2 this
+    -- node does not hold the sender}.
     local answer = {0, 0, -1}
     out[#out + 1] = answer
-    pend[#pend + 1] = {ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), i + 5, k, answer}
-    i = i + 5 + k
+    pend[#pend + 1] = {ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
+      ARGV[i + 5], answer}
+    i = i + 6
   elseif op == 'A' then
-    -- Every message up to `upto` goes: the queue holds ids qnext - LLEN + 1 .. qnext. A run of
-    -- this batch still open is not in the queue yet, and its ids are all above `upto`.
-    local r, upto = ARGV[i + 1], tonumber(ARGV[i + 2])
+    -- Every message up to `upto` goes. A run of this batch still waiting is not in the queue
+    -- yet, and its ids are all above `upto`.
+    local k = ack(ARGV[i + 1], tonumber(ARGV[i + 2]))
     i = i + 3
-    local len = queue_len(r)
-    local last = tonumber(redis.call('HGET', 'parley:qnext', r) or '0')
-    local k = math.max(0, math.min(len, upto - (last - len)))
-    if k > 0 then
-      redis.call('LTRIM', 'parley:q:' .. r, k, -1)
-      qlen[r] = len - k
-    end
     queued = queued - k
     out[#out + 1] = k
   elseif op == 'C' then

@@ -603,19 +603,16 @@ static bool take_message(struct cluster *c, struct cluster_run *run, const char 
     return true;
 }
 
-/* Hands a run of direct messages (its header, then each message, NUL between: batch.lua) to the
- * handlers, in order. Returns false when a part of it cannot be read (the rest is skipped: the
- * ids that follow would be wrong). */
-static bool take_run(struct cluster *c, const redisReply *v)
+/* Hands a run of direct messages (its header "r <node> <to> <first id>" the field's name, its
+ * messages the value, NUL between them: batch.lua) to the handlers, in order. Returns false
+ * when a part of it cannot be read (the rest is skipped: the ids that follow would be wrong). */
+static bool take_run(struct cluster *c, const redisReply *f, const redisReply *v)
 {
-    if (v->type != REDIS_REPLY_STRING)
-        return false;
-    const char *p = v->str, *end = v->str + v->len;
-    const char *sep = memchr(p, '\0', (size_t)(end - p));
     struct cluster_run run;
-    if (!sep || !take_header(c, &run, p, (size_t)(sep - p)))
+    if (v->type != REDIS_REPLY_STRING || !take_header(c, &run, f->str + 2, f->len - 2))
         return false;
-    for (p = sep + 1; p <= end; p = sep + 1) {
+    const char *p, *sep, *end = v->str + v->len;
+    for (p = v->str; p <= end; p = sep + 1) {
         sep = memchr(p, '\0', (size_t)(end - p));
         if (!sep)
             sep = end;
@@ -639,12 +636,12 @@ static void take_entry(struct cluster *c, const redisReply *e)
         return;
     for (size_t i = 0; i + 1 < kv->elements; i += 2) {
         const redisReply *f = kv->element[i], *v = kv->element[i + 1];
-        char kind = f->type == REDIS_REPLY_STRING && f->len == 1 ? f->str[0] : '?';
+        bool named = f->type == REDIS_REPLY_STRING && f->len >= 1;
         bool ok = true;
-        if (kind == 'e')
+        if (named && f->len == 1 && f->str[0] == 'e')
             take_event(c, v);
-        else if (kind == 'r')
-            ok = take_run(c, v);
+        else if (named && f->len > 2 && f->str[0] == 'r' && f->str[1] == ' ')
+            ok = take_run(c, f, v);
         else
             ok = false;
         if (!ok)

@@ -22,9 +22,10 @@ local out = {}
 -- stream (the node that made it applied it already), a run of messages only to the stream of
 -- the node its recipient is logged in at (none when the recipient is offline: the queue keeps
 -- it for the next login). The entries being filled, one per node: their fields are 'e' and an
--- event, or 'r' and a run of messages to one recipient: its header ("<node> <recipient> <id of
--- its first message>") then each message, separated by NUL bytes (a message has none:
--- store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields, all events or all runs.
+-- event, or a run of messages to one recipient: its header ("r <node> <recipient> <id of its
+-- first message>") and its messages, as the node sent them, joined by NUL bytes (a message has
+-- none: store_redis.c refuses it). An entry holds up to EV_PER_ENTRY fields, all events or all
+-- runs.
 -- An entry of runs is not written to the append-only file (it goes to replicas only): its
 -- messages are in the queues, which are, and a node whose links dropped (as when Redis
 -- restarts) reads its sessions' queues again (cluster.c resync). So a message is written to the
@@ -41,13 +42,13 @@ local function flush_entry(to)
   end
   entries[to], kinds[to] = nil, nil
 end
--- Adds a field to the entry of `to`, after an XADD of the entry when it is full or of the other
--- kind.
-local function emit(to, name, value)
+-- Adds a field of kind 'e' or 'r' to the entry of `to`, after an XADD of the entry when it is
+-- full or of the other kind.
+local function emit(to, kind, name, value)
   local e = entries[to]
-  if e and (#e >= 2 * EV_PER_ENTRY or kinds[to] ~= name) then flush_entry(to) end
+  if e and (#e >= 2 * EV_PER_ENTRY or kinds[to] ~= kind) then flush_entry(to) end
   e = entries[to] or {}
-  entries[to], kinds[to] = e, name
+  entries[to], kinds[to] = e, kind
   e[#e + 1] = name
   e[#e + 1] = value
 end
@@ -60,7 +61,7 @@ local function ev(text)
       if n ~= node then peers[#peers + 1] = n end
     end
   end
-  for _, to in ipairs(peers) do emit(to, 'e', text) end
+  for _, to in ipairs(peers) do emit(to, 'e', 'e', text) end
 end
 -- The queued messages wait until the next event or the batch's end, when they are stored all at
 -- once with few calls, the most expensive part of the script: one HMGET tells who holds their
@@ -128,7 +129,7 @@ local function push_run(r, run, last, acked, to)
       local text = first_messages(q[5], k, take)
       local first = string.format('%d', last + 1)
       elems[#elems + 1] = first .. ' ' .. take .. '\0' .. text
-      if to then emit(to, 'r', node .. ' ' .. r .. ' ' .. first .. '\0' .. text) end
+      if to then emit(to, 'r', 'r ' .. node .. ' ' .. r .. ' ' .. first, text) end
       q[6][1], q[6][2] = last + 1, take
       last = last + take
       queued = queued + take

@@ -1007,20 +1007,21 @@ static redisReply *boot_script(struct cluster *c, const char *mode, char *err, s
 }
 
 /* Refuses a Redis that holds queues of an earlier layout (parley:nextid: sorted sets with one
- * global id; parley:qnext: a list element per message): this version would misread them. */
+ * global id; parley:qnext: a list element per message; parley:qids: elements with a header):
+ * this version would misread them. */
 static int boot_layout(struct cluster *c, char *err, size_t errlen)
 {
-    const char *argv[] = {"EXISTS", "parley:nextid", "parley:qnext"};
-    redisReply *r = boot_command(c, 3, argv, err, errlen);
+    const char *argv[] = {"EXISTS", "parley:nextid", "parley:qnext", "parley:qids"};
+    redisReply *r = boot_command(c, 4, argv, err, errlen);
     if (!r)
         return -1;
     bool old = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
     freeReplyObject(r);
     if (old)
         snprintf(err, errlen,
-                 "redis %s holds message queues of an earlier parleyd (parley:nextid or "
-                 "parley:qnext, and parley:q:*): deliver them with that version, or delete "
-                 "those keys (docs/CLUSTER.md)",
+                 "redis %s holds message queues of an earlier parleyd (parley:nextid, "
+                 "parley:qnext or parley:qids, and parley:q:*): deliver them with that "
+                 "version, or delete those keys (docs/CLUSTER.md)",
                  c->addr);
     return old ? -1 : 0;
 }

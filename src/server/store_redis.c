@@ -304,7 +304,7 @@ static void redis_queue_count(void *be, const char *recipient, store_count_fn do
     *c = (struct counted){st, done, arg};
     /* the queue holds the ids from its acknowledged mark up to its last (batch.lua) */
     static const char count_lua[] =
-        "local v = redis.call('HMGET', 'parley:qids', ARGV[1], ARGV[1] .. ' acked') "
+        "local v = redis.call('HMGET', 'parley:qpos', ARGV[1], ARGV[1] .. ' acked') "
         "return (tonumber(v[1]) or 0) - (tonumber(v[2]) or 0)";
     const char *argv[] = {"EVAL", count_lua, "0", recipient};
     expect(st);

@@ -72,15 +72,20 @@ def _retry(proto, *fields, deadline, what):
 
 def _queue(redis, name):
     """The messages waiting for `name` in Redis: [(id, text)]. parley:q:<name> lists elements
-    oldest first, each "<first id> <count>", NUL, then messages "<time> <sender> <text>" joined
-    by NUL bytes; those up to parley:qids "<name> acked" were acknowledged."""
-    acked = int(redis.command("HGET", "parley:qids", f"{name} acked") or 0)
+    oldest first, each messages "<time> <sender> <text>" joined by NUL bytes, parley:qc:<name>
+    their counts; parley:qpos "<name> head" is the first one's id, and the messages up to
+    "<name> acked" were acknowledged."""
+    acked = int(redis.command("HGET", "parley:qpos", f"{name} acked") or 0)
+    i = int(redis.command("HGET", "parley:qpos", f"{name} head") or 1)
+    elems = redis.command("LRANGE", f"parley:q:{name}", "0", "-1")
+    counts = redis.command("LRANGE", f"parley:qc:{name}", "0", "-1")
+    assert len(elems) == len(counts), (elems, counts)
     out = []
-    for e in redis.command("LRANGE", f"parley:q:{name}", "0", "-1"):
-        head, *msgs = e.split("\0")
-        first, count = (int(x) for x in head.split(" "))
-        assert len(msgs) == count, e
-        out += [(first + i, m.split(" ", 2)[2]) for i, m in enumerate(msgs) if first + i > acked]
+    for e, count in zip(elems, counts):
+        msgs = e.split("\0")
+        assert len(msgs) == int(count), (e, count)
+        out += [(i + j, m.split(" ", 2)[2]) for j, m in enumerate(msgs) if i + j > acked]
+        i += len(msgs)
     return out
 
 

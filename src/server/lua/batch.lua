@@ -65,12 +65,16 @@ local function ev(text)
 end
 -- The queued messages wait until the next event or the batch's end, when they are stored all at
 -- once with few calls, the most expensive part of the script: one HMGET tells who holds their
--- senders and recipients, one HMGET and one HSET of parley:qids give their ids and check the
--- limits, and each recipient's messages are queued with one RPUSH and published as one field
--- per operation. They are stored before any event, so the stream keeps the order of the
--- operations. A queue element is one operation's messages, as the node sent them: "<id of the
--- first> <count>", a NUL byte, then the messages joined by NUL bytes (docs/CLUSTER.md). pend:
--- the Q operations waiting, each {sender, recipient, limit, count, messages, answer}.
+-- senders and recipients, one HMGET and one HSET of parley:qpos give their ids and check the
+-- limits, and each recipient's messages are queued with one RPUSH (and their counts with
+-- another) and published as one field per operation. They are stored before any event, so the
+-- stream keeps the order of the operations. A queue element (parley:q:<name>) is one
+-- operation's messages, the string the node sent (joined by NUL bytes): Redis's Lua hashes
+-- every byte of a string it makes, so the script makes none of them. parley:qc:<name> holds
+-- each element's count of messages, and parley:qpos three positions of each queue: "<name>"
+-- the last id, "<name> acked" the acknowledged mark, "<name> head" the id of the first message
+-- of the first element (docs/CLUSTER.md). pend: the Q operations waiting, each {sender,
+-- recipient, limit, count, messages, answer}.
 local pend = {}
 local queued = 0
 -- HMGET of `fields` (in chunks: Lua's unpack has a limit); a table field -> value (false: none).
@@ -118,17 +122,17 @@ local function first_messages(text, k, take)
   for _ = 1, take do at = string.find(text, '\0', at + 1, true) end
   return string.sub(text, 1, at - 1)
 end
--- Queues the operations of one recipient's run after the message `last`, `acked` of them
+-- Queues the operations of one recipient's run after the message `last`, those up to `acked`
 -- acknowledged; returns the new last id.
 local function push_run(r, run, last, acked, to)
-  local elems = {}
+  local elems, counts = {}, {}
   for _, q in ipairs(run) do
     local k, take = q[4], q[4]
     if q[3] > 0 then take = math.max(0, math.min(k, q[3] - (last - acked))) end
     if take > 0 then
       local text = first_messages(q[5], k, take)
       local first = string.format('%d', last + 1)
-      elems[#elems + 1] = first .. ' ' .. take .. '\0' .. text
+      elems[#elems + 1], counts[#counts + 1] = text, take
       if to then emit(to, 'r', 'r ' .. node .. ' ' .. r .. ' ' .. first, text) end
       q[6][1], q[6][2] = last + 1, take
       last = last + take
@@ -136,7 +140,9 @@ local function push_run(r, run, last, acked, to)
     end
   end
   for c = 1, #elems, PUSH_CHUNK do
-    redis.call('RPUSH', 'parley:q:' .. r, unpack(elems, c, math.min(c + PUSH_CHUNK - 1, #elems)))
+    local c2 = math.min(c + PUSH_CHUNK - 1, #elems)
+    redis.call('RPUSH', 'parley:q:' .. r, unpack(elems, c, c2))
+    redis.call('RPUSH', 'parley:qc:' .. r, unpack(counts, c, c2))
   end
   return last
 end
@@ -149,48 +155,50 @@ close_runs = function()
     fields[#fields + 1] = r
     fields[#fields + 1] = r .. ' acked'
   end
-  local ids = hmget('parley:qids', fields)
-  local next_ids = {}
+  local pos = hmget('parley:qpos', fields)
+  local changed = {}
   for _, r in ipairs(order) do
-    local last0 = tonumber(ids[r] or '0')
-    local last = push_run(r, runs[r], last0, tonumber(ids[r .. ' acked'] or '0'), at[r])
+    local last0, acked = tonumber(pos[r] or '0'), tonumber(pos[r .. ' acked'] or '0')
+    local last = push_run(r, runs[r], last0, acked, at[r])
     if last ~= last0 then
-      next_ids[#next_ids + 1] = r
-      next_ids[#next_ids + 1] = string.format('%d', last)
+      changed[#changed + 1] = r
+      changed[#changed + 1] = string.format('%d', last)
+      if last0 == acked then -- the queue was empty: its first element is the one just queued
+        changed[#changed + 1] = r .. ' head'
+        changed[#changed + 1] = string.format('%d', last0 + 1)
+      end
     end
   end
-  for c = 1, #next_ids, 2 * PUSH_CHUNK do
-    redis.call('HSET', 'parley:qids', unpack(next_ids, c, math.min(c + 2 * PUSH_CHUNK - 1,
-      #next_ids)))
+  for c = 1, #changed, 2 * PUSH_CHUNK do
+    redis.call('HSET', 'parley:qpos', unpack(changed, c, math.min(c + 2 * PUSH_CHUNK - 1,
+      #changed)))
   end
   pend = {}
 end
--- The id of the first message of a queue element and its count of messages.
-local function element_ids(e)
-  local sp = string.find(e, ' ', 1, true)
-  local z = string.find(e, '\0', sp, true)
-  return tonumber(string.sub(e, 1, sp - 1)), tonumber(string.sub(e, sp + 1, z - 1))
-end
-local HEAD_READ = 16 -- queue elements an acknowledgement reads at a time
--- Takes the messages up to `upto` off the queue of `r`: the mark parley:qids "<r> acked" says
--- how far, and the elements wholly acknowledged leave the list. Returns how many went.
+local HEAD_READ = 64 -- element counts an acknowledgement reads at a time
+-- Takes the messages up to `upto` off the queue of `r`: the mark "<r> acked" says how far, and
+-- the elements wholly acknowledged leave the lists (the queue is empty when the mark is at its
+-- last id). Returns how many went.
 local function ack(r, upto)
-  local v = redis.call('HMGET', 'parley:qids', r, r .. ' acked')
-  local last, acked = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  local v = redis.call('HMGET', 'parley:qpos', r, r .. ' acked', r .. ' head')
+  local last, acked, head = tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '1')
   upto = math.min(upto, last)
   if upto <= acked then return 0 end
-  redis.call('HSET', 'parley:qids', r .. ' acked', string.format('%d', upto))
-  local key = 'parley:q:' .. r
   repeat
-    local head = redis.call('LRANGE', key, 0, HEAD_READ - 1)
+    local counts = redis.call('LRANGE', 'parley:qc:' .. r, 0, HEAD_READ - 1)
     local gone = 0
-    for _, e in ipairs(head) do
-      local first, k = element_ids(e)
-      if first + k - 1 > upto then break end
+    for _, c in ipairs(counts) do
+      if head + tonumber(c) - 1 > upto then break end
+      head = head + tonumber(c)
       gone = gone + 1
     end
-    if gone > 0 then redis.call('LTRIM', key, gone, -1) end
+    if gone > 0 then
+      redis.call('LTRIM', 'parley:q:' .. r, gone, -1)
+      redis.call('LTRIM', 'parley:qc:' .. r, gone, -1)
+    end
   until gone < HEAD_READ
+  redis.call('HSET', 'parley:qpos', r .. ' acked', string.format('%d', upto), r .. ' head',
+    string.format('%d', head))
   return upto - acked
 end
 local i, n = 5, #ARGV

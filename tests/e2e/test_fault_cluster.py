@@ -707,7 +707,7 @@ def test_node_behind_with_notices_pauses_its_stream(make_cluster):
 
 # 9. A Redis that holds queues of the earlier layout is refused at start, with a clear line
 
-@pytest.mark.parametrize("layout", ["sorted-sets", "a-message-an-element"])
+@pytest.mark.parametrize("layout", ["sorted-sets", "a-message-an-element", "a-header-an-element"])
 def test_redis_with_queues_of_the_earlier_layout_is_refused(make_cluster, tmp_path, layout):
     """Queues were sorted sets with one global id (parley:nextid) before ids counted per
     recipient, then lists of one message an element (ids in parley:qnext) before an element held
@@ -719,16 +719,19 @@ def test_redis_with_queues_of_the_earlier_layout_is_refused(make_cluster, tmp_pa
     if layout == "sorted-sets":
         c.redis.command("SET", "parley:nextid", "41")
         c.redis.command("ZADD", "parley:q:yoda", "41", "41 1700000000 hans old")
-    else:
+    elif layout == "a-message-an-element":
         c.redis.command("HSET", "parley:qnext", "yoda", "1")
         c.redis.command("RPUSH", "parley:q:yoda", "1700000000 hans old")
+    else:
+        c.redis.command("HSET", "parley:qids", "yoda", "1")
+        c.redis.command("RPUSH", "parley:q:yoda", "1 1\x001700000000 hans old")
     n = ParleyServer(tmp_path / "late", users=dict(c.users),
                      args=["--redis", c.redis.addr, "--node-id", "late"])
     with pytest.raises(Exception):
         n.start()
     n.expected_exit = True
     assert "holds message queues of an earlier parleyd" in n.stderr_text()
-    c.redis.command("DEL", "parley:nextid", "parley:qnext", "parley:q:yoda")
+    c.redis.command("DEL", "parley:nextid", "parley:qnext", "parley:qids", "parley:q:yoda")
     c.start()
     hans = c.node(0).login("hans")
     ok(hans.request("MSG", "yoda", "new-layout"))

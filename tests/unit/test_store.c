@@ -2291,6 +2291,43 @@ static void test_alternating_senders_against_the_limit(void **state)
     assert_string_equal(s.body[2], "c2");
 }
 
+/* Messages queued in one batch (one element of the redis store's queue) and acknowledged in two
+ * steps: after the first, the rest are still there, counted and loaded; after the second the
+ * queue is empty, and in Redis both of its lists are gone. */
+static void test_ack_within_one_batch_of_messages(void **state)
+{
+    struct fx *f = *state;
+    struct answer a[10];
+    char body[10][8];
+
+    memset(a, 0, sizeof a);
+    claim("carol");
+    for (int i = 0; i < 10; i++) {
+        int n = snprintf(body[i], sizeof body[i], "b%d", i);
+        store_queue_push(f->st, "carol", "bob", 1 + i, body[i], (size_t)n, 0, on_pushed, &a[i]);
+    }
+    assert_int_equal(wait_answer(f->st, &a[9]), 0);
+    assert_int_equal(store_queue_ack(f->st, "bob", a[3].value), 0);
+    assert_int_equal(count(f->st, "bob"), 6);
+    struct seen_msgs s = load(f->st, "bob", 0, MAX_SEEN);
+    assert_int_equal(s.n, 6);
+    assert_int_equal(s.id[0], a[4].value);
+    assert_string_equal(s.body[0], "b4");
+    assert_string_equal(s.body[5], "b9");
+    s = load(f->st, "bob", a[6].value, 2);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.body[0], "b7");
+    assert_int_equal(store_queue_ack(f->st, "bob", a[9].value), 0);
+    assert_int_equal(count(f->st, "bob"), 0);
+    assert_int_equal(load(f->st, "bob", 0, MAX_SEEN).n, 0);
+    if (on_redis()) {
+        const char *q[] = {"EXISTS", "parley:q:bob", "parley:qc:bob"};
+        assert_int_equal(redis_integer(3, q), 0);
+    }
+    assert_true(push(f->st, "carol", "bob", 20, "after all") > a[9].value);
+    assert_int_equal(load(f->st, "bob", 0, MAX_SEEN).n, 1);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 /* Runs the conformance cases on the backend `name`; returns the number that failed. */
@@ -2308,6 +2345,7 @@ static int run_conformance(const char *name)
         T(test_push_refused_when_full),
         T(test_many_pushes_in_one_batch),
         T(test_alternating_senders_against_the_limit),
+        T(test_ack_within_one_batch_of_messages),
         T(test_stream_runs),
         T(test_nul_in_a_body_refused),
         T(test_bodies_exact),

@@ -318,14 +318,16 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
                      const size_t *lens, cluster_reply_fn fn, void *arg)
 {
     assert(nargs >= 1);
-    if (!cluster_up(c)) {
+    size_t nfixed = (size_t)nargs - 1, mark_argc = c->argc, mark_len = c->buf_len;
+    /* A list joined was begun in this loop iteration (the batch goes at its end), when the
+     * cluster was up: its items need not ask again (a clock read each). */
+    bool joins = joins_list(c, op, nfixed, args, lens);
+    if (!joins && !cluster_up(c)) {
         fn(arg, NULL);
         return;
     }
-    size_t nfixed = (size_t)nargs - 1, mark_argc = c->argc, mark_len = c->buf_len;
     const char *item = args[nfixed];
     size_t item_len = lens ? lens[nfixed] : strlen(item);
-    bool joins = joins_list(c, op, nfixed, args, lens);
     size_t mark_last = joins ? c->lens[c->argc - 1] : 0;
     char zeros[CLUSTER_LIST_DIGITS];
     memset(zeros, '0', sizeof(zeros));

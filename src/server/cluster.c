@@ -653,6 +653,23 @@ static void take_entry(struct cluster *c, const redisReply *e)
 
 static void read_events(struct cluster *c);
 
+static void trimmed(void *arg, struct redisReply *r)
+{
+    struct cluster *c = arg;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_error("redis: trimming %s: %s", c->stream, r->str);
+}
+
+/* Drops the entries of this node's stream that it has read (it is their only reader; what it
+ * has not read stays, up to --redis-stream-max, for a time it is cut off): the stream's runs
+ * would otherwise keep megabytes of delivered messages in Redis's memory, which each rewrite
+ * of its append-only file writes out again. */
+static void trim_read(struct cluster *c)
+{
+    const char *argv[] = {"XTRIM", c->stream, "MINID", c->last_id};
+    redis_link_command(c->events, trimmed, c, 4, argv, NULL);
+}
+
 static void events_read(void *arg, struct redisReply *r)
 {
     struct cluster *c = arg;
@@ -662,9 +679,11 @@ static void events_read(void *arg, struct redisReply *r)
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
         const redisReply *stream = r->element[0];
         if (stream->type == REDIS_REPLY_ARRAY && stream->elements == 2 &&
-            stream->element[1]->type == REDIS_REPLY_ARRAY)
+            stream->element[1]->type == REDIS_REPLY_ARRAY) {
             for (size_t i = 0; i < stream->element[1]->elements; i++)
                 take_entry(c, stream->element[1]->element[i]);
+            trim_read(c);
+        }
     } else if (r->type == REDIS_REPLY_ERROR) {
         log_error("redis: reading events: %s", r->str);
     }

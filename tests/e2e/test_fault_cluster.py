@@ -502,6 +502,30 @@ def test_message_published_unread_when_redis_dies_is_delivered(make_cluster):
     assert n2.running()
 
 
+def test_a_node_trims_what_it_read_of_its_stream(make_cluster):
+    """A node is the only reader of its stream, so it drops what it has read: the stream does
+    not keep delivered messages (it did, up to --redis-stream-max entries, megabytes of them),
+    and what it has not read yet stays for it."""
+    c = make_cluster()
+    n1, n2, _ = c.nodes
+    hans, yoda = n1.login("hans"), n2.login("yoda")
+    for i in range(40):
+        ok(hans.request("MSG", "yoda", f"m{i}"))  # each answered before the next: a batch each
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "m39", timeout=10)
+    assert wait_until(lambda: c.redis.command("XLEN", "parley:events:node2") <= 2, 10), \
+        c.redis.command("XLEN", "parley:events:node2")
+    _stop(n2.pid)  # what node 2 has not read stays
+    try:
+        for i in range(10):
+            ok(hans.request("MSG", "yoda", f"unread{i}"))
+        assert c.redis.command("XLEN", "parley:events:node2") >= 10
+    finally:
+        _cont(n2.pid)
+    yoda.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "unread9", timeout=10)
+    texts = [ev[4] for ev in yoda.all_events if ev[0] == "MSG"]
+    assert texts == [f"m{i}" for i in range(40)] + [f"unread{i}" for i in range(10)], texts
+
+
 # --------------------------------------------------------------------------------------------
 # 4. A slow Redis never stalls a node's event loop
 

@@ -176,8 +176,6 @@ static bool batch_arg(struct cluster *c, const char *s, size_t n)
     return true;
 }
 
-/* Adds an answer to give: the next element of the reply, or (`item` >= 0) an item of the list
- * that is the batch's last operation. */
 /* Appends a NUL byte and `n` bytes to the batch's last argument. */
 static bool batch_join(struct cluster *c, const char *s, size_t n)
 {
@@ -191,6 +189,8 @@ static bool batch_join(struct cluster *c, const char *s, size_t n)
     return true;
 }
 
+/* Adds an answer to give: the next element of the reply, or (`item` > 0) an item of the list
+ * that is the batch's last operation (its first item, 0, takes the next element). */
 static bool batch_pending(struct cluster *c, cluster_reply_fn fn, void *arg, long item)
 {
     if (c->nops == c->opscap) {

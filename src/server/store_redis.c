@@ -153,7 +153,7 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
     /* a NUL would end the message early in the stream's runs (batch.lua); no line has one */
     struct push *p =
         slen < sizeof(p->sender) && rlen < sizeof(p->recipient) && !memchr(body, '\0', body_len)
-            ? malloc(sizeof(*p) + 23 + slen + body_len)
+            ? malloc(sizeof(*p) + 20 + 1 + slen + 1 + body_len + 1)
             : NULL;
     if (!p) {
         done(arg, -1, NULL);
@@ -162,7 +162,7 @@ static void redis_queue_push(void *be, const char *sender, const char *recipient
     *p = (struct push){st, done, arg, sent_at, 0, body_len, "", ""};
     memcpy(p->sender, sender, slen + 1);
     memcpy(p->recipient, recipient, rlen + 1);
-    /* the text as queued: "<time> <sender> <body>" (at most 20 + 1 + slen + 1 + body_len + 1) */
+    /* the text as queued: "<time> <sender> <body>", a NUL (the time at most 20 bytes) */
     char *t = proto_put_i64(p->text, sent_at);
     *t++ = ' ';
     memcpy(t, sender, slen);

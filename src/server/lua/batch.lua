@@ -6,12 +6,12 @@
 -- "unavailable" by then. docs/CLUSTER.md lists the keys and the operations. Inside Redis each
 -- call costs more than the command it runs (with the AOF on, each write is also propagated
 -- into it), so the batch makes few, and little per message: a recipient's messages of one
--- batch are one run, queued with one RPUSH and published as one field (a header and the
--- messages as the node sent them, joined by NUL bytes) in the stream, and the ids and holders
--- of all the runs are read and written with one call each (PERFORMANCE.md §13).
+-- batch are one run, queued with one RPUSH and published in the stream as the strings the node
+-- sent (its messages joined by NUL bytes), and the ids and holders of all the runs are read and
+-- written with one call each (PERFORMANCE.md §13).
 local node, token, smax = ARGV[1], ARGV[2], ARGV[4]
 local EV_PER_ENTRY = 64 -- fields in one stream entry (cluster.c reads every field of an entry)
-local PUSH_CHUNK = 1000 -- messages in one RPUSH (Lua's unpack has a limit)
+local PUSH_CHUNK = 1000 -- values in one call (Lua's unpack has a limit)
 local t = redis.call('TIME')
 if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[3]) then
   return redis.error_reply('parley: batch past its deadline')
@@ -77,6 +77,12 @@ end
 -- recipient, limit, count, messages, answer}.
 local pend = {}
 local queued = 0
+-- Calls `cmd key` with the values of `list`, `step` at a time.
+local function call_in_chunks(cmd, key, list, step)
+  for c = 1, #list, step do
+    redis.call(cmd, key, unpack(list, c, math.min(c + step - 1, #list)))
+  end
+end
 -- HMGET of `fields` (in chunks: Lua's unpack has a limit); a table field -> value (false: none).
 local function hmget(key, fields)
   local got = {}
@@ -139,11 +145,8 @@ local function push_run(r, run, last, acked, to)
       queued = queued + take
     end
   end
-  for c = 1, #elems, PUSH_CHUNK do
-    local c2 = math.min(c + PUSH_CHUNK - 1, #elems)
-    redis.call('RPUSH', 'parley:q:' .. r, unpack(elems, c, c2))
-    redis.call('RPUSH', 'parley:qc:' .. r, unpack(counts, c, c2))
-  end
+  call_in_chunks('RPUSH', 'parley:q:' .. r, elems, PUSH_CHUNK)
+  call_in_chunks('RPUSH', 'parley:qc:' .. r, counts, PUSH_CHUNK)
   return last
 end
 close_runs = function()
@@ -169,10 +172,7 @@ close_runs = function()
       end
     end
   end
-  for c = 1, #changed, 2 * PUSH_CHUNK do
-    redis.call('HSET', 'parley:qpos', unpack(changed, c, math.min(c + 2 * PUSH_CHUNK - 1,
-      #changed)))
-  end
+  call_in_chunks('HSET', 'parley:qpos', changed, 2 * PUSH_CHUNK) -- field, value pairs
   pend = {}
 end
 local HEAD_READ = 64 -- element counts an acknowledgement reads at a time

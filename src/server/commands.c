@@ -538,10 +538,17 @@ static void cmd_touch(struct session *s, const struct request *r)
     session_ok(s, tag, NULL);
 }
 
+/* On a cluster the OK promises that the logout is in Redis, so that another node may log the
+ * user in at once: it goes out with the close, once the commit that records it is answered. */
 static void cmd_logout(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;
     fanout_skip(s);
-    session_ok(s, tag, NULL);
+    if (s->srv->cluster) {
+        memcpy(s->tag, tag, sizeof(s->tag));
+        s->logout_ok = true;
+    } else {
+        session_ok(s, tag, NULL);
+    }
     session_close(s);
 }

@@ -409,6 +409,20 @@ void p2p_end(struct session *s, const struct request *r)
 
 /* ---- what the other node's end did ---- */
 
+/* Why `to`, online here, cannot be asked by `from` (elsewhere), or PROTO_OK. The blocks are
+ * looked at again: the initiator's node may not have heard of a block `to` just made here. */
+static int relay_refusal(struct server *srv, const struct user *from, const struct user *to,
+                         const struct session *peer)
+{
+    if (directory_blocks(to, from))
+        return PROTO_E_BLOCKED_BY_PEER;
+    if (directory_blocks(from, to))
+        return PROTO_E_BLOCKING_PEER;
+    if (pair_find(srv, from, to) || request_find(srv, from, to) || request_find(srv, to, from))
+        return PROTO_E_P2P_EXISTS;
+    return peer->p2p_port == 0 ? PROTO_E_P2P_UNAVAILABLE : PROTO_OK;
+}
+
 /* A request from `from` (elsewhere) to `to` (maybe here): asks `to`, or says why not. */
 static void relay_request(struct server *srv, struct user *from, struct user *to,
                           const char *secret)
@@ -416,11 +430,7 @@ static void relay_request(struct server *srv, struct user *from, struct user *to
     struct session *peer = presence_session(to);
     if (!peer)
         return; /* its node answers (a session here ended: that told it) or it is not ours */
-    int code =
-        pair_find(srv, from, to) || request_find(srv, from, to) || request_find(srv, to, from)
-            ? PROTO_E_P2P_EXISTS
-        : peer->p2p_port == 0 ? PROTO_E_P2P_UNAVAILABLE
-                              : PROTO_OK;
+    int code = relay_refusal(srv, from, to, peer);
     struct p2p_request *req =
         code == PROTO_OK ? request_new(srv, from, to, NULL, peer, "-", secret) : NULL;
     if (!req) {
@@ -435,7 +445,8 @@ static void relay_request(struct server *srv, struct user *from, struct user *to
 static bool refusal_code(long code)
 {
     return code == PROTO_E_OFFLINE || code == PROTO_E_P2P_EXISTS || code == PROTO_E_P2P_DECLINED ||
-           code == PROTO_E_P2P_UNAVAILABLE || code == PROTO_E_STORE_UNAVAILABLE;
+           code == PROTO_E_P2P_UNAVAILABLE || code == PROTO_E_STORE_UNAVAILABLE ||
+           code == PROTO_E_BLOCKED_BY_PEER || code == PROTO_E_BLOCKING_PEER;
 }
 
 /* An answer to a request made here (the initiator's node). */

@@ -330,11 +330,14 @@ void server_close_after_commit(struct server *srv, struct session *s)
     srv->closing[srv->n_closing++] = s;
 }
 
-/* Closes the connections whose close waited for a commit. */
+/* Closes the connections whose close waited for a commit, with the OK of a LOGOUT: the
+ * logout is recorded, or Redis failed and this node re-validates its claims when it is back. */
 static void close_waiting(struct session **closing, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         struct session *s = closing[i];
+        if (!s->gone && s->logout_ok)
+            session_ok(s, s->tag, NULL);
         if (!s->gone)
             net_close(s->conn);
         session_unref(s);

@@ -96,6 +96,7 @@ struct session {
                          order, they let the next pipelined request run but hold the others */
     struct session_answer answer; /* the one request a held session waits for */
     bool gone;                    /* its connection is gone; freed when refs reaches 0 */
+    bool logout_ok;               /* LOGOUT's OK (to s->tag) waits for the commit (cluster) */
     bool replaying;
     char *stash;
     size_t stash_len, stash_cap;

@@ -10,9 +10,12 @@ injects one fault:
    a while longer;
 4. a slow Redis (SIGSTOP of redis-server) against --redis-timeout;
 5. the lock-out counted across nodes, sequential and parallel guesses;
-6. one login per user across nodes;
+6. one login per user across nodes: LOGOUT's OK only once Redis recorded it (a login on
+   another node straight after it), and a P2P request relayed by a node that has not heard
+   of a block yet;
 7. /healthz while Redis is unreachable;
-8. a burst of logins on one node while another is behind with its presence notices.
+8. a burst of logins on one node while another is behind with its presence notices;
+9. a Redis holding queues of an earlier layout.
 
 The lease bound used below: a node renews its lease (parley:node:<id>, PX lease) every
 lease/3, and every node runs the reaper at the same period. A node killed at time K renewed
@@ -36,7 +39,7 @@ import time
 
 import pytest
 
-from conftest import ProtoClosed, err, ok, wait_until
+from conftest import ProtoClosed, ProtoTimeout, err, ok, wait_until
 from test_fault_kit import figures, is_asan, users
 
 LEASE = 3  # --lease seconds for the tests that wait for one to run out
@@ -674,6 +677,50 @@ def test_one_login_per_user_across_nodes(make_cluster):
     again.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "on-node-3")
     p = n1.connect()
     err(p.login_reply("hans", c.users["hans"]), 409)
+
+
+def test_logout_ok_frees_the_user_on_every_node(make_cluster):
+    """LOGOUT's OK promises the logout is in Redis, where every node looks: a login on another
+    node straight after it, with no wait for the LOGOUT event, is not refused 409."""
+    c = make_cluster()
+    hans = c.nodes[0].login("hans")
+    _stop(c.redis.pid)
+    try:
+        tag = hans.send_request("LOGOUT")
+        with pytest.raises(ProtoTimeout):  # well within --redis-timeout (2 s)
+            hans.get_reply(tag, timeout=0.3)
+    finally:
+        _cont(c.redis.pid)
+    ok(hans.get_reply(tag))
+    assert c.redis.command("HGET", "parley:online", "hans") is None
+    assert hans.closed(5)
+    for i in range(30):
+        a = c.nodes[i % 3].login("hans")
+        ok(a.request("LOGOUT"))
+        b = c.nodes[(i + 1) % 3].connect()
+        r = b.login_reply("hans", c.users["hans"])
+        assert r[0] == "OK", (i, r)
+        ok(b.request("LOGOUT"))
+
+
+def test_p2p_request_relayed_to_a_blocker_is_refused_451(make_cluster):
+    """A P2P request that another node relays before it has heard of the block (the block's
+    event still on its way there) is refused by the target's node: 451 goes back, and the
+    target is not asked. The other node is a stand-in whose lease and stream the test writes."""
+    c = make_cluster()
+    r = c.redis
+    r.command("SET", "parley:node:ghost", "stand-in", "PX", "60000")
+    r.command("SADD", "parley:nodes", "ghost")
+    a = c.nodes[0].login("hans")
+    a.open_listener()
+    ok(a.request("BLOCK", "yoda"))
+    r.command("XADD", "parley:events:node1", "*", "e", "P ghost yoda hans Q " + "ab" * 16)
+
+    def refused():
+        return "P node1 yoda hans D 451" in str(r.command("XRANGE", "parley:events:ghost", "-", "+"))
+
+    wait_until(refused, what="node 1's refusal in the stand-in's stream")
+    a.no_event("P2PREQ", within=0.2)
 
 
 # 7. /healthz of a node follows its Redis (issue 14: Redis in the health check)

@@ -28,6 +28,10 @@
 /* Stream entries one XREAD returns at most: each holds up to 64 events (batch.lua), so a reply
  * carries about a thousand events at most. */
 #define CLUSTER_XREAD_COUNT "16"
+/* Entries of its stream a node reads before it trims them (else at its next lease renewal):
+ * each XTRIM is a write that Redis at `appendfsync always` flushes, and one after every read
+ * put a second fsync behind most batches. */
+#define CLUSTER_TRIM_ENTRIES 64
 /* Reconnection delays (redis_link.h). */
 #define CLUSTER_BACKOFF_MIN_MS 50
 #define CLUSTER_BACKOFF_MAX_MS 2000
@@ -98,6 +102,7 @@ struct cluster {
     char list_op;
     size_t list_first, list_count, list_nfixed, list_items;
     char last_id[64]; /* the stream position read up to */
+    size_t untrimmed; /* entries read since the stream was last trimmed */
     struct event *lease_timer;
     int64_t renewed_ms;    /* when the lease was last confirmed (monotonic) */
     int64_t clock_skew_ms; /* Redis's clock minus this host's (TIME, at start and each renewal) */
@@ -667,7 +672,8 @@ static void trimmed(void *arg, struct redisReply *r)
 static void trim_read(struct cluster *c)
 {
     const char *argv[] = {"XTRIM", c->stream, "MINID", c->last_id};
-    redis_link_command(c->events, trimmed, c, 4, argv, NULL);
+    if (c->untrimmed && redis_link_command(c->events, trimmed, c, 4, argv, NULL) == 0)
+        c->untrimmed = 0;
 }
 
 static void events_read(void *arg, struct redisReply *r)
@@ -682,7 +688,9 @@ static void events_read(void *arg, struct redisReply *r)
             stream->element[1]->type == REDIS_REPLY_ARRAY) {
             for (size_t i = 0; i < stream->element[1]->elements; i++)
                 take_entry(c, stream->element[1]->element[i]);
-            trim_read(c);
+            c->untrimmed += stream->element[1]->elements;
+            if (c->untrimmed >= CLUSTER_TRIM_ENTRIES)
+                trim_read(c);
         }
     } else if (r->type == REDIS_REPLY_ERROR) {
         log_error("redis: reading events: %s", r->str);
@@ -897,6 +905,7 @@ static void on_lease_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     renew(arg);
+    trim_read(arg);
 }
 
 static void script_loaded(void *arg, struct redisReply *r)

@@ -506,9 +506,10 @@ def test_message_published_unread_when_redis_dies_is_delivered(make_cluster):
 
 
 def test_a_node_trims_what_it_read_of_its_stream(make_cluster):
-    """A node is the only reader of its stream, so it drops what it has read: the stream does
-    not keep delivered messages (it did, up to --redis-stream-max entries, megabytes of them),
-    and what it has not read yet stays for it."""
+    """A node is the only reader of its stream, so it drops what it has read (after 64 entries,
+    or at its next lease renewal, every lease/3 = 3.3 s here): the stream does not keep
+    delivered messages (it did, up to --redis-stream-max entries, megabytes of them), and what
+    it has not read yet stays for it."""
     c = make_cluster()
     n1, n2, _ = c.nodes
     hans, yoda = n1.login("hans"), n2.login("yoda")

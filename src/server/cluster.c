@@ -32,6 +32,10 @@
  * each XTRIM is a write that Redis at `appendfsync always` flushes, and one after every read
  * put a second fsync behind most batches. */
 #define CLUSTER_TRIM_ENTRIES 64
+/* How long a batch of acknowledgements only waits for other operations to go with it: each
+ * batch with a write costs Redis at `appendfsync always` an fsync, and an acknowledgement
+ * promises nothing to anyone (lost, its messages come again and the client skips their ids). */
+#define CLUSTER_ACK_DELAY_MS 10
 /* Reconnection delays (redis_link.h). */
 #define CLUSTER_BACKOFF_MIN_MS 50
 #define CLUSTER_BACKOFF_MAX_MS 2000
@@ -104,8 +108,10 @@ struct cluster {
     char last_id[64]; /* the stream position read up to */
     size_t untrimmed; /* entries read since the stream was last trimmed */
     struct event *lease_timer;
-    int64_t renewed_ms;    /* when the lease was last confirmed (monotonic) */
-    int64_t clock_skew_ms; /* Redis's clock minus this host's (TIME, at start and each renewal) */
+    struct event *ack_timer; /* sends a batch of acknowledgements that waited long enough */
+    bool urgent;             /* the batch holds an operation other than an acknowledgement */
+    int64_t renewed_ms;      /* when the lease was last confirmed (monotonic) */
+    int64_t clock_skew_ms;   /* Redis's clock minus this host's (TIME, at start and each renewal) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
     bool resync_due; /* the events link came back: resync once commands can run too */
     bool paused;     /* the stream is left unread: the handlers could not take more */
@@ -220,6 +226,7 @@ static void batch_reset(struct cluster *c)
     c->nops = 0;
     c->nanswers = 0;
     c->list_op = 0;
+    c->urgent = false;
 }
 
 /* Gives item `item` of a list its answer from the list's: {base, n, rest}, base + item for the
@@ -290,6 +297,7 @@ void cluster_op(struct cluster *c, char op, int nargs, const char *const *args, 
         return;
     }
     c->list_op = 0;
+    c->urgent = c->urgent || op != 'A';
     if (c->nops >= CLUSTER_BATCH_MAX_OPS)
         cluster_flush(c, noop_done, NULL);
 }
@@ -357,6 +365,7 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
     }
     c->list_items++;
     set_list_count(c);
+    c->urgent = true;
     if (c->nops >= CLUSTER_BATCH_MAX_OPS)
         cluster_flush(c, noop_done, NULL);
 }
@@ -423,6 +432,29 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
     batch_reset(c);
     if (rc < 0)
         batch_answered(b, NULL);
+}
+
+static void on_ack_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cluster_flush(arg, noop_done, NULL);
+}
+
+void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *arg)
+{
+    if (c->nops == 0 || c->urgent || !c->ack_timer) {
+        cluster_flush(c, done, arg);
+        return;
+    }
+    if (!evtimer_pending(c->ack_timer, NULL)) {
+        struct timeval tv = {0, CLUSTER_ACK_DELAY_MS * 1000};
+        if (evtimer_add(c->ack_timer, &tv) < 0) {
+            cluster_flush(c, done, arg);
+            return;
+        }
+    }
+    done(arg, 0);
 }
 
 /* A read: the whole reply to its caller. */
@@ -1156,6 +1188,9 @@ int cluster_start(struct cluster *c, const struct cluster_handlers *h, void *ctx
     c->lease_timer = event_new(c->base, -1, EV_PERSIST, on_lease_timer, c);
     if (!c->lease_timer || event_add(c->lease_timer, &tv) < 0)
         return -1;
+    c->ack_timer = evtimer_new(c->base, on_ack_timer, c);
+    if (!c->ack_timer)
+        return -1;
     c->started = true;
     if (redis_link_up(c->events)) {
         c->events_were_up = true;
@@ -1208,6 +1243,8 @@ void cluster_free(struct cluster *c)
     }
     if (c->lease_timer)
         event_free(c->lease_timer);
+    if (c->ack_timer)
+        event_free(c->ack_timer);
     redis_link_free(c->events);
     redis_link_free(c->cmd);
     freeReplyObject(c->boot_online);

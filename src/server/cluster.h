@@ -125,6 +125,11 @@ void cluster_op_item(struct cluster *c, char op, int nargs, const char *const *a
  * after every operation's answer; at once (0) when the batch is empty. */
 void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg);
 
+/* Ends a loop iteration's batch: sends it as cluster_flush does, unless it holds nothing but
+ * acknowledgements, which wait up to CLUSTER_ACK_DELAY_MS (cluster.c) for other operations to
+ * share Redis's fsync with; `done(arg, 0)` is then called at once. */
+void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *arg);
+
 /* Sends one read command after the batch so far (which is flushed first, keeping the order
  * of requests); `fn` gets the whole reply, or NULL (at once when Redis cannot be reached). */
 void cluster_command(struct cluster *c, int argc, const char *const *argv, const size_t *lens,

@@ -105,7 +105,7 @@ static const char *redis_error(const void *be)
 static void redis_commit(void *be, store_commit_fn done, void *arg)
 {
     struct store_redis *st = be;
-    cluster_flush(st->cl, done, arg);
+    cluster_commit(st->cl, done, arg);
 }
 
 /* ---- the queue ---- */

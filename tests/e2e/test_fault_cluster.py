@@ -11,8 +11,8 @@ injects one fault:
 4. a slow Redis (SIGSTOP of redis-server) against --redis-timeout;
 5. the lock-out counted across nodes, sequential and parallel guesses;
 6. one login per user across nodes: LOGOUT's OK only once Redis recorded it (a login on
-   another node straight after it), and a P2P request relayed by a node that has not heard
-   of a block yet;
+   another node straight after it, acknowledgements that waited for company included), and
+   a P2P request relayed by a node that has not heard of a block yet;
 7. /healthz while Redis is unreachable;
 8. a burst of logins on one node while another is behind with its presence notices;
 9. a Redis holding queues of an earlier layout.
@@ -702,6 +702,25 @@ def test_logout_ok_frees_the_user_on_every_node(make_cluster):
         r = b.login_reply("hans", c.users["hans"])
         assert r[0] == "OK", (i, r)
         ok(b.request("LOGOUT"))
+
+
+def test_acknowledgements_reach_redis_alone_and_before_a_logout(make_cluster):
+    """A batch of acknowledgements only waits a little for other operations to share Redis's
+    fsync with (CLUSTER_ACK_DELAY_MS, 10 ms), then goes by itself; one sent just before LOGOUT
+    is in Redis by LOGOUT's OK, so a login on another node is not sent those messages again."""
+    c = make_cluster()
+    n1, n2, n3 = c.nodes
+    hans, yoda = n1.login("hans"), n2.login("yoda")
+    ids = [ok(yoda.request("MSG", "hans", f"m{i}"))[0] for i in range(3)]
+    hans.wait_events("MSG", 3)
+    acked = lambda: c.redis.command("HGET", "parley:qpos", "hans acked")  # noqa: E731
+    hans.ack(ids[1])
+    wait_until(lambda: acked() == ids[1], what="the acknowledgement in Redis")
+    hans.ack(ids[2])
+    ok(hans.request("LOGOUT"))
+    assert acked() == ids[2]
+    again = n3.login("hans")
+    again.no_event("MSG", within=0.3)
 
 
 def test_p2p_request_relayed_to_a_blocker_is_refused_451(make_cluster):

@@ -184,6 +184,10 @@ static void msg_stored(void *arg, int rc, const struct store_msg *m)
             msg_accepted(a, m);
         } else if (rc == STORE_FULL) {
             session_err(s, a->tag, PROTO_E_QUEUE_FULL);
+        } else if (rc == STORE_BLOCKED_BY_PEER || rc == STORE_BLOCKING_PEER) {
+            session_err(s, a->tag,
+                        rc == STORE_BLOCKED_BY_PEER ? PROTO_E_BLOCKED_BY_PEER
+                                                    : PROTO_E_BLOCKING_PEER);
         } else if (rc == STORE_FENCED) {
             session_err(s, a->tag, PROTO_E_STORE_UNAVAILABLE);
             session_bye(s, "taken");

@@ -52,7 +52,8 @@ typedef void (*store_commit_fn)(void *arg, int rc);
 /* The answer of an asynchronous operation: rc as the operation says. */
 typedef void (*store_done_fn)(void *arg, int rc);
 /* The answer of store_queue_push: rc 0 with the message as stored (valid during the call),
- * STORE_FULL or STORE_FENCED with `m` NULL, -1 (failure) with `m` NULL. */
+ * STORE_FULL, STORE_FENCED or STORE_BLOCKED_BY_PEER / STORE_BLOCKING_PEER with `m` NULL, -1
+ * (failure) with `m` NULL. */
 typedef void (*store_push_fn)(void *arg, int rc, const struct store_msg *m);
 /* The answer of store_queue_count: the count, or -1 on failure. */
 typedef void (*store_count_fn)(void *arg, int64_t count);
@@ -62,6 +63,10 @@ typedef void (*store_count_fn)(void *arg, int64_t count);
 /* store_queue_push refused: the sender is not logged in through this node any more (a
  * cluster node that lost its claim on the user: presence.h). */
 #define STORE_FENCED 2
+/* store_queue_push refused: the recipient blocks the sender, or the sender the recipient (the
+ * store knew of a block before this node did: a cluster's other node made it). */
+#define STORE_BLOCKED_BY_PEER 3
+#define STORE_BLOCKING_PEER 4
 
 /* How wrong passwords lock an account (store_lock_attempt). */
 struct store_lock_policy {

@@ -134,6 +134,8 @@ static void pushed(void *arg, const struct redisReply *r)
         p->done(p->arg, STORE_FULL, NULL);
     } else if (r->integer == -2) {
         p->done(p->arg, STORE_FENCED, NULL);
+    } else if (r->integer == -3 || r->integer == -4) {
+        p->done(p->arg, r->integer == -3 ? STORE_BLOCKED_BY_PEER : STORE_BLOCKING_PEER, NULL);
     } else {
         if (open)
             store_note(st->owner, 0);

@@ -12,7 +12,7 @@ injects one fault:
 5. the lock-out counted across nodes, sequential and parallel guesses;
 6. one login per user across nodes: LOGOUT's OK only once Redis recorded it (a login on
    another node straight after it, acknowledgements that waited for company included), and
-   a P2P request relayed by a node that has not heard of a block yet;
+   a message or a P2P request from a node that has not heard of a block yet;
 7. /healthz while Redis is unreachable;
 8. a burst of logins on one node while another is behind with its presence notices;
 9. a Redis holding queues of an earlier layout.
@@ -721,6 +721,23 @@ def test_acknowledgements_reach_redis_alone_and_before_a_logout(make_cluster):
     assert acked() == ids[2]
     again = n3.login("hans")
     again.no_event("MSG", within=0.3)
+
+
+def test_message_refused_by_a_block_its_node_has_not_heard_of(make_cluster):
+    """Redis checks the blocks when it queues a message: a node that has not read a block's
+    event yet (here no node has: the block is written straight into Redis) still gets its
+    messages refused, 451 and 452, and nothing is queued or shown."""
+    c = make_cluster()
+    n1, n2, _ = c.nodes
+    hans, yoda = n1.login("hans"), n2.login("yoda")
+    c.redis.command("SADD", "parley:blocks", "hans yoda")
+    c.redis.command("SADD", "parley:blockedby:yoda", "hans")
+    err(yoda.request("MSG", "hans", "let me in"), 451)
+    err(hans.request("MSG", "yoda", "go away"), 452)
+    ok(yoda.request("MSG", "vader", "unbarred"))  # the other pairs are not touched
+    hans.no_event("MSG", within=0.2)
+    yoda.no_event("MSG", within=0)
+    assert c.redis.command("HGET", "parley:qpos", "hans") is None
 
 
 def test_p2p_request_relayed_to_a_blocker_is_refused_451(make_cluster):

@@ -102,12 +102,29 @@ local function holders()
   end
   return hmget('parley:online', names)
 end
--- The pending operations whose senders this node holds, by recipient (the others are refused),
--- and the recipients in order.
+-- Why a sender may not queue for a recipient, from the blocks (a node may not have read a
+-- block's event yet): -3 the recipient blocks the sender, -4 the sender blocks the recipient,
+-- else nil. Asked once per pair of a batch.
+local barred = {}
+local function bar(from, to)
+  local key = from .. ' ' .. to
+  local b = barred[key]
+  if b == nil then
+    local v = redis.call('SMISMEMBER', 'parley:blocks', to .. ' ' .. from, key)
+    b = (v[1] == 1 and -3) or (v[2] == 1 and -4) or false
+    barred[key] = b
+  end
+  return b or nil
+end
+-- The pending operations whose senders this node holds and whom no block bars, by recipient
+-- (the others are refused), and the recipients in order.
 local function runs_of(at)
   local runs, order = {}, {}
   for _, q in ipairs(pend) do
-    if held and at[q[1]] == node then
+    local b = held and at[q[1]] == node and bar(q[1], q[2])
+    if b then
+      q[6][3] = b
+    elseif held and at[q[1]] == node then
       local run = runs[q[2]]
       if not run then
         run = {}
@@ -209,7 +226,8 @@ while i <= n do
     -- <sender> <body>") joined by NUL bytes: consecutive messages of one sender to one
     -- recipient (cluster_op_item). The answer, filled in when they are stored: {the first
     -- one's id, how many were queued, the answer of the others: -1 the queue is full, -2 this
-    -- node does not hold the sender}.
+    -- node does not hold the sender, -3 the recipient blocks the sender, -4 the sender blocks
+    -- the recipient}.
     local answer = {0, 0, -1}
     out[#out + 1] = answer
     pend[#pend + 1] = {ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]),
@@ -250,14 +268,18 @@ while i <= n do
   elseif op == 'B' then
     local a, b = ARGV[i + 1], ARGV[i + 2]
     i = i + 3
+    close_runs() -- the messages before it are not barred by it, those after it are
     redis.call('SADD', 'parley:blocks', a .. ' ' .. b)
+    barred = {}
     redis.call('SADD', 'parley:blockedby:' .. b, a)
     ev('K ' .. node .. ' ' .. a .. ' ' .. b)
     out[#out + 1] = 0
   elseif op == 'U' then
     local a, b = ARGV[i + 1], ARGV[i + 2]
     i = i + 3
+    close_runs()
     local k = redis.call('SREM', 'parley:blocks', a .. ' ' .. b)
+    barred = {}
     redis.call('SREM', 'parley:blockedby:' .. b, a)
     if k == 1 then ev('U ' .. node .. ' ' .. a .. ' ' .. b) end
     out[#out + 1] = k

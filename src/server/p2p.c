@@ -298,7 +298,8 @@ static int start_refusal(struct server *srv, const struct user *me, const struct
     struct session *peer = presence_session(to);
     if (!peer && !(srv->cluster && to->elsewhere))
         return PROTO_E_OFFLINE;
-    if (directory_blocks(to, me))
+    /* A target elsewhere: its node judges its blocks (this node's view of them may lag). */
+    if (peer && directory_blocks(to, me))
         return PROTO_E_BLOCKED_BY_PEER;
     if (directory_blocks(me, to))
         return PROTO_E_BLOCKING_PEER;
@@ -409,15 +410,14 @@ void p2p_end(struct session *s, const struct request *r)
 
 /* ---- what the other node's end did ---- */
 
-/* Why `to`, online here, cannot be asked by `from` (elsewhere), or PROTO_OK. The blocks are
- * looked at again: the initiator's node may not have heard of a block `to` just made here. */
+/* Why `to`, online here, cannot be asked by `from` (elsewhere), or PROTO_OK. This node judges
+ * the blocks of `to` (the initiator's node, whose view of them may lag, left them to it), the
+ * initiator's node those of `from`. */
 static int relay_refusal(struct server *srv, const struct user *from, const struct user *to,
                          const struct session *peer)
 {
     if (directory_blocks(to, from))
         return PROTO_E_BLOCKED_BY_PEER;
-    if (directory_blocks(from, to))
-        return PROTO_E_BLOCKING_PEER;
     if (pair_find(srv, from, to) || request_find(srv, from, to) || request_find(srv, to, from))
         return PROTO_E_P2P_EXISTS;
     return peer->p2p_port == 0 ? PROTO_E_P2P_UNAVAILABLE : PROTO_OK;

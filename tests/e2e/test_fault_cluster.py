@@ -740,6 +740,23 @@ def test_message_refused_by_a_block_its_node_has_not_heard_of(make_cluster):
     assert c.redis.command("HGET", "parley:qpos", "hans") is None
 
 
+def test_message_let_through_by_an_unblock_its_node_has_not_heard_of(make_cluster):
+    """The other way round: node 2 has read hans's block of yoda (vader, on node 2, saw the
+    broadcast hans made after it), then the block goes from Redis with no event (as an UNBLOCK
+    whose event node 2 has not read yet): yoda's message is judged by Redis, and delivered."""
+    c = make_cluster()
+    n1, n2, _ = c.nodes
+    hans, yoda, vader = n1.login("hans"), n2.login("yoda"), n2.login("vader")
+    ok(hans.request("BLOCK", "yoda"))
+    ok(hans.request("BCAST", "after-the-block"))
+    vader.wait_event(lambda ev: ev[0] == "BCAST" and ev[2] == "after-the-block")
+    err(yoda.request("MSG", "hans", "still barred"), 451)
+    c.redis.command("SREM", "parley:blocks", "hans yoda")
+    c.redis.command("SREM", "parley:blockedby:yoda", "hans")
+    ok(yoda.request("MSG", "hans", "the block is gone"))
+    hans.wait_event(lambda ev: ev[0] == "MSG" and ev[4] == "the block is gone")
+
+
 def test_p2p_request_relayed_to_a_blocker_is_refused_451(make_cluster):
     """A P2P request that another node relays before it has heard of the block (the block's
     event still on its way there) is refused by the target's node: 451 goes back, and the

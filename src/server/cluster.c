@@ -71,11 +71,20 @@ struct cluster_pending {
 };
 
 /* A batch sent and not answered yet: n operations, nanswers elements in the reply. */
+/* A commit with nothing of its own to send, told when the batch sent before it is answered. */
+struct cluster_waiter {
+    void (*done)(void *arg, int rc);
+    void *arg;
+    struct cluster_waiter *next;
+};
+
 struct cluster_batch {
+    struct cluster *c;
     struct cluster_pending *ops;
     size_t n, nanswers;
     void (*done)(void *arg, int rc);
     void *done_arg;
+    struct cluster_waiter *waiters, *last_waiter; /* in the order they came */
 };
 
 struct cluster {
@@ -108,10 +117,11 @@ struct cluster {
     char last_id[64]; /* the stream position read up to */
     size_t untrimmed; /* entries read since the stream was last trimmed */
     struct event *lease_timer;
-    struct event *ack_timer; /* sends a batch of acknowledgements that waited long enough */
-    bool urgent;             /* the batch holds an operation other than an acknowledgement */
-    int64_t renewed_ms;      /* when the lease was last confirmed (monotonic) */
-    int64_t clock_skew_ms;   /* Redis's clock minus this host's (TIME, at start and each renewal) */
+    struct event *ack_timer;         /* sends a batch of acknowledgements that waited long enough */
+    struct cluster_batch *last_sent; /* the newest batch sent and not answered yet, or NULL */
+    bool urgent;           /* the batch holds an operation other than an acknowledgement */
+    int64_t renewed_ms;    /* when the lease was last confirmed (monotonic) */
+    int64_t clock_skew_ms; /* Redis's clock minus this host's (TIME, at start and each renewal) */
     bool started, lease_held, reading, renewing, events_were_up, fatal;
     bool resync_due; /* the events link came back: resync once commands can run too */
     bool paused;     /* the stream is left unread: the handlers could not take more */
@@ -260,8 +270,16 @@ static void batch_answered(void *arg, struct redisReply *r)
         else
             p->fn(p->arg, answers ? answers[p->answer] : NULL);
     }
+    if (b->c->last_sent == b)
+        b->c->last_sent = NULL;
     if (b->done)
         b->done(b->done_arg, whole ? 0 : -1);
+    while (b->waiters) {
+        struct cluster_waiter *w = b->waiters;
+        b->waiters = w->next;
+        w->done(w->arg, whole ? 0 : -1);
+        free(w);
+    }
     free(b->ops);
     free(b);
 }
@@ -425,25 +443,59 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
         done(arg, -1);
         return;
     }
-    *b = (struct cluster_batch){c->ops, c->nops, c->nanswers, done, arg};
+    *b = (struct cluster_batch){c, c->ops, c->nops, c->nanswers, done, arg, NULL, NULL};
     c->ops = NULL;
     c->opscap = 0;
+    if (c->ack_timer)
+        evtimer_del(c->ack_timer);
     int rc = send_batch(c, b);
     batch_reset(c);
     if (rc < 0)
         batch_answered(b, NULL);
+    else
+        c->last_sent = b;
 }
 
+/* Sends a batch of acknowledgements that waited; one that took other operations meanwhile
+ * (this loop iteration's) goes with the iteration's commit, which the server waits for. */
 static void on_ack_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    cluster_flush(arg, noop_done, NULL);
+    struct cluster *c = arg;
+    if (!c->urgent)
+        cluster_flush(c, noop_done, NULL);
+}
+
+/* Calls `done` once the batches sent so far are answered (Redis answers them in order, so the
+ * newest is enough): what the commit's caller waits for may be in one of them (sent before a
+ * read, or by the timer). At once when none is in flight, or without memory. The same wait
+ * asked again in a row is kept once (the iterations of a loop waiting for a slow Redis). */
+static void after_sent(struct cluster *c, void (*done)(void *arg, int rc), void *arg)
+{
+    struct cluster_batch *b = c->last_sent;
+    if (b && b->last_waiter && b->last_waiter->done == done && b->last_waiter->arg == arg)
+        return;
+    struct cluster_waiter *w = b ? malloc(sizeof(*w)) : NULL;
+    if (!w) {
+        done(arg, 0);
+        return;
+    }
+    *w = (struct cluster_waiter){done, arg, NULL};
+    if (b->last_waiter)
+        b->last_waiter->next = w;
+    else
+        b->waiters = w;
+    b->last_waiter = w;
 }
 
 void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *arg)
 {
-    if (c->nops == 0 || c->urgent || !c->ack_timer) {
+    if (c->nops == 0) {
+        after_sent(c, done, arg);
+        return;
+    }
+    if (c->urgent || !c->ack_timer) {
         cluster_flush(c, done, arg);
         return;
     }
@@ -454,7 +506,7 @@ void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *ar
             return;
         }
     }
-    done(arg, 0);
+    after_sent(c, done, arg);
 }
 
 /* A read: the whole reply to its caller. */

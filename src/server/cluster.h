@@ -127,7 +127,8 @@ void cluster_flush(struct cluster *c, void (*done)(void *arg, int rc), void *arg
 
 /* Ends a loop iteration's batch: sends it as cluster_flush does, unless it holds nothing but
  * acknowledgements, which wait up to CLUSTER_ACK_DELAY_MS (cluster.c) for other operations to
- * share Redis's fsync with; `done(arg, 0)` is then called at once. */
+ * share Redis's fsync with. `done(arg, rc)` is called once this batch, or when none is sent the
+ * batches sent before it, were answered (0) or lost (-1). */
 void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *arg);
 
 /* Sends one read command after the batch so far (which is flushed first, keeping the order

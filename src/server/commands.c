@@ -538,8 +538,9 @@ static void cmd_touch(struct session *s, const struct request *r)
     session_ok(s, tag, NULL);
 }
 
-/* On a cluster the OK promises that the logout is in Redis, so that another node may log the
- * user in at once: it goes out with the close, once the commit that records it is answered. */
+/* On a cluster the OK goes out with the close, once the commit that records the logout is
+ * answered, so that another node may log the user in at once (when that commit failed, the OK
+ * still comes: the session did end, and this node re-validates its claims with Redis). */
 static void cmd_logout(struct session *s, const struct request *r)
 {
     const char *tag = r->tag;

@@ -70,7 +70,6 @@ struct cluster_pending {
     long item;
 };
 
-/* A batch sent and not answered yet: n operations, nanswers elements in the reply. */
 /* A commit with nothing of its own to send, told when the batch sent before it is answered. */
 struct cluster_waiter {
     void (*done)(void *arg, int rc);
@@ -78,6 +77,7 @@ struct cluster_waiter {
     struct cluster_waiter *next;
 };
 
+/* A batch sent and not answered yet: n operations, nanswers elements in the reply. */
 struct cluster_batch {
     struct cluster *c;
     struct cluster_pending *ops;
@@ -489,24 +489,20 @@ static void after_sent(struct cluster *c, void (*done)(void *arg, int rc), void 
     b->last_waiter = w;
 }
 
+/* Whether the batch, nothing but acknowledgements, may wait for the ack timer (set now). */
+static bool acks_may_wait(struct cluster *c)
+{
+    struct timeval tv = {0, CLUSTER_ACK_DELAY_MS * 1000};
+    return !c->urgent && c->ack_timer &&
+           (evtimer_pending(c->ack_timer, NULL) || evtimer_add(c->ack_timer, &tv) == 0);
+}
+
 void cluster_commit(struct cluster *c, void (*done)(void *arg, int rc), void *arg)
 {
-    if (c->nops == 0) {
-        after_sent(c, done, arg);
-        return;
-    }
-    if (c->urgent || !c->ack_timer) {
+    if (c->nops > 0 && !acks_may_wait(c))
         cluster_flush(c, done, arg);
-        return;
-    }
-    if (!evtimer_pending(c->ack_timer, NULL)) {
-        struct timeval tv = {0, CLUSTER_ACK_DELAY_MS * 1000};
-        if (evtimer_add(c->ack_timer, &tv) < 0) {
-            cluster_flush(c, done, arg);
-            return;
-        }
-    }
-    after_sent(c, done, arg);
+    else
+        after_sent(c, done, arg);
 }
 
 /* A read: the whole reply to its caller. */

@@ -446,7 +446,7 @@ static bool refusal_code(long code)
 {
     return code == PROTO_E_OFFLINE || code == PROTO_E_P2P_EXISTS || code == PROTO_E_P2P_DECLINED ||
            code == PROTO_E_P2P_UNAVAILABLE || code == PROTO_E_STORE_UNAVAILABLE ||
-           code == PROTO_E_BLOCKED_BY_PEER || code == PROTO_E_BLOCKING_PEER;
+           code == PROTO_E_BLOCKED_BY_PEER;
 }
 
 /* An answer to a request made here (the initiator's node). */

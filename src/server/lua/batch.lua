@@ -104,7 +104,7 @@ local function holders()
 end
 -- Why a sender may not queue for a recipient, from the blocks (a node may not have read a
 -- block's event yet): -3 the recipient blocks the sender, -4 the sender blocks the recipient,
--- else nil. Asked once per pair of a batch.
+-- else false. Asked once per pair of a batch.
 local barred = {}
 local function bar(from, to)
   local key = from .. ' ' .. to
@@ -114,17 +114,18 @@ local function bar(from, to)
     b = (v[1] == 1 and -3) or (v[2] == 1 and -4) or false
     barred[key] = b
   end
-  return b or nil
+  return b
 end
 -- The pending operations whose senders this node holds and whom no block bars, by recipient
 -- (the others are refused), and the recipients in order.
 local function runs_of(at)
   local runs, order = {}, {}
   for _, q in ipairs(pend) do
-    local b = held and at[q[1]] == node and bar(q[1], q[2])
+    local mine = held and at[q[1]] == node
+    local b = mine and bar(q[1], q[2])
     if b then
       q[6][3] = b
-    elseif held and at[q[1]] == node then
+    elseif mine then
       local run = runs[q[2]]
       if not run then
         run = {}

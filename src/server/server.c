@@ -316,33 +316,33 @@ static void undo_output(struct server *srv)
 
 void server_close_after_commit(struct server *srv, struct session *s)
 {
-    if (srv->n_closing == srv->cap_closing) {
-        size_t cap = srv->cap_closing ? srv->cap_closing * 2 : 16;
-        struct session **p = realloc(srv->closing, cap * sizeof(*p));
-        if (!p) {
-            net_close(s->conn);
-            return;
-        }
-        srv->closing = p;
-        srv->cap_closing = cap;
-    }
+    if (s->close_queued)
+        return;
     session_ref(s);
-    srv->closing[srv->n_closing++] = s;
+    s->close_queued = true;
+    s->close_next = NULL;
+    if (srv->closing_last)
+        srv->closing_last->close_next = s;
+    else
+        srv->closing = s;
+    srv->closing_last = s;
 }
 
 /* Closes the connections whose close waited for a commit, with the OK of a LOGOUT: the
  * logout is recorded, or Redis failed and this node re-validates its claims when it is back. */
-static void close_waiting(struct session **closing, size_t n)
+static void close_waiting(struct session *s)
 {
-    for (size_t i = 0; i < n; i++) {
-        struct session *s = closing[i];
+    while (s) {
+        struct session *next = s->close_next;
+        s->close_queued = false;
+        s->close_next = NULL;
         if (!s->gone && s->logout_ok)
             session_ok(s, s->tag, NULL);
         if (!s->gone)
             net_close(s->conn);
         session_unref(s);
+        s = next;
     }
-    free(closing);
 }
 
 /* The group commit's answer: on failure, the output that counted on it is withdrawn. */
@@ -350,7 +350,7 @@ static void on_committed(void *arg, int rc)
 {
     struct commit_wait *w = arg;
     struct server *srv = w->srv;
-    close_waiting(w->closing, w->n);
+    close_waiting(w->closing);
     if (w != &srv->commit_plain)
         free(w);
     if (rc < 0 || srv->n_undo)
@@ -364,21 +364,19 @@ static void on_committed(void *arg, int rc)
 }
 
 /* Group commit: makes this iteration's queue writes durable before any output is written. The
- * local backend answers before store_commit returns, so net_flush follows the answer. */
+ * local backend answers before store_commit returns, so net_flush follows the answer. The
+ * sessions waiting to close go with the commit; without memory for its context they wait for
+ * the next one. */
 static void commit_store(struct server *srv)
 {
     double t0 = server_clock_seconds(srv, CLOCK_MONOTONIC);
-    struct commit_wait *w = srv->n_closing ? malloc(sizeof(*w)) : NULL;
+    struct commit_wait *w = srv->closing ? malloc(sizeof(*w)) : NULL;
     if (w) {
-        *w = (struct commit_wait){srv, srv->closing, srv->n_closing};
-        srv->closing = NULL;
-        srv->n_closing = srv->cap_closing = 0;
+        *w = (struct commit_wait){srv, srv->closing};
+        srv->closing = srv->closing_last = NULL;
     } else {
-        close_waiting(srv->closing, srv->n_closing); /* nothing to wait for, or no memory */
-        srv->closing = NULL;
-        srv->n_closing = srv->cap_closing = 0;
         w = &srv->commit_plain;
-        *w = (struct commit_wait){srv, NULL, 0};
+        *w = (struct commit_wait){srv, NULL};
     }
     store_commit(srv->store, on_committed, w);
     metrics_observe(METRICS_STORE_COMMIT, server_clock_seconds(srv, CLOCK_MONOTONIC) - t0);

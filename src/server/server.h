@@ -97,6 +97,8 @@ struct session {
     struct session_answer answer; /* the one request a held session waits for */
     bool gone;                    /* its connection is gone; freed when refs reaches 0 */
     bool logout_ok;               /* LOGOUT's OK (to s->tag) waits for the commit (cluster) */
+    bool close_queued;            /* its close waits for a commit (server_close_after_commit) */
+    struct session *close_next;   /* the next session in that wait */
     bool replaying;
     char *stash;
     size_t stash_len, stash_cap;
@@ -128,13 +130,12 @@ struct server {
     struct p2p_request *p2p_oldest, *p2p_newest; /* requests waiting, by age = by deadline */
     struct server_undo *undo; /* output that depends on the pending group commit */
     size_t n_undo, cap_undo;
-    struct session **closing; /* sessions whose close waits for the next commit (cluster) */
+    /* sessions whose close waits for the next commit (cluster), oldest first, by close_next */
+    struct session *closing, *closing_last;
     struct commit_wait {
         struct server *srv;
-        struct session **closing;
-        size_t n;
+        struct session *closing;
     } commit_plain; /* the answer's context of a commit that closes nobody */
-    size_t n_closing, cap_closing;
     int64_t last_heartbeat;
     unsigned long long last_bytes_in; /* input seen by the previous tick */
     bool heap_dirty;                  /* traffic since the heap was last trimmed */
@@ -193,8 +194,8 @@ void server_undo_on_failure(struct server *srv, struct session *s, const char *t
                             size_t len, int64_t prev_sent_id);
 
 /* Closes `s`'s connection once the writes of this loop iteration (its logout) are committed:
- * in a cluster, the end of a session is seen only after the others can see the logout. At
- * once when memory runs out. */
+ * in a cluster, the end of a session is seen only after the others can see the logout. Never
+ * before, even when memory runs out (the close then waits for a later commit). */
 void server_close_after_commit(struct server *srv, struct session *s);
 
 /* Replaces the monotonic clock behind server_now_ms (for tests); NULL restores it. */

@@ -59,6 +59,7 @@ $(BUILD)/tests/test_store: $(call obj,src/server/store.c src/server/store_local.
                            src/server/mqueue.c src/server/log.c src/server/metrics.c)
 $(BUILD)/tests/test_qlog: $(call obj,src/server/qlog.c src/server/mqueue.c src/server/log.c)
 $(BUILD)/tests/test_mqueue: $(call obj,src/server/mqueue.c)
+$(BUILD)/tests/test_net_uring: $(call obj,src/server/net_uring.c)
 $(BUILD)/tests/test_auth: $(call obj,src/server/auth.c)
 $(BUILD)/tests/test_worker: $(call obj,src/server/worker.c)
 $(BUILD)/tests/test_directory: $(call obj,src/server/directory.c)

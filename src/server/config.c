@@ -72,6 +72,8 @@ static const char usage_text[] =
     "  --max-message BYTES    message text length (default 1000)\n"
     "  --max-output BYTES     output queued per client before it is cut off (default 1048576)\n"
     "  --max-connections N    connections at once (default 100000)\n"
+    "  --send-batch N         client sends of one flush made in one system call (io_uring,\n"
+    "                         where the kernel has it); 0 = one send() each (default 256)\n"
     "  --max-per-address N    of those, from one IPv4 address or IPv6 /64, 0 = unlimited\n"
     "                         (default 256)\n"
     "  --fanout-slice N       sessions told of logins and logouts per loop iteration\n"
@@ -119,6 +121,7 @@ enum {
     OPT_MAX_MESSAGE,
     OPT_MAX_OUTPUT,
     OPT_MAX_CONNECTIONS,
+    OPT_SEND_BATCH,
     OPT_MAX_PER_ADDRESS,
     OPT_FANOUT_SLICE,
     OPT_FANOUT_BACKLOG,
@@ -177,6 +180,7 @@ static const struct option long_options[] = {
     {"max-line", required_argument, NULL, OPT_MAX_LINE},
     {"max-message", required_argument, NULL, OPT_MAX_MESSAGE},
     {"max-output", required_argument, NULL, OPT_MAX_OUTPUT},
+    {"send-batch", required_argument, NULL, OPT_SEND_BATCH},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"max-per-address", required_argument, NULL, OPT_MAX_PER_ADDRESS},
     {"fanout-slice", required_argument, NULL, OPT_FANOUT_SLICE},
@@ -242,6 +246,7 @@ static void set_defaults(struct config *cfg)
     cfg->max_line = PROTO_DEFAULT_MAX_LINE;
     cfg->max_message = PROTO_DEFAULT_MAX_MESSAGE;
     cfg->max_output = 1 << 20;
+    cfg->send_batch = 256;
     cfg->max_connections = 100000;
     cfg->max_per_address = 256;
     cfg->fanout_slice = 64;
@@ -301,6 +306,7 @@ static const struct num_option num_options[] = {
     NUM(OPT_MAX_LINE, "--max-line", 256, 1 << 20, NUM_SIZE, max_line),
     NUM(OPT_MAX_MESSAGE, "--max-message", 1, 1 << 20, NUM_SIZE, max_message),
     NUM(OPT_MAX_OUTPUT, "--max-output", 4096, 1LL << 34, NUM_SIZE, max_output),
+    NUM(OPT_SEND_BATCH, "--send-batch", 0, 1024, NUM_SIZE, send_batch),
     NUM(OPT_MAX_CONNECTIONS, "--max-connections", 1, 10000000, NUM_SIZE, max_connections),
     NUM(OPT_MAX_PER_ADDRESS, "--max-per-address", 0, 10000000, NUM_SIZE, max_per_address),
     NUM(OPT_FANOUT_SLICE, "--fanout-slice", 1, 10000000, NUM_SIZE, fanout_slice),

@@ -41,6 +41,7 @@ struct config {
     size_t max_line;
     size_t max_message;
     size_t max_output;
+    size_t send_batch; /* client sends in one system call (io_uring); 0: one send() each */
     size_t max_connections;
     size_t max_per_address; /* connections at once from one source address (0: no limit) */
     size_t fanout_slice;    /* sessions given presence notices per loop iteration (fanout.h) */

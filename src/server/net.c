@@ -6,6 +6,7 @@
  * freed only inside net_flush, never in the middle of a callback or a fan-out. */
 #define _GNU_SOURCE /* accept4 */
 #include "server/net.h"
+#include "server/net_uring.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -84,6 +85,7 @@ struct net {
     int spare_fd; /* kept open to shed connections when out of descriptors */
     struct net_conn *conns;
     struct net_conn *flush_head;
+    struct net_uring *uring; /* sends of one flush in one system call, if the kernel can */
     struct net_stats stats;
     struct peerlimit per_source;                          /* connections open per source address */
     struct log_throttle full_log, per_source_log, fd_log; /* refusals, at most one line a minute */
@@ -529,12 +531,86 @@ static void flush_one(struct net_conn *c)
     }
 }
 
+/* The most sends one system call makes (the range of --send-batch). */
+#define NET_URING_BATCH 1024
+
+/* Whether the ring may send c's output: plain TCP, output queued, no write event under way. */
+static bool uring_may_send(const struct net_conn *c)
+{
+    return c->tp == &net_io_plain && !c->writing && c->state != CONN_DEAD &&
+           c->out_off < c->out_len;
+}
+
+/* Counts what the ring sent of c's output. A send the kernel kept (the ring failed) holds
+ * the buffer: it is left to the kernel, and the connection, whose output is now unknown, is
+ * closed. */
+static void uring_sent(struct net_conn *c, ssize_t res)
+{
+    if (res > 0) {
+        c->net->stats.writes++;
+        c->net->stats.bytes_out += (unsigned long long)res;
+        c->net->stats.queued -= (size_t)res;
+        c->out_off += (size_t)res;
+    } else if (res == -EINPROGRESS) {
+        c->net->stats.queued -= c->out_len - c->out_off;
+        c->out = NULL;
+        c->out_off = c->out_len = c->out_cap = 0;
+        mark_dead(c, NET_CLOSE_ERROR);
+    }
+}
+
+/* Sends the output of up to NET_URING_BATCH connections of `list` in one system call and
+ * counts what went; returns the connection after the last one taken. flush_one then goes on
+ * with each as usual (what is left, EAGAIN, errors, closing). */
+static struct net_conn *uring_send_some(struct net *n, struct net_conn *list,
+                                        struct net_conn **taken, size_t *ntaken)
+{
+    int fds[NET_URING_BATCH];
+    const void *bufs[NET_URING_BATCH];
+    size_t lens[NET_URING_BATCH];
+    ssize_t res[NET_URING_BATCH];
+    struct net_conn *sent[NET_URING_BATCH];
+    unsigned cap = net_uring_capacity(n->uring), k = 0;
+    if (cap > NET_URING_BATCH)
+        cap = NET_URING_BATCH;
+    *ntaken = 0;
+    while (list && *ntaken < NET_URING_BATCH && k < cap) {
+        struct net_conn *c = list;
+        list = c->flush_next; /* still in_flush_list: scheduled again, it is not listed twice */
+        taken[(*ntaken)++] = c;
+        if (!uring_may_send(c))
+            continue;
+        fds[k] = c->io.fd;
+        bufs[k] = c->out + c->out_off;
+        lens[k] = c->out_len - c->out_off;
+        sent[k++] = c;
+    }
+    if (k < 2)
+        return list; /* one send is one system call either way */
+    bool ok = net_uring_send(n->uring, k, fds, bufs, lens, res) == 0;
+    for (unsigned i = 0; i < k; i++)
+        uring_sent(sent[i], res[i]);
+    if (!ok)
+        log_error("io_uring failed: sending with send() from now on");
+    return list;
+}
+
 void net_flush(struct net *n)
 {
+    struct net_conn *taken[NET_URING_BATCH];
     while (n->flush_head) {
         struct net_conn *list = n->flush_head;
         n->flush_head = NULL;
         while (list) {
+            if (n->uring && net_uring_capacity(n->uring) > 0) {
+                size_t nt;
+                list = uring_send_some(n, list, taken, &nt);
+                for (size_t i = 0; i < nt; i++) {
+                    taken[i]->in_flush_list = false;
+                    flush_one(taken[i]);
+                }
+                continue;
+            }
             struct net_conn *c = list;
             list = c->flush_next;
             c->in_flush_list = false;
@@ -695,6 +771,11 @@ struct net *net_new(struct event_base *base, const struct net_limits *limits,
     n->handlers = *handlers;
     n->ctx = ctx;
     n->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (limits->send_batch > 1) {
+        n->uring = net_uring_new((unsigned)limits->send_batch);
+        if (!n->uring)
+            log_info("io_uring unavailable: one send() per connection");
+    }
     return n;
 }
 
@@ -784,5 +865,6 @@ void net_free(struct net *n)
     if (n->spare_fd >= 0)
         close(n->spare_fd);
     peerlimit_free(&n->per_source);
+    net_uring_free(n->uring);
     free(n);
 }

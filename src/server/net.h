@@ -40,6 +40,7 @@ struct net_limits {
     size_t max_connections; /* accepted connections at once */
     size_t max_per_address; /* of those, from one source address (peerlimit.h); 0: no limit */
     long handshake_secs;    /* a transport handshake (TLS) must end within this */
+    size_t send_batch;      /* sends made in one system call (net_uring.h); 0: one send() each */
 };
 
 /* Counters for diagnostics and the benchmark. */

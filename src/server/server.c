@@ -526,8 +526,9 @@ static int start_listening(struct server *srv)
 
 static int start_network(struct server *srv)
 {
-    struct net_limits limits = {srv->cfg.max_line, srv->cfg.max_output, srv->cfg.max_connections,
-                                srv->cfg.max_per_address, srv->cfg.handshake_timeout};
+    struct net_limits limits = {srv->cfg.max_line,          srv->cfg.max_output,
+                                srv->cfg.max_connections,   srv->cfg.max_per_address,
+                                srv->cfg.handshake_timeout, srv->cfg.send_batch};
     struct net_handlers handlers = {session_open, session_frame, session_closed};
     if (load_tls(srv) < 0)
         return -1;

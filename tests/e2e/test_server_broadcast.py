@@ -1,5 +1,7 @@
 """Server: broadcasts (spec §4 `broadcast`; PROTOCOL §5 BCAST, §6 BCAST)."""
 
+import pytest
+
 from conftest import err, ok
 
 
@@ -51,3 +53,20 @@ def test_broadcast_to_many(make_server):
     assert ok(conns[0].request("BCAST", "fan out")) == ["0"]
     for c in conns[1:]:
         assert c.wait_event("BCAST") == ["BCAST", "u00", "fan out"]
+
+
+@pytest.mark.parametrize("batch", ["0", "2", "256"])
+def test_send_batch_off_delivers_the_same(make_server, batch):
+    """--send-batch: an iteration's output goes out in io_uring submissions of up to N
+    connections (2: several submissions in one flush), or with one send() each (0); every
+    recipient gets every broadcast, whole and in order, either way."""
+    users = {f"u{i:02d}": "pw" for i in range(12)}
+    s = make_server(users=users, args=("--send-batch", batch))
+    conns = [s.login(n) for n in users]
+    big = "x" * 900
+    conns[0].send_raw("".join(f"b{i} BCAST {i} {big}\n" for i in range(40)).encode())
+    for i in range(40):
+        assert conns[0].get_reply(f"b{i}") == ["OK", "0"]
+    for c in conns[1:]:
+        evs = c.wait_events("BCAST", 40)
+        assert [e[2] for e in evs] == [f"{i} {big}" for i in range(40)], c

@@ -37,6 +37,7 @@ GETTER(hash_threads)
 GETTER(max_line)
 GETTER(max_message)
 GETTER(max_output)
+GETTER(send_batch)
 GETTER(max_connections)
 GETTER(max_per_address)
 GETTER(login_timeout)
@@ -65,6 +66,7 @@ static const struct case_ cases[] = {
     {"--max-line", 256, 1 << 20, get_max_line},
     {"--max-message", 1, 1 << 20, get_max_message},
     {"--max-output", 4096, 1LL << 34, get_max_output},
+    {"--send-batch", 0, 1024, get_send_batch},
     {"--max-connections", 1, 10000000, get_max_connections},
     {"--max-per-address", 0, 10000000, get_max_per_address},
     {"--login-timeout", 1, 100000000, get_login_timeout},

@@ -76,7 +76,9 @@ def tour(port, build):
     assert q.closed(30)
     q = conn()
     q.hello()
-    expect(q.request("USER", "vader"), "ERR", "423")
+    expect(q.request("USER", "vader"), "OK")  # the lock is told at PASS (PROTOCOL §4)
+    expect(q.request("PASS", "sithlord"), "ERR", "423")
+    assert q.closed(30)
     log("lock-out")
 
     hans = login("hans", "falcon")
@@ -84,7 +86,8 @@ def tour(port, build):
     hans.wait_event("LOGIN yoda")
     r = conn()
     r.hello()
-    expect(r.request("USER", "hans"), "ERR", "409")
+    expect(r.request("USER", "hans"), "OK")
+    expect(r.request("PASS", "falcon"), "ERR", "409")  # told after the right password
     r.close()
     # messages
     mid = expect(hans.request("MSG", "yoda", "hello yoda"), "OK")[1]

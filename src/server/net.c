@@ -531,8 +531,10 @@ static void flush_one(struct net_conn *c)
     }
 }
 
-/* The most sends one system call makes (the range of --send-batch). */
+/* The most sends one system call makes (the range of --send-batch), and the most bytes one
+ * of them takes. */
 #define NET_URING_BATCH 1024
+#define NET_URING_MAX_SEND ((size_t)1 << 30)
 
 /* Whether the ring may send c's output: plain TCP, output queued, no write event under way. */
 static bool uring_may_send(const struct net_conn *c)
@@ -583,6 +585,8 @@ static struct net_conn *uring_send_some(struct net *n, struct net_conn *list,
         fds[k] = c->io.fd;
         bufs[k] = c->out + c->out_off;
         lens[k] = c->out_len - c->out_off;
+        if (lens[k] > NET_URING_MAX_SEND)
+            lens[k] = NET_URING_MAX_SEND; /* a send's length is 32 bits; the rest goes next */
         sent[k++] = c;
     }
     if (k < 2)

@@ -545,7 +545,8 @@ static bool uring_may_send(const struct net_conn *c)
 
 /* Counts what the ring sent of c's output. A send the kernel kept (the ring failed) holds
  * the buffer: it is left to the kernel, and the connection, whose output is now unknown, is
- * closed. */
+ * shut down (which ends that send, and tells the peer even while the kernel holds the socket)
+ * and closed. */
 static void uring_sent(struct net_conn *c, ssize_t res)
 {
     if (res > 0) {
@@ -554,6 +555,7 @@ static void uring_sent(struct net_conn *c, ssize_t res)
         c->net->stats.queued -= (size_t)res;
         c->out_off += (size_t)res;
     } else if (res == -EINPROGRESS) {
+        shutdown(c->io.fd, SHUT_RDWR);
         c->net->stats.queued -= c->out_len - c->out_off;
         c->out = NULL;
         c->out_off = c->out_len = c->out_cap = 0;

@@ -78,31 +78,48 @@ static int map_rings(struct net_uring *u, const struct io_uring_params *p)
     return 0;
 }
 
-/* Waits for `want` completions at most NET_URING_WAIT_MS; returns how many there are. */
+static long long mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static unsigned completions(const struct net_uring *u)
+{
+    return atomic_load_explicit(u->cq_tail, memory_order_acquire) -
+           atomic_load_explicit(u->cq_head, memory_order_relaxed);
+}
+
+/* Waits for `want` completions, NET_URING_WAIT_MS at most in all (signals included); returns
+ * how many there are. Sends on sockets complete inside the submission: no wait, normally. */
 static unsigned wait_completions(struct net_uring *u, unsigned want)
 {
-    struct __kernel_timespec ts = {0, NET_URING_WAIT_MS * 1000000LL};
-    struct io_uring_getevents_arg arg;
-    memset(&arg, 0, sizeof(arg));
-    arg.ts = (unsigned long long)(uintptr_t)&ts;
+    long long deadline = mono_ns() + NET_URING_WAIT_MS * 1000000LL;
     for (;;) {
-        unsigned have = atomic_load_explicit(u->cq_tail, memory_order_acquire) -
-                        atomic_load_explicit(u->cq_head, memory_order_relaxed);
-        if (have >= want)
+        unsigned have = completions(u);
+        long long left = deadline - mono_ns();
+        if (have >= want || left <= 0)
             return have;
+        struct __kernel_timespec ts = {left / 1000000000LL, left % 1000000000LL};
+        struct io_uring_getevents_arg arg;
+        memset(&arg, 0, sizeof(arg));
+        arg.ts = (unsigned long long)(uintptr_t)&ts;
         int r = uring_enter(u->fd, 0, want, IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg,
                             sizeof(arg));
         if (r < 0 && errno != EINTR)
-            return atomic_load_explicit(u->cq_tail, memory_order_acquire) -
-                   atomic_load_explicit(u->cq_head, memory_order_relaxed);
+            return completions(u);
     }
 }
 
 int net_uring_send(struct net_uring *u, unsigned n, const int *fds, const void *const *bufs,
                    const size_t *lens, ssize_t *res)
 {
-    if (u->broken || n == 0 || n > u->entries)
+    if (u->broken || n == 0 || n > u->entries) {
+        for (unsigned i = 0; i < n; i++)
+            res[i] = 0;
         return -1;
+    }
     unsigned tail = atomic_load_explicit(u->sq_tail, memory_order_relaxed);
     for (unsigned i = 0; i < n; i++) {
         unsigned idx = (tail + i) & u->sq_mask;

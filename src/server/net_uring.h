@@ -14,9 +14,9 @@ struct net_uring *net_uring_new(unsigned entries);
 
 /* Sends bufs[i] (lens[i] bytes) on fds[i] for i < n, MSG_DONTWAIT, in one system call, and
  * returns 0 with res[i] the byte count or -errno of each (never waiting for a client). -1
- * with nothing sent when n is 0 or over the capacity. -1 when the ring failed, which is then
- * not used again: res[i] is 0 for a send it did not take, and -EINPROGRESS for one it took
- * and did not finish, whose buffer must never be reused. */
+ * with nothing sent (res[i] 0) when n is 0 or over the capacity. -1 when the ring failed, which is
+ * then not used again: res[i] is 0 for a send it did not take, and -EINPROGRESS for one it took and
+ * did not finish, whose buffer must never be reused. */
 int net_uring_send(struct net_uring *u, unsigned n, const int *fds, const void *const *bufs,
                    const size_t *lens, ssize_t *res);
 

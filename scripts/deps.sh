@@ -6,7 +6,7 @@ set -euo pipefail
 
 what=${1:-test}
 build_pkgs=(make gcc pkg-config libevent-dev libsqlite3-dev libsodium-dev libreadline-dev libssl-dev
-            libhiredis-dev)
+            libhiredis-dev linux-libc-dev) # linux-libc-dev: <linux/io_uring.h> (net_uring.c)
 test_pkgs=(libcmocka-dev python3-pytest python3-pexpect python3-pytest-timeout python3-cryptography clang
            libclang-rt-14-dev iproute2 redis-server openssl python3-prometheus-client)
 bench_pkgs=(mosquitto)

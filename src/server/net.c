@@ -271,16 +271,22 @@ static void disarm_write(struct net_conn *c)
     c->writing = false;
 }
 
+/* Counts `w` bytes of c's output as written (by a send or by the ring). */
+static void count_written(struct net_conn *c, size_t w)
+{
+    c->net->stats.writes++;
+    c->net->stats.bytes_out += (unsigned long long)w;
+    c->net->stats.queued -= w;
+    c->out_off += w;
+}
+
 /* Writes queued output. Returns true when everything was written. */
 static bool write_out(struct net_conn *c)
 {
     while (c->out_off < c->out_len) {
         ssize_t w = c->tp->write(&c->io, c->out + c->out_off, c->out_len - c->out_off);
         if (w > 0) {
-            c->net->stats.writes++;
-            c->net->stats.bytes_out += (unsigned long long)w;
-            c->net->stats.queued -= (size_t)w;
-            c->out_off += (size_t)w;
+            count_written(c, (size_t)w);
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -550,15 +556,10 @@ static bool uring_may_send(const struct net_conn *c)
 static void uring_sent(struct net_conn *c, ssize_t res)
 {
     if (res > 0) {
-        c->net->stats.writes++;
-        c->net->stats.bytes_out += (unsigned long long)res;
-        c->net->stats.queued -= (size_t)res;
-        c->out_off += (size_t)res;
+        count_written(c, (size_t)res);
     } else if (res == -EINPROGRESS) {
         shutdown(c->io.fd, SHUT_RDWR);
-        c->net->stats.queued -= c->out_len - c->out_off;
-        c->out = NULL;
-        c->out_off = c->out_len = c->out_cap = 0;
+        c->out = NULL; /* the kernel's now: mark_dead's drop_output counts it gone, frees nothing */
         mark_dead(c, NET_CLOSE_ERROR);
     }
 }
@@ -575,8 +576,7 @@ static struct net_conn *uring_send_some(struct net *n, struct net_conn *list,
     ssize_t res[NET_URING_BATCH];
     struct net_conn *sent[NET_URING_BATCH];
     unsigned cap = net_uring_capacity(n->uring), k = 0;
-    if (cap > NET_URING_BATCH)
-        cap = NET_URING_BATCH;
+    assert(cap <= NET_URING_BATCH); /* the ring holds at most --send-batch, at most this */
     *ntaken = 0;
     while (list && *ntaken < NET_URING_BATCH && k < cap) {
         struct net_conn *c = list;

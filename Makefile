@@ -28,8 +28,8 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PROGS := $(BUILD)/parleyd $(BUILD)/parley $(if $(BENCH_SRC),$(BUILD)/parley-bench) \
          $(BUILD)/parley-p2p-bench
 
-.PHONY: all deps run test unit e2e asan-test fuzz-smoke fuzz format lint clean bench bench-tail bench-smoke soak \
-        bench-p2p install uninstall
+.PHONY: all deps run test unit unit-bins e2e asan-test fuzz-smoke fuzz format lint clean bench bench-tail \
+        bench-smoke soak bench-p2p install uninstall
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -136,6 +136,10 @@ run:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# What `make test` compiles, on every core (BUILD_JOBS); the tests themselves run one at a time.
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+unit-bins: all $(UNIT_BIN)
+
 # The suites run on one node and on three nodes sharing one Redis (PARLEY_TOPOLOGIES), the
 # server's over plain TCP and TLS (PARLEY_TRANSPORTS). The sanitizer pass runs them over plain
 # TCP only (the TLS files of the suite still run; TLS is OpenSSL's code more than ours) and the
@@ -151,14 +155,16 @@ e2e: all
 	  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e
 
 # The same unit and end-to-end suites against an ASan/UBSan build.
-asan-test:
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
+ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan OPT=-O1 \
 	  EXTRA_CFLAGS='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' \
-	  EXTRA_LDFLAGS='-fsanitize=address,undefined' E2E_TRANSPORTS=plain \
-	  E2E_CLIENT_TOPOLOGIES=single unit e2e
+	  EXTRA_LDFLAGS='-fsanitize=address,undefined' E2E_TRANSPORTS=plain E2E_CLIENT_TOPOLOGIES=single
+asan-test:
+	@$(ASAN_MAKE) -j$(BUILD_JOBS) unit-bins
+	@$(ASAN_MAKE) unit e2e
 
 test: deps
-	@$(MAKE) --no-print-directory all unit e2e
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) unit-bins
+	@$(MAKE) --no-print-directory unit e2e
 	@$(MAKE) --no-print-directory asan-test
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory bench-smoke
@@ -194,6 +200,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	done
 
 fuzz-smoke:
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-6}
 
 format:

@@ -189,7 +189,8 @@ build/fuzz/fuzz_%:
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(filter %.c,$^) -o $@ $(PKG_LIBS)
 
-fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+FUZZ_BINS := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+fuzz: $(FUZZ_BINS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus-$$t; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
@@ -200,7 +201,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	done
 
 fuzz-smoke:
-	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	@$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${FUZZ_SMOKE_SECONDS:-6}
 
 format:
